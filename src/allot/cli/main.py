@@ -1,0 +1,32 @@
+"""The ``allot`` command: one Typer app; each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from allot import __version__
+from allot.cli.simulate import simulate
+
+app = typer.Typer(
+    name="allot",
+    help="allot: a compute platform for teams that share GPUs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(no_args_is_help=True)(simulate)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"allot {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """allot: queues, quotas, fair share and gang scheduling for shared GPUs."""

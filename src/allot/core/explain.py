@@ -1,0 +1,94 @@
+"""Explanations: why a job is not running now, as structured data that renders to one sentence.
+
+Every pending job in a Plan carries one ``Explanation``: a ``Reason`` code plus the fields that
+make it concrete (the flavor, the GPUs asked for, the largest free block, the job it waits
+behind, the reservation time). Codes are stable identifiers for scripts and dashboards; the
+sentence is for people. ``message()`` is total: every code renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+FieldValue = str | int | float
+
+
+class Reason(StrEnum):
+    """Why a job is pending."""
+
+    NO_FLAVOR = "no_flavor"  # no node of any accepted flavor exists
+    NEVER_FITS = "never_fits"  # even an empty cluster could not place it
+    NO_CAPACITY = "no_capacity"  # it would fit an empty cluster, but not what is free now
+    BLOCKED_BY_HEAD = "blocked_by_head"  # strict FIFO: an earlier job does not fit
+    RESERVED = "reserved"  # this job holds the backfill reservation
+    BEHIND_RESERVATION = "behind_reservation"  # starting it would delay the reserved job
+    NO_RESERVATION = "no_reservation"  # backfill head cannot be reserved (no runtime estimates)
+    NODES_UNAVAILABLE = "nodes_unavailable"  # fits only nodes that are drained or down
+
+
+def _gpus(milli: FieldValue) -> str:
+    value = float(milli) / 1000
+    return f"{value:g}"
+
+
+def _needs(f: Mapping[str, FieldValue]) -> str:
+    tasks = int(f.get("tasks", 1))
+    per_task = f"{_gpus(f.get('gpu_milli_per_task', 0))} GPUs"
+    if f.get("gpu_milli_per_task", 0) == 0:
+        per_task = f"{_gpus(f.get('cpu_milli_per_task', 0))} CPUs"
+    flavors = f.get("flavors", "any flavor")
+    if tasks == 1:
+        return f"needs {per_task} of {flavors} on one node"
+    return f"needs {tasks} tasks x {per_task} of {flavors}"
+
+
+def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
+    match reason:
+        case Reason.NO_FLAVOR:
+            return f"accepts flavors {f.get('flavors')}, but the cluster has none of them"
+        case Reason.NEVER_FITS:
+            return f"{_needs(f)}; {f.get('limit', 'no node can ever hold it')}"
+        case Reason.NO_CAPACITY:
+            if int(f.get("tasks", 1)) == 1:
+                return f"{_needs(f)}; {f.get('shortfall', 'not enough is free')}"
+            return f"{_needs(f)}; {f.get('shortfall', 'not enough is free')}"
+        case Reason.BLOCKED_BY_HEAD:
+            return f"strict FIFO: waits behind job {f.get('head')}, which does not fit yet"
+        case Reason.RESERVED:
+            return (
+                f"{_needs(f)}; capacity is reserved for it from t={float(f.get('at', 0)):.0f}"
+                f" on {f.get('nodes')}"
+            )
+        case Reason.BEHIND_RESERVATION:
+            until = float(f.get("until", 0))
+            return (
+                f"behind reservation for job {f.get('head')} until t={until:.0f}; starting it"
+                " now would still hold capacity reserved for that job then"
+            )
+        case Reason.NO_RESERVATION:
+            return (
+                f"waits behind job {f.get('head')}, whose start cannot be reserved because running"
+                " jobs have neither a runtime estimate nor a time limit"
+            )
+        case Reason.NODES_UNAVAILABLE:
+            return f"{_needs(f)}; only nodes that are drained or down could hold it"
+    return str(reason)  # pragma: no cover - every Reason is matched above
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a job waits: a stable ``reason`` code and the ``fields`` that make it concrete."""
+
+    reason: Reason
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+
+    def message(self) -> str:
+        """One sentence for people, e.g. "needs 8 GPUs of H100 on one node; largest free
+        block is 4"."""
+        return _render(self.reason, self.fields)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready form: code, fields and message."""
+        return {"reason": str(self.reason), "fields": dict(self.fields), "message": self.message()}

@@ -1,0 +1,116 @@
+"""Diagnose: why a job cannot be placed, as an ``Explanation``.
+
+``screen`` answers the static questions that do not depend on what is free (no accepted flavor
+exists; even an empty cluster could not hold the job; only drained or down nodes could). Its
+answers are memoised on the snapshot per job shape until a node changes state.
+``explain_no_fit`` describes the shortfall against what is free now: the largest free block,
+how many of a gang's tasks fit, or which of CPU and memory runs out first.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from allot.core.explain import Explanation, FieldValue, Reason
+from allot.core.model import MILLI_PER_GPU, JobSpec, Resources
+from allot.core.placement.feasibility import FlavorCapacity
+from allot.core.snapshot import Snapshot
+
+
+def accepted_flavors(snap: Snapshot, spec: JobSpec) -> tuple[str, ...]:
+    """The flavors ``spec`` accepts that the cluster has, in the job's order of preference
+    (the cluster's order when the job accepts any)."""
+    if not spec.flavors:
+        return snap.flavors
+    return tuple(f for f in spec.flavors if f in snap.buckets)
+
+
+def _flavor_capacity(snap: Snapshot, flavor: str) -> FlavorCapacity:
+    key = ("flavor-capacity", flavor)
+    cached = snap.memo.get(key)
+    if isinstance(cached, FlavorCapacity):
+        return cached
+    indices = [i for i, f in enumerate(snap.flavor_of) if f == flavor]
+    capacity = FlavorCapacity.of((snap.nodes[i] for i in indices), (snap.state[i] for i in indices))
+    snap.memo[key] = capacity
+    return capacity
+
+
+def needs_fields(spec: JobSpec, flavors: tuple[str, ...]) -> dict[str, FieldValue]:
+    """The fields every placement explanation carries: what one task asks for and how many."""
+    largest = max(spec.tasks, key=lambda t: (t.gpu_milli, t.cpu_milli, t.memory_mib))
+    return {
+        "tasks": len(spec.tasks),
+        "gpu_milli_per_task": largest.gpu_milli,
+        "cpu_milli_per_task": largest.cpu_milli,
+        "memory_mib_per_task": largest.memory_mib,
+        "flavors": " or ".join(flavors or spec.flavors) or "any flavor",
+    }
+
+
+def _limit_sentence(capacity: FlavorCapacity, flavor: str, task: Resources) -> str:
+    if task.gpu_milli > capacity.largest_node_gpus * MILLI_PER_GPU:
+        return f"the largest {flavor} node has {capacity.largest_node_gpus} GPUs"
+    if task.cpu_milli > capacity.largest_node_cpu_milli:
+        return f"the largest {flavor} node has {capacity.largest_node_cpu_milli / 1000:g} CPUs"
+    if task.memory_mib > capacity.largest_node_memory_mib:
+        return f"the largest {flavor} node has {capacity.largest_node_memory_mib} MiB of memory"
+    return f"all {flavor} nodes together cannot hold every task at once"
+
+
+def screen(snap: Snapshot, spec: JobSpec) -> Explanation | None:
+    """An explanation when ``spec`` cannot run whatever becomes free; None otherwise."""
+    if spec.shape in snap.screened:
+        return snap.screened[spec.shape]  # type: ignore[return-value]
+    result = _screen(snap, spec)
+    snap.screened[spec.shape] = result
+    return result
+
+
+def _screen(snap: Snapshot, spec: JobSpec) -> Explanation | None:
+    flavors = accepted_flavors(snap, spec)
+    if not flavors:
+        return Explanation(Reason.NO_FLAVOR, {"flavors": ", ".join(spec.flavors)})
+    shapes = list(Counter(spec.tasks).items())
+    unavailable = False
+    for flavor in flavors:
+        capacity = _flavor_capacity(snap, flavor)
+        if capacity.holds(shapes, schedulable_only=True):
+            return None
+        if capacity.holds(shapes, schedulable_only=False):
+            unavailable = True
+    fields = needs_fields(spec, flavors)
+    if unavailable:
+        return Explanation(Reason.NODES_UNAVAILABLE, fields)
+    largest = max(spec.tasks, key=lambda t: (t.gpu_milli, t.cpu_milli, t.memory_mib))
+    fields["limit"] = "; ".join(
+        _limit_sentence(_flavor_capacity(snap, f), f, largest) for f in flavors
+    )
+    return Explanation(Reason.NEVER_FITS, fields)
+
+
+def explain_no_fit(snap: Snapshot, spec: JobSpec) -> Explanation:
+    """Why ``spec`` (which passes ``screen``) does not fit what is free now."""
+    flavors = accepted_flavors(snap, spec)
+    fields = needs_fields(spec, flavors)
+    task = max(spec.tasks, key=lambda t: (t.gpu_milli, t.cpu_milli, t.memory_mib))
+    parts = []
+    for flavor in flavors:
+        if task.gpu_milli >= MILLI_PER_GPU:
+            g = task.gpu_milli // MILLI_PER_GPU
+            block = snap.largest_free_block(flavor)
+            fit = snap.tasks_that_fit(flavor, g)
+            if len(spec.tasks) == 1 and block < g:
+                parts.append(f"largest free block of {flavor} is {block} GPUs")
+            elif fit < len(spec.tasks):
+                parts.append(f"{fit} of {len(spec.tasks)} tasks fit on free {flavor} GPUs")
+            else:
+                parts.append(f"{flavor} nodes with enough free GPUs lack free CPU or memory")
+            fields[f"largest_free_gpus:{flavor}"] = block
+        elif task.gpu_milli > 0:
+            free = snap.free_gpu_milli[flavor]
+            parts.append(f"{free / 1000:g} GPUs of {flavor} free in total, none with room")
+        else:
+            parts.append(f"no {flavor} node has the CPU and memory free")
+    fields["shortfall"] = "; ".join(parts) if parts else "not enough is free"
+    return Explanation(Reason.NO_CAPACITY, fields)

@@ -1,0 +1,278 @@
+"""The snapshot: free capacity per node and device, the running jobs, and the indexes that make
+placement cheap.
+
+Nomenclature
+- node index ``i``: a node's position in ``Cluster.nodes``; all per-node arrays use it.
+- ``dev_free[i][d]``: milli-GPU still free on device ``d`` of node ``i`` (0..1000).
+- whole-free count: devices of a node with all 1000 milli free.
+- bucket: for each flavor, ``buckets[k]`` is the set of schedulable nodes with exactly ``k``
+  whole free devices, stored as a bitset (bit ``i`` set for node ``i``), so "which nodes can
+  take k GPUs of flavor F" is a walk over at most ``max GPUs per node`` buckets, and a walk
+  inside a bucket goes in node order. Partial buckets hold nodes with a partly used device,
+  keyed by the largest partial free amount in tenths of a GPU, for fractional best fit.
+- what-if edit: every change (``start``, ``finish``, ``set_node_state``, ``adjust``) returns an
+  ``Undo`` that restores exactly the previous state. Nothing is deep-copied on the hot path.
+
+Invariants
+- No device, CPU or memory amount ever goes below zero or above the node's capacity: an edit
+  that would break this raises ``OverAllocationError`` and changes nothing.
+- Only nodes in state ``up`` appear in the buckets; drained and down nodes keep their running
+  jobs but take nothing new.
+- Walks go in node order whatever the history of edits, so an edit followed by its undo leaves
+  every later decision unchanged: ties always go to the lowest node index.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from allot.core.model import (
+    MILLI_PER_GPU,
+    Cluster,
+    JobId,
+    Node,
+    NodeState,
+    Resources,
+    RunningJob,
+    TaskPlacement,
+)
+
+Undo = Callable[[], None]
+PARTIAL_BUCKETS = 10  # tenths of a GPU
+
+
+def nodes_in(bits: int) -> Iterator[int]:
+    """The node indices in bitset ``bits``, lowest first."""
+    while bits:
+        low = bits & -bits
+        yield low.bit_length() - 1
+        bits ^= low
+
+
+class OverAllocationError(ValueError):
+    """An edit would put a node past its capacity or below zero; nothing was changed."""
+
+
+def _noop() -> None:
+    return None
+
+
+class Snapshot:
+    """Free capacity and running jobs of one cluster, with what-if edits that return an undo."""
+
+    def __init__(self, cluster: Cluster, running: Iterable[RunningJob] = ()) -> None:
+        self.cluster = cluster
+        self.nodes: tuple[Node, ...] = cluster.nodes
+        self.node_index: dict[str, int] = {n.name: i for i, n in enumerate(self.nodes)}
+        self.flavor_of: list[str] = [n.flavor for n in self.nodes]
+        self.state: list[NodeState] = [n.state for n in self.nodes]
+        self.dev_free: list[list[int]] = [[MILLI_PER_GPU] * n.gpus for n in self.nodes]
+        self.whole_free: list[int] = [n.gpus for n in self.nodes]
+        self.partial_key: list[int] = [-1] * len(self.nodes)
+        self.cpu_free: list[int] = [n.cpu_milli for n in self.nodes]
+        self.mem_free: list[int] = [n.memory_mib for n in self.nodes]
+        self.flavors: tuple[str, ...] = cluster.flavors
+        self.max_gpus: dict[str, int] = dict.fromkeys(self.flavors, 0)
+        for n in self.nodes:
+            self.max_gpus[n.flavor] = max(self.max_gpus[n.flavor], n.gpus)
+        self.buckets: dict[str, list[int]] = {f: [0] * (self.max_gpus[f] + 1) for f in self.flavors}
+        self.partial: dict[str, list[int]] = {f: [0] * PARTIAL_BUCKETS for f in self.flavors}
+        self.free_gpu_milli: dict[str, int] = dict.fromkeys(self.flavors, 0)
+        self.allocated_gpu_milli = 0
+        self.running: dict[JobId, RunningJob] = {}
+        # (expected end, job id) of every running job, kept sorted: backfill walks it in order
+        self.ends: list[tuple[float, JobId]] = []
+        self.state_version = 0  # bumps on node state changes
+        # Facts derived from node capacities and states only (e.g. "can this shape ever fit");
+        # cleared whenever a node changes state, so they survive across scheduling cycles.
+        self.memo: dict[object, object] = {}
+        self.screened: dict[object, object] = {}
+        for i, node in enumerate(self.nodes):
+            if node.state is NodeState.UP:
+                self.buckets[node.flavor][node.gpus] |= 1 << i
+                self.free_gpu_milli[node.flavor] += node.gpus * MILLI_PER_GPU
+        for job in running:
+            self.start(job)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def running_jobs(self) -> Sequence[RunningJob]:
+        """Running jobs in start order."""
+        return list(self.running.values())
+
+    def free_on(self, name: str) -> Resources:
+        """Free resources of one node (GPU as the sum over its devices)."""
+        i = self.node_index[name]
+        return Resources(sum(self.dev_free[i]), self.cpu_free[i], self.mem_free[i])
+
+    def schedulable(self, i: int) -> bool:
+        """True when node ``i`` takes new work."""
+        return self.state[i] is NodeState.UP
+
+    def largest_free_block(self, flavor: str) -> int:
+        """The most whole GPUs free on one schedulable node of ``flavor``."""
+        buckets = self.buckets.get(flavor)
+        if buckets is None:
+            return 0
+        for k in range(len(buckets) - 1, 0, -1):
+            if buckets[k]:
+                return k
+        return 0
+
+    def tasks_that_fit(self, flavor: str, gpus_per_task: int) -> int:
+        """How many tasks of ``gpus_per_task`` whole GPUs the free devices of ``flavor`` could
+        take at once, counting GPUs only."""
+        buckets = self.buckets.get(flavor)
+        if buckets is None or gpus_per_task <= 0:
+            return 0
+        return sum(b.bit_count() * (k // gpus_per_task) for k, b in enumerate(buckets) if k)
+
+    # ------------------------------------------------------------------ edits
+
+    def start(self, job: RunningJob) -> Undo:
+        """Record ``job`` as running and take its resources."""
+        if job.spec.id in self.running:
+            raise OverAllocationError(f"job {job.spec.id} is already running")
+        self._apply(job.spec.tasks, job.placement, -1)
+        job_id = job.spec.id
+        end = (job.expected_end, job_id)
+        self.running[job_id] = job
+        insort(self.ends, end)
+        self.allocated_gpu_milli += job.spec.total.gpu_milli
+
+        def undo() -> None:
+            del self.running[job_id]
+            del self.ends[bisect_left(self.ends, end)]
+            self.allocated_gpu_milli -= job.spec.total.gpu_milli
+            self._apply(job.spec.tasks, job.placement, +1)
+
+        return undo
+
+    def finish(self, job_id: JobId) -> Undo:
+        """Forget running job ``job_id`` and free its resources (also the what-if removal used by
+        reservations and preemption search)."""
+        job = self.running.pop(job_id)
+        end = (job.expected_end, job_id)
+        del self.ends[bisect_left(self.ends, end)]
+        self._apply(job.spec.tasks, job.placement, +1)
+        self.allocated_gpu_milli -= job.spec.total.gpu_milli
+
+        def undo() -> None:
+            self._apply(job.spec.tasks, job.placement, -1)
+            self.running[job_id] = job
+            insort(self.ends, end)
+            self.allocated_gpu_milli += job.spec.total.gpu_milli
+
+        return undo
+
+    def adjust(self, i: int, devices: dict[int, int], cpu_milli: int, memory_mib: int) -> Undo:
+        """Take (positive) or give back (negative) raw amounts on node ``i``: used for capacity
+        held for a reservation, which belongs to no running job."""
+        self._adjust(i, devices, cpu_milli, memory_mib, -1)
+        return lambda: self._adjust(i, devices, cpu_milli, memory_mib, +1)
+
+    def set_node_state(self, name: str, state: NodeState) -> Undo:
+        """Change a node's state; only ``up`` nodes take new work."""
+        i = self.node_index[name]
+        old = self.state[i]
+        if old is state:
+            return _noop
+        self._unindex(i)
+        self.state[i] = state
+        self._index(i)
+        self.state_version += 1
+        self.memo.clear()
+        self.screened.clear()
+
+        def undo() -> None:
+            self._unindex(i)
+            self.state[i] = old
+            self._index(i)
+            self.state_version += 1
+            self.memo.clear()
+            self.screened.clear()
+
+        return undo
+
+    # ------------------------------------------------------------------ internals
+
+    def _apply(
+        self, tasks: Sequence[Resources], placement: Sequence[TaskPlacement], sign: int
+    ) -> None:
+        """Give back (sign=+1) or take (sign=-1) what ``placement`` holds, node by node."""
+        if len(tasks) != len(placement):
+            raise OverAllocationError(
+                f"placement has {len(placement)} task(s) but the job has {len(tasks)}"
+            )
+        per_node: dict[int, tuple[dict[int, int], list[int]]] = {}
+        for task, where in zip(tasks, placement, strict=True):
+            i = self.node_index.get(where.node)
+            if i is None:
+                raise OverAllocationError(f"placement names unknown node {where.node!r}")
+            devices, cpu_mem = per_node.setdefault(i, ({}, [0, 0]))
+            for d in where.devices:
+                devices[d] = devices.get(d, 0) + where.gpu_milli_per_device
+            cpu_mem[0] += task.cpu_milli
+            cpu_mem[1] += task.memory_mib
+        done: list[tuple[int, dict[int, int], list[int]]] = []
+        try:
+            for i, (devices, cpu_mem) in per_node.items():
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], sign)
+                done.append((i, devices, cpu_mem))
+        except OverAllocationError:
+            for i, devices, cpu_mem in done:
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], -sign)
+            raise
+
+    def _adjust(self, i: int, devices: dict[int, int], cpu: int, mem: int, sign: int) -> None:
+        node = self.nodes[i]
+        dev_free = self.dev_free[i]
+        new_cpu = self.cpu_free[i] + sign * cpu
+        new_mem = self.mem_free[i] + sign * mem
+        if not (0 <= new_cpu <= node.cpu_milli and 0 <= new_mem <= node.memory_mib):
+            raise OverAllocationError(
+                f"node {node.name}: CPU or memory would leave its range "
+                f"(cpu {new_cpu}/{node.cpu_milli} milli, memory {new_mem}/{node.memory_mib} MiB)"
+            )
+        for d, amount in devices.items():
+            if not 0 <= d < node.gpus:
+                raise OverAllocationError(f"node {node.name} has no device {d}")
+            if not 0 <= dev_free[d] + sign * amount <= MILLI_PER_GPU:
+                raise OverAllocationError(
+                    f"node {node.name} device {d}: {dev_free[d]} milli free, "
+                    f"cannot {'take' if sign < 0 else 'give back'} {amount}"
+                )
+        up = self.state[i] is NodeState.UP
+        if up:
+            self._unindex(i)
+        gpu_delta = 0
+        for d, amount in devices.items():
+            dev_free[d] += sign * amount
+            gpu_delta += sign * amount
+        self.cpu_free[i] = new_cpu
+        self.mem_free[i] = new_mem
+        self.whole_free[i] = sum(1 for f in dev_free if f == MILLI_PER_GPU)
+        partial = [f for f in dev_free if 0 < f < MILLI_PER_GPU]
+        self.partial_key[i] = max(partial) * PARTIAL_BUCKETS // MILLI_PER_GPU if partial else -1
+        if up:
+            self._index(i)
+
+    def _index(self, i: int) -> None:
+        if self.state[i] is not NodeState.UP:
+            return
+        flavor = self.flavor_of[i]
+        self.buckets[flavor][self.whole_free[i]] |= 1 << i
+        if self.partial_key[i] >= 0:
+            self.partial[flavor][self.partial_key[i]] |= 1 << i
+        self.free_gpu_milli[flavor] += sum(self.dev_free[i])
+
+    def _unindex(self, i: int) -> None:
+        if self.state[i] is not NodeState.UP:
+            return
+        flavor = self.flavor_of[i]
+        self.buckets[flavor][self.whole_free[i]] &= ~(1 << i)
+        if self.partial_key[i] >= 0:
+            self.partial[flavor][self.partial_key[i]] &= ~(1 << i)
+        self.free_gpu_milli[flavor] -= sum(self.dev_free[i])

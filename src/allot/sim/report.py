@@ -1,0 +1,328 @@
+"""How simulation results are shown: a side-by-side table, ``report.json`` and two plots.
+
+``comparison_table`` puts policies in columns and metrics in rows, in human units, with the best
+value of each row in bold. ``write_report`` writes ``report.json`` with a fixed key order and
+indent so two reports diff line by line; it writes a temporary file and renames it, so a
+reader never sees half a report. ``write_plots`` draws the JCT CDF and the allocation and queue
+timelines with matplotlib's ``Figure`` directly (no pyplot, so no global backend or GUI state).
+Long timelines are downsampled by bucket maxima, which keeps every peak visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
+from rich.table import Table
+
+from allot.sim.metrics import FloatArray, Metrics
+from allot.sim.result import SimResult
+
+REPORT_FILE = "report.json"
+JCT_CDF_FILE = "jct_cdf.png"
+TIMELINE_FILE = "timeline.png"
+
+MAX_PLOT_POINTS = 5_000
+"""Most points drawn per policy and line; longer series are reduced to bucket maxima."""
+
+_DAY_S = 86_400.0
+_HOUR_S = 3_600.0
+_MISSING = "—"
+
+_Better = Literal["lower", "higher"] | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Table
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds in the largest unit that keeps the number readable: 42 s, 35 min, 1.2 h, 3.5 d."""
+    if seconds is None:
+        return _MISSING
+    for unit_s, unit in ((_DAY_S, "d"), (_HOUR_S, "h"), (60.0, "min")):
+        # Hours run up to two days: "30 h" reads better than "1.2 d" for a long job.
+        threshold = 2 * _DAY_S if unit == "d" else unit_s
+        if abs(seconds) >= threshold:
+            return f"{_number(seconds / unit_s)} {unit}"
+    return f"{_number(seconds)} s"
+
+
+def _number(value: float) -> str:
+    """One decimal below ten, whole numbers above: 3.4, 35, 1,204."""
+    return f"{value:.1f}" if abs(value) < 9.95 else f"{value:,.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return _MISSING
+    return f"{value:.2f}" if abs(value) < 99.995 else f"{value:,.0f}"
+
+
+def _index(value: float | None) -> str:
+    return _MISSING if value is None else f"{value:.3f}"
+
+
+def _percent(value: float | None) -> str:
+    return _MISSING if value is None else f"{100 * value:.1f} %"
+
+
+def _amount(value: float | None) -> str:
+    return _MISSING if value is None else _number(value)
+
+
+def _count(value: float | None) -> str:
+    return _MISSING if value is None else f"{value:,.0f}"
+
+
+_Row = tuple[str, Callable[[Metrics], float | None], Callable[[float | None], str], _Better]
+
+# Sections of (label, figure, format, which direction is better); None leaves a row unranked.
+_SECTIONS: tuple[tuple[_Row, ...], ...] = (
+    (
+        ("Jobs completed", lambda m: m.completed, _count, "higher"),
+        ("Unfinished", lambda m: m.unfinished, _count, "lower"),
+        ("Never fit", lambda m: m.never_fit, _count, None),
+    ),
+    (
+        ("JCT mean", lambda m: m.jct_s.mean, _duration, "lower"),
+        ("JCT p50", lambda m: m.jct_s.median, _duration, "lower"),
+        ("JCT p95", lambda m: m.jct_s.p95, _duration, "lower"),
+        ("JCT p99", lambda m: m.jct_s.p99, _duration, "lower"),
+    ),
+    (
+        ("Queueing delay mean", lambda m: m.queueing_delay_s.mean, _duration, "lower"),
+        ("Queueing delay p50", lambda m: m.queueing_delay_s.median, _duration, "lower"),
+        ("Queueing delay p95", lambda m: m.queueing_delay_s.p95, _duration, "lower"),
+        ("Queueing delay p99", lambda m: m.queueing_delay_s.p99, _duration, "lower"),
+    ),
+    (
+        ("Bounded slowdown mean", lambda m: m.bounded_slowdown.mean, _ratio, "lower"),
+        ("Bounded slowdown p95", lambda m: m.bounded_slowdown.p95, _ratio, "lower"),
+    ),
+    (
+        ("Makespan", lambda m: m.makespan_s, _duration, "lower"),
+        ("GPU allocation", lambda m: m.gpu_allocation_fraction, _percent, "higher"),
+        ("Mean queue length", lambda m: m.mean_queue_length, _amount, "lower"),
+        ("Jain's index (tenants)", lambda m: m.jain_index, _index, "higher"),
+    ),
+    (
+        ("Preemptions", lambda m: m.preemptions, _count, "lower"),
+        ("Lost GPU-hours", lambda m: m.lost_gpu_hours, _amount, "lower"),
+    ),
+)
+
+
+def comparison_table(metrics: Mapping[str, Metrics], title: str) -> Table:
+    """A table with one column per policy and one row per metric; the best value is bold.
+
+    A row is ranked only when at least two policies have a value and they are not all equal.
+    """
+    table = Table(title=title, title_justify="left")
+    table.add_column("Metric", style="bold", no_wrap=True)
+    for name in metrics:
+        table.add_column(name, justify="right", no_wrap=True)
+    for section in _SECTIONS:
+        for label, figure, show, better in section:
+            values = [figure(m) for m in metrics.values()]
+            best = _best(values, better)
+            cells = [
+                f"[bold]{show(v)}[/bold]" if best is not None and v == best else show(v)
+                for v in values
+            ]
+            table.add_row(label, *cells)
+        table.add_section()
+    return table
+
+
+def _best(values: Sequence[float | None], better: _Better) -> float | None:
+    known = [v for v in values if v is not None]
+    if better is None or len(known) < 2 or min(known) == max(known):
+        return None
+    return min(known) if better == "lower" else max(known)
+
+
+# ---------------------------------------------------------------------------------------------
+# report.json
+
+
+def write_report(
+    out_dir: Path,
+    *,
+    results: Sequence[SimResult],
+    metrics: Mapping[str, Metrics],
+    meta: Mapping[str, object],
+) -> Path:
+    """Write ``out_dir/report.json`` and return its path; ``out_dir`` is created if needed.
+
+    ``metrics`` is keyed by policy name, and each name must be the ``policy`` of one of
+    ``results``; policies keep the mapping's order and ``meta`` keeps its own order. Raises
+    ValueError naming a policy that has metrics but no result.
+    """
+    by_policy = {result.policy: result for result in results}
+    missing = [name for name in metrics if name not in by_policy]
+    if missing:
+        known = ", ".join(sorted(by_policy)) or "none"
+        raise ValueError(
+            f"metrics: policy {missing[0]!r} has no SimResult; every policy in metrics "
+            f"must be the policy of one result (results hold: {known})"
+        )
+    never_fit = results[0].never_fit if results else []
+    report: dict[str, Any] = {
+        "meta": {str(key): _json_value(value, str(key)) for key, value in meta.items()},
+        "policies": {
+            name: {
+                **figures.to_dict(),
+                "events": by_policy[name].events,
+                "cycles": by_policy[name].cycles,
+            }
+            for name, figures in metrics.items()
+        },
+        "never_fit": [
+            {"job_id": job.job_id, "tenant": job.tenant, "reason": job.reason}
+            for job in sorted(never_fit, key=lambda job: job.job_id)
+        ],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / REPORT_FILE
+    partial = path.with_name(f".{REPORT_FILE}.partial")
+    partial.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def _json_value(value: object, key: str) -> object:
+    """``value`` in a form json can write: paths as strings, numpy scalars as Python numbers.
+
+    Raises TypeError naming ``key`` for a value JSON has no form for.
+    """
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, PurePath):
+        return value.as_posix()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"meta: {key} is a {type(value).__name__}; report.json takes strings, numbers, "
+        "booleans, None, paths, and lists or mappings of those"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+
+
+def write_plots(out_dir: Path, results: Sequence[SimResult], cluster_gpus: int) -> list[Path]:
+    """Write ``jct_cdf.png`` and ``timeline.png`` into ``out_dir`` (created if needed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cdf_path = out_dir / JCT_CDF_FILE
+    timeline_path = out_dir / TIMELINE_FILE
+    plot_jct_cdf(results, cdf_path)
+    plot_timeline(results, timeline_path, cluster_gpus)
+    return [cdf_path, timeline_path]
+
+
+def plot_jct_cdf(results: Sequence[SimResult], path: Path) -> None:
+    """Draw the CDF of job completion time, one line per policy, on a log axis in hours."""
+    figure = Figure(figsize=(8, 5), layout="constrained")
+    axes = figure.add_subplot()
+    drawn = False
+    for result in results:
+        hours = np.sort(_completion_hours(result))
+        step = 1.0 / max(hours.size, 1)
+        share = np.arange(1, hours.size + 1, dtype=np.float64) * step
+        # A log axis cannot show a zero JCT; such jobs still count in the fraction.
+        keep = hours > 0
+        hours, share = hours[keep], share[keep]
+        if hours.size:
+            # Begin with the rise of the first step, from the share below the first JCT.
+            hours = np.insert(hours, 0, hours[0])
+            share = np.insert(share, 0, share[0] - step)
+        if hours.size > MAX_PLOT_POINTS:
+            # The CDF is monotone, so evenly spaced ranks keep its shape; keep the last rank.
+            ranks = np.linspace(0, hours.size - 1, MAX_PLOT_POINTS).round().astype(np.intp)
+            hours, share = hours[ranks], share[ranks]
+        if hours.size:
+            axes.step(hours, share, where="post", label=result.policy)
+            drawn = True
+    if drawn:
+        axes.set_xscale("log")
+        # Plain numbers read faster than 10^x for hours; minor labels appear on narrow ranges.
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda hours, _: f"{hours:g}"))
+        axes.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        axes.legend(loc="lower right")
+    else:
+        axes.text(0.5, 0.5, "no completed jobs", ha="center", va="center")
+    axes.set_xlabel("job completion time (hours, log scale)")
+    axes.set_ylabel("fraction of completed jobs")
+    axes.set_ylim(0.0, 1.0)
+    axes.set_title("Job completion time CDF")
+    axes.grid(True, which="major", alpha=0.3)
+    figure.savefig(path, dpi=120)
+
+
+def plot_timeline(results: Sequence[SimResult], path: Path, cluster_gpus: int) -> None:
+    """Draw GPUs allocated (with capacity dashed) and queue length over days, one line per
+    policy, as step plots sharing the time axis."""
+    figure = Figure(figsize=(10, 6.5), layout="constrained")
+    allocation_axes, queue_axes = figure.subplots(2, 1, sharex=True)
+    peak = float(cluster_gpus)
+    for result in results:
+        timeline = result.timeline
+        times = np.asarray(timeline.times, dtype=np.float64)
+        allocated = np.asarray(timeline.allocated_gpu_milli, dtype=np.float64) / 1000.0
+        queue = np.asarray(timeline.queue_length, dtype=np.float64)
+        days, allocated = _step_series(times, allocated, result.end_time)
+        _, queue = _step_series(times, queue, result.end_time)
+        peak = max(peak, float(allocated.max(initial=0.0)))
+        (line,) = allocation_axes.step(
+            days, allocated, where="post", linewidth=1, label=result.policy
+        )
+        queue_axes.step(days, queue, where="post", linewidth=1, color=line.get_color())
+    allocation_axes.axhline(
+        cluster_gpus, linestyle="--", color="grey", linewidth=1, label="capacity"
+    )
+    allocation_axes.set_ylabel("GPUs allocated")
+    # Headroom above the top keeps the dashed capacity line and a full cluster visible.
+    allocation_axes.set_ylim(0, max(peak, 1.0) * 1.08)
+    allocation_axes.set_title("GPU allocation and queue length")
+    # Outside the axes: a busy cluster fills every corner of the plot.
+    allocation_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    queue_axes.set_ylabel("jobs waiting")
+    queue_axes.set_ylim(bottom=0)
+    queue_axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    queue_axes.set_xlabel("time (days)")
+    for axes in (allocation_axes, queue_axes):
+        axes.grid(True, alpha=0.3)
+    figure.savefig(path, dpi=120)
+
+
+def _completion_hours(result: SimResult) -> FloatArray:
+    return np.array(
+        [(r.finish - r.submit) / _HOUR_S for r in result.jobs if r.finish is not None],
+        dtype=np.float64,
+    )
+
+
+def _step_series(
+    times: FloatArray, values: FloatArray, end_time: float
+) -> tuple[FloatArray, FloatArray]:
+    """A timeline ready for a post-step plot: in days, at most ``MAX_PLOT_POINTS`` points
+    (bucket maxima), and held to ``end_time`` so the last step has its full width."""
+    if times.size > MAX_PLOT_POINTS:
+        starts = np.linspace(0, times.size, MAX_PLOT_POINTS, endpoint=False).astype(np.intp)
+        times, values = times[starts], np.maximum.reduceat(values, starts)
+    if times.size and end_time > times[-1]:
+        times = np.append(times, end_time)
+        values = np.append(values, values[-1])
+    return times / _DAY_S, values

@@ -1,0 +1,69 @@
+"""What one simulation run produced: a record per job, the jobs that never fit, and a timeline.
+
+The engine fills a ``SimResult``; ``metrics`` turns it into figures and ``report`` into tables,
+JSON and plots. Times are seconds of virtual time from the start of the trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """The life of one job in a run. ``start`` is the first start; ``finish`` is None when the
+    run ended (``--limit`` or the end of the trace) before the job completed."""
+
+    job_id: int
+    tenant: str
+    queue: str
+    submit: float
+    runtime: float  # the run time the trace recorded
+    gpu_milli: int  # across all tasks
+    num_tasks: int
+    start: float | None = None
+    finish: float | None = None
+    preemptions: int = 0  # times the job was stopped and requeued (preemption or node failure)
+    lost_gpu_seconds: float = 0.0  # GPU-seconds of work thrown away by those stops
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Step functions sampled at every event time: GPUs allocated and jobs waiting."""
+
+    times: list[float] = field(default_factory=list)
+    allocated_gpu_milli: list[int] = field(default_factory=list)
+    queue_length: list[int] = field(default_factory=list)
+
+    def record(self, time: float, allocated_gpu_milli: int, queue_length: int) -> None:
+        """Append a sample, replacing the last one when it has the same time."""
+        if self.times and self.times[-1] == time:
+            self.allocated_gpu_milli[-1] = allocated_gpu_milli
+            self.queue_length[-1] = queue_length
+            return
+        self.times.append(time)
+        self.allocated_gpu_milli.append(allocated_gpu_milli)
+        self.queue_length.append(queue_length)
+
+
+@dataclass(slots=True)
+class NeverFit:
+    """A job set aside because even the empty cluster could not place it."""
+
+    job_id: int
+    tenant: str
+    reason: str
+
+
+@dataclass(slots=True)
+class SimResult:
+    """Everything one run of one policy produced."""
+
+    policy: str
+    cluster_gpus: int
+    jobs: list[JobRecord] = field(default_factory=list)
+    never_fit: list[NeverFit] = field(default_factory=list)
+    timeline: Timeline = field(default_factory=Timeline)
+    events: int = 0  # events processed (arrivals, completions, failures, repairs)
+    cycles: int = 0  # calls to schedule()
+    end_time: float = 0.0

@@ -1,0 +1,35 @@
+"""A workload for the simulator: jobs with the run time the trace recorded.
+
+``TraceJob`` pairs a core ``JobSpec`` (what was asked for) with ``duration`` (how long the job
+actually ran, in seconds). The scheduler only ever sees the spec; the simulator uses the
+duration to schedule the job's completion. ``TraceError`` is raised by every reader for bad
+input and names the file, the line (1-based, counting the header) and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from allot.core.model import JobSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TraceJob:
+    """One job of a workload: the spec the scheduler sees and the run time the trace recorded."""
+
+    spec: JobSpec
+    duration: float
+
+
+class TraceError(ValueError):
+    """Bad input in a trace or cluster file; the message names the file, line and field."""
+
+    def __init__(
+        self, path: str, message: str, *, line: int | None = None, field: str = ""
+    ) -> None:
+        where = path if line is None else f"{path}:{line}"
+        what = f" field {field!r}:" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+        self.path = path
+        self.line = line
+        self.field = field

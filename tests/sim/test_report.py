@@ -1,0 +1,207 @@
+"""report.json against a golden file, the comparison table, and the plots.
+
+Refresh the golden file after an intended change with ``ALLOT_UPDATE_GOLDEN=1 pytest ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from allot.sim.metrics import Distribution, Metrics, compute_metrics
+from allot.sim.report import comparison_table, plot_jct_cdf, write_plots, write_report
+from allot.sim.result import JobRecord, NeverFit, SimResult, Timeline
+
+GOLDEN = Path(__file__).parent / "golden" / "report.json"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def job(
+    job_id: int, tenant: str, submit: float, runtime: float, start: float | None, gpus: int
+) -> JobRecord:
+    finish = None if start is None else start + runtime
+    return JobRecord(
+        job_id, tenant, f"{tenant}-queue", submit, runtime, gpus * 1000, 1, start, finish
+    )
+
+
+def never_fit() -> list[NeverFit]:
+    return [
+        NeverFit(9, "vision", "asks for 16 GPUs of H100-80G; the largest node has 8"),
+        NeverFit(4, "nlp", "accepts only flavor 'TPU-v5', which no node has"),
+    ]
+
+
+def timeline(*samples: tuple[float, int, int]) -> Timeline:
+    line = Timeline()
+    for time, gpus, queue in samples:
+        line.record(time, gpus * 1000, queue)
+    return line
+
+
+def sample_results() -> list[SimResult]:
+    fifo = SimResult(
+        policy="fifo",
+        cluster_gpus=8,
+        jobs=[
+            job(1, "nlp", 0, 3600, 0, 8),
+            job(2, "vision", 60, 600, 3600, 4),
+            job(3, "vision", 120, 30, 3600, 2),
+            job(5, "nlp", 7000, 7200, None, 8),
+        ],
+        never_fit=never_fit(),
+        timeline=timeline(
+            (0, 8, 0), (60, 8, 1), (120, 8, 2), (3600, 6, 0), (3630, 4, 0), (7000, 4, 1)
+        ),
+        events=9,
+        cycles=7,
+        end_time=7200,
+    )
+    backfill = SimResult(
+        policy="backfill",
+        cluster_gpus=8,
+        jobs=[
+            job(1, "nlp", 0, 3600, 0, 8),
+            job(2, "vision", 60, 600, 3600, 4),
+            job(3, "vision", 120, 30, 3600, 2),
+            job(5, "nlp", 7000, 7200, 7000, 8),
+        ],
+        never_fit=never_fit(),
+        timeline=timeline((0, 8, 0), (60, 8, 1), (120, 8, 2), (3600, 6, 0), (7000, 8, 0)),
+        events=10,
+        cycles=8,
+        end_time=14200,
+    )
+    backfill.jobs[0].preemptions = 1
+    backfill.jobs[0].lost_gpu_seconds = 8 * 900
+    return [fifo, backfill]
+
+
+def sample_metrics(results: list[SimResult]) -> dict[str, Metrics]:
+    return {result.policy: compute_metrics(result) for result in results}
+
+
+def test_report_json_matches_the_golden_file(tmp_path: Path) -> None:
+    results = sample_results()
+    meta: dict[str, object] = {
+        "trace": Path("traces/philly-sample.csv"),
+        "format": "philly",
+        "cluster": Path("clusters/small.yaml"),
+        "cluster_gpus": 8,
+        "jobs": 6,
+        "seed": 7,
+    }
+    path = write_report(
+        tmp_path / "out", results=results, metrics=sample_metrics(results), meta=meta
+    )
+    assert path == tmp_path / "out" / "report.json"
+    written = path.read_text(encoding="utf-8")
+    if os.environ.get("ALLOT_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(written, encoding="utf-8")
+    assert written == GOLDEN.read_text(encoding="utf-8"), (
+        "report.json differs from tests/sim/golden/report.json; if the change is intended, "
+        "rerun with ALLOT_UPDATE_GOLDEN=1"
+    )
+
+
+def test_report_json_layout(tmp_path: Path) -> None:
+    results = sample_results()
+    path = write_report(tmp_path, results=results, metrics=sample_metrics(results), meta={})
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert list(report) == ["meta", "policies", "never_fit"]
+    assert list(report["policies"]) == ["fifo", "backfill"]
+    fifo = report["policies"]["fifo"]
+    assert list(fifo)[:2] == ["jobs", "completed"]
+    assert list(fifo)[-2:] == ["events", "cycles"]
+    assert (fifo["events"], fifo["cycles"]) == (9, 7)
+    assert [entry["job_id"] for entry in report["never_fit"]] == [4, 9]
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_report_names_a_policy_without_a_result(tmp_path: Path) -> None:
+    results = sample_results()
+    metrics = {"drf": compute_metrics(results[0])}
+    with pytest.raises(ValueError, match="'drf'"):
+        write_report(tmp_path, results=results, metrics=metrics, meta={})
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_report_names_a_meta_value_json_cannot_hold(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"meta: run\.started is a object"):
+        write_report(tmp_path, results=[], metrics={}, meta={"run": {"started": object()}})
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_an_empty_report_is_still_valid_json(tmp_path: Path) -> None:
+    path = write_report(tmp_path, results=[], metrics={}, meta={"seed": 1})
+    assert json.loads(path.read_text(encoding="utf-8")) == {
+        "meta": {"seed": 1},
+        "policies": {},
+        "never_fit": [],
+    }
+
+
+def render(metrics: dict[str, Metrics]) -> str:
+    console = Console(record=True, width=160)
+    console.print(comparison_table(metrics, title="Policies on the sample trace"))
+    return console.export_text()
+
+
+def test_table_shows_every_policy_and_metric() -> None:
+    text = render(sample_metrics(sample_results()))
+    assert "Policies on the sample trace" in text
+    for expected in ("fifo", "backfill", "JCT p99", "Queueing delay mean", "Bounded slowdown p95"):
+        assert expected in text
+    for expected in ("Makespan", "GPU allocation", "Jain's index", "Never fit", "Lost GPU-hours"):
+        assert expected in text
+
+
+def test_table_uses_human_units() -> None:
+    text = render(
+        {
+            "short": Metrics(jct_s=Distribution(mean=42.0, median=2100.0, p95=4320.0, p99=None)),
+            "long": Metrics(makespan_s=3.5 * 86_400, gpu_allocation_fraction=0.723),
+        }
+    )
+    for expected in ("42 s", "35 min", "1.2 h", "3.5 d", "72.3 %", "—"):
+        assert expected in text
+
+
+def test_table_of_empty_metrics_renders() -> None:
+    text = render({"fifo": compute_metrics(SimResult(policy="fifo", cluster_gpus=8))})
+    assert "fifo" in text
+
+
+def test_plots_are_written_as_png(tmp_path: Path) -> None:
+    paths = write_plots(tmp_path / "plots", sample_results(), cluster_gpus=8)
+    assert [path.name for path in paths] == ["jct_cdf.png", "timeline.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_plots_of_runs_with_nothing_completed(tmp_path: Path) -> None:
+    empty = SimResult(policy="fifo", cluster_gpus=8)
+    for path in write_plots(tmp_path, [empty], cluster_gpus=8):
+        assert path.stat().st_size > 0
+
+
+def test_long_timelines_are_plotted(tmp_path: Path) -> None:
+    result = SimResult(policy="fifo", cluster_gpus=64, end_time=30 * 86_400.0)
+    for i in range(20_000):
+        result.timeline.record(i * 120.0, (i * 7919 % 64) * 1000, i % 300)
+        result.jobs.append(job(i, "nlp", i * 120.0, 60.0 + i % 5000, i * 120.0 + 30, 1))
+    for path in write_plots(tmp_path, [result], cluster_gpus=64):
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_jct_cdf_with_zero_completion_times(tmp_path: Path) -> None:
+    result = SimResult(policy="fifo", cluster_gpus=8)
+    result.jobs = [job(1, "nlp", 10, 0, 10, 1), job(2, "nlp", 0, 90, 0, 1)]
+    path = tmp_path / "cdf.png"
+    plot_jct_cdf([result], path)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
