@@ -182,7 +182,7 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     ("name", "nodes", "gpus"),
     [
         ("cluster-small.yaml", 8, 64),
-        ("cluster-philly.yaml", 80, 640),
+        ("cluster-philly.yaml", 96, 768),
         ("cluster-alibaba2023.yaml", 1213, 6212),
     ],
 )

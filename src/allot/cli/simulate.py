@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,7 +29,12 @@ from rich.progress import (
 from allot.core.model import SpecError
 from allot.core.policy import Policy, UnknownPolicyError, get_policy
 from allot.sim.cluster import load_cluster
-from allot.sim.engine import Simulation, SimulationError, with_estimates
+from allot.sim.engine import (
+    Simulation,
+    SimulationError,
+    check_some_job_fits,
+    with_estimates,
+)
 from allot.sim.metrics import compute_metrics
 from allot.sim.report import comparison_table, write_plots, write_report
 from allot.sim.result import SimResult
@@ -106,8 +112,9 @@ def simulate(
         chosen = _policies(policy)
         config = load_cluster(cluster)
         workload = with_estimates(load_trace(trace, fmt, limit=limit), estimates.value)
+        check_some_job_fits(config.cluster, workload)
     except (TraceError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
     results: list[SimResult] = []
@@ -137,7 +144,9 @@ def simulate(
                     progress=progress,
                 ).run()
             except SimulationError as err:
-                console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+                console.print(
+                    f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+                )
                 raise typer.Exit(2) from None
             wall[p.name] = round(time.perf_counter() - started, 3)
             results.append(result)

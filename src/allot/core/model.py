@@ -170,6 +170,9 @@ class JobSpec:
     )
 
     def __post_init__(self) -> None:
+        # Accept any sequence but keep tuples, so specs stay hashable and immutable.
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        object.__setattr__(self, "flavors", tuple(self.flavors))
         if not self.tasks:
             raise SpecError("tasks", "a job needs at least one task")
         for i, task in enumerate(self.tasks):

@@ -99,7 +99,7 @@ class Snapshot:
 
     @property
     def running_jobs(self) -> Sequence[RunningJob]:
-        """Running jobs in start order."""
+        """Running jobs (in no meaningful order; decisions walk ``ends`` or sort by id)."""
         return list(self.running.values())
 
     def free_on(self, name: str) -> Resources:

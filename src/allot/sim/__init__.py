@@ -1,0 +1,1 @@
+"""The simulator: replays traces through the scheduling core with a virtual clock."""

@@ -56,6 +56,20 @@ def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
     raise SimulationError(f"estimates: unknown mode {mode!r}; known: exact, none, keep")
 
 
+def check_some_job_fits(cluster: Cluster, workload: Sequence[TraceJob]) -> None:
+    """Raise ``SimulationError`` when not a single job of ``workload`` could ever run on
+    ``cluster`` (almost always the wrong cluster file for the trace)."""
+    snap = Snapshot(cluster)
+    if not workload or any(screen(snap, j.spec) is None for j in workload):
+        return
+    first = workload[0].spec
+    reason = screen(snap, first)
+    detail = reason.message() if reason else ""
+    raise SimulationError(
+        f"cluster {cluster.name!r} cannot fit any job of the trace (e.g. job {first.id}: {detail})"
+    )
+
+
 class Simulation:
     """One replay of ``workload`` on ``cluster`` under ``policy``."""
 
@@ -90,20 +104,9 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.events, (time, kind, self.seq, subject, token))
 
-    def _check_fits(self) -> None:
-        fits = [j for j in self.arrivals if screen(self.snapshot, j.spec) is None]
-        if self.arrivals and not fits:
-            first = self.arrivals[0].spec
-            reason = screen(self.snapshot, first)
-            detail = reason.message() if reason else ""
-            raise SimulationError(
-                f"cluster {self.cluster.name!r} cannot fit any job of the trace "
-                f"(e.g. job {first.id}: {detail})"
-            )
-
     def run(self) -> SimResult:
         """Replay the whole workload and return what happened."""
-        self._check_fits()
+        check_some_job_fits(self.cluster, self.arrivals)
         if self.failures is not None:
             for i in range(len(self.cluster.nodes)):
                 self._push(self.rng.expovariate(1 / self.failures.mtbf_seconds), _Kind.FAIL, i)

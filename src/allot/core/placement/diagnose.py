@@ -10,10 +10,12 @@ how many of a gang's tasks fit, or which of CPU and memory runs out first.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from allot.core.explain import Explanation, FieldValue, Reason
-from allot.core.model import MILLI_PER_GPU, JobSpec, Resources
+from allot.core.model import MILLI_PER_GPU, Cluster, JobSpec, NodeState, Resources
 from allot.core.placement.feasibility import FlavorCapacity
+from allot.core.placement.select import choose_placement
 from allot.core.snapshot import Snapshot
 
 
@@ -34,6 +36,19 @@ def _flavor_capacity(snap: Snapshot, flavor: str) -> FlavorCapacity:
     capacity = FlavorCapacity.of((snap.nodes[i] for i in indices), (snap.state[i] for i in indices))
     snap.memo[key] = capacity
     return capacity
+
+
+def _empty(snap: Snapshot, *, schedulable_only: bool) -> Snapshot:
+    """The same nodes with nothing running: with their current states, or all up."""
+    key = ("empty", schedulable_only)
+    cached = snap.memo.get(key)
+    if isinstance(cached, Snapshot):
+        return cached
+    states = snap.state if schedulable_only else [NodeState.UP] * len(snap.nodes)
+    nodes = tuple(replace(n, state=s) for n, s in zip(snap.nodes, states, strict=True))
+    empty = Snapshot(Cluster(nodes, snap.cluster.name))
+    snap.memo[key] = empty
+    return empty
 
 
 def needs_fields(spec: JobSpec, flavors: tuple[str, ...]) -> dict[str, FieldValue]:
@@ -74,11 +89,17 @@ def _screen(snap: Snapshot, spec: JobSpec) -> Explanation | None:
     shapes = list(Counter(spec.tasks).items())
     unavailable = False
     for flavor in flavors:
-        capacity = _flavor_capacity(snap, flavor)
-        if capacity.holds(shapes, schedulable_only=True):
-            return None
-        if capacity.holds(shapes, schedulable_only=False):
-            unavailable = True
+        if len(shapes) == 1:
+            capacity = _flavor_capacity(snap, flavor)
+            if capacity.holds(shapes, schedulable_only=True):
+                return None
+            unavailable = unavailable or capacity.holds(shapes, schedulable_only=False)
+        else:
+            # Mixed shapes: counting per shape is not enough; place on an empty copy.
+            if choose_placement(_empty(snap, schedulable_only=True), spec, flavor) is not None:
+                return None
+            empty = _empty(snap, schedulable_only=False)
+            unavailable = unavailable or choose_placement(empty, spec, flavor) is not None
     fields = needs_fields(spec, flavors)
     if unavailable:
         return Explanation(Reason.NODES_UNAVAILABLE, fields)

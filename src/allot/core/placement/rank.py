@@ -22,11 +22,11 @@ def smallest_sufficient(snap: Snapshot, flavor: str, need_gpus: int) -> Iterator
         yield from nodes_in(buckets[k])
 
 
-def largest_first(snap: Snapshot, flavor: str, below: int, at_least: int) -> Iterator[int]:
-    """Schedulable nodes of ``flavor`` with ``at_least`` to ``below - 1`` whole free GPUs,
-    most free first (to hold as many tasks of a gang as possible)."""
+def largest_first(snap: Snapshot, flavor: str, at_least: int) -> Iterator[int]:
+    """Schedulable nodes of ``flavor`` with at least ``at_least`` whole free GPUs, most free
+    first (to hold as many tasks of a gang as possible)."""
     buckets = snap.buckets[flavor]
-    for k in range(min(below, len(buckets)) - 1, max(at_least, 1) - 1, -1):
+    for k in range(len(buckets) - 1, max(at_least, 1) - 1, -1):
         yield from nodes_in(buckets[k])
 
 

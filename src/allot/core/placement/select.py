@@ -83,7 +83,7 @@ class _Chooser:
                     choice, count = i, remaining
                     break
             if choice < 0:
-                for i in largest_first(snap, self.flavor, remaining * g, g):
+                for i in largest_first(snap, self.flavor, g):
                     if snap.whole_free[i] // g <= count:
                         break  # nodes further down hold fewer tasks than the best so far
                     n = tasks_on_node(

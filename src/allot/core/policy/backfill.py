@@ -47,9 +47,10 @@ def _single_whole_shape(spec: JobSpec) -> bool:
 
 def _shadow_by_count(
     snap: Snapshot, spec: JobSpec, flavor: str, releases: Iterable[tuple[float, RunningJob]]
-) -> tuple[float, set[int]] | None:
-    """Earliest time the whole-GPU gang ``spec`` fits on ``flavor``, and the nodes that can then
-    hold some of its tasks, counting free devices per node without touching the snapshot."""
+) -> tuple[float, set[int], set[int]] | None:
+    """Earliest time the whole-GPU gang ``spec`` fits on ``flavor``, the nodes that can then
+    hold some of its tasks, and the nodes where capacity was released by then; counts free
+    devices per node without touching the snapshot."""
     task, count = spec.tasks[0], len(spec.tasks)
     g = task.gpu_milli // MILLI_PER_GPU
     contribution: dict[int, int] = {}
@@ -62,7 +63,10 @@ def _shadow_by_count(
     fit = sum(contribution.values())
     light: dict[int, tuple[list[int], list[int]]] = {}
     index = snap.node_index
+    found_at: float | None = None
     for end, job in releases:
+        if found_at is not None and end > found_at:
+            break  # every job ending at the shadow time is counted, none after it
         if end == INF:
             return None
         if job.flavor != flavor:
@@ -83,9 +87,11 @@ def _shadow_by_count(
             n = tasks_on_node(whole, cpu_mem[0], cpu_mem[1], task, count)
             fit += n - contribution.get(i, 0)
             contribution[i] = n
-        if fit >= count:
-            return end, {i for i, n in contribution.items() if n}
-    return None
+        if found_at is None and fit >= count:
+            found_at = end
+    if found_at is None:
+        return None
+    return found_at, {i for i, n in contribution.items() if n}, set(light)
 
 
 @dataclass(slots=True)
@@ -131,11 +137,12 @@ def find_shadow(snap: Snapshot, spec: JobSpec, flavors: Sequence[str], now: floa
     preferred flavor), or None when no finite time works. Leaves ``snap`` unchanged."""
     best: tuple[float, str] | None = None
     nodes: set[int] | None = None
+    touched: set[int] = set()
     if _single_whole_shape(spec):
         for flavor in flavors:
             found = _shadow_by_count(snap, spec, flavor, release_order(snap, now))
             if found is not None and (best is None or found[0] < best[0]):
-                best, nodes = (found[0], flavor), found[1]
+                best, nodes, touched = (found[0], flavor), found[1], found[2]
     else:
         best = _shadow_by_trying(snap, spec, flavors, list(release_order(snap, now)))
     if best is None:
@@ -151,7 +158,11 @@ def find_shadow(snap: Snapshot, spec: JobSpec, flavors: Sequence[str], now: floa
                 released.append(job.spec.id)
         for job_id in released:
             undos.append(snap.finish(job_id))
-        placement = choose_placement(snap, spec, flavor)
+        placement = None
+        if nodes is not None and nodes - touched:
+            placement = _place_on_released(snap, spec, flavor, nodes - touched)
+        if placement is None:
+            placement = choose_placement(snap, spec, flavor)
         if placement is None:  # pragma: no cover - the count above guarantees a fit
             return None
         used = {snap.node_index[p.node] for p in placement}
@@ -161,6 +172,23 @@ def find_shadow(snap: Snapshot, spec: JobSpec, flavors: Sequence[str], now: floa
             undo()
     reservation = Reservation(spec.id, at, flavor, placement)
     return Shadow(reservation, _holds(snap, spec, placement, at_t))
+
+
+def _place_on_released(
+    snap: Snapshot, spec: JobSpec, flavor: str, untouched: set[int]
+) -> tuple[TaskPlacement, ...] | None:
+    """The head's placement at its shadow time using only nodes where running jobs release
+    capacity by then, if that is enough: then nothing free now has to be held, and backfill
+    keeps every currently free device."""
+    hidden: list[Undo] = []
+    try:
+        for i in untouched:
+            free = {d: f for d, f in enumerate(snap.dev_free[i]) if f}
+            hidden.append(snap.adjust(i, free, 0, 0))
+        return choose_placement(snap, spec, flavor)
+    finally:
+        for undo in reversed(hidden):
+            undo()
 
 
 def _shadow_by_trying(
