@@ -33,7 +33,7 @@ from allot.core.model import (
 )
 from allot.core.placement import choose_placement
 from allot.core.plan import Plan
-from allot.core.policy import POLICIES, get_policy, ordered
+from allot.core.policy import POLICIES, get_policy
 from allot.core.snapshot import Snapshot
 
 FLAVORS = ("A100", "H100", "L4")
@@ -190,7 +190,7 @@ def test_strict_fifo_starts_nothing_behind_a_blocked_head(scenario: Scenario) ->
     plan = schedule(snap, scenario.pending, get_policy("fifo"), scenario.now)
     blocked = False
     static = {Reason.NEVER_FITS, Reason.NO_FLAVOR, Reason.NODES_UNAVAILABLE}
-    for spec in ordered(scenario.pending, get_policy("fifo").order):
+    for spec in sorted(scenario.pending, key=lambda j: (j.submit_time, j.id)):
         if spec.id in plan.pending and plan.pending[spec.id].reason not in static:
             blocked = True
         elif blocked:

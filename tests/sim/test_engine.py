@@ -184,7 +184,11 @@ def check_run(result: SimResult, on: Cluster, workload: Sequence[TraceJob]) -> N
     assert result.cluster_gpus == on.total_gpus
 
 
-@pytest.mark.parametrize("policy", list(POLICIES))
+NON_PREEMPTING = [name for name, p in POLICIES.items() if not p.preemption]
+PREEMPTING = [name for name, p in POLICIES.items() if p.preemption]
+
+
+@pytest.mark.parametrize("policy", NON_PREEMPTING)
 def test_every_job_completes_once_and_the_timeline_matches(policy: str) -> None:
     workload = mixed_workload()
     result = run(workload, policy, three_nodes())
@@ -192,6 +196,21 @@ def test_every_job_completes_once_and_the_timeline_matches(policy: str) -> None:
     assert result.never_fit == []
     assert result.cycles > 0
     check_run(result, three_nodes(), workload)
+
+
+@pytest.mark.parametrize("policy", PREEMPTING)
+def test_preempting_policies_still_complete_every_job_once(policy: str) -> None:
+    workload = mixed_workload()
+    result = run(workload, policy, three_nodes())
+    assert sorted(r.job_id for r in result.jobs) == sorted(j.spec.id for j in workload)
+    for r in result.jobs:
+        assert r.start is not None
+        assert r.finish is not None
+        # A stopped run is lost or resumed, so a job ends no earlier than one clean run.
+        assert r.finish >= r.start + r.runtime
+        if r.preemptions == 0:
+            assert r.finish == r.start + r.runtime
+    assert max(result.timeline.allocated_gpu_milli) <= three_nodes().total_gpus * 1000
 
 
 def test_records_carry_the_spec_and_the_trace_duration() -> None:

@@ -36,6 +36,7 @@ from allot.sim.engine import (
     with_estimates,
 )
 from allot.sim.metrics import compute_metrics
+from allot.sim.quotas import check_against_cluster, load_quotas
 from allot.sim.report import comparison_table, write_plots, write_report
 from allot.sim.result import SimResult
 from allot.sim.traces import TRACE_FORMATS, load_trace
@@ -81,6 +82,10 @@ def _policies(names: str) -> list[Policy]:
 def simulate(
     trace: Annotated[Path, typer.Option(help="Trace file (CSV/Parquet) or synthetic spec (YAML).")],
     cluster: Annotated[Path, typer.Option(help="Cluster description (YAML).")],
+    quotas: Annotated[
+        Path | None,
+        typer.Option(help="Tenants, queues, cohorts and quotas (YAML, see docs/quotas.md)."),
+    ] = None,
     trace_format: Annotated[
         str,
         typer.Option(
@@ -111,6 +116,10 @@ def simulate(
         fmt = trace_format or _infer_format(trace)
         chosen = _policies(policy)
         config = load_cluster(cluster)
+        quota_config = None
+        if quotas is not None:
+            quota_config = load_quotas(quotas)
+            check_against_cluster(quota_config, config.cluster.flavors, quotas)
         workload = with_estimates(load_trace(trace, fmt, limit=limit), estimates.value)
         check_some_job_fits(config.cluster, workload)
     except (TraceError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
@@ -139,6 +148,7 @@ def simulate(
                     config.cluster,
                     workload,
                     p,
+                    quotas=quota_config,
                     failures=config.failures,
                     seed=seed,
                     progress=progress,
@@ -159,6 +169,7 @@ def simulate(
         "cluster_name": config.cluster.name,
         "nodes": len(config.cluster.nodes),
         "cluster_gpus": config.cluster.total_gpus,
+        "quotas": None if quotas is None else str(quotas),
         "jobs": len(workload),
         "limit": limit,
         "estimates": estimates.value,

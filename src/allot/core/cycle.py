@@ -1,55 +1,71 @@
 """The scheduling cycle: ``schedule(snapshot, pending, policy, now) -> Plan``.
 
 Phases, in order:
-1. Order: sort the pending jobs by the policy's ordering.
+1. Order: sort the pending jobs by the policy's criteria. With the DRS criterion, queues are
+   merged by the dominant resource share each would have after admitting its next job, which
+   is recomputed whenever that queue admits (``allot.core.order``).
 2. Screen: a job no capacity could ever hold (no accepted flavor, never fits, only drained or
-   down nodes would do) is explained and skipped; it never blocks anyone.
-3. Place: walk the jobs in order; place each on its first accepted flavor with room. A start is
+   down nodes would do, or an unknown queue) is explained and skipped; it blocks no one.
+3. Admit: quota, then placement, flavor by flavor (``allot.core.admission``). A start is
    applied to the snapshot at once, so later jobs see it.
-4. Block: on the first job that does not fit, the policy's blocking rule decides. STRICT
-   explains everything behind it as blocked; BEST_EFFORT moves on; BACKFILL goes to 5.
-5. Reserve (EASY backfill): find the head's shadow time and the capacity to hold for it; a
+4. Preempt: with a preempting policy, a job that does not fit looks for victims its queue's
+   rules allow (one preemptor per queue per cycle). Victims are marked stopping; the job
+   starts in a later cycle, once they have stopped. Nothing is preempted for a job that will
+   fit once the jobs already stopping are gone.
+5. Block: a job stopped by its queue's quota blocks at most its own queue (STRICT). A job
+   stopped by capacity triggers the policy's blocking rule: STRICT explains everything behind
+   it as blocked (per queue under DRS order); BEST_EFFORT moves on; BACKFILL reserves.
+6. Reserve (EASY backfill): find the head's shadow time and the capacity to hold for it; a
    later job expected to end by then may use anything free, a longer one only what the hold
-   leaves (see ``allot.core.policy.backfill``).
-6. Restore: undo every edit, so the snapshot is exactly as it came in, and return the Plan.
+   leaves (``allot.core.policy.backfill``).
+7. Restore: undo every edit, so the snapshot is exactly as it came in, explain every job left
+   pending against what is free after this cycle's starts, and return the Plan.
 
-Cost: a job whose shape (tasks and accepted flavors) already failed in this cycle fails again
-without a placement attempt, since free capacity only shrinks within a cycle; so a cycle is
-linear in the pending jobs plus the placements it makes.
+Cost: a (tasks, flavor) pair that found no room in this cycle is not tried again, since free
+capacity only shrinks within a cycle; so a cycle is linear in the pending jobs plus the
+placements and victim searches it makes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from allot.core.explain import Explanation, Reason
-from allot.core.model import MILLI_PER_GPU, JobId, JobSpec, RunningJob
+from allot.core.admission import (
+    Attempt,
+    PlacementKey,
+    find_preemptions,
+    fits_once_stopped,
+    try_admit,
+)
+from allot.core.explain import Explanation, FieldValue, Reason
+from allot.core.model import JobId, JobSpec
+from allot.core.order import job_stream
 from allot.core.placement.diagnose import accepted_flavors, explain_no_fit, needs_fields, screen
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation, Start
-from allot.core.policy import Blocking, Policy, ordered
+from allot.core.policy import Blocking, Policy
 from allot.core.policy.backfill import Hold, Shadow, find_shadow
+from allot.core.policy.ordering import las_level
+from allot.core.preemption import Preemption, Strategy
+from allot.core.preemption.victims import CandidatePool
+from allot.core.quota.tree import QuotaBlock
 from allot.core.snapshot import Snapshot, Undo
 
-ShapeKey = tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]
 _UNPLACED = Explanation(Reason.NO_CAPACITY)  # placeholder until the end-of-cycle diagnosis
 _UNSCREENED = object()
 
 
-def _gang_count_ok(snap: Snapshot, spec: JobSpec, flavor: str) -> bool:
-    """A cheap necessary condition: enough free GPUs of ``flavor`` in total and, for a gang
-    of one whole-GPU shape, enough nodes with room for its tasks."""
-    total = spec.total.gpu_milli
-    if snap.free_gpu_milli[flavor] < total:
-        return False
-    first = spec.tasks[0]
-    if first.gpu_milli >= MILLI_PER_GPU:
-        g = first.gpu_milli // MILLI_PER_GPU
-        if len(spec.tasks) == 1:
-            return snap.largest_free_block(flavor) >= g
-        if all(t == first for t in spec.tasks):
-            return snap.tasks_that_fit(flavor, g) >= len(spec.tasks)
-    return True
+def _quota_explanation(spec: JobSpec, block: QuotaBlock) -> Explanation:
+    fields: dict[str, FieldValue] = {
+        "queue": spec.queue,
+        "flavor": block.fr[0],
+        "resource": block.fr[1],
+        "limit": block.limit,
+        "node": block.node,
+        "needed": block.needed,
+        "available": block.available,
+    }
+    return Explanation(Reason.QUOTA, fields)
 
 
 class _Cycle:
@@ -62,52 +78,143 @@ class _Cycle:
         self.undos: list[Undo] = []
         self.starts: list[Start] = []
         self.reservations: list[Reservation] = []
+        self.preemptions: list[Preemption] = []
         self.pending: dict[JobId, Explanation] = {}
-        self.failed: dict[ShapeKey, bool] = {}  # shapes that did not fit in the current view
-        self.failed_held: dict[ShapeKey, bool] = {}
-        # shape -> (starts made when checked, fits if the hold were not there)
-        self.behind: dict[ShapeKey, tuple[int, bool]] = {}
+        self.failed: set[PlacementKey] = set()  # (tasks, flavor) without room now
+        self.failed_held: set[PlacementKey] = set()  # ... with the backfill hold engaged
+        # tasks shape -> (starts made when checked, fits if the hold were not there)
+        self.behind: dict[object, tuple[int, bool]] = {}
         self.hold: Hold | None = None
         self.shadow: Shadow | None = None
         self.blocked: Explanation | None = None  # the reason every later job shares, if any
+        self.blocked_queues: dict[str, Explanation] = {}
+        self.preempted_for: set[str] = set()  # queues that already preempt this cycle
+        # (queue, shape, priority, level) -> the waiting explanation, or None: no victims
+        self.preempt_verdicts: dict[object, Explanation | None] = {}
+        # (queue, shape) -> outcome, per view: quota and free capacity only shrink in a cycle
+        self.outcomes: dict[object, Attempt] = {}
+        self.outcomes_held: dict[object, Attempt] = {}
+        self.started_ids: set[JobId] = set()
+        self.started_queues: set[str] = set()
+        self.pool = CandidatePool(
+            snap, now, policy.las_thresholds, self.started_ids, self.started_queues
+        )
         self.unplaced: list[JobSpec] = []
+        self.known_queues = (
+            ", ".join(q.name for q in snap.quota.config.queues) if snap.quota else ""
+        )
 
-    # Phase 3: place one job, or report that it does not fit.
-    def try_start(self, spec: JobSpec, failed: dict[ShapeKey, bool]) -> bool:
-        snap = self.snap
-        for flavor in accepted_flavors(snap, spec):
-            if not _gang_count_ok(snap, spec, flavor):
-                continue
-            placement = choose_placement(snap, spec, flavor)
-            if placement is not None:
-                self.undos.append(snap.start(RunningJob(spec, self.now, placement, flavor)))
-                self.starts.append(Start(spec.id, flavor, placement))
-                return True
-        failed[spec.shape] = True
-        return False
+    # ---------------------------------------------------------------- phases 2-5
 
     def run(self, jobs: Sequence[JobSpec]) -> None:
         snap, pending, screened = self.snap, self.pending, self.snap.screened
-        for spec in jobs:
+        for spec in job_stream(snap, jobs, self.policy):
             # Phase 2: screen (memoised per job shape on the snapshot).
             reason = screened.get(spec.shape, _UNSCREENED)
             if reason is _UNSCREENED:
                 reason = screen(snap, spec)
+            if reason is None and snap.quota is not None and not snap.quota.knows(spec.queue):
+                reason = Explanation(
+                    Reason.UNKNOWN_QUEUE, {"queue": spec.queue, "known": self.known_queues}
+                )
             if reason is not None:
                 pending[spec.id] = reason  # type: ignore[assignment]
-            elif self.blocked is not None:  # STRICT, or BACKFILL without a reservation
+            elif self.blocked is not None:
                 pending[spec.id] = self.blocked
+            elif spec.queue in self.blocked_queues:
+                pending[spec.id] = self.blocked_queues[spec.queue]
             elif self.shadow is not None:
                 self._backfill(spec, self.shadow)
-            elif spec.shape in self.failed or not self.try_start(spec, self.failed):
-                self._block(spec)
+            else:
+                self._admit(spec)
 
-    def _block(self, spec: JobSpec) -> None:
-        """Phase 4: ``spec`` does not fit; the policy's blocking rule says what follows."""
+    def _attempt(self, spec: JobSpec, *, held: bool) -> Attempt:
+        """Phase 3: try to admit ``spec``; a job whose twin (same queue and shape) already
+        failed in this view fails the same way without another try."""
+        outcomes = self.outcomes_held if held else self.outcomes
+        key = (spec.queue, spec.shape)
+        known = outcomes.get(key)
+        if known is not None:
+            return known
+        failed = self.failed_held if held else self.failed
+        attempt = try_admit(self.snap, spec, self.now, failed, self.undos)
+        if attempt.start is not None:
+            self.starts.append(attempt.start)
+            self.started_ids.add(spec.id)
+            self.started_queues.add(spec.queue)
+            self.pool.invalidate()
+        else:
+            outcomes[key] = attempt
+        return attempt
+
+    def _admit(self, spec: JobSpec) -> None:
+        """Phase 3, and what follows when the job does not fit."""
+        attempt = self._attempt(spec, held=False)
+        if attempt.start is not None:
+            return
+        if self._preempt(spec):
+            return
+        if attempt.quota_block is not None:
+            self.pending[spec.id] = _quota_explanation(spec, attempt.quota_block)
+            if self.policy.blocking is Blocking.STRICT:
+                self._block_queue(spec)
+            return
+        self._block(spec, attempt)
+
+    def _preempt(self, spec: JobSpec) -> bool:
+        """Phase 4: True when ``spec`` waits for preempted jobs (new or already stopping)."""
+        if not self.policy.preemption:
+            return False
+        policy = self.policy
+        level = None
+        if Strategy.LAS in policy.preemption:
+            level = las_level(self.snap.attained.get(spec.id, 0.0), policy.las_thresholds)
+        key = (spec.queue, spec.shape, spec.priority, level)
+        if key in self.preempt_verdicts:
+            verdict = self.preempt_verdicts[key]
+            if verdict is not None:
+                self.pending[spec.id] = verdict
+            return verdict is not None
+        flavors = accepted_flavors(self.snap, spec)
+        if any(fits_once_stopped(self.snap, spec, f) for f in flavors):
+            waiting = Explanation(Reason.WAITING_FOR_PREEMPTED)
+            self.preempt_verdicts[key] = waiting
+            self.pending[spec.id] = waiting
+            return True
+        if spec.queue in self.preempted_for:
+            return False
+        if self.hold is not None:
+            self.hold.disengage()
+        found = find_preemptions(self.snap, spec, self.policy, self.now, self.pool)
+        if not found:
+            self.preempt_verdicts[key] = None
+            return False
+        for preemption in found:
+            self.undos.append(self.snap.mark_stopping(preemption.victim, preemption.stop_by))
+        self.pool.invalidate()
+        self.preemptions.extend(found)
+        self.preempted_for.add(spec.queue)
+        self.pending[spec.id] = Explanation(
+            Reason.PREEMPTING,
+            {
+                "victims": ", ".join(str(p.victim) for p in found),
+                "strategy": ", ".join(sorted({str(p.strategy) for p in found})),
+                "until": max(p.stop_by for p in found),
+            },
+        )
+        return True
+
+    def _block_queue(self, spec: JobSpec) -> None:
+        self.blocked_queues[spec.queue] = Explanation(
+            Reason.BLOCKED_IN_QUEUE, {"queue": spec.queue, "head": spec.id}
+        )
+
+    def _block(self, spec: JobSpec, attempt: Attempt) -> None:
+        """Phase 5: ``spec`` found no room; the policy's blocking rule says what follows."""
         blocking = self.policy.blocking
         if blocking is Blocking.BACKFILL:
-            # Phase 5: reserve.
-            shadow = find_shadow(self.snap, spec, accepted_flavors(self.snap, spec), self.now)
+            # Phase 6: reserve.
+            shadow = find_shadow(self.snap, spec, attempt.capacity_flavors, self.now)
             if shadow is not None:
                 self.shadow = shadow
                 self.hold = Hold(self.snap, shadow.holds)
@@ -116,45 +223,59 @@ class _Cycle:
                 return
             self.blocked = Explanation(Reason.NO_RESERVATION, {"head": spec.id})
         elif blocking is Blocking.STRICT:
-            self.blocked = Explanation(Reason.BLOCKED_BY_HEAD, {"head": spec.id})
+            if self.policy.queue_fair:
+                self._block_queue(spec)
+            else:
+                self.blocked = Explanation(Reason.BLOCKED_BY_HEAD, {"head": spec.id})
         self._unplaced(spec)
 
     def _backfill(self, spec: JobSpec, shadow: Shadow) -> None:
         """Start ``spec`` only where it cannot delay the reservation; explain it otherwise."""
         hold = self.hold
         assert hold is not None
-        key = spec.shape
         runtime = spec.runtime_estimate if spec.runtime_estimate is not None else spec.time_limit
-        if runtime is not None and self.now + runtime <= shadow.reservation.start_time:
-            # It ends before the head starts: anything free will do.
-            if key not in self.failed:
+        held = runtime is None or self.now + runtime > shadow.reservation.start_time
+        known = (self.outcomes_held if held else self.outcomes).get((spec.queue, spec.shape))
+        if known is None:
+            # A job that ends before the head starts may use anything free; a longer one only
+            # what the hold leaves.
+            if held:
+                hold.engage()
+            else:
                 hold.disengage()
-                if self.try_start(spec, self.failed):
-                    return
-            self._unplaced(spec)
+        attempt = known or self._attempt(spec, held=held)
+        if attempt.start is not None:
             return
-        if key not in self.failed_held:
-            hold.engage()
-            if self.try_start(spec, self.failed_held):
-                return
-        cached = self.behind.get(key)
-        if cached is None or cached[0] != len(self.starts):
-            fits_without_hold = False
-            if key not in self.failed:
-                hold.disengage()
-                fits_without_hold = any(
-                    _gang_count_ok(self.snap, spec, f)
-                    and choose_placement(self.snap, spec, f) is not None
-                    for f in accepted_flavors(self.snap, spec)
-                )
-            cached = self.behind[key] = (len(self.starts), fits_without_hold)
-        if cached[1]:
+        if self._preempt(spec):
+            return
+        if attempt.quota_block is not None:
+            self.pending[spec.id] = _quota_explanation(spec, attempt.quota_block)
+            return
+        if hold.engaged and self._fits_without_hold(spec, attempt.capacity_flavors):
             self.pending[spec.id] = Explanation(
                 Reason.BEHIND_RESERVATION,
                 {"head": shadow.reservation.job_id, "until": shadow.reservation.start_time},
             )
-        else:
-            self._unplaced(spec)
+            return
+        self._unplaced(spec)
+
+    def _fits_without_hold(self, spec: JobSpec, flavors: list[str]) -> bool:
+        """Would ``spec`` fit if nothing were held for the reservation? Cached per shape
+        until the next start."""
+        key = (spec.shape[0], tuple(flavors))
+        cached = self.behind.get(key)
+        if cached is None or cached[0] != len(self.starts):
+            assert self.hold is not None
+            self.hold.disengage()
+            fits = any(
+                (spec.shape[0], f) not in self.failed
+                and choose_placement(self.snap, spec, f) is not None
+                for f in flavors
+            )
+            cached = self.behind[key] = (len(self.starts), fits)
+        return cached[1]
+
+    # ---------------------------------------------------------------- phase 7
 
     def _unplaced(self, spec: JobSpec) -> None:
         """Note a job that did not fit; ``explain_unplaced`` says why once the cycle is done."""
@@ -166,7 +287,7 @@ class _Cycle:
         once per job shape."""
         if self.hold is not None:
             self.hold.disengage()
-        by_shape: dict[ShapeKey, Explanation] = {}
+        by_shape: dict[object, Explanation] = {}
         for spec in self.unplaced:
             reason = by_shape.get(spec.shape)
             if reason is None:
@@ -188,17 +309,20 @@ class _Cycle:
 
 
 def schedule(snapshot: Snapshot, pending: Sequence[JobSpec], policy: Policy, now: float) -> Plan:
-    """Decide which pending jobs start now, where, and why the others wait.
+    """Decide which pending jobs start now, where, which running jobs to preempt, and why the
+    others wait.
 
     Pure: ``snapshot`` is edited during the cycle and restored before returning; the same
     snapshot, jobs, policy and time always give the same Plan.
     """
     cycle = _Cycle(snapshot, policy, now)
     try:
-        # Phase 1: order.
-        cycle.run(ordered(pending, policy.order))
+        # Phases 1-6.
+        cycle.run(pending)
         cycle.explain_unplaced()
     finally:
-        # Phase 6: restore.
+        # Phase 7.
         cycle.restore()
-    return Plan(tuple(cycle.starts), tuple(cycle.reservations), cycle.pending)
+    return Plan(
+        tuple(cycle.starts), tuple(cycle.reservations), cycle.pending, tuple(cycle.preemptions)
+    )

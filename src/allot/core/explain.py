@@ -26,6 +26,11 @@ class Reason(StrEnum):
     BEHIND_RESERVATION = "behind_reservation"  # starting it would delay the reserved job
     NO_RESERVATION = "no_reservation"  # backfill head cannot be reserved (no runtime estimates)
     NODES_UNAVAILABLE = "nodes_unavailable"  # fits only nodes that are drained or down
+    UNKNOWN_QUEUE = "unknown_queue"  # quotas are configured and the job's queue is not
+    QUOTA = "quota"  # a queue or cohort limit on a flavor-resource stops it
+    BLOCKED_IN_QUEUE = "blocked_in_queue"  # strict FIFO within its queue: an earlier job waits
+    PREEMPTING = "preempting"  # running jobs are being stopped to make room for it
+    WAITING_FOR_PREEMPTED = "waiting_for_preempted"  # fits once jobs being preempted stop
 
 
 def _gpus(milli: FieldValue) -> str:
@@ -42,6 +47,30 @@ def _needs(f: Mapping[str, FieldValue]) -> str:
     if tasks == 1:
         return f"needs {per_task} of {flavors} on one node"
     return f"needs {tasks} tasks x {per_task} of {flavors}"
+
+
+def _amount(resource: FieldValue, amount: FieldValue) -> str:
+    value = float(amount)
+    if resource == "gpu":
+        return f"{value / 1000:g} GPUs"
+    if resource == "cpu":
+        return f"{value / 1000:g} CPUs"
+    return f"{value:g} MiB of memory"
+
+
+def _quota(f: Mapping[str, FieldValue]) -> str:
+    queue, flavor, resource = f.get("queue"), f.get("flavor"), f.get("resource", "gpu")
+    needed = _amount(resource, f.get("needed", 0))
+    left = _amount(resource, f.get("available", 0))
+    limit = f.get("limit")
+    if limit == "not_covered":
+        return f"queue {queue} has no quota for flavor {flavor}"
+    if limit == "cohort":
+        cohort = f.get("node")
+        return f"cohort {cohort} has {left} of {flavor} left to lend; queue {queue} needs {needed}"
+    what = "borrowing limit" if limit == "borrowing_limit" else "nominal quota"
+    owner = f"queue {queue}" if f.get("node") == queue else f"cohort {f.get('node')}"
+    return f"{owner} would exceed its {what} of {flavor} {resource}: needs {needed}, {left} left"
 
 
 def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
@@ -74,6 +103,20 @@ def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
             )
         case Reason.NODES_UNAVAILABLE:
             return f"{_needs(f)}; only nodes that are drained or down could hold it"
+        case Reason.UNKNOWN_QUEUE:
+            return f"queue {f.get('queue')} is not configured; known queues: {f.get('known')}"
+        case Reason.QUOTA:
+            return _quota(f)
+        case Reason.BLOCKED_IN_QUEUE:
+            return f"strict FIFO in queue {f.get('queue')}: waits behind job {f.get('head')}"
+        case Reason.PREEMPTING:
+            until = float(f.get("until", 0))
+            return (
+                f"preempting job(s) {f.get('victims')} ({f.get('strategy')}); starts once they"
+                f" stop, by t={until:.0f}"
+            )
+        case Reason.WAITING_FOR_PREEMPTED:
+            return "waits for jobs being preempted to stop; it fits once they have"
     return str(reason)  # pragma: no cover - every Reason is matched above
 
 

@@ -235,12 +235,23 @@ class RunningJob:
     placement: tuple[TaskPlacement, ...]
     flavor: str
     attained_service: float = 0.0  # GPU-seconds received before this start (kept across requeues)
+    stopping_until: float | None = None  # set once preempted: it stops by then
 
     @property
     def expected_end(self) -> float:
-        """When the job is expected to finish; infinity when neither estimate nor limit is set."""
+        """When the job is expected to finish (or to have stopped, once preempted); infinity
+        when neither estimate nor limit is set."""
         runtime = self.spec.expected_runtime
-        return float("inf") if runtime is None else self.start_time + runtime
+        end = float("inf") if runtime is None else self.start_time + runtime
+        if self.stopping_until is not None:
+            return min(end, self.stopping_until)
+        return end
+
+    def attained_at(self, now: float) -> float:
+        """GPU-seconds this job has received by ``now``, over all its runs (2D attained
+        service, as in Tiresias)."""
+        held = self.spec.total.gpu_milli / MILLI_PER_GPU
+        return self.attained_service + held * max(0.0, now - self.start_time)
 
 
 class JobState(StrEnum):

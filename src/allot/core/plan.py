@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from allot.core.explain import Explanation
 from allot.core.model import JobId, TaskPlacement
+from allot.core.preemption import Preemption
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +40,13 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The outcome of ``schedule()``: starts, reservations, and why every other job waits."""
+    """The outcome of ``schedule()``: starts, reservations, preemptions, and why every other
+    job waits."""
 
     starts: tuple[Start, ...] = ()
     reservations: tuple[Reservation, ...] = ()
     pending: dict[JobId, Explanation] = field(default_factory=dict)
+    preemptions: tuple[Preemption, ...] = ()
 
     def started_ids(self) -> frozenset[JobId]:
         """The ids of every job this plan starts."""

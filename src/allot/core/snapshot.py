@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 
 from allot.core.model import (
     MILLI_PER_GPU,
@@ -37,6 +38,10 @@ from allot.core.model import (
     RunningJob,
     TaskPlacement,
 )
+from allot.core.quota import request_of
+from allot.core.quota.config import QuotaConfig
+from allot.core.quota.fair_share import UsageHistory
+from allot.core.quota.tree import QuotaTree
 
 Undo = Callable[[], None]
 PARTIAL_BUCKETS = 10  # tenths of a GPU
@@ -61,8 +66,28 @@ def _noop() -> None:
 class Snapshot:
     """Free capacity and running jobs of one cluster, with what-if edits that return an undo."""
 
-    def __init__(self, cluster: Cluster, running: Iterable[RunningJob] = ()) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        running: Iterable[RunningJob] = (),
+        *,
+        quotas: QuotaConfig | None = None,
+        history: UsageHistory | None = None,
+        attained: dict[JobId, float] | None = None,
+    ) -> None:
         self.cluster = cluster
+        # Quota usage per queue and cohort (None: no quotas are enforced).
+        self.quota: QuotaTree | None = None if quotas is None else QuotaTree(quotas)
+        # Decayed usage per tenant and user, as the driver last advanced it.
+        self.history = history or UsageHistory()
+        # GPU-seconds pending jobs received in earlier runs (for least-attained-service order).
+        self.attained: dict[JobId, float] = attained if attained is not None else {}
+        # Pending jobs that preempted others: they go first once their victims are gone, so the
+        # room they paid for is not taken by someone else (the driver keeps this set).
+        self.nominated: set[JobId] = set()
+        # GPUs held now per tenant and per (tenant, user), in milli-GPU.
+        self.tenant_gpu_milli: dict[str, int] = {}
+        self.user_gpu_milli: dict[tuple[str, str], int] = {}
         self.nodes: tuple[Node, ...] = cluster.nodes
         self.node_index: dict[str, int] = {n.name: i for i, n in enumerate(self.nodes)}
         self.flavor_of: list[str] = [n.flavor for n in self.nodes]
@@ -81,6 +106,7 @@ class Snapshot:
         self.free_gpu_milli: dict[str, int] = dict.fromkeys(self.flavors, 0)
         self.allocated_gpu_milli = 0
         self.running: dict[JobId, RunningJob] = {}
+        self.stopping: set[JobId] = set()  # running jobs that were preempted and are stopping
         # (expected end, job id) of every running job, kept sorted: backfill walks it in order
         self.ends: list[tuple[float, JobId]] = []
         self.state_version = 0  # bumps on node state changes
@@ -140,12 +166,12 @@ class Snapshot:
         end = (job.expected_end, job_id)
         self.running[job_id] = job
         insort(self.ends, end)
-        self.allocated_gpu_milli += job.spec.total.gpu_milli
+        self._count(job, +1)
 
         def undo() -> None:
             del self.running[job_id]
             del self.ends[bisect_left(self.ends, end)]
-            self.allocated_gpu_milli -= job.spec.total.gpu_milli
+            self._count(job, -1)
             self._apply(job.spec.tasks, job.placement, +1)
 
         return undo
@@ -157,15 +183,55 @@ class Snapshot:
         end = (job.expected_end, job_id)
         del self.ends[bisect_left(self.ends, end)]
         self._apply(job.spec.tasks, job.placement, +1)
-        self.allocated_gpu_milli -= job.spec.total.gpu_milli
+        self._count(job, -1)
 
         def undo() -> None:
             self._apply(job.spec.tasks, job.placement, -1)
             self.running[job_id] = job
             insort(self.ends, end)
-            self.allocated_gpu_milli += job.spec.total.gpu_milli
+            self._count(job, +1)
 
         return undo
+
+    def mark_stopping(self, job_id: JobId, until: float) -> Undo:
+        """Record that running job ``job_id`` was preempted and stops by ``until``; it keeps
+        its resources until then."""
+        old = self.running[job_id]
+        new = replace(old, stopping_until=until)
+        old_end, new_end = (old.expected_end, job_id), (new.expected_end, job_id)
+        del self.ends[bisect_left(self.ends, old_end)]
+        insort(self.ends, new_end)
+        self.running[job_id] = new
+        self.stopping.add(job_id)
+
+        def undo() -> None:
+            del self.ends[bisect_left(self.ends, new_end)]
+            insort(self.ends, old_end)
+            self.running[job_id] = old
+            if old.stopping_until is None:
+                self.stopping.discard(job_id)
+
+        return undo
+
+    def _count(self, job: RunningJob, sign: int) -> None:
+        """Keep the per-tenant, per-user and quota tallies in step with running jobs."""
+        spec = job.spec
+        if job.stopping_until is not None:
+            if sign > 0:
+                self.stopping.add(spec.id)
+            else:
+                self.stopping.discard(spec.id)
+        gpu = spec.total.gpu_milli * sign
+        self.allocated_gpu_milli += gpu
+        self.tenant_gpu_milli[spec.tenant] = self.tenant_gpu_milli.get(spec.tenant, 0) + gpu
+        user = (spec.tenant, spec.user)
+        self.user_gpu_milli[user] = self.user_gpu_milli.get(user, 0) + gpu
+        if self.quota is not None:
+            request = request_of(spec, job.flavor)
+            if sign > 0:
+                self.quota.add(spec.queue, request)
+            else:
+                self.quota.remove(spec.queue, request)
 
     def adjust(self, i: int, devices: dict[int, int], cpu_milli: int, memory_mib: int) -> Undo:
         """Take (positive) or give back (negative) raw amounts on node ``i``: used for capacity

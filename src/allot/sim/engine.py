@@ -1,13 +1,18 @@
 """The discrete-event simulator: replays a workload on a cluster with a virtual clock.
 
-Events are job arrivals (from the trace), job completions (start + the trace's duration), and,
-when a failure model is given, node failures and repairs. All events at one instant are
-applied, then the same ``schedule()`` the live control plane uses is called once, and its
-Plan is applied to the simulator's snapshot. A job stopped by a node failure loses the work
-since its start and is requeued with its original submit time.
+Events are job arrivals (from the trace), job completions (start + remaining work), preempted
+jobs stopping (at the end of their grace period), and, when a failure model is given, node
+failures and repairs. All events at one instant are applied, then the same ``schedule()`` the
+live control plane uses is called once, and its Plan is applied to the simulator's snapshot.
 
-Deterministic: the same workload, cluster, policy and seed give the same result. The engine
-does no I/O and reads no clock; a progress callback lets a caller draw a bar.
+Work model: a job needs ``duration`` seconds of running. A preempted job keeps running through
+its grace period; a checkpointable one then resumes later with the work it had done, any other
+restarts from scratch (the lost GPU-seconds are counted). A job on a failed node stops at once
+and restarts from where its run began. Attained service (GPU-seconds over all runs) and the
+tenants' decayed usage are kept up to date for the policies that order by them.
+
+Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
+engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
 from allot.core.placement.diagnose import screen
-from allot.core.policy import Policy
+from allot.core.policy import Criterion, Policy
+from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
 from allot.sim.cluster import FailureModel
 from allot.sim.result import JobRecord, NeverFit, SimResult
@@ -36,11 +42,12 @@ class SimulationError(ValueError):
 
 
 class _Kind(IntEnum):
-    # Completions sort before failures at the same instant: a job that ends exactly when its
-    # node fails has finished.
+    # Completions sort before stops and failures at the same instant: a job that ends exactly
+    # when it would be stopped has finished.
     COMPLETE = 0
-    FAIL = 1
-    REPAIR = 2
+    STOP = 1
+    FAIL = 2
+    REPAIR = 3
 
 
 def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
@@ -79,6 +86,7 @@ class Simulation:
         workload: Sequence[TraceJob],
         policy: Policy,
         *,
+        quotas: QuotaConfig | None = None,
         failures: FailureModel | None = None,
         seed: int = 0,
         progress: Progress | None = None,
@@ -89,15 +97,18 @@ class Simulation:
         self.rng = random.Random(seed)
         self.progress = progress
         self.arrivals = sorted(workload, key=lambda j: (j.spec.submit_time, j.spec.id))
-        self.duration: dict[JobId, float] = {j.spec.id: j.duration for j in self.arrivals}
-        if len(self.duration) != len(self.arrivals):
+        self.remaining: dict[JobId, float] = {j.spec.id: j.duration for j in self.arrivals}
+        if len(self.remaining) != len(self.arrivals):
             raise SimulationError("workload: job ids must be unique")
-        self.snapshot = Snapshot(cluster)
+        self.snapshot = Snapshot(cluster, quotas=quotas)
+        self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
+        self.track_usage = Criterion.USAGE in policy.order
         self.pending: dict[JobId, JobSpec] = {}
+        self.pending_gpu: dict[str, int] = {}  # milli-GPU waiting, per tenant
         self.records: dict[JobId, JobRecord] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, id, token
         self.seq = 0
-        self.token: dict[JobId, int] = {}  # bumps when a run is cut short; stale completions skip
+        self.token: dict[JobId, int] = {}  # bumps when a run ends early; stale events skip
         self.result = SimResult(policy.name, cluster.total_gpus)
 
     def _push(self, time: float, kind: _Kind, subject: int, token: int = 0) -> None:
@@ -111,14 +122,16 @@ class Simulation:
             for i in range(len(self.cluster.nodes)):
                 self._push(self.rng.expovariate(1 / self.failures.mtbf_seconds), _Kind.FAIL, i)
         total, done, a = len(self.arrivals), 0, 0
-        arrivals, events = self.arrivals, self.events
+        arrivals, events, snap = self.arrivals, self.events, self.snapshot
         while a < total or events:
             now = min(
                 arrivals[a].spec.submit_time if a < total else float("inf"),
                 events[0][0] if events else float("inf"),
             )
-            if a >= total and not self.pending and not self.snapshot.running:
+            if a >= total and not self.pending and not snap.running:
                 break  # only failure/repair events remain
+            if self.track_usage:
+                self._advance_usage(now)
             while a < total and arrivals[a].spec.submit_time == now:
                 self._arrive(arrivals[a].spec)
                 a += 1
@@ -127,14 +140,33 @@ class Simulation:
                 done += self._handle(_Kind(kind), subject, token, now)
             if self.pending:
                 self._cycle(now)
-            self.result.timeline.record(now, self.snapshot.allocated_gpu_milli, len(self.pending))
-            self.result.end_time = now
+            self._sample(now)
             if self.progress is not None and self.result.events % 2048 == 0:
                 self.progress(done + len(self.result.never_fit), total)
         if self.progress is not None:
             self.progress(total, total)
         self.result.jobs = list(self.records.values())
         return self.result
+
+    def _sample(self, now: float) -> None:
+        snap, timeline = self.snapshot, self.result.timeline
+        timeline.record(now, snap.allocated_gpu_milli, len(self.pending))
+        for tenant in set(snap.tenant_gpu_milli) | set(self.pending_gpu):
+            held = snap.tenant_gpu_milli.get(tenant, 0)
+            timeline.record_tenant(timeline.tenant_allocated, tenant, now, held)
+            asked = held + self.pending_gpu.get(tenant, 0)
+            timeline.record_tenant(timeline.tenant_demand, tenant, now, asked)
+        self.result.end_time = now
+
+    def _advance_usage(self, now: float) -> None:
+        snap = self.snapshot
+        tenants = {t: m / 1000 for t, m in snap.tenant_gpu_milli.items() if m}
+        users = {u: m / 1000 for u, m in snap.user_gpu_milli.items() if m}
+        snap.history = snap.history.advanced(now, tenants, users, self.half_life)
+
+    def _enqueue(self, spec: JobSpec) -> None:
+        self.pending[spec.id] = spec
+        self.pending_gpu[spec.tenant] = self.pending_gpu.get(spec.tenant, 0) + spec.total.gpu_milli
 
     def _arrive(self, spec: JobSpec) -> None:
         self.result.events += 1
@@ -147,18 +179,21 @@ class Simulation:
             spec.tenant,
             spec.queue,
             spec.submit_time,
-            self.duration[spec.id],
+            self.remaining[spec.id],
             spec.total.gpu_milli,
             len(spec.tasks),
         )
-        self.pending[spec.id] = spec
+        self._enqueue(spec)
 
     def _handle(self, kind: _Kind, subject: int, token: int, now: float) -> int:
         """Apply one event; returns 1 when a job completed."""
         self.result.events += 1
-        if kind is _Kind.COMPLETE:
-            if self.token.get(subject) != token:
-                return 0  # the run this completion belonged to was cut short
+        if kind is _Kind.COMPLETE or kind is _Kind.STOP:
+            if self.token.get(subject) != token or subject not in self.snapshot.running:
+                return 0  # the run this event belonged to already ended
+            if kind is _Kind.STOP:
+                self._stop(self.snapshot.running[subject], now, keep_work=True)
+                return 0
             self.snapshot.finish(subject)
             self.records[subject].finish = now
             return 1
@@ -166,14 +201,12 @@ class Simulation:
         name = self.cluster.nodes[subject].name
         if kind is _Kind.FAIL:
             self._fail_node(name, now)
-            self._push(
-                now + self.rng.expovariate(1 / self.failures.mttr_seconds), _Kind.REPAIR, subject
-            )
+            repair = now + self.rng.expovariate(1 / self.failures.mttr_seconds)
+            self._push(repair, _Kind.REPAIR, subject)
         else:
             self.snapshot.set_node_state(name, NodeState.UP)
-            self._push(
-                now + self.rng.expovariate(1 / self.failures.mtbf_seconds), _Kind.FAIL, subject
-            )
+            failure = now + self.rng.expovariate(1 / self.failures.mtbf_seconds)
+            self._push(failure, _Kind.FAIL, subject)
         return 0
 
     def _fail_node(self, name: str, now: float) -> None:
@@ -183,27 +216,44 @@ class Simulation:
             for job in self.snapshot.running.values()
             if any(p.node == name for p in job.placement)
         ]
-        for job in hit:
-            self._stop(job, now)
+        for job in sorted(hit, key=lambda j: j.spec.id):
+            self._stop(job, now, keep_work=False)
 
-    def _stop(self, job: RunningJob, now: float) -> None:
-        """Stop a running job, count the lost work and requeue it."""
-        job_id = job.spec.id
+    def _stop(self, job: RunningJob, now: float, *, keep_work: bool) -> None:
+        """Stop a running job and requeue it. With ``keep_work`` (a preemption after its grace
+        period) a checkpointable job keeps the work it did; otherwise the run is lost."""
+        spec, job_id = job.spec, job.spec.id
         self.snapshot.finish(job_id)
         self.token[job_id] = self.token.get(job_id, 0) + 1
+        ran = now - job.start_time
+        gpus = spec.total.gpu_milli / 1000
+        self.snapshot.attained[job_id] = job.attained_service + gpus * ran
         record = self.records[job_id]
         record.preemptions += 1
-        record.lost_gpu_seconds += (now - job.start_time) * job.spec.total.gpu_milli / 1000
-        self.pending[job_id] = job.spec
+        if keep_work and spec.checkpointable:
+            self.remaining[job_id] = max(0.0, self.remaining[job_id] - ran)
+        else:
+            record.lost_gpu_seconds += ran * gpus
+        self._enqueue(spec)
 
     def _cycle(self, now: float) -> None:
         self.result.cycles += 1
-        plan = schedule(self.snapshot, list(self.pending.values()), self.policy, now)
+        snap = self.snapshot
+        plan = schedule(snap, list(self.pending.values()), self.policy, now)
+        for preemption in plan.preemptions:
+            snap.nominated.add(preemption.preemptor)
+            snap.mark_stopping(preemption.victim, preemption.stop_by)
+            self._push(
+                preemption.stop_by, _Kind.STOP, preemption.victim, self.token[preemption.victim]
+            )
         for start in plan.starts:
             spec = self.pending.pop(start.job_id)
-            self.snapshot.start(RunningJob(spec, now, start.placement, start.flavor))
+            snap.nominated.discard(start.job_id)
+            self.pending_gpu[spec.tenant] -= spec.total.gpu_milli
+            attained = snap.attained.pop(start.job_id, 0.0)
+            snap.start(RunningJob(spec, now, start.placement, start.flavor, attained))
             record = self.records[start.job_id]
             if record.start is None:
                 record.start = now
             token = self.token.setdefault(start.job_id, 0)
-            self._push(now + self.duration[start.job_id], _Kind.COMPLETE, start.job_id, token)
+            self._push(now + self.remaining[start.job_id], _Kind.COMPLETE, start.job_id, token)

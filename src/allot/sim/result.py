@@ -27,13 +27,32 @@ class JobRecord:
     lost_gpu_seconds: float = 0.0  # GPU-seconds of work thrown away by those stops
 
 
+TenantSeries = list[tuple[float, int]]
+
+
 @dataclass(slots=True)
 class Timeline:
-    """Step functions sampled at every event time: GPUs allocated and jobs waiting."""
+    """Step functions sampled at every event time: GPUs allocated and jobs waiting; and, per
+    tenant, samples taken only when the value changes: milli-GPUs held and milli-GPUs asked for
+    (held plus waiting)."""
 
     times: list[float] = field(default_factory=list)
     allocated_gpu_milli: list[int] = field(default_factory=list)
     queue_length: list[int] = field(default_factory=list)
+    tenant_allocated: dict[str, TenantSeries] = field(default_factory=dict)
+    tenant_demand: dict[str, TenantSeries] = field(default_factory=dict)
+
+    def record_tenant(
+        self, series: dict[str, TenantSeries], tenant: str, time: float, value: int
+    ) -> None:
+        """Append a per-tenant sample when ``value`` differs from the tenant's last one."""
+        samples = series.setdefault(tenant, [])
+        if samples and samples[-1][1] == value:
+            return
+        if samples and samples[-1][0] == time:
+            samples[-1] = (time, value)
+            return
+        samples.append((time, value))
 
     def record(self, time: float, allocated_gpu_milli: int, queue_length: int) -> None:
         """Append a sample, replacing the last one when it has the same time."""

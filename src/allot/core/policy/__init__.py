@@ -1,11 +1,17 @@
-"""Scheduling policies: an ordering of pending jobs plus what happens when a job does not fit.
+"""Scheduling policies: an ordering of pending jobs, what happens when a job does not fit, and
+whether jobs may preempt.
 
 A ``Policy`` is a value. Blocking rules:
 - STRICT: stop at the first job that does not fit; everything behind it waits (strict FIFO).
+  With the DRS criterion this is per queue, as Kueue's StrictFIFO.
 - BEST_EFFORT: skip a job that does not fit and try the next (Kueue's BestEffortFIFO).
 - BACKFILL: EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001): reserve the earliest start
   for the first job that does not fit, then start later jobs only when they cannot delay that
   reservation, judged by their estimate (else time limit).
+
+``preemption`` names the strategies a job that does not fit may use to take the place of
+running jobs: within its queue by priority, reclaim of borrowed quota, fair share between
+queues of a cohort (each further governed by the queue's own rules), and 2D-LAS levels.
 
 The named presets are what ``allot simulate --policy`` accepts.
 """
@@ -15,7 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from allot.core.policy.ordering import Order, ordered
+from allot.core.policy.ordering import Criterion
+from allot.core.preemption import Strategy
+
+DEFAULT_LAS_THRESHOLDS = (3_600.0, 36_000.0)  # GPU-seconds: 1 and 10 GPU-hours
 
 
 class Blocking(StrEnum):
@@ -31,28 +40,62 @@ class Policy:
     """How one cycle walks the pending jobs."""
 
     name: str
-    order: Order = Order.FIFO
+    order: tuple[Criterion, ...] = ()
     blocking: Blocking = Blocking.STRICT
     description: str = ""
+    preemption: frozenset[Strategy] = frozenset()
+    las_thresholds: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS
+    grace_seconds: float = 30.0  # for victims in queues without preemption rules
+
+    @property
+    def queue_fair(self) -> bool:
+        """True when queues are ordered by dominant resource share (KEP-1714)."""
+        return Criterion.DRS in self.order
 
 
+_C = Criterion
+_QUEUE_RULES = frozenset({Strategy.WITHIN_QUEUE, Strategy.RECLAIM, Strategy.FAIR_SHARE})
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (
-        Policy("fifo", Order.FIFO, Blocking.STRICT, "strict FIFO: the head blocks the queue"),
-        Policy(
-            "besteffort",
-            Order.FIFO,
-            Blocking.BEST_EFFORT,
-            "best-effort FIFO: skip a job that does not fit",
-        ),
-        Policy("priority", Order.PRIORITY, Blocking.BEST_EFFORT, "highest priority first"),
-        Policy("sjf", Order.SJF, Blocking.BEST_EFFORT, "shortest expected runtime first"),
+        Policy("fifo", (), Blocking.STRICT, "strict FIFO: the head blocks the queue"),
+        Policy("besteffort", (), Blocking.BEST_EFFORT, "FIFO that skips a job that does not fit"),
+        Policy("priority", (_C.PRIORITY,), Blocking.BEST_EFFORT, "highest priority first"),
+        Policy("sjf", (_C.SJF,), Blocking.BEST_EFFORT, "shortest expected runtime first"),
         Policy(
             "backfill",
-            Order.FIFO,
+            (),
             Blocking.BACKFILL,
             "EASY backfill: reserve for the head, fill holes that do not delay it",
+        ),
+        Policy(
+            "las",
+            (_C.LAS,),
+            Blocking.BEST_EFFORT,
+            "Tiresias 2D-LAS: least attained GPU-time first, preempting more-served jobs",
+            preemption=frozenset({Strategy.LAS}),
+        ),
+        Policy(
+            "fairshare",
+            (_C.USAGE, _C.PRIORITY),
+            Blocking.BACKFILL,
+            "Slurm-like: decayed-usage fair share, then priority, with backfill; no preemption",
+        ),
+        Policy(
+            "kueue",
+            (_C.DRS, _C.PRIORITY),
+            Blocking.BEST_EFFORT,
+            "Kueue-like: quotas with borrowing, dominant-resource-share order, reclaim and "
+            "fair-share preemption",
+            preemption=_QUEUE_RULES,
+        ),
+        Policy(
+            "allot",
+            (_C.DRS, _C.PRIORITY, _C.USAGE),
+            Blocking.BACKFILL,
+            "quotas with borrowing, share order then priority then decayed usage, preemption "
+            "by the queues' rules, and backfill",
+            preemption=_QUEUE_RULES,
         ),
     )
 }
@@ -73,4 +116,4 @@ def get_policy(name: str) -> Policy:
         ) from None
 
 
-__all__ = ["POLICIES", "Blocking", "Order", "Policy", "UnknownPolicyError", "get_policy", "ordered"]
+__all__ = ["POLICIES", "Blocking", "Criterion", "Policy", "UnknownPolicyError", "get_policy"]

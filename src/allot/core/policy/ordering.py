@@ -1,52 +1,73 @@
 """Orderings: the sequence in which a cycle considers pending jobs.
 
-Every ordering ends its key with the submit time and the job id, so ties break the same way
-every time and the order is total.
-- FIFO: submit time (Slurm's and Kueue's StrictFIFO default).
-- PRIORITY: higher priority first, then FIFO (Slurm's priority/basic, Kueue's priority ordering).
-- SJF: shortest expected runtime first (the estimate, else the time limit; jobs with neither
-  last), then FIFO — shortest-job-first on user estimates (Feitelson & Rudolph; SJF is optimal
-  for mean completion time when estimates are exact).
+A policy's order is a tuple of criteria applied left to right; submit time and job id always
+break the remaining ties, so the order is total and the same every time.
+
+- PRIORITY: higher priority first (Slurm priority, Kueue WorkloadPriorityClass).
+- SJF: shortest expected runtime first (estimate, else time limit; jobs with neither last) —
+  optimal for mean completion time when estimates are exact.
+- LAS: least attained service first, discretised into levels (Tiresias 2D-LAS, Gu et al., NSDI
+  2019): a job's attained service is GPUs x seconds it has run, over all its runs; level ``k``
+  holds jobs with ``thresholds[k-1] <= attained < thresholds[k]``; FIFO within a level.
+- USAGE: higher decayed-usage fair-share factor first, tenant then user (Slurm multifactor
+  classic fair share; see ``allot.core.quota.fair_share``).
+- DRS: lower dominant resource share of the job's queue after admitting it first (Kueue
+  KEP-1714 fair sharing). It changes as jobs are admitted, so the cycle merges per-queue lists
+  by it (see ``allot.core.cycle``); here it only marks the policy as queue-fair.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from allot.core.model import JobSpec
+from allot.core.quota.fair_share import FairShareFactors
 
 INF = float("inf")
+SortKey = tuple[float, ...]
 
 
-class Order(StrEnum):
-    """How pending jobs are ordered."""
+class Criterion(StrEnum):
+    """One ordering criterion."""
 
-    FIFO = "fifo"
     PRIORITY = "priority"
     SJF = "sjf"
+    LAS = "las"
+    USAGE = "usage"
+    DRS = "drs"
 
 
-def _fifo(job: JobSpec) -> tuple[float, int]:
-    return (job.submit_time, job.id)
+def las_level(attained: float, thresholds: Sequence[float]) -> int:
+    """The 2D-LAS level of a job with ``attained`` GPU-seconds (0 = least served)."""
+    return bisect_right(thresholds, attained)
 
 
-def _priority(job: JobSpec) -> tuple[int, float, int]:
-    return (-job.priority, job.submit_time, job.id)
+def sort_key(
+    criteria: Sequence[Criterion],
+    *,
+    attained: dict[int, float],
+    thresholds: Sequence[float],
+    factors: FairShareFactors | None,
+) -> Callable[[JobSpec], SortKey]:
+    """The static sort key for ``criteria`` (DRS excluded), ending in submit time and id."""
+    parts: list[Callable[[JobSpec], float]] = []
+    for criterion in criteria:
+        if criterion is Criterion.PRIORITY:
+            parts.append(lambda j: -j.priority)
+        elif criterion is Criterion.SJF:
+            parts.append(lambda j: INF if j.expected_runtime is None else j.expected_runtime)
+        elif criterion is Criterion.LAS:
+            parts.append(lambda j: las_level(attained.get(j.id, 0.0), thresholds))
+        elif criterion is Criterion.USAGE and factors is not None:
+            parts.append(lambda j: -factors.tenant(j.tenant))
+            parts.append(lambda j: -factors.user(j.tenant, j.user))
+    if not parts:
+        return lambda j: (j.submit_time, j.id)
+    return lambda j: (*(part(j) for part in parts), j.submit_time, j.id)
 
 
-def _sjf(job: JobSpec) -> tuple[float, float, int]:
-    runtime = job.expected_runtime
-    return (INF if runtime is None else runtime, job.submit_time, job.id)
-
-
-SORT_KEYS: dict[Order, Callable[[JobSpec], tuple[float | int, ...]]] = {
-    Order.FIFO: _fifo,
-    Order.PRIORITY: _priority,
-    Order.SJF: _sjf,
-}
-
-
-def ordered(pending: Sequence[JobSpec], order: Order) -> list[JobSpec]:
-    """``pending`` sorted by ``order`` (stable; input already in order costs linear time)."""
-    return sorted(pending, key=SORT_KEYS[order])
+def ordered(pending: Sequence[JobSpec], key: Callable[[JobSpec], SortKey]) -> list[JobSpec]:
+    """``pending`` sorted by ``key`` (stable)."""
+    return sorted(pending, key=key)

@@ -1,0 +1,100 @@
+"""The order in which a cycle considers pending jobs.
+
+Nominated jobs (those whose preemptions were issued in an earlier cycle) come first, in the
+policy's order: the room their victims leave is theirs.
+
+Without the DRS criterion this is a plain sort by the policy's static key. With it (Kueue
+KEP-1714 fair sharing), guaranteed quota comes before borrowed quota, in two passes:
+1. every job whose admission keeps its queue within its nominal quota, in the static order
+   (under STRICT blocking a queue's first borrowing job defers the rest of that queue, so a
+   queue's own order holds);
+2. the remaining jobs, grouped by queue, each queue in the static order, with the queues merged
+   by the dominant resource share each would have after admitting its next job: the queue that
+   borrows least (relative to what its cohort can lend, divided by its weight) goes first.
+A queue's share only changes when one of its own jobs is admitted, and the merge is lazy, so
+each share is computed once per job, right after the cycle acted on the previous one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Sequence
+
+from allot.core.model import JobSpec
+from allot.core.placement.diagnose import accepted_flavors
+from allot.core.policy import Blocking, Criterion, Policy
+from allot.core.policy.ordering import SortKey, sort_key
+from allot.core.quota import request_of
+from allot.core.quota.fair_share import FairShareFactors
+from allot.core.snapshot import Snapshot
+
+SortKeyFn = Callable[[JobSpec], SortKey]
+
+
+def static_key(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> SortKeyFn:
+    """The policy's sort key for this cycle (fair-share factors computed once)."""
+    factors = None
+    if Criterion.USAGE in policy.order:
+        shares = {t.name: t.share for t in snap.quota.config.tenants} if snap.quota else {}
+        factors = FairShareFactors.compute(snap.history, shares, {(j.tenant, j.user) for j in jobs})
+    return sort_key(
+        policy.order, attained=snap.attained, thresholds=policy.las_thresholds, factors=factors
+    )
+
+
+def _share_after(snap: Snapshot, spec: JobSpec) -> float:
+    tree = snap.quota
+    assert tree is not None
+    return min(
+        (
+            tree.dominant_share(spec.queue, request_of(spec, f))
+            for f in accepted_flavors(snap, spec)
+        ),
+        default=0.0,
+    )
+
+
+def _within_nominal(snap: Snapshot, spec: JobSpec) -> bool:
+    tree = snap.quota
+    assert tree is not None
+    return any(
+        tree.within_nominal(spec.queue, request_of(spec, f)) for f in accepted_flavors(snap, spec)
+    )
+
+
+def job_stream(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> Iterator[JobSpec]:
+    """Yield ``jobs`` in the order the cycle should consider them."""
+    key = static_key(snap, jobs, policy)
+    ordered = sorted(jobs, key=key)
+    if snap.nominated:
+        first = [j for j in ordered if j.id in snap.nominated]
+        if first:
+            yield from first
+            ordered = [j for j in ordered if j.id not in snap.nominated]
+    if not policy.queue_fair or snap.quota is None:
+        yield from ordered
+        return
+    by_queue: dict[str, list[JobSpec]] = {}
+    strict = policy.blocking is Blocking.STRICT
+    for spec in ordered:
+        # Pass 1: guaranteed quota first. Checked at yield time, after earlier admissions.
+        if spec.queue in by_queue and strict:
+            by_queue[spec.queue].append(spec)
+        elif _within_nominal(snap, spec):
+            yield spec
+        else:
+            by_queue.setdefault(spec.queue, []).append(spec)
+    # Pass 2: borrowing, by dominant resource share.
+    heap: list[tuple[float, SortKey, str, int]] = [
+        (_share_after(snap, specs[0]), key(specs[0]), queue, 0) for queue, specs in by_queue.items()
+    ]
+    heapq.heapify(heap)
+    while heap:
+        _, _, queue, position = heapq.heappop(heap)
+        specs = by_queue[queue]
+        yield specs[position]
+        if position + 1 < len(specs):
+            following = specs[position + 1]
+            heapq.heappush(
+                heap, (_share_after(snap, following), key(following), queue, position + 1)
+            )

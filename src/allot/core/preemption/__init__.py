@@ -1,0 +1,58 @@
+"""Preemption: which running jobs a pending job may stop, and which few it should.
+
+One module per strategy, each answering "may this preemptor take this victim?":
+- ``within_queue``: a higher-priority job takes a lower-priority job of its own queue.
+- ``reclaim``: a queue that stays within its nominal quota takes back quota that another queue
+  of its cohort borrowed.
+- ``fair_share``: a queue takes from a cohort peer whose dominant resource share is higher, by
+  the KEP-1714 rules S2-a / S2-b.
+- ``las``: under 2D-LAS, a job at a lower attained-service level takes a job at a higher one.
+
+``victims`` picks the set: the fewest victims, then the lowest priority, then the least work
+lost (checkpointable and recently started jobs lose least). Every victim is preemptible, is not
+already stopping, and runs on the preemptor's flavor. The decision is data (``Preemption``);
+the driver gives each victim its grace period, stops it and requeues it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from allot.core.model import JobId, JobSpec
+from allot.core.quota.config import FlavorResource, PreemptionRules
+
+
+class Strategy(StrEnum):
+    """Why a victim may be taken."""
+
+    WITHIN_QUEUE = "within_queue"
+    RECLAIM = "reclaim"
+    FAIR_SHARE = "fair_share"
+    LAS = "las"
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """Stop ``victim`` by ``stop_by`` (after its grace period) to make room for ``preemptor``."""
+
+    victim: JobId
+    preemptor: JobId
+    strategy: Strategy
+    stop_by: float
+
+
+@dataclass(frozen=True, slots=True)
+class Preemptor:
+    """A pending job looking for room on one flavor, with what it asks of its queue's quota."""
+
+    spec: JobSpec
+    flavor: str
+    request: dict[FlavorResource, int]
+    rules: PreemptionRules
+    las_level: int | None  # None unless the policy preempts by attained service
+    now: float
+    strategies: frozenset[Strategy]  # what the policy allows; the queue's rules narrow it
+
+
+__all__ = ["Preemption", "Preemptor", "Strategy"]

@@ -1,0 +1,175 @@
+"""The quota tree: nominal quota, borrowing and lending limits, nested cohorts, shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from allot.core.model import SpecError
+from allot.core.quota.config import (
+    CohortSpec,
+    QueueSpec,
+    QuotaConfig,
+    ResourceQuota,
+    TenantSpec,
+)
+from allot.core.quota.tree import QuotaTree
+
+GPU = ("H100", "gpu")
+
+
+def gpus(n: float) -> int:
+    return round(n * 1000)
+
+
+def queue(
+    name: str,
+    nominal: float,
+    *,
+    cohort: str | None = "org",
+    borrowing: float | None = None,
+    lending: float | None = None,
+    weight: float = 1.0,
+) -> QueueSpec:
+    quota = ResourceQuota(
+        gpus(nominal),
+        None if borrowing is None else gpus(borrowing),
+        None if lending is None else gpus(lending),
+    )
+    return QueueSpec(name, "t", cohort, {GPU: quota}, weight=weight)
+
+
+def tree(*queues: QueueSpec, cohorts: tuple[CohortSpec, ...] = (CohortSpec("org"),)) -> QuotaTree:
+    return QuotaTree(QuotaConfig((TenantSpec("t"),), queues, cohorts))
+
+
+def room(t: QuotaTree, name: str) -> float:
+    return t.available(t.queues[name], GPU) / 1000
+
+
+def test_a_queue_borrows_what_its_cohort_does_not_use() -> None:
+    t = tree(queue("a", 4), queue("b", 4))
+    assert room(t, "a") == 8
+    t.add("b", {GPU: gpus(3)})
+    assert room(t, "a") == 5
+    t.add("a", {GPU: gpus(5)})
+    assert t.borrowing("a", GPU) == gpus(1)
+    assert t.block("a", {GPU: gpus(1)}) is not None
+
+
+def test_borrowing_limit_caps_a_queue_above_its_nominal() -> None:
+    t = tree(queue("a", 4, borrowing=2), queue("b", 4))
+    assert room(t, "a") == 6
+    block = t.block("a", {GPU: gpus(7)})
+    assert block is not None
+    assert (block.node, block.limit, block.available) == ("a", "borrowing_limit", gpus(6))
+
+
+def test_lending_limit_keeps_the_rest_guaranteed() -> None:
+    t = tree(queue("a", 4), queue("b", 4, lending=1))
+    assert room(t, "a") == 5  # b lends at most 1 of its 4
+    t.add("a", {GPU: gpus(5)})
+    assert room(t, "b") == 3  # b's guaranteed 3 stay its own
+    block = t.block("a", {GPU: gpus(1)})
+    assert block is not None
+    assert (block.node, block.limit) == ("org", "cohort")
+
+
+def test_add_then_remove_restores_usage_everywhere() -> None:
+    t = tree(queue("a", 4, lending=2), queue("b", 4))
+    for amount in (1, 3, 2):
+        t.add("a", {GPU: gpus(amount)})
+    t.remove("a", {GPU: gpus(2)})
+    t.remove("a", {GPU: gpus(3)})
+    t.remove("a", {GPU: gpus(1)})
+    assert t.queues["a"].usage[GPU] == 0
+    assert t.cohorts["org"].usage[GPU] == 0
+
+
+def test_nested_cohorts_pool_quota_up_the_tree() -> None:
+    cohorts = (
+        CohortSpec("root", quotas={GPU: ResourceQuota(gpus(2))}),
+        CohortSpec("left", parent="root"),
+        CohortSpec("right", parent="root", quotas={GPU: ResourceQuota(gpus(0), gpus(1))}),
+    )
+    t = tree(
+        queue("a", 4, cohort="left"),
+        queue("b", 4, cohort="right"),
+        cohorts=cohorts,
+    )
+    assert t.cohorts["root"].subtree[GPU] == gpus(10)
+    assert room(t, "a") == 10
+    # right's subtree quota is 4; its borrowing limit lets it take 1 more from root.
+    assert room(t, "b") == 5
+    t.add("a", {GPU: gpus(9)})
+    assert room(t, "b") == 1
+    assert t.cohort_root("a") == t.cohort_root("b") == "root"
+
+
+def test_a_queue_outside_any_cohort_has_its_nominal_only() -> None:
+    t = tree(queue("solo", 3, cohort=None), cohorts=())
+    assert room(t, "solo") == 3
+    block = t.block("solo", {GPU: gpus(4)})
+    assert block is not None
+    assert block.limit == "nominal"
+
+
+def test_queue_without_quotas_is_unconstrained_and_flavors_must_be_covered() -> None:
+    config = QuotaConfig(
+        (TenantSpec("t"),), (QueueSpec("free", "t"), queue("a", 4, cohort=None)), ()
+    )
+    t = QuotaTree(config)
+    assert t.block("free", {GPU: gpus(1000)}) is None
+    block = t.block("a", {("A100", "gpu"): gpus(1)})
+    assert block is not None
+    assert block.limit == "not_covered"
+    assert t.block("a", {("H100", "cpu"): 10**9}) is None  # cpu not listed: unlimited
+
+
+def test_dominant_share_is_borrowing_over_lendable_divided_by_weight() -> None:
+    t = tree(queue("a", 4), queue("b", 4, weight=2))
+    assert t.dominant_share("a") == 0
+    t.add("a", {GPU: gpus(6)})
+    assert t.dominant_share("a") == pytest.approx(2 / 8)
+    assert t.dominant_share("b", {GPU: gpus(6)}) == pytest.approx(2 / 8 / 2)
+    assert t.within_nominal("b", {GPU: gpus(4)})
+    assert not t.within_nominal("b", {GPU: gpus(5)})
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            lambda: QuotaConfig(
+                (TenantSpec("t"),),
+                (),
+                (CohortSpec("a", parent="b"), CohortSpec("b", parent="a")),
+            ),
+            "forms a cycle: a -> b -> a",
+        ),
+        (lambda: QuotaConfig((), (queue("q", 1),), (CohortSpec("org"),)), "unknown tenant 't'"),
+        (
+            lambda: QuotaConfig((TenantSpec("t"),), (queue("q", -1),), (CohortSpec("org"),)),
+            "nominal: must be >= 0",
+        ),
+        (
+            lambda: QuotaConfig((TenantSpec("t"),), (queue("q", 1, cohort="nope"),), ()),
+            "unknown cohort 'nope'",
+        ),
+        (
+            lambda: QuotaConfig(
+                (TenantSpec("t"),), (QueueSpec("q", "t", "org"),), (CohortSpec("org"),)
+            ),
+            "cannot join a cohort",
+        ),
+    ],
+)
+def test_bad_configuration_names_the_rule(config: object, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        config()  # type: ignore[operator]
+
+
+def test_unknown_flavor_against_the_cluster() -> None:
+    config = QuotaConfig((TenantSpec("t"),), (queue("q", 1),), (CohortSpec("org"),))
+    config.check_flavors(["H100"])
+    with pytest.raises(SpecError, match="unknown flavor 'H100'; the cluster has: A100"):
+        config.check_flavors(["A100"])

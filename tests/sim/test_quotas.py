@@ -1,0 +1,291 @@
+"""Quota files: the example reads into the values the core expects; every bad value names the
+file, line and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from allot.core.quota.config import (
+    CohortSpec,
+    FairShareRule,
+    PreemptionRules,
+    QueueSpec,
+    ReclaimWithinCohort,
+    ResourceQuota,
+    TenantSpec,
+    WithinQueue,
+)
+from allot.core.quota.tree import QuotaTree
+from allot.sim.cluster import load_cluster
+from allot.sim.quotas import check_against_cluster, load_quotas, parse_quotas
+from allot.sim.workload import TraceError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+A100_GPU = ("A100-80G", "gpu")
+
+# Lines are counted by the tests below: keep the layout when editing.
+BASE = """\
+tenants:
+  - name: vision
+queues:
+  - name: train
+    tenant: vision
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "quotas.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def expect_error(tmp_path: Path, text: str, line: int, field: str, *words: str) -> TraceError:
+    path = write(tmp_path, text)
+    with pytest.raises(TraceError) as caught:
+        load_quotas(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: field {field!r}:"), message
+    for word in words:
+        assert word in message, message
+    return caught.value
+
+
+def test_the_example_reads_into_core_values() -> None:
+    config = load_quotas(EXAMPLES / "quotas-small.yaml")
+    assert config.usage_half_life == 168 * 3600.0
+    assert config.priority_classes == {"high": 100, "normal": 0, "low": -10}
+    assert config.tenants == (
+        TenantSpec("vision", 4.0),
+        TenantSpec("nlp", 3.0),
+        TenantSpec("speech", 2.0),
+        TenantSpec("research", 1.0),
+    )
+    assert config.cohorts == (CohortSpec("small"),)
+    rules = PreemptionRules(
+        WithinQueue.LOWER_PRIORITY,
+        ReclaimWithinCohort.ANY,
+        (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE),
+        30.0,
+    )
+    nominal = {"vision": 25_600, "nlp": 19_200, "speech": 12_800, "research": 6_400}
+    assert config.queues == tuple(
+        QueueSpec(name, name, "small", {A100_GPU: ResourceQuota(milli)}, 1.0, rules)
+        for name, milli in nominal.items()
+    )
+    assert sum(nominal.values()) == 64_000
+
+
+def test_the_example_fits_the_small_cluster_and_the_synthetic_tenants() -> None:
+    config = load_quotas(EXAMPLES / "quotas-small.yaml")
+    cluster = load_cluster(EXAMPLES / "cluster-small.yaml").cluster
+    flavors = {node.flavor for node in cluster.nodes}
+    check_against_cluster(config, flavors, EXAMPLES / "quotas-small.yaml")
+    assert cluster.total_gpus * 1000 == sum(
+        q.quotas[A100_GPU].nominal for q in config.queues if q.quotas is not None
+    )
+    synthetic = (EXAMPLES / "synthetic.yaml").read_text(encoding="utf-8")
+    for queue in config.queues:
+        assert f"  {queue.tenant}: " in synthetic
+
+
+def test_the_example_tree_admits_nominal_then_borrows_then_blocks() -> None:
+    tree = QuotaTree(load_quotas(EXAMPLES / "quotas-small.yaml"))
+    assert tree.block("research", {A100_GPU: 6_400}) is None
+    tree.add("research", {A100_GPU: 6_400})
+    assert tree.borrowing("research", A100_GPU) == 0
+    # The other queues are idle, so research may borrow up to the rest of the cohort.
+    assert tree.block("research", {A100_GPU: 57_600}) is None
+    tree.add("research", {A100_GPU: 8_000})
+    assert tree.borrowing("research", A100_GPU) == 8_000
+    assert tree.within_nominal("vision", {A100_GPU: 25_600})
+    block = tree.block("research", {A100_GPU: 49_601})
+    assert block is not None
+    assert (block.node, block.limit, block.available) == ("small", "cohort", 49_600)
+
+
+def test_defaults_units_and_limits() -> None:
+    config = parse_quotas(
+        textwrap.dedent(
+            """\
+            tenants:
+              - name: a
+            cohorts:
+              - name: root
+                quotas:
+                  H100: {gpu: 8}
+              - name: org
+                parent: root
+            queues:
+              - name: q
+                tenant: a
+                cohort: org
+                weight: 2
+                quotas:
+                  H100:
+                    gpu: {nominal: 0.5, borrowing_limit: 1.25, lending_limit: 0}
+                    cpu: {nominal: 2.5, borrowing_limit: null}
+                    memory_gib: 1.5
+                  T4:
+                    memory_mib: 100
+              - name: free
+                tenant: a
+            """
+        ),
+        "inline",
+    )
+    assert config.usage_half_life == 168 * 3600.0
+    assert config.priority_classes == {}
+    assert config.tenants == (TenantSpec("a", 1.0),)
+    assert config.cohorts == (
+        CohortSpec("root", None, {("H100", "gpu"): ResourceQuota(8_000)}),
+        CohortSpec("org", "root", {}),
+    )
+    queue, free = config.queues
+    assert queue.weight == 2.0
+    assert queue.quotas == {
+        ("H100", "gpu"): ResourceQuota(500, 1_250, 0),
+        ("H100", "cpu"): ResourceQuota(2_500),
+        ("H100", "memory"): ResourceQuota(1_536),
+        ("T4", "memory"): ResourceQuota(100),
+    }
+    assert queue.preemption == PreemptionRules()
+    assert free == QueueSpec("free", "a")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_key_lists_the_allowed_ones(tmp_path: Path) -> None:
+    expect_error(
+        tmp_path,
+        BASE + "    quota: {}\n",
+        6,
+        "queues[0].quota",
+        "unknown key",
+        "allowed keys:",
+        "quotas",
+        "preemption",
+    )
+
+
+def test_negative_nominal(tmp_path: Path) -> None:
+    expect_error(
+        tmp_path,
+        BASE + "    quotas:\n      A100-80G:\n        gpu: {nominal: -1}\n",
+        8,
+        "queues[0].quotas.A100-80G.gpu.nominal",
+        ">= 0",
+        "-1",
+    )
+
+
+def test_cohort_cycle(tmp_path: Path) -> None:
+    text = """\
+        tenants:
+          - name: vision
+        cohorts:
+          - name: a
+            parent: b
+          - name: b
+            parent: a
+        queues:
+          - name: train
+            tenant: vision
+        """
+    expect_error(tmp_path, text, 5, "cohorts[0].parent", "cycle", "a -> b -> a")
+
+
+def test_unknown_tenant(tmp_path: Path) -> None:
+    text = BASE.replace("tenant: vision", "tenant: visoin")
+    expect_error(tmp_path, text, 5, "queues[0].tenant", "unknown tenant 'visoin'")
+
+
+def test_unknown_cohort_parent(tmp_path: Path) -> None:
+    text = BASE + "cohorts:\n  - name: org\n    parent: missing\n"
+    expect_error(tmp_path, text, 8, "cohorts[0].parent", "unknown cohort 'missing'")
+
+
+def test_unknown_queue_cohort(tmp_path: Path) -> None:
+    text = BASE + "    cohort: nowhere\n    quotas: {A100-80G: {gpu: 1}}\n"
+    expect_error(tmp_path, text, 6, "queues[0].cohort", "unknown cohort 'nowhere'")
+
+
+def test_both_memory_keys(tmp_path: Path) -> None:
+    text = BASE + (
+        "    quotas:\n      A100-80G:\n        memory_gib: 1\n        memory_mib: 1024\n"
+    )
+    expect_error(
+        tmp_path,
+        text,
+        9,
+        "queues[0].quotas.A100-80G.memory_mib",
+        "either memory_gib or memory_mib",
+    )
+
+
+def test_fractional_milli_gpu(tmp_path: Path) -> None:
+    text = BASE + "    quotas:\n      A100-80G:\n        gpu: 0.0005\n"
+    expect_error(
+        tmp_path, text, 8, "queues[0].quotas.A100-80G.gpu", "whole number of milli-GPU", "0.0005"
+    )
+
+
+def test_queue_without_quotas_in_a_cohort(tmp_path: Path) -> None:
+    text = BASE + "    cohort: org\ncohorts:\n  - name: org\n"
+    expect_error(tmp_path, text, 6, "queues[0].cohort", "without quotas cannot join a cohort")
+
+
+def test_unknown_flavor_against_the_cluster(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "    quotas:\n      H100-80G:\n        gpu: 8\n")
+    config = load_quotas(path)
+    with pytest.raises(TraceError) as caught:
+        check_against_cluster(config, ["A100-80G"], path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:7: field 'queues[0].quotas.H100-80G':"), message
+    assert "unknown flavor 'H100-80G'" in message
+    assert "the cluster has: A100-80G" in message
+
+
+def test_unknown_flavor_without_the_file_still_names_it() -> None:
+    config = parse_quotas(BASE + "    quotas: {H100: {gpu: 8}}\n", "<text>")
+    with pytest.raises(TraceError, match=r"^<text>: queue train\.quotas\.H100\.gpu: unknown"):
+        check_against_cluster(config, ["A100-80G"], "<text>")
+
+
+def test_non_integer_priority_class(tmp_path: Path) -> None:
+    text = "priority_classes:\n  high: 1.5\n" + BASE
+    expect_error(tmp_path, text, 2, "priority_classes.high", "must be an integer")
+
+
+@pytest.mark.parametrize("value", ["0", "-24"])
+def test_half_life_must_be_positive(tmp_path: Path, value: str) -> None:
+    text = f"usage_half_life_hours: {value}\n" + BASE
+    expect_error(tmp_path, text, 1, "usage_half_life_hours", "> 0")
+
+
+def test_duplicate_queue_names(tmp_path: Path) -> None:
+    text = BASE + "  - name: train\n    tenant: vision\n"
+    expect_error(tmp_path, text, 6, "queues[1].name", "'train' is already defined on line 4")
+
+
+def test_unknown_preemption_rule(tmp_path: Path) -> None:
+    text = BASE + "    preemption:\n      fair_share: [lte_final_share, fastest]\n"
+    expect_error(
+        tmp_path,
+        text,
+        7,
+        "queues[0].preemption.fair_share[1]",
+        "must be one of lte_final_share, lt_initial_share",
+    )
+
+
+def test_tenants_and_queues_are_required(tmp_path: Path) -> None:
+    expect_error(tmp_path, "tenants: []\nqueues: []\n", 1, "tenants", "at least one tenant")
+    expect_error(tmp_path, "tenants:\n  - name: a\n", 1, "queues", "is required")
+
+
+def test_empty_quotas_mapping_is_rejected(tmp_path: Path) -> None:
+    expect_error(tmp_path, BASE + "    quotas: {}\n", 6, "queues[0].quotas", "unconstrained")
