@@ -10,7 +10,6 @@ import pytest
 
 from allot.core.quota.config import (
     CohortSpec,
-    FairShareRule,
     PreemptionRules,
     QueueSpec,
     ReclaimWithinCohort,
@@ -64,12 +63,7 @@ def test_the_example_reads_into_core_values() -> None:
         TenantSpec("research", 1.0),
     )
     assert config.cohorts == (CohortSpec("small"),)
-    rules = PreemptionRules(
-        WithinQueue.LOWER_PRIORITY,
-        ReclaimWithinCohort.ANY,
-        (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE),
-        30.0,
-    )
+    rules = PreemptionRules(WithinQueue.LOWER_PRIORITY, ReclaimWithinCohort.ANY, (), 30.0)
     nominal = {"vision": 25_600, "nlp": 19_200, "speech": 12_800, "research": 6_400}
     assert config.queues == tuple(
         QueueSpec(name, name, "small", {A100_GPU: ResourceQuota(milli)}, 1.0, rules)

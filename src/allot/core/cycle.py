@@ -94,10 +94,16 @@ class _Cycle:
         # (queue, shape) -> outcome, per view: quota and free capacity only shrink in a cycle
         self.outcomes: dict[object, Attempt] = {}
         self.outcomes_held: dict[object, Attempt] = {}
+        self.backfill_verdicts: dict[object, tuple[int, Explanation]] = {}
         self.started_ids: set[JobId] = set()
         self.started_queues: set[str] = set()
         self.pool = CandidatePool(
-            snap, now, policy.las_thresholds, self.started_ids, self.started_queues
+            snap,
+            now,
+            policy.las_thresholds,
+            self.started_ids,
+            self.started_queues,
+            Strategy.LAS in policy.preemption,
         )
         self.unplaced: list[JobSpec] = []
         self.known_queues = (
@@ -152,7 +158,7 @@ class _Cycle:
         attempt = self._attempt(spec, held=False)
         if attempt.start is not None:
             return
-        if self._preempt(spec):
+        if self.policy.preemption and self._preempt(spec):
             return
         if attempt.quota_block is not None:
             self.pending[spec.id] = _quota_explanation(spec, attempt.quota_block)
@@ -163,8 +169,6 @@ class _Cycle:
 
     def _preempt(self, spec: JobSpec) -> bool:
         """Phase 4: True when ``spec`` waits for preempted jobs (new or already stopping)."""
-        if not self.policy.preemption:
-            return False
         policy = self.policy
         level = None
         if Strategy.LAS in policy.preemption:
@@ -231,33 +235,43 @@ class _Cycle:
 
     def _backfill(self, spec: JobSpec, shadow: Shadow) -> None:
         """Start ``spec`` only where it cannot delay the reservation; explain it otherwise."""
+        runtime = spec.runtime_estimate if spec.runtime_estimate is not None else spec.time_limit
+        # A job that ends before the head starts may use anything free; a longer one only what
+        # the hold leaves.
+        held = runtime is None or self.now + runtime > shadow.reservation.start_time
+        key = (held, spec.queue, spec.shape)
+        known = self.backfill_verdicts.get(key)
+        if known is not None and known[0] == len(self.starts):
+            self.pending[spec.id] = known[1]
+            if known[1] is _UNPLACED:
+                self.unplaced.append(spec)
+            return
         hold = self.hold
         assert hold is not None
-        runtime = spec.runtime_estimate if spec.runtime_estimate is not None else spec.time_limit
-        held = runtime is None or self.now + runtime > shadow.reservation.start_time
-        known = (self.outcomes_held if held else self.outcomes).get((spec.queue, spec.shape))
-        if known is None:
-            # A job that ends before the head starts may use anything free; a longer one only
-            # what the hold leaves.
+        if (spec.queue, spec.shape) not in (self.outcomes_held if held else self.outcomes):
             if held:
                 hold.engage()
             else:
                 hold.disengage()
-        attempt = known or self._attempt(spec, held=held)
+        attempt = self._attempt(spec, held=held)
         if attempt.start is not None:
             return
-        if self._preempt(spec):
+        if self.policy.preemption and self._preempt(spec):
             return
         if attempt.quota_block is not None:
-            self.pending[spec.id] = _quota_explanation(spec, attempt.quota_block)
-            return
-        if hold.engaged and self._fits_without_hold(spec, attempt.capacity_flavors):
-            self.pending[spec.id] = Explanation(
+            reason = _quota_explanation(spec, attempt.quota_block)
+        elif held and self._fits_without_hold(spec, attempt.capacity_flavors):
+            reason = Explanation(
                 Reason.BEHIND_RESERVATION,
                 {"head": shadow.reservation.job_id, "until": shadow.reservation.start_time},
             )
-            return
-        self._unplaced(spec)
+        else:
+            reason = _UNPLACED
+            self.unplaced.append(spec)
+        self.pending[spec.id] = reason
+        if not self.policy.preemption:
+            # Same view, queue and shape: the same verdict until something new starts.
+            self.backfill_verdicts[key] = (len(self.starts), reason)
 
     def _fits_without_hold(self, spec: JobSpec, flavors: list[str]) -> bool:
         """Would ``spec`` fit if nothing were held for the reservation? Cached per shape

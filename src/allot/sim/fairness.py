@@ -125,11 +125,11 @@ def _met_and_deserved(
     allocated: TenantSeries, demand: TenantSeries, entitled: float, end_time: float
 ) -> tuple[float, float]:
     """(int met_t, int deserved_t) of one tenant, in GPU-seconds."""
+    if entitled == 0 or not demand:
+        return 0.0, 0.0
     alloc_times, alloc_values = _as_arrays(allocated)
     demand_times, demand_values = _as_arrays(demand)
     grid = np.union1d(alloc_times, demand_times)
-    if grid.size == 0 or entitled == 0:
-        return 0.0, 0.0
     # A sample at or after end_time (or out of order) must not count negative time.
     held = np.clip(np.diff(grid, append=max(end_time, float(grid[-1]))), 0.0, None)
     deserved = np.minimum(_value_at(demand_times, demand_values, grid), entitled)

@@ -17,8 +17,11 @@ from allot.core.quota.config import FairShareRule
 from allot.core.quota.tree import QuotaTree
 
 
-def allows(tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob) -> bool:
-    """True when one of the queue's fair-share rules allows taking ``victim`` now."""
+def allows(
+    tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob, mine: float | None = None
+) -> bool:
+    """True when one of the queue's fair-share rules allows taking ``victim`` now. ``mine`` is
+    the preemptor queue's share after admitting it, when the caller already knows it."""
     rules = preemptor.rules.fair_share
     queue, other = preemptor.spec.queue, victim.spec.queue
     if tree is None or not rules or queue == other:
@@ -29,7 +32,8 @@ def allows(tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob) -> 
     target_before = tree.dominant_share(other)
     if target_before <= 0:
         return False
-    mine = tree.dominant_share(queue, preemptor.request)
+    if mine is None:
+        mine = tree.dominant_share(queue, preemptor.request)
     if FairShareRule.LT_INITIAL_SHARE in rules and mine < target_before:
         return True
     if FairShareRule.LTE_FINAL_SHARE in rules:

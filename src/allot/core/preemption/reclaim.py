@@ -13,22 +13,35 @@ from allot.core.quota.config import ReclaimWithinCohort
 from allot.core.quota.tree import QuotaTree
 
 
-def allows(tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob) -> bool:
-    """True when reclaiming ``victim``'s quota is allowed now."""
-    rule = preemptor.rules.reclaim_within_cohort
-    queue, other = preemptor.spec.queue, victim.spec.queue
-    if tree is None or rule is ReclaimWithinCohort.NEVER or queue == other:
+def preemptor_qualifies(tree: QuotaTree | None, preemptor: Preemptor) -> bool:
+    """True when the preemptor's queue may reclaim at all: its rules allow it, it is in a
+    cohort, and it stays within its nominal quota after admitting the preemptor."""
+    if tree is None or preemptor.rules.reclaim_within_cohort is ReclaimWithinCohort.NEVER:
         return False
-    root = tree.cohort_root(queue)
-    if root is None or root != tree.cohort_root(other):
+    queue = preemptor.spec.queue
+    return tree.cohort_root(queue) is not None and tree.within_nominal(queue, preemptor.request)
+
+
+def victim_qualifies(tree: QuotaTree, preemptor: Preemptor, victim: RunningJob) -> bool:
+    """True when ``victim`` is in another queue of the cohort that borrows, now, what the
+    preemptor needs (and, with ``lower_priority``, has a lower priority)."""
+    queue, other = preemptor.spec.queue, victim.spec.queue
+    if queue == other or tree.cohort_root(queue) != tree.cohort_root(other):
         return False
     if (
-        rule is ReclaimWithinCohort.LOWER_PRIORITY
+        preemptor.rules.reclaim_within_cohort is ReclaimWithinCohort.LOWER_PRIORITY
         and victim.spec.priority >= preemptor.spec.priority
     ):
         return False
-    if not tree.within_nominal(queue, preemptor.request):
-        return False
     return any(
         tree.borrowing(other, fr) > 0 for fr, amount in preemptor.request.items() if amount > 0
+    )
+
+
+def allows(tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob) -> bool:
+    """True when reclaiming ``victim``'s quota is allowed now."""
+    return (
+        tree is not None
+        and preemptor_qualifies(tree, preemptor)
+        and victim_qualifies(tree, preemptor, victim)
     )

@@ -19,14 +19,14 @@ before returning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
 from allot.core.placement.rank import best_device
 from allot.core.placement.select import choose_placement
 from allot.core.preemption import Preemptor, Strategy, fair_share, las, reclaim, within_queue
-from allot.core.quota.config import ReclaimWithinCohort, WithinQueue
+from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot, Undo
 
 Victims = list[tuple[RunningJob, Strategy]]
@@ -65,28 +65,45 @@ class VictimSearch:
         if Strategy.WITHIN_QUEUE in allowed and rules.within_queue is WithinQueue.LOWER_PRIORITY:
             checks.append((Strategy.WITHIN_QUEUE, lambda v: within_queue.allows(preemptor, v)))
         if tree is not None and tree.cohort_root(preemptor.spec.queue) is not None:
-            reclaims = rules.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
-            if Strategy.RECLAIM in allowed and reclaims:
+            # What does not change while victims are removed is computed once per search:
+            # whether the preemptor's queue may reclaim, and its share after admission.
+            if Strategy.RECLAIM in allowed and reclaim.preemptor_qualifies(tree, preemptor):
                 checks.append(
                     (
                         Strategy.RECLAIM,
                         lambda v: (
-                            v.spec.queue not in settled and reclaim.allows(tree, preemptor, v)
+                            v.spec.queue not in settled
+                            and reclaim.victim_qualifies(tree, preemptor, v)
                         ),
                     )
                 )
             if Strategy.FAIR_SHARE in allowed and rules.fair_share:
+                mine = tree.dominant_share(preemptor.spec.queue, preemptor.request)
                 checks.append(
                     (
                         Strategy.FAIR_SHARE,
                         lambda v: (
-                            v.spec.queue not in settled and fair_share.allows(tree, preemptor, v)
+                            v.spec.queue not in settled
+                            and fair_share.allows(tree, preemptor, v, mine)
                         ),
                     )
                 )
         if Strategy.LAS in allowed and preemptor.las_level is not None:
             checks.append((Strategy.LAS, lambda v: las.allows(preemptor, v, thresholds)))
         self.checks = checks
+
+    def first_strategy(
+        self, victim: RunningJob, cache: dict[object, Strategy | None]
+    ) -> Strategy | None:
+        """``strategy`` before any victim is removed: then the answer depends only on the
+        victim's queue, shape, priority and attained-service level, so it is cached."""
+        level = (
+            las.level_of(victim, self.p.now, self.thresholds) if self.p.las_level is not None else 0
+        )
+        key = (victim.spec.queue, victim.spec.shape, victim.spec.priority, level)
+        if key not in cache:
+            cache[key] = self.strategy(victim)
+        return cache[key]
 
     def strategy(self, victim: RunningJob) -> Strategy | None:
         """The first strategy that allows taking ``victim`` now, if any."""
@@ -156,6 +173,7 @@ class CandidatePool:
         thresholds: Sequence[float],
         fresh: set[int],
         fresh_queues: set[str],
+        track_levels: bool,
     ) -> None:
         self.snap = snap
         self.now = now
@@ -164,6 +182,7 @@ class CandidatePool:
         # Queues that admitted a job in the current cycle: their quota is not taken back in the
         # same cycle (admitting and reclaiming at once would only churn).
         self.fresh_queues = fresh_queues
+        self.track_levels = track_levels  # only 2D-LAS needs the victims' levels
         self._by_flavor: dict[str, list[RunningJob]] = {}
         self._min_priority: dict[tuple[str, str], int] = {}  # (flavor, queue) -> lowest
         self._max_level: dict[str, int] = {}
@@ -173,6 +192,23 @@ class CandidatePool:
         self._by_flavor.clear()
         self._min_priority.clear()
         self._max_level.clear()
+
+    def _summarise(self, flavor: str) -> None:
+        """Lowest priority per queue and highest LAS level among possible victims, in one
+        pass without sorting."""
+        level = -1
+        for job in self.snap.running.values():
+            if job.flavor != flavor or job.stopping_until is not None:
+                continue
+            if not job.spec.preemptible or job.spec.id in self.fresh:
+                continue
+            key = (flavor, job.spec.queue)
+            lowest = self._min_priority.get(key)
+            if lowest is None or job.spec.priority < lowest:
+                self._min_priority[key] = job.spec.priority
+            if self.track_levels:
+                level = max(level, las.level_of(job, self.now, self.thresholds))
+        self._max_level[flavor] = level
 
     def of(self, flavor: str) -> list[RunningJob]:
         """Possible victims on ``flavor``, the one to preempt first first."""
@@ -190,27 +226,30 @@ class CandidatePool:
                 key=preference,
             )
             self._by_flavor[flavor] = jobs
-            level = 0
-            for job in jobs:
-                key = (flavor, job.spec.queue)
-                self._min_priority[key] = min(
-                    self._min_priority.get(key, job.spec.priority), job.spec.priority
-                )
-                level = max(level, las.level_of(job, self.now, self.thresholds))
-            self._max_level[flavor] = level
         return jobs
 
     def might_help(self, p: Preemptor) -> bool:
         """False when no strategy could possibly find a victim for ``p`` (a cheap test)."""
-        if not self.of(p.flavor):
-            return False
+        if p.flavor not in self._max_level:
+            self._summarise(p.flavor)
         tree = self.snap.quota
-        if tree is not None and tree.cohort_root(p.spec.queue) is not None:
-            return True  # reclaim and fair share depend on borrowing; let the search decide
+        root = None if tree is None else tree.cohort_root(p.spec.queue)
+        if tree is not None and root is not None:
+            # Reclaim and fair share only ever take from a queue of the cohort that borrows.
+            needed = [fr for fr, amount in p.request.items() if amount > 0]
+            if any(
+                tree.borrowing(queue, fr) > 0
+                for queue in tree.queues
+                if queue != p.spec.queue and tree.cohort_root(queue) == root
+                for fr in needed
+            ):
+                return True
         lowest = self._min_priority.get((p.flavor, p.spec.queue))
         if lowest is not None and lowest < p.spec.priority:
             return True
-        return p.las_level is not None and self._max_level[p.flavor] > p.las_level
+        if p.las_level is not None:
+            return self._max_level[p.flavor] > p.las_level
+        return False
 
 
 def _on_node(
@@ -240,7 +279,8 @@ def choose_victims(snap: Snapshot, p: Preemptor, pool: CandidatePool) -> Victims
         return None
     # A job no strategy allows now is never allowed once others are gone (the checks are
     # monotone), so the search only ever considers the jobs allowed at the start.
-    everyone = [job for job in pool.of(p.flavor) if search.strategy(job) is not None]
+    first: dict[object, Strategy | None] = {}
+    everyone = [job for job in pool.of(p.flavor) if search.first_strategy(job, first) is not None]
     if not everyone:
         return None
     if len(p.spec.tasks) > 1:
@@ -255,24 +295,33 @@ def choose_victims(snap: Snapshot, p: Preemptor, pool: CandidatePool) -> Victims
             return search.put_back_unneeded(victims, search.fits)
         finally:
             search.restore()
-    by_node: dict[int, list[RunningJob]] = {}
+    # Each candidate with the devices it holds on each node.
+    by_node: dict[int, dict[int, int]] = {}  # node -> job id -> devices held there
+    jobs_by_id = {job.spec.id: job for job in everyone}
     for job in everyone:
         for where in job.placement:
             i = snap.node_index[where.node]
             if snap.schedulable(i):
-                by_node.setdefault(i, []).append(job)
+                devices = by_node.setdefault(i, {})
+                devices[job.spec.id] = devices.get(job.spec.id, 0) + len(where.devices)
+    # Visit nodes by an optimistic count of the victims they need (freeing every device a
+    # victim touches), and stop once no node left can beat the best set found.
+    need = p.spec.tasks[0].gpu_milli // MILLI_PER_GPU
+    ranked: list[tuple[int, int]] = []
+    for i, held in by_node.items():
+        bound = _at_least(need - snap.whole_free[i], held.values())
+        if bound is not None:
+            ranked.append((bound, i))
+    ranked.sort()
     best: Victims | None = None
     best_cost: tuple[int, int, float] | None = None
-    for i in sorted(by_node):
-
-        def held_here(job: RunningJob, i: int = i) -> int:
-            return -sum(
-                len(w.devices) * w.gpu_milli_per_device
-                for w in job.placement
-                if snap.node_index[w.node] == i
-            )
-
-        local = sorted(dict.fromkeys(by_node[i]), key=lambda j: (held_here(j), preference(j)))
+    for bound, i in ranked:
+        if best_cost is not None and bound > best_cost[0]:
+            break
+        held = by_node[i]
+        local = sorted(
+            (jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], preference(j))
+        )
         try:
             found = _on_node(search, i, local, everyone)
         finally:
@@ -283,3 +332,15 @@ def choose_victims(snap: Snapshot, p: Preemptor, pool: CandidatePool) -> Victims
         if best_cost is None or cost < best_cost:
             best, best_cost = found, cost
     return best
+
+
+def _at_least(missing: int, held: Iterable[int]) -> int | None:
+    """The fewest victims, taking the largest holders first, that could free ``missing``
+    devices (0 when none are missing); None when even all of them could not."""
+    count = 0
+    for devices in sorted(held, reverse=True):
+        if missing <= 0:
+            break
+        missing -= devices
+        count += 1
+    return count if missing <= 0 else None

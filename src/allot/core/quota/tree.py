@@ -103,6 +103,15 @@ class QuotaTree:
         for queue in self.queues.values():
             if queue.parent is None:
                 _accumulate(queue)
+        # Both are fixed by the configuration, and the preemption search asks for them often.
+        self._roots: dict[str, str | None] = {q: _root_name(n) for q, n in self.queues.items()}
+        self._lendable: dict[str, dict[str, int]] = {}
+        for name, node in self.queues.items():
+            if node.parent is not None:
+                lendable: dict[str, int] = {}
+                for fr, amount in node.parent.subtree.items():
+                    lendable[fr[1]] = lendable.get(fr[1], 0) + amount
+                self._lendable[name] = lendable
 
     # ------------------------------------------------------------------ queries
 
@@ -184,12 +193,7 @@ class QuotaTree:
 
     def cohort_root(self, queue: str) -> str | None:
         """The root cohort of ``queue``'s tree, None when it is in no cohort."""
-        node = self.queues.get(queue)
-        if node is None or node.parent is None:
-            return None
-        while node.parent is not None:
-            node = node.parent
-        return node.name
+        return self._roots.get(queue)
 
     def dominant_share(self, queue: str, extra: Request | None = None) -> float:
         """KEP-1714 dominant resource share: the largest, over resources, of what the queue
@@ -207,9 +211,7 @@ class QuotaTree:
             return 0.0
         if node.weight == 0:
             return float("inf")
-        lendable: dict[str, int] = {}
-        for fr, amount in node.parent.subtree.items():
-            lendable[fr[1]] = lendable.get(fr[1], 0) + amount
+        lendable = self._lendable[queue]
         share = max(
             (amount / lendable[r] for r, amount in borrowed.items() if lendable.get(r, 0) > 0),
             default=0.0,
@@ -235,6 +237,14 @@ class QuotaTree:
         for fr, amount in request.items():
             if fr in node.quotas and amount > 0:
                 _remove_usage(node, fr, amount)
+
+
+def _root_name(node: QuotaNode) -> str | None:
+    if node.parent is None:
+        return None
+    while node.parent is not None:
+        node = node.parent
+    return node.name
 
 
 def _accumulate(node: QuotaNode) -> None:
