@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from allot import __version__
+from allot.cli import cluster, jobs
 from allot.cli.simulate import simulate
+from allot.cli.up import up
 
 app = typer.Typer(
     name="allot",
@@ -14,7 +16,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command()(up)
 app.command(no_args_is_help=True)(simulate)
+app.command(cls=jobs.CommandAfterDashes)(jobs.submit)
+app.command()(jobs.jobs)
+app.command()(jobs.show)
+app.command()(jobs.cancel)
+app.command()(jobs.hold)
+app.command()(jobs.release)
+app.command()(jobs.logs)
+app.command()(jobs.explain)
+app.command()(cluster.nodes)
+app.command()(cluster.queues)
+app.command()(cluster.drain)
+app.command()(cluster.undrain)
 
 
 def _version(value: bool) -> None:

@@ -12,6 +12,7 @@ cluster is full), which only the latter may hold a backfill reservation for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from allot.core.model import MILLI_PER_GPU, JobSpec, RunningJob
@@ -37,6 +38,7 @@ class Attempt:
     start: Start | None = None
     quota_block: QuotaBlock | None = None  # set when every flavor was stopped by quota
     capacity_flavors: list[str] = field(default_factory=list)  # quota allowed, no room
+    behind: int | None = None  # a preemptor holding every flavor the job could use
 
 
 def gang_count_ok(snap: Snapshot, spec: JobSpec, flavor: str) -> bool:
@@ -55,14 +57,27 @@ def gang_count_ok(snap: Snapshot, spec: JobSpec, flavor: str) -> bool:
 
 
 def try_admit(
-    snap: Snapshot, spec: JobSpec, now: float, failed: set[PlacementKey], undos: list[Undo]
+    snap: Snapshot,
+    spec: JobSpec,
+    now: float,
+    failed: set[PlacementKey],
+    undos: list[Undo],
+    held_by: Mapping[str, int] | None = None,
 ) -> Attempt:
     """Admit ``spec`` on its first flavor that passes quota and placement, applying the start
     to ``snap`` (its undo goes to ``undos``). ``failed`` caches (tasks, flavor) pairs that found
-    no room in this view of the snapshot."""
+    no room in this view of the snapshot. ``held_by`` maps flavors the job may not use now to
+    the preemptor holding them in its cohort."""
     attempt = Attempt()
     tree = snap.quota
-    for flavor in accepted_flavors(snap, spec):
+    flavors = accepted_flavors(snap, spec)
+    if held_by:
+        free = [f for f in flavors if f not in held_by]
+        if not free:
+            attempt.behind = held_by[flavors[0]]
+            return attempt
+        flavors = tuple(free)
+    for flavor in flavors:
         if tree is not None:
             block = tree.block(spec.queue, request_of(spec, flavor))
             if block is not None:
@@ -115,9 +130,9 @@ def fits_once_stopped(snap: Snapshot, spec: JobSpec, flavor: str) -> bool:
 
 def find_preemptions(
     snap: Snapshot, spec: JobSpec, policy: Policy, now: float, pool: CandidatePool
-) -> list[Preemption] | None:
-    """The preemptions that make room for ``spec`` on its first flavor where an allowed set of
-    victims exists; None when there is none. Leaves ``snap`` unchanged."""
+) -> tuple[str, list[Preemption]] | None:
+    """The flavor and the preemptions that make room for ``spec`` on its first flavor where an
+    allowed set of victims exists; None when there is none. Leaves ``snap`` unchanged."""
     level = None
     if Strategy.LAS in policy.preemption:
         level = las_level(snap.attained.get(spec.id, 0.0), policy.las_thresholds)
@@ -132,7 +147,7 @@ def find_preemptions(
         preemptor = Preemptor(spec, flavor, request, rules, level, now, policy.preemption)
         victims = choose_victims(snap, preemptor, pool)
         if victims:
-            return [
+            return flavor, [
                 Preemption(
                     victim.spec.id,
                     spec.id,

@@ -44,7 +44,7 @@ from allot.core.placement.diagnose import accepted_flavors, explain_no_fit, need
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation, Start
 from allot.core.policy import Blocking, Policy
-from allot.core.policy.backfill import Hold, Shadow, find_shadow
+from allot.core.policy.backfill import Hold, Shadow, find_shadow, hold_after
 from allot.core.policy.ordering import las_level
 from allot.core.preemption import Preemption, Strategy
 from allot.core.preemption.victims import CandidatePool
@@ -68,6 +68,10 @@ def _quota_explanation(spec: JobSpec, block: QuotaBlock) -> Explanation:
     return Explanation(Reason.QUOTA, fields)
 
 
+def _behind(preemptor: JobId) -> Explanation:
+    return Explanation(Reason.BEHIND_PREEMPTOR, {"preemptor": preemptor})
+
+
 class _Cycle:
     """The mutable state of one cycle; ``schedule`` is its only user."""
 
@@ -89,6 +93,8 @@ class _Cycle:
         self.blocked: Explanation | None = None  # the reason every later job shares, if any
         self.blocked_queues: dict[str, Explanation] = {}
         self.preempted_for: set[str] = set()  # queues that already preempt this cycle
+        # (cohort root, or the queue outside any cohort; flavor) -> the preemptor holding it
+        self.reserved: dict[tuple[str, str], JobId] = {}
         # (queue, shape, priority, level) -> the waiting explanation, or None: no victims
         self.preempt_verdicts: dict[object, Explanation | None] = {}
         # (queue, shape) -> outcome, per view: quota and free capacity only shrink in a cycle
@@ -143,7 +149,7 @@ class _Cycle:
         if known is not None:
             return known
         failed = self.failed_held if held else self.failed
-        attempt = try_admit(self.snap, spec, self.now, failed, self.undos)
+        attempt = try_admit(self.snap, spec, self.now, failed, self.undos, self._held_by(spec))
         if attempt.start is not None:
             self.starts.append(attempt.start)
             self.started_ids.add(spec.id)
@@ -157,6 +163,9 @@ class _Cycle:
         """Phase 3, and what follows when the job does not fit."""
         attempt = self._attempt(spec, held=False)
         if attempt.start is not None:
+            return
+        if attempt.behind is not None:
+            self.pending[spec.id] = _behind(attempt.behind)
             return
         if self.policy.preemption and self._preempt(spec):
             return
@@ -179,8 +188,14 @@ class _Cycle:
             if verdict is not None:
                 self.pending[spec.id] = verdict
             return verdict is not None
-        flavors = accepted_flavors(self.snap, spec)
-        if any(fits_once_stopped(self.snap, spec, f) for f in flavors):
+        waiting_on = next(
+            (f for f in accepted_flavors(self.snap, spec) if fits_once_stopped(self.snap, spec, f)),
+            None,
+        )
+        if waiting_on is not None:
+            if spec.id in self.snap.nominated:
+                # Its victims are stopping: keep the room it counts on for it.
+                self._reserve(spec, waiting_on, sorted(self.snap.stopping))
             waiting = Explanation(Reason.WAITING_FOR_PREEMPTED)
             self.preempt_verdicts[key] = waiting
             self.pending[spec.id] = waiting
@@ -189,12 +204,14 @@ class _Cycle:
             return False
         if self.hold is not None:
             self.hold.disengage()
-        found = find_preemptions(self.snap, spec, self.policy, self.now, self.pool)
-        if not found:
+        chosen = find_preemptions(self.snap, spec, self.policy, self.now, self.pool)
+        if chosen is None:
             self.preempt_verdicts[key] = None
             return False
+        flavor, found = chosen
         for preemption in found:
             self.undos.append(self.snap.mark_stopping(preemption.victim, preemption.stop_by))
+        self._reserve(spec, flavor, [p.victim for p in found])
         self.pool.invalidate()
         self.preemptions.extend(found)
         self.preempted_for.add(spec.queue)
@@ -207,6 +224,31 @@ class _Cycle:
             },
         )
         return True
+
+    def _reserve(self, spec: JobSpec, flavor: str, victims: list[JobId]) -> None:
+        """Keep what ``spec`` will need once ``victims`` are gone away from later jobs: hold
+        the free part of its placement, and its cohort's quota on that flavor (Kueue skips
+        other admissions in a cohort where a workload is preempting, for the same reason:
+        otherwise the room is taken and the preemptor preempts again, for ever)."""
+        hold = hold_after(self.snap, spec, flavor, victims)
+        if hold is not None:
+            hold.engage()
+            self.undos.append(hold.disengage)
+        tree = self.snap.quota
+        root = tree.cohort_root(spec.queue) if tree is not None else None
+        self.reserved[(root or spec.queue, flavor)] = spec.id
+
+    def _held_by(self, spec: JobSpec) -> dict[str, int]:
+        """Flavors ``spec`` may not use now because a preemptor in its cohort holds them."""
+        if not self.reserved:
+            return {}
+        tree = self.snap.quota
+        scope = (tree.cohort_root(spec.queue) if tree is not None else None) or spec.queue
+        return {
+            flavor: holder
+            for (where, flavor), holder in self.reserved.items()
+            if where == scope and holder != spec.id
+        }
 
     def _block_queue(self, spec: JobSpec) -> None:
         self.blocked_queues[spec.queue] = Explanation(
@@ -255,6 +297,9 @@ class _Cycle:
                 hold.disengage()
         attempt = self._attempt(spec, held=held)
         if attempt.start is not None:
+            return
+        if attempt.behind is not None:
+            self.pending[spec.id] = _behind(attempt.behind)
             return
         if self.policy.preemption and self._preempt(spec):
             return

@@ -8,7 +8,7 @@ sentence is for people. ``message()`` is total: every code renders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -31,6 +31,7 @@ class Reason(StrEnum):
     BLOCKED_IN_QUEUE = "blocked_in_queue"  # strict FIFO within its queue: an earlier job waits
     PREEMPTING = "preempting"  # running jobs are being stopped to make room for it
     WAITING_FOR_PREEMPTED = "waiting_for_preempted"  # fits once jobs being preempted stop
+    BEHIND_PREEMPTOR = "behind_preemptor"  # a preemptor in its cohort holds the room it needs
 
 
 def _gpus(milli: FieldValue) -> str:
@@ -73,7 +74,15 @@ def _quota(f: Mapping[str, FieldValue]) -> str:
     return f"{owner} would exceed its {what} of {flavor} {resource}: needs {needed}, {left} left"
 
 
-def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
+TimeFormat = Callable[[float], str]
+
+
+def virtual_time(t: float) -> str:
+    """How the core writes an instant by default: seconds of (virtual) time, ``t=5400``."""
+    return f"t={t:.0f}"
+
+
+def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> str:
     match reason:
         case Reason.NO_FLAVOR:
             return f"accepts flavors {f.get('flavors')}, but the cluster has none of them"
@@ -87,13 +96,13 @@ def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
             return f"strict FIFO: waits behind job {f.get('head')}, which does not fit yet"
         case Reason.RESERVED:
             return (
-                f"{_needs(f)}; capacity is reserved for it from t={float(f.get('at', 0)):.0f}"
+                f"{_needs(f)}; capacity is reserved for it from {when(float(f.get('at', 0)))}"
                 f" on {f.get('nodes')}"
             )
         case Reason.BEHIND_RESERVATION:
             until = float(f.get("until", 0))
             return (
-                f"behind reservation for job {f.get('head')} until t={until:.0f}; starting it"
+                f"behind reservation for job {f.get('head')} until {when(until)}; starting it"
                 " now would still hold capacity reserved for that job then"
             )
         case Reason.NO_RESERVATION:
@@ -113,11 +122,52 @@ def _render(reason: Reason, f: Mapping[str, FieldValue]) -> str:
             until = float(f.get("until", 0))
             return (
                 f"preempting job(s) {f.get('victims')} ({f.get('strategy')}); starts once they"
-                f" stop, by t={until:.0f}"
+                f" stop, by {when(until)}"
             )
         case Reason.WAITING_FOR_PREEMPTED:
             return "waits for jobs being preempted to stop; it fits once they have"
+        case Reason.BEHIND_PREEMPTOR:
+            return (
+                f"waits behind job {f.get('preemptor')}, which preempted jobs in its cohort and"
+                " holds the room they free"
+            )
     return str(reason)  # pragma: no cover - every Reason is matched above
+
+
+def _remedy(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> str:
+    match reason:
+        case Reason.NO_FLAVOR:
+            return "accept a flavor the cluster has"
+        case Reason.NEVER_FITS:
+            return "ask for less per task or split the job into more, smaller tasks"
+        case Reason.NO_CAPACITY:
+            return "starts when running jobs free enough room; a smaller request may start sooner"
+        case Reason.BLOCKED_BY_HEAD:
+            return f"starts after job {f.get('head')} starts or is cancelled"
+        case Reason.RESERVED:
+            return f"starts at {when(float(f.get('at', 0)))} if running jobs end by their estimates"
+        case Reason.BEHIND_RESERVATION:
+            return (
+                "a runtime estimate or time limit that ends it by "
+                f"{when(float(f.get('until', 0)))} would let it start now"
+            )
+        case Reason.NO_RESERVATION:
+            return "runtime estimates or time limits on running jobs let the scheduler plan"
+        case Reason.NODES_UNAVAILABLE:
+            return "an administrator undrains or repairs the nodes it needs"
+        case Reason.UNKNOWN_QUEUE:
+            return f"submit to one of the configured queues: {f.get('known')}"
+        case Reason.QUOTA:
+            if f.get("limit") == "not_covered":
+                return "use a flavor the queue has quota for, or add that flavor to its quota"
+            return "starts when the queue's or its cohort's usage drops; or raise the quota"
+        case Reason.BLOCKED_IN_QUEUE:
+            return f"starts after job {f.get('head')} of the same queue starts or is cancelled"
+        case Reason.PREEMPTING | Reason.WAITING_FOR_PREEMPTED:
+            return "starts once the preempted jobs have stopped"
+        case Reason.BEHIND_PREEMPTOR:
+            return f"is considered again once job {f.get('preemptor')} has started"
+    return ""  # pragma: no cover - every Reason is matched above
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +177,20 @@ class Explanation:
     reason: Reason
     fields: Mapping[str, FieldValue] = field(default_factory=dict)
 
-    def message(self) -> str:
+    def message(self, when: TimeFormat = virtual_time) -> str:
         """One sentence for people, e.g. "needs 8 GPUs of H100 on one node; largest free
         block is 4"."""
-        return _render(self.reason, self.fields)
+        return _render(self.reason, self.fields, when)
+
+    def remedy(self, when: TimeFormat = virtual_time) -> str:
+        """What would unblock the job, in one sentence (instants written by ``when``)."""
+        return _remedy(self.reason, self.fields, when)
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready form: code, fields and message."""
-        return {"reason": str(self.reason), "fields": dict(self.fields), "message": self.message()}
+        """A JSON-ready form: code, fields, message and remedy."""
+        return {
+            "reason": str(self.reason),
+            "fields": dict(self.fields),
+            "message": self.message(),
+            "remedy": self.remedy(),
+        }

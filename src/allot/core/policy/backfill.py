@@ -220,6 +220,23 @@ def _shadow_by_trying(
             undo()
 
 
+def hold_after(snap: Snapshot, spec: JobSpec, flavor: str, removed: Sequence[int]) -> Hold | None:
+    """A hold on what ``spec`` will need once the running jobs ``removed`` are gone (a
+    preemptor waiting for its victims): its placement in that state, less what those jobs
+    free. Engaged, it keeps later jobs from taking the room the preemptor counts on."""
+    undos = [snap.finish(job_id) for job_id in removed if job_id in snap.running]
+    try:
+        placement = choose_placement(snap, spec, flavor)
+        if placement is None:
+            return None
+        used = {snap.node_index[p.node] for p in placement}
+        at_t = {i: (list(snap.dev_free[i]), snap.cpu_free[i], snap.mem_free[i]) for i in used}
+    finally:
+        for undo in reversed(undos):
+            undo()
+    return Hold(snap, _holds(snap, spec, placement, at_t))
+
+
 class Hold:
     """Capacity held for the reservation, engaged while placing jobs that outlast it.
 

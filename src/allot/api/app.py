@@ -1,0 +1,63 @@
+"""The application factory: ``create_app(control)`` builds the FastAPI app over a control plane.
+
+Layout of the app: ``/healthz`` (no token) and ``/v1/...`` (every route needs a bearer token;
+the OpenAPI document is served at ``/v1/openapi.json`` and its browsable form at ``/v1/docs``).
+Around the routes, from the outside in: unexpected errors become a 500 problem, bodies over
+``MAX_BODY_BYTES`` are refused with 413, and known exceptions become problem documents.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
+
+from allot import __version__
+from allot.api.auth import TokenVerifier, authenticate, store_verifier
+from allot.api.body_limit import BodySizeLimit
+from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
+from allot.api.routes import cluster, jobs
+from allot.api.schemas import MAX_BODY_BYTES, Health
+from allot.control.services import ControlPlane
+
+API_PREFIX = "/v1"
+
+
+def _operation_id(route: APIRoute) -> str:
+    # Stable, readable operation ids (``submit_job``) for generated clients.
+    return route.name
+
+
+def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = None) -> FastAPI:
+    """The REST API over ``control``. ``token_verifier`` maps a presented bearer token to its
+    record (None: unknown); by default tokens are looked up by their SHA-256 in the store."""
+    app = FastAPI(
+        title="allot",
+        summary="A compute platform for teams that share GPUs.",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.control = control
+    app.state.token_verifier = token_verifier or store_verifier(control)
+    install_problem_handlers(app)
+
+    v1 = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(authenticate)],
+        responses=documented(401, 422, 500),
+    )
+    v1.include_router(jobs.router)
+    v1.include_router(cluster.router)
+    app.include_router(v1)
+
+    @app.get("/healthz", tags=["health"])
+    def health() -> Health:
+        """The server is up (no token needed)."""
+        return Health()
+
+    # Added last, so it wraps outermost: even a failure in the size check becomes a problem.
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(UnexpectedErrors)
+    return app

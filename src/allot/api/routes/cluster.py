@@ -1,0 +1,41 @@
+"""Routes of the cluster: ``/v1/nodes`` (list, drain, undrain) and ``/v1/queues``.
+
+Thin like every route: parse, call the ``ControlPlane`` as the authenticated actor, map.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from allot.api import wire
+from allot.api.auth import Actor
+from allot.api.context import Control
+from allot.api.problems import documented
+from allot.api.schemas import NodeOut, QueueOut
+from allot.core.model import NodeState
+
+router = APIRouter(tags=["cluster"])
+
+
+@router.get("/nodes")
+def list_nodes(control: Control) -> list[NodeOut]:
+    """Every node with its state."""
+    return [wire.node_out(n) for n in control.nodes()]
+
+
+@router.post("/nodes/{name}/drain", responses=documented(404))
+def drain_node(name: str, control: Control, actor: Actor) -> NodeOut:
+    """Place nothing new on the node; what runs there keeps running."""
+    return wire.node_out(control.set_node_state(name, NodeState.DRAINING, actor=actor))
+
+
+@router.post("/nodes/{name}/undrain", responses=documented(404))
+def undrain_node(name: str, control: Control, actor: Actor) -> NodeOut:
+    """Let the node take new work again."""
+    return wire.node_out(control.set_node_state(name, NodeState.UP, actor=actor))
+
+
+@router.get("/queues")
+def list_queues(control: Control) -> list[QueueOut]:
+    """Each queue with its nominal GPU quota, what it uses now, and its job counts."""
+    return [wire.queue_out(v) for v in control.queues()]

@@ -1,0 +1,206 @@
+"""Routes of ``/v1/jobs``: submit, list, inspect, cancel, hold, release, events, explain, logs.
+
+Each route parses its input, calls one ``ControlPlane`` use case as the authenticated actor,
+and maps the records it gets back to wire models; the use cases own every rule.
+Routes are plain functions: the store is synchronous, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from allot.api import wire
+from allot.api.auth import Actor
+from allot.api.context import Control
+from allot.api.problems import documented
+from allot.api.schemas import (
+    MAX_IDEMPOTENCY_KEY,
+    EventOut,
+    ExplainOut,
+    JobBatch,
+    JobOut,
+    JobPage,
+    JobStateName,
+    JobSubmission,
+    LogChunkOut,
+)
+from allot.control.records import JobFilter
+from allot.core.model import JobState
+
+MAX_PAGE = 1000
+MAX_LOG_CHUNK = 1 << 20
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": JobOut, "description": "A retry: the job first submitted with this key"},
+        **documented(409, 413),
+    },
+)
+def submit_job(
+    submission: JobSubmission,
+    control: Control,
+    actor: Actor,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY,
+            description="Makes retries safe: the same key returns the job it first created.",
+        ),
+    ] = None,
+) -> JobOut:
+    """Submit a job. 201 with the new job; 200 with the original job for a retried key."""
+    priority = submission.priority
+    if isinstance(priority, str):
+        priority = wire.resolve_priority(priority, control.quotas().priority_classes)
+    record, created = control.submit(
+        wire.new_job(submission, actor=actor, priority=priority),
+        actor=actor,
+        idempotency_key=idempotency_key,
+        request_hash=wire.request_hash(submission),
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{record.id}"
+    return wire.job_out(record)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    responses=documented(409, 413),
+)
+def submit_jobs(
+    batch: JobBatch,
+    control: Control,
+    actor: Actor,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY,
+            description="Makes retries safe: job i of the batch is keyed '<key>:<i>'.",
+        ),
+    ] = None,
+) -> list[JobOut]:
+    """Submit up to 1,000 jobs at once (a job array, a sweep): all are checked before any is
+    stored, and all are stored together. Returns them in the order given."""
+    classes = control.quotas().priority_classes if _named_priorities(batch) else {}
+    jobs = [
+        wire.new_job(
+            submission,
+            actor=actor,
+            priority=wire.resolve_priority(submission.priority, classes),
+        )
+        for submission in batch.jobs
+    ]
+    keys = [None if idempotency_key is None else f"{idempotency_key}:{i}" for i in range(len(jobs))]
+    results = control.submit_many(
+        jobs,
+        actor=actor,
+        idempotency_keys=keys,
+        request_hashes=[wire.request_hash(submission) for submission in batch.jobs],
+    )
+    return [wire.job_out(record) for record, _ in results]
+
+
+def _named_priorities(batch: JobBatch) -> bool:
+    return any(isinstance(submission.priority, str) for submission in batch.jobs)
+
+
+def _cursor(before: str | None) -> int | None:
+    if before is None:
+        return None
+    if before.isascii() and before.isdigit() and int(before) > 0:
+        return int(before)
+    error = {
+        "type": "value_error",
+        "loc": ("query", "before"),
+        "msg": "must be the 'next' cursor of a previous page",
+        "input": before,
+    }
+    raise RequestValidationError([error])
+
+
+@router.get("")
+def list_jobs(
+    control: Control,
+    state: Annotated[list[JobStateName] | None, Query(description="Repeat for several.")] = None,
+    queue: str | None = None,
+    user: str | None = None,
+    tenant: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    before: Annotated[str | None, Query(description="The 'next' cursor of a page.")] = None,
+) -> JobPage:
+    """Jobs matching every given filter, newest first, one page at a time."""
+    where = JobFilter(
+        states=tuple(JobState(s) for s in state or ()),
+        queue=queue,
+        user=user,
+        tenant=tenant,
+        # One more than asked tells whether another page follows, without an empty last page.
+        limit=limit + 1,
+        before=_cursor(before),
+    )
+    records = control.list_jobs(where)
+    page = records[:limit]
+    following = str(page[-1].id) if len(records) > limit else None
+    return JobPage(items=[wire.job_out(r) for r in page], next=following)
+
+
+@router.get("/{job_id}", responses=documented(404))
+def get_job(job_id: int, control: Control) -> JobOut:
+    """One job."""
+    return wire.job_out(control.get(job_id))
+
+
+@router.post("/{job_id}/cancel", responses=documented(404, 409))
+def cancel_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+    """Cancel a pending job, or stop a running one (it gets its grace period)."""
+    return wire.job_out(control.cancel(job_id, actor=actor))
+
+
+@router.post("/{job_id}/hold", responses=documented(404, 409))
+def hold_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+    """Keep a pending job from starting until it is released."""
+    return wire.job_out(control.hold(job_id, actor=actor))
+
+
+@router.post("/{job_id}/release", responses=documented(404, 409))
+def release_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+    """Let a held job be scheduled again."""
+    return wire.job_out(control.release(job_id, actor=actor))
+
+
+@router.get("/{job_id}/events", responses=documented(404))
+def job_events(job_id: int, control: Control) -> list[EventOut]:
+    """The job's event log, oldest first."""
+    return [wire.event_out(e) for e in control.events(job_id)]
+
+
+@router.get("/{job_id}/explain", responses=documented(404))
+def explain_job(job_id: int, control: Control) -> ExplainOut:
+    """Why the job is where it is (for a pending job: why it has not started), and the remedy."""
+    return wire.explain_out(control.explain(job_id))
+
+
+@router.get("/{job_id}/logs", responses=documented(404))
+def job_logs(
+    job_id: int,
+    control: Control,
+    task: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK)] = 1 << 16,
+) -> LogChunkOut:
+    """Output of one task of the job's latest run, from ``offset``."""
+    chunk = control.logs(job_id, task=task, offset=offset, limit=limit)
+    return wire.log_out(chunk, offset=offset, limit=limit)

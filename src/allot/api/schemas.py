@@ -1,0 +1,367 @@
+"""Wire models of the HTTP API, version 1: what clients send and what the server answers.
+
+The server (``allot.api``) and the SDK (``allot.client``) both use these models, so this
+module imports Pydantic and the standard library only, never FastAPI or the control plane.
+
+Units on the wire: GPUs and CPUs as numbers of devices and cores (``0.5`` is half a GPU),
+memory in MiB, durations in seconds, instants as RFC 3339 timestamps in UTC.
+
+Invariants: a submission that validates here is well formed (amounts in whole milli-units,
+environment names valid, paths absolute); whether it can run on this cluster is decided by the
+control plane. Responses never carry environment variable values, only their names.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+MAX_BODY_BYTES = 1 << 20  # larger request bodies are refused with 413 before parsing
+MAX_IDEMPOTENCY_KEY = 200
+MILLI = 1000
+
+JobStateName = Literal["pending", "running", "succeeded", "failed", "cancelled", "preempted"]
+RunPhaseName = Literal["starting", "running", "stopping", "ended"]
+NodeStateName = Literal["up", "draining", "down"]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PRIORITY_RANGE = 1 << 31  # priorities fit a signed 32-bit column
+
+
+def _whole_milli(value: float) -> bool:
+    scaled = value * MILLI
+    return abs(scaled - round(scaled)) < 1e-6
+
+
+class TaskResources(BaseModel):
+    """What each task of a job asks for."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    gpus: float = Field(
+        default=0.0,
+        ge=0,
+        le=4096,
+        description="GPUs per task: a share of one GPU in steps of 0.001, or whole GPUs.",
+    )
+    cpus: float = Field(
+        default=1.0, gt=0, le=1 << 20, description="CPU cores per task, in 0.001 steps."
+    )
+    memory_mib: int = Field(default=4096, gt=0, le=1 << 40, description="Memory per task in MiB.")
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus_in_whole_units(cls, value: float) -> float:
+        if value < 1 and not _whole_milli(value):
+            raise ValueError(
+                f"a share of one GPU must be a whole number of milli-GPU (0.001 steps), got {value}"
+            )
+        if value > 1 and value != math.floor(value):
+            raise ValueError(f"more than one GPU must be a whole number of GPUs, got {value}")
+        return value
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_in_milli_cores(cls, value: float) -> float:
+        if not _whole_milli(value) or round(value * MILLI) == 0:
+            raise ValueError(f"must be a whole number of milli-CPU (0.001 steps), got {value}")
+        return value
+
+    @property
+    def gpu_milli(self) -> int:
+        """GPUs per task in milli-GPU."""
+        return round(self.gpus * MILLI)
+
+    @property
+    def cpu_milli(self) -> int:
+        """CPU per task in milli-cores."""
+        return round(self.cpus * MILLI)
+
+
+MAX_BATCH = 1000
+
+
+class JobSubmission(BaseModel):
+    """A job to run: where it queues, what each task needs, and how to start it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    name: str = Field(default="", max_length=200)
+    queue: str = Field(default="default", min_length=1, max_length=200)
+    tenant: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: default."
+    )
+    user: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: the token's name."
+    )
+    priority: int | str = Field(
+        default=0, description="An integer, or the name of one of the cluster's priority classes."
+    )
+    tasks: int = Field(default=1, ge=1, le=4096, description="More than one task makes a gang.")
+    resources: TaskResources = TaskResources()  # frozen, so one shared default is safe
+    flavors: list[str] = Field(
+        default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
+    )
+    command: list[str] | str = Field(
+        description="The argv to run, or a string run with /bin/sh -c.",
+    )
+    workdir: str | None = Field(default=None, max_length=4096, description="An absolute path.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables (values are never shown)."
+    )
+    runtime_estimate_seconds: float | None = Field(default=None, gt=0)
+    time_limit_seconds: float | None = Field(default=None, gt=0)
+    checkpointable: bool = False
+    preemptible: bool = True
+    hold: bool = Field(default=False, description="Submit held: it waits until released.")
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_is_number_or_class(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -_PRIORITY_RANGE <= value < _PRIORITY_RANGE:
+                raise ValueError(f"must be in {-_PRIORITY_RANGE}..{_PRIORITY_RANGE - 1}")
+            return value
+        if isinstance(value, str) and 0 < len(value) <= 200:
+            return value
+        raise ValueError("must be an integer or the name of a priority class")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_is_argv_or_shell(cls, value: object) -> object:
+        # Checked before the union so a bad command gets one error under "command", not one
+        # per union member.
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("must not be empty")
+            if "\0" in value:
+                raise ValueError("must not contain NUL characters")
+            return value
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must list at least the program to run")
+            for i, arg in enumerate(value):
+                if not isinstance(arg, str):
+                    raise ValueError(f"argument {i} must be a string")
+                if "\0" in arg:
+                    raise ValueError(f"argument {i} must not contain NUL characters")
+            if not value[0]:
+                raise ValueError("the program (argument 0) must not be empty")
+            return value
+        raise ValueError("must be a list of strings (argv) or a string run with /bin/sh -c")
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_is_absolute(cls, value: str | None) -> str | None:
+        if value is not None and (not PurePosixPath(value).is_absolute() or "\0" in value):
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    @field_validator("flavors")
+    @classmethod
+    def _flavors_are_named_once(cls, value: list[str]) -> list[str]:
+        if any(not flavor for flavor in value):
+            raise ValueError("a flavor name must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a flavor twice: {value}")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        # Messages name the variable, never its value: values may be secrets.
+        for name, text in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid environment variable name "
+                    "(letters, digits and _, not starting with a digit)"
+                )
+            if "\0" in text:
+                raise ValueError(f"the value of {name} must not contain NUL characters")
+        return value
+
+
+class ResourcesOut(BaseModel):
+    """Resources of one task."""
+
+    gpus: float
+    cpus: float
+    memory_mib: int
+
+
+class PlacementOut(BaseModel):
+    """Where one task of a run is placed."""
+
+    node: str
+    devices: list[int]
+    gpu_fraction: float = Field(description="Share of each listed device: 1.0 for whole GPUs.")
+
+
+class RunOut(BaseModel):
+    """The job's current run."""
+
+    run_id: str
+    phase: RunPhaseName
+    flavor: str
+    placement: list[PlacementOut]
+    started_at: datetime
+    stop_by: datetime | None
+    stop_reason: str | None
+
+
+class JobOut(BaseModel):
+    """A job as the server knows it."""
+
+    id: int
+    name: str
+    state: JobStateName
+    held: bool
+    queue: str
+    tenant: str
+    user: str
+    priority: int
+    tasks: int
+    resources: ResourcesOut = Field(description="Per task.")
+    flavors: list[str]
+    command: list[str]
+    workdir: str | None
+    env_keys: list[str] = Field(description="Names of the extra environment variables.")
+    runtime_estimate_seconds: float | None
+    time_limit_seconds: float | None
+    checkpointable: bool
+    preemptible: bool
+    submitted_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    reason: str
+    attained_gpu_seconds: float
+    run_count: int
+    run: RunOut | None
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first; pass ``next`` as ``before`` for the following page."""
+
+    items: list[JobOut]
+    next: str | None = Field(description="Opaque cursor of the next page; null on the last.")
+
+
+class EventOut(BaseModel):
+    """One entry of a job's event log."""
+
+    id: int
+    time: datetime
+    kind: str
+    job_id: int | None
+    from_state: str | None
+    to_state: str | None
+    actor: str
+    reason: str
+    data: dict[str, JsonValue]
+
+
+class ExplainOut(BaseModel):
+    """Why a job is where it is, and what would change that."""
+
+    job_id: int
+    state: JobStateName
+    reason: str = Field(description="A stable code, e.g. no_capacity or held.")
+    message: str
+    remedy: str = Field(description="What would unblock it; empty when nothing is blocking.")
+    fields: dict[str, JsonValue]
+
+
+class LogChunkOut(BaseModel):
+    """Part of a task's output; ask again from ``next_offset`` for more."""
+
+    run_id: str | None
+    data: str = Field(description="Output decoded as UTF-8 (invalid bytes replaced).")
+    next_offset: int
+    finished: bool = Field(description="The run has ended: no more output will come.")
+
+
+class NodeOut(BaseModel):
+    """One machine."""
+
+    name: str
+    flavor: str
+    gpus: int
+    cpus: float
+    memory_mib: int
+    topology: list[str]
+    state: NodeStateName
+
+
+class QueueOut(BaseModel):
+    """A queue with its nominal GPU quota, what its running jobs hold, and job counts."""
+
+    name: str
+    tenant: str
+    cohort: str | None
+    nominal_gpus: dict[str, float] = Field(description="Per flavor; empty when unconstrained.")
+    used_gpus: dict[str, float] = Field(description="Per flavor, held by running jobs.")
+    pending: int
+    running: int
+
+
+class Health(BaseModel):
+    """The server answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class FieldProblem(BaseModel):
+    """One invalid field of a request and the rule it broke."""
+
+    field: str
+    rule: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_IDEMPOTENCY_KEY",
+    "EventOut",
+    "ExplainOut",
+    "FieldProblem",
+    "Health",
+    "JobOut",
+    "JobPage",
+    "JobStateName",
+    "JobSubmission",
+    "LogChunkOut",
+    "NodeOut",
+    "NodeStateName",
+    "PlacementOut",
+    "Problem",
+    "QueueOut",
+    "ResourcesOut",
+    "RunOut",
+    "RunPhaseName",
+    "TaskResources",
+]
+
+
+class JobBatch(BaseModel):
+    """Many jobs in one request (a job array, or a sweep): all are validated before any is
+    stored, then stored in one transaction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)

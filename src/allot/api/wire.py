@@ -1,0 +1,241 @@
+"""Translation between wire models (``allot.api.schemas``) and control-plane records.
+
+Inbound: a ``JobSubmission`` becomes a ``NewJob`` (units to milli-units, a shell string to
+``/bin/sh -c``, priority class names to numbers, defaults for tenant and user). Outbound: records
+become response models, in whole units and UTC timestamps.
+
+Invariant: no outbound model carries an environment variable's value, only its name.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from pydantic import JsonValue, TypeAdapter
+
+from allot.api.schemas import (
+    MILLI,
+    EventOut,
+    ExplainOut,
+    JobOut,
+    JobStateName,
+    JobSubmission,
+    LogChunkOut,
+    NodeOut,
+    NodeStateName,
+    PlacementOut,
+    QueueOut,
+    ResourcesOut,
+    RunOut,
+    RunPhaseName,
+)
+from allot.control.records import EventRecord, JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.control.services import Explained, LogChunk, QueueView, RejectedError
+from allot.core.model import JobState, Node, NodeState, Resources
+
+DEFAULT_TENANT = "default"
+
+# The wire names of the core's states, spelled out so a renamed state cannot silently change
+# the API (a test checks that every state has one).
+JOB_STATES: dict[JobState, JobStateName] = {
+    JobState.PENDING: "pending",
+    JobState.RUNNING: "running",
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+    JobState.PREEMPTED: "preempted",
+}
+RUN_PHASES: dict[RunPhase, RunPhaseName] = {
+    RunPhase.STARTING: "starting",
+    RunPhase.RUNNING: "running",
+    RunPhase.STOPPING: "stopping",
+    RunPhase.ENDED: "ended",
+}
+NODE_STATES: dict[NodeState, NodeStateName] = {
+    NodeState.UP: "up",
+    NodeState.DRAINING: "draining",
+    NodeState.DOWN: "down",
+}
+
+_json_fields: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
+
+
+def request_hash(submission: JobSubmission) -> str:
+    """SHA-256 of the submission's canonical JSON (sorted keys, defaults filled in), so a
+    retry that spells the same request differently still matches."""
+    canonical = json.dumps(
+        submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def resolve_priority(priority: int | str, classes: Mapping[str, int]) -> int:
+    """The number a priority stands for; raises RejectedError for an unknown class name."""
+    if isinstance(priority, int):
+        return priority
+    if priority in classes:
+        return classes[priority]
+    known = ", ".join(sorted(classes)) or "none are configured"
+    raise RejectedError("priority", f"unknown priority class {priority!r}; known: {known}")
+
+
+def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
+    """The control plane's form of a submission made by ``actor``."""
+    s = submission
+    argv = tuple(s.command) if isinstance(s.command, list) else ("/bin/sh", "-c", s.command)
+    task = Resources(s.resources.gpu_milli, s.resources.cpu_milli, s.resources.memory_mib)
+    return NewJob(
+        name=s.name,
+        tenant=s.tenant or DEFAULT_TENANT,
+        user=s.user or actor,
+        queue=s.queue,
+        tasks=(task,) * s.tasks,
+        launch=Launch(argv, s.workdir, dict(s.env)),
+        priority=priority,
+        flavors=tuple(s.flavors),
+        runtime_estimate=s.runtime_estimate_seconds,
+        time_limit=s.time_limit_seconds,
+        checkpointable=s.checkpointable,
+        preemptible=s.preemptible,
+        held=s.hold,
+    )
+
+
+def _instant(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _maybe_instant(seconds: float | None) -> datetime | None:
+    return None if seconds is None else _instant(seconds)
+
+
+def run_out(run: RunRecord) -> RunOut:
+    """A run as sent to clients."""
+    return RunOut(
+        run_id=run.run_id,
+        phase=RUN_PHASES[run.phase],
+        flavor=run.flavor,
+        placement=[
+            PlacementOut(
+                node=p.node,
+                devices=list(p.devices),
+                gpu_fraction=p.gpu_milli_per_device / MILLI,
+            )
+            for p in run.placement
+        ],
+        started_at=_instant(run.started_at),
+        stop_by=_maybe_instant(run.stop_by),
+        stop_reason=run.stop_reason,
+    )
+
+
+def job_out(record: JobRecord) -> JobOut:
+    """A job as sent to clients: environment variable names only, never their values."""
+    job = record.job
+    # Jobs submitted through the API have identical tasks; the first one stands for all.
+    task = job.tasks[0]
+    return JobOut(
+        id=record.id,
+        name=job.name,
+        state=JOB_STATES[record.state],
+        held=record.held,
+        queue=job.queue,
+        tenant=job.tenant,
+        user=job.user,
+        priority=job.priority,
+        tasks=len(job.tasks),
+        resources=ResourcesOut(
+            gpus=task.gpu_milli / MILLI, cpus=task.cpu_milli / MILLI, memory_mib=task.memory_mib
+        ),
+        flavors=list(job.flavors),
+        command=list(job.launch.argv),
+        workdir=job.launch.workdir,
+        env_keys=sorted(job.launch.env),
+        runtime_estimate_seconds=job.runtime_estimate,
+        time_limit_seconds=job.time_limit,
+        checkpointable=job.checkpointable,
+        preemptible=job.preemptible,
+        submitted_at=_instant(record.submit_time),
+        started_at=_maybe_instant(record.start_time),
+        ended_at=_maybe_instant(record.end_time),
+        exit_code=record.exit_code,
+        reason=record.reason,
+        attained_gpu_seconds=record.attained_service,
+        run_count=record.run_count,
+        run=run_out(record.run) if record.run is not None else None,
+    )
+
+
+def event_out(event: EventRecord) -> EventOut:
+    """An event as sent to clients."""
+    return EventOut(
+        id=event.id,
+        time=_instant(event.time),
+        kind=event.kind,
+        job_id=event.job_id,
+        from_state=event.from_state,
+        to_state=event.to_state,
+        actor=event.actor,
+        reason=event.reason,
+        data=_json_fields.validate_python(dict(event.data)),
+    )
+
+
+def explain_out(explained: Explained) -> ExplainOut:
+    """An explanation as sent to clients."""
+    return ExplainOut(
+        job_id=explained.job_id,
+        state=JOB_STATES[explained.state],
+        reason=explained.reason,
+        message=explained.message,
+        remedy=explained.remedy,
+        fields=_json_fields.validate_python(dict(explained.fields)),
+    )
+
+
+def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
+    """A chunk of output as text. A multi-byte UTF-8 character cut by the chunk's end is held
+    back (``next_offset`` points at its first byte) until the rest of it can be read; once the
+    run has ended and nothing follows, what is left is decoded with replacement."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    at_end = chunk.finished and len(chunk.data) < limit
+    text = decoder.decode(chunk.data, final=at_end)
+    held_back = len(decoder.getstate()[0])
+    next_offset = chunk.next_offset - held_back
+    if held_back and next_offset <= offset:
+        # Nothing complete fits in ``limit``: decode what there is rather than stall a reader.
+        text += decoder.decode(b"", final=True)
+        next_offset = chunk.next_offset
+    return LogChunkOut(
+        run_id=chunk.run_id, data=text, next_offset=next_offset, finished=chunk.finished
+    )
+
+
+def node_out(node: Node) -> NodeOut:
+    """A node as sent to clients."""
+    return NodeOut(
+        name=node.name,
+        flavor=node.flavor,
+        gpus=node.gpus,
+        cpus=node.cpu_milli / MILLI,
+        memory_mib=node.memory_mib,
+        topology=list(node.topology),
+        state=NODE_STATES[node.state],
+    )
+
+
+def queue_out(view: QueueView) -> QueueOut:
+    """A queue as sent to clients, in GPUs."""
+    return QueueOut(
+        name=view.name,
+        tenant=view.tenant,
+        cohort=view.cohort,
+        nominal_gpus={f: milli / MILLI for f, milli in view.nominal_gpu_milli.items()},
+        used_gpus={f: milli / MILLI for f, milli in view.used_gpu_milli.items()},
+        pending=view.pending,
+        running=view.running,
+    )

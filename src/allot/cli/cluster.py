@@ -1,0 +1,109 @@
+"""The cluster commands: ``nodes`` and ``queues`` (what there is and who uses it), ``drain``
+and ``undrain`` (take a node out of scheduling and back). Each is one SDK call; the shared
+options, error path and rendering live in ``allot.cli.output``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from allot.cli import output
+from allot.cli.output import (
+    OutputFormat,
+    OutputOption,
+    TokenOption,
+    UrlOption,
+    memory,
+    number,
+    reported,
+)
+from allot.client import NodeOut
+
+NodeName = Annotated[str, typer.Argument(help="The node's name.", show_default=False)]
+
+
+def nodes(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """List the nodes, like sinfo: flavor, GPUs, CPUs, memory and state."""
+    with reported(), output.make_client(url, token) as allot:
+        found = allot.nodes()
+    if fmt is OutputFormat.json:
+        output.print_json(found)
+        return
+    grid = output.table("NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE")
+    for node in found:
+        grid.add_row(
+            escape(node.name),
+            escape(node.flavor),
+            str(node.gpus),
+            number(node.cpus),
+            memory(node.memory_mib),
+            node.state,
+        )
+    output.print_table(grid)
+
+
+def _per_flavor(gpus: dict[str, float], empty: str) -> str:
+    return ", ".join(f"{flavor}: {number(n)}" for flavor, n in sorted(gpus.items())) or empty
+
+
+def queues(
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """List the queues: nominal GPU quota per flavor, GPUs in use, and job counts."""
+    with reported(), output.make_client(url, token) as allot:
+        found = allot.queues()
+    if fmt is OutputFormat.json:
+        output.print_json(found)
+        return
+    grid = output.table("NAME", "TENANT", "COHORT", "NOMINAL", "USED", "PENDING", "RUNNING")
+    for queue in found:
+        grid.add_row(
+            escape(queue.name),
+            escape(queue.tenant),
+            escape(queue.cohort or "-"),
+            escape(_per_flavor(queue.nominal_gpus, "unlimited")),
+            escape(_per_flavor(queue.used_gpus, "0")),
+            str(queue.pending),
+            str(queue.running),
+        )
+    output.print_table(grid)
+
+
+def _changed(node: NodeOut, message: str, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        output.print_json(node)
+    else:
+        output.say(escape(message))
+
+
+def drain(
+    name: NodeName,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """Place nothing new on a node; what runs there keeps running."""
+    with reported(), output.make_client(url, token) as allot:
+        node = allot.drain(name)
+    _changed(node, f"Draining node {node.name}: running work continues, nothing new starts", fmt)
+
+
+def undrain(
+    name: NodeName,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """Let a drained node take new work again."""
+    with reported(), output.make_client(url, token) as allot:
+        node = allot.undrain(name)
+    _changed(node, f"Node {node.name} is {node.state}", fmt)

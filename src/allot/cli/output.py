@@ -1,0 +1,296 @@
+"""What every server-facing command shares: its options (``--url``, ``--token``, ``--output``),
+the SDK client it talks through (``make_client``), the one error path (``reported``), and the
+rendering of tables, JSON, units and a job as a squeue row.
+
+Invariants:
+- with ``--output json``, stdout carries the wire model(s) as JSON and nothing else;
+- every failure ends as one ``error: ...`` line on stderr with exit status 2 for bad input
+  (ours, or the server's ``Invalid``), 1 for anything else the server or the network did, and
+  130 for Ctrl-C; never a traceback;
+- the token is never printed, and the local admin token is only ever sent to this machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, NoReturn
+from urllib.parse import urlsplit
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from allot.cli.jobfile import JobFileError
+from allot.client import DEFAULT_URL, ApiError, Client, Invalid, JobOut, Unauthorized
+from allot.datadir import local_admin_token
+
+BAD_INPUT = 2
+FAILED = 1
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    table = "table"
+    json = "json"
+
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="ALLOT_URL",
+        show_envvar=True,
+        help=f"The allot server (default: {DEFAULT_URL}).",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ALLOT_TOKEN",
+        show_envvar=True,
+        help="API token (default: the one a local `allot up` wrote).",
+    ),
+]
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="table, or json (the API's models).")
+]
+
+
+class InputError(Exception):
+    """The command line asks for something impossible; the message names the flag and rule."""
+
+
+def server_url(url: str | None) -> str:
+    """The server's URL: ``url``, else ``ALLOT_URL``, else the default; raises InputError for
+    anything but an http(s) URL with a host."""
+    chosen = (url or os.environ.get("ALLOT_URL") or DEFAULT_URL).rstrip("/")
+    parts = urlsplit(chosen)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"--url: must be an http(s) URL such as {DEFAULT_URL}, got {chosen!r}")
+    return chosen
+
+
+def resolve_token(url: str, token: str | None) -> str | None:
+    """``token`` when given (empty counts as not given); else the admin token a local
+    ``allot up`` wrote, but only for a server on this machine: it must not leak elsewhere."""
+    if token:
+        return token
+    if urlsplit(url).hostname in _LOOPBACK:
+        return local_admin_token()
+    return None
+
+
+def make_client(url: str | None, token: str | None) -> Client:
+    """The SDK client every command talks through (tests replace this function)."""
+    chosen = server_url(url)
+    return Client(chosen, resolve_token(chosen, token) or "")
+
+
+def complain(message: str) -> None:
+    """Print ``error: message`` on stderr, as one line."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}")
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    complain(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def reported(subject: str = "") -> Iterator[None]:
+    """Run the body; turn a failure into one ``error:`` line and its exit status. ``subject``
+    (a job file, say) prefixes what the server found invalid."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(INTERRUPTED) from None
+    except BrokenPipeError:  # the reader went away while a chunk was being written
+        _discard_stdout()
+        raise typer.Exit(FAILED) from None
+    except (InputError, JobFileError) as err:
+        fail(str(err), BAD_INPUT)
+    except Invalid as err:
+        fail(f"{subject}: {err}" if subject else str(err), BAD_INPUT)
+    except Unauthorized as err:
+        fail(
+            f"{err}; pass --token, set ALLOT_TOKEN, or run this where `allot up` wrote its token",
+            FAILED,
+        )
+    except ApiError as err:  # NotFound, Conflict, ServerError, Unreachable: the SDK words them
+        fail(str(err), FAILED)
+
+
+def _discard_stdout() -> None:
+    # Python flushes stdout again at exit; pointed at /dev/null that flush cannot fail.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # not a real file (tests capture it): nothing will flush it at exit
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:  # the reader went away (``allot logs 7 | head``): stop quietly
+        _discard_stdout()
+        raise typer.Exit(FAILED) from None
+
+
+def _stdout() -> Console:
+    # Piped output is not wrapped to a terminal's width, so grep and awk see one row per line.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 4096
+    return console
+
+
+def say(markup: str) -> None:
+    """Print a line of Rich markup on stdout (escape what came from the server)."""
+    with _writing():
+        _stdout().print(markup)
+
+
+def write(text: str) -> None:
+    """Print ``text`` on stdout exactly as it is, at once."""
+    with _writing():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def print_table(grid: Table) -> None:
+    """Print a table; piped, without the spaces that pad its last column."""
+    console = _stdout()
+    with _writing():
+        if console.is_terminal:
+            console.print(grid)
+            return
+        with console.capture() as captured:
+            console.print(grid)
+        typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, object]) -> None:
+    """Print wire models as JSON on stdout (a dict may hold models and lists of them)."""
+    with _writing():
+        typer.echo(json.dumps(_plain(value), indent=2))
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def table(*headers: str) -> Table:
+    """A plain table like squeue's: a bold header row, no borders."""
+    grid = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    return grid
+
+
+def number(value: float) -> str:
+    """``1.0`` as ``1``, ``0.5`` as ``0.5``."""
+    return f"{value:g}"
+
+
+def memory(mib: int) -> str:
+    """MiB in GiB from 1 GiB on: ``4 GiB``, ``23.5 GiB``, ``512 MiB``."""
+    if mib < 1024:
+        return f"{mib} MiB"
+    return f"{round(mib / 1024, 1):g} GiB"
+
+
+def elapsed(seconds: float | None) -> str:
+    """A span as squeue writes it: ``M:SS``, ``H:MM:SS``, ``D-HH:MM:SS``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}-{hours:02}:{minutes:02}:{secs:02}"
+    if hours:
+        return f"{hours}:{minutes:02}:{secs:02}"
+    return f"{minutes}:{secs:02}"
+
+
+def when(instant: datetime | None) -> str:
+    """An instant in local time to the second; ``-`` for none."""
+    if instant is None:
+        return "-"
+    return instant.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+JOB_COLUMNS = ("ID", "NAME", "STATE", "QUEUE", "USER", "GPUS", "TIME", "NODES(REASON)")
+
+
+def job_row(job: JobOut, now: datetime) -> list[str]:
+    """A job as a row under ``JOB_COLUMNS``, as squeue shows one."""
+    return [
+        str(job.id),
+        job_label(job),
+        job.state,
+        job.queue,
+        job.user,
+        job_gpus(job),
+        _job_time(job, now),
+        _job_where(job),
+    ]
+
+
+def job_label(job: JobOut) -> str:
+    """The job's name, else its command (the script of ``sh -c``), cut to a table cell."""
+    if job.name:
+        return job.name
+    argv = job.command
+    text = argv[2] if len(argv) == 3 and argv[1] == "-c" else shlex.join(argv)
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def job_gpus(job: JobOut) -> str:
+    """GPUs as ``tasks x per task`` (just the count for one task); ``-`` for CPU-only."""
+    if job.resources.gpus == 0:
+        return "-"
+    per_task = number(job.resources.gpus)
+    return per_task if job.tasks == 1 else f"{job.tasks}x{per_task}"
+
+
+def _job_time(job: JobOut, now: datetime) -> str:
+    if job.state == "pending":
+        return elapsed((now - job.submitted_at).total_seconds())
+    started = job.run.started_at if job.run is not None else job.started_at
+    if started is None:
+        return "-"
+    return elapsed(((job.ended_at or now) - started).total_seconds())
+
+
+def _job_where(job: JobOut) -> str:
+    if job.run is not None:
+        return ",".join(dict.fromkeys(p.node for p in job.run.placement))
+    if job.state == "pending":
+        return "(held)" if job.held else f"({job.reason or 'waiting'})"
+    return job.reason or ("-" if job.exit_code is None else f"exit code {job.exit_code}")

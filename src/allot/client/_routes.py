@@ -1,0 +1,202 @@
+"""Every API call as a value: method, path, query, body, headers and how to decode the answer.
+The sync and async clients send these ``Call``s through their own httpx client and read the
+answers with ``decoded``, so what each endpoint means is written once. ``LogFollower`` is the
+loop of ``follow_logs`` as a state machine, and ``settings`` the client configuration, for the
+same reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from allot.api.schemas import (
+    EventOut,
+    ExplainOut,
+    Health,
+    JobOut,
+    JobPage,
+    JobSubmission,
+    LogChunkOut,
+    NodeOut,
+    QueueOut,
+)
+from allot.client._errors import ApiError, error_from_response
+
+T = TypeVar("T")
+QueryValue = str | int | float | bool | None
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+_events: TypeAdapter[list[EventOut]] = TypeAdapter(list[EventOut])
+_nodes: TypeAdapter[list[NodeOut]] = TypeAdapter(list[NodeOut])
+_queues: TypeAdapter[list[QueueOut]] = TypeAdapter(list[QueueOut])
+_jobs: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request and the decoder of its successful answer."""
+
+    method: str
+    path: str
+    decode: Callable[[bytes], T]
+    params: httpx.QueryParams = field(default_factory=httpx.QueryParams)
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # True when sending it twice cannot do anything twice, so a lost answer may be retried.
+    retry_safe: bool = False
+
+
+def settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
+    """The server URL and request headers, from the arguments or ``ALLOT_URL``/``ALLOT_TOKEN``."""
+    base = (url or os.environ.get("ALLOT_URL") or DEFAULT_URL).rstrip("/")
+    secret = token if token is not None else os.environ.get("ALLOT_TOKEN")
+    headers = {"Accept": "application/json"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return base, headers
+
+
+def decoded(call: Call[T], response: httpx.Response) -> T:
+    """The answer to ``call``; raises the ApiError for an error response, or for an answer
+    this client cannot read."""
+    if response.is_error:
+        raise error_from_response(response)
+    try:
+        return call.decode(response.content)
+    except ValidationError as exc:
+        raise ApiError(
+            f"the server's answer to {call.method} {call.path} is not what this client expects "
+            f"({exc.error_count()} problems); is the server a different version?",
+            status=response.status_code,
+        ) from exc
+
+
+def submit(submission: JobSubmission, idempotency_key: str) -> Call[JobOut]:
+    """POST /v1/jobs; safe to retry because the key makes the server create the job once."""
+    return Call(
+        "POST",
+        "/v1/jobs",
+        JobOut.model_validate_json,
+        # Only what the caller set, so a newer client's defaults never reach an older server.
+        body=submission.model_dump(mode="json", exclude_unset=True),
+        headers={"Idempotency-Key": idempotency_key},
+        retry_safe=True,
+    )
+
+
+def submit_many(submissions: Sequence[JobSubmission], idempotency_key: str) -> Call[list[JobOut]]:
+    """POST /v1/jobs/batch; safe to retry: job i is keyed '<key>:<i>' on the server."""
+    return Call(
+        "POST",
+        "/v1/jobs/batch",
+        _jobs.validate_json,
+        body={"jobs": [s.model_dump(mode="json", exclude_unset=True) for s in submissions]},
+        headers={"Idempotency-Key": idempotency_key},
+        retry_safe=True,
+    )
+
+
+def jobs(
+    state: str | Sequence[str] | None,
+    queue: str | None,
+    user: str | None,
+    tenant: str | None,
+    limit: int,
+    before: str | None,
+) -> Call[JobPage]:
+    """GET /v1/jobs with its filters."""
+    states = [state] if isinstance(state, str) else list(state or ())
+    params: list[tuple[str, QueryValue]] = [("state", s) for s in states]
+    for name, value in (("queue", queue), ("user", user), ("tenant", tenant), ("before", before)):
+        if value is not None:
+            params.append((name, value))
+    params.append(("limit", limit))
+    return Call("GET", "/v1/jobs", JobPage.model_validate_json, params=httpx.QueryParams(params))
+
+
+def job(job_id: int) -> Call[JobOut]:
+    """GET /v1/jobs/{id}."""
+    return Call("GET", f"/v1/jobs/{int(job_id)}", JobOut.model_validate_json)
+
+
+def job_action(job_id: int, action: str) -> Call[JobOut]:
+    """POST /v1/jobs/{id}/{cancel|hold|release}."""
+    return Call("POST", f"/v1/jobs/{int(job_id)}/{action}", JobOut.model_validate_json)
+
+
+def events(job_id: int) -> Call[list[EventOut]]:
+    """GET /v1/jobs/{id}/events."""
+    return Call("GET", f"/v1/jobs/{int(job_id)}/events", _events.validate_json)
+
+
+def explain(job_id: int) -> Call[ExplainOut]:
+    """GET /v1/jobs/{id}/explain."""
+    return Call("GET", f"/v1/jobs/{int(job_id)}/explain", ExplainOut.model_validate_json)
+
+
+def logs(job_id: int, task: int, offset: int, limit: int | None) -> Call[LogChunkOut]:
+    """GET /v1/jobs/{id}/logs from ``offset``."""
+    params: list[tuple[str, QueryValue]] = [("task", task), ("offset", offset)]
+    if limit is not None:
+        params.append(("limit", limit))
+    path = f"/v1/jobs/{int(job_id)}/logs"
+    return Call("GET", path, LogChunkOut.model_validate_json, params=httpx.QueryParams(params))
+
+
+def nodes() -> Call[list[NodeOut]]:
+    """GET /v1/nodes."""
+    return Call("GET", "/v1/nodes", _nodes.validate_json)
+
+
+def node_action(name: str, action: str) -> Call[NodeOut]:
+    """POST /v1/nodes/{name}/{drain|undrain}."""
+    path = f"/v1/nodes/{quote(name, safe='')}/{action}"
+    return Call("POST", path, NodeOut.model_validate_json)
+
+
+def queues() -> Call[list[QueueOut]]:
+    """GET /v1/queues."""
+    return Call("GET", "/v1/queues", _queues.validate_json)
+
+
+def health() -> Call[Health]:
+    """GET /healthz."""
+    return Call("GET", "/healthz", Health.model_validate_json)
+
+
+@dataclass(slots=True)
+class LogFollower:
+    """Where ``follow_logs`` is in a job's output: ask with ``call()``, hand the answer to
+    ``take()``, stop once ``done``. Follows the job's latest run; if a new run replaces the
+    one being read (the job was requeued), reading starts again at its beginning."""
+
+    job_id: int
+    task: int
+    offset: int = 0
+    run_id: str | None = None
+    done: bool = False
+
+    def call(self) -> Call[LogChunkOut]:
+        """The next request to send."""
+        return logs(self.job_id, self.task, self.offset, None)
+
+    def take(self, chunk: LogChunkOut) -> tuple[str, bool]:
+        """The text to hand on, and whether to wait before asking again (nothing new yet)."""
+        if self.run_id is not None and chunk.run_id not in (None, self.run_id):
+            # This chunk was read at the old run's offset; read the new run from its start.
+            self.run_id, self.offset = chunk.run_id, 0
+            return "", False
+        self.run_id = chunk.run_id
+        moved = chunk.next_offset != self.offset
+        self.offset = chunk.next_offset
+        if chunk.finished and not moved:
+            self.done = True
+        return chunk.data, not moved and not self.done

@@ -1,0 +1,215 @@
+"""``Client``: the synchronous SDK. One method per API route; every method returns wire models
+from ``allot.api.schemas`` and raises an ``ApiError`` subclass when the call fails.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from allot.api.schemas import (
+    EventOut,
+    ExplainOut,
+    Health,
+    JobOut,
+    JobPage,
+    JobSubmission,
+    LogChunkOut,
+    NodeOut,
+    QueueOut,
+)
+from allot.client import _routes as routes
+from allot.client._errors import unreachable
+
+T = TypeVar("T")
+
+
+class Client:
+    """A connection to an allot server.
+
+    ``url`` defaults to ``ALLOT_URL`` (else ``http://127.0.0.1:8765``) and ``token`` to
+    ``ALLOT_TOKEN``. ``transport`` replaces httpx's network transport (tests pass one that
+    calls the app in-process). Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, headers = routes.settings(url, token)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _request(self, call: routes.Call[T]) -> httpx.Response:
+        return self._http.request(
+            call.method, call.path, params=call.params, json=call.body, headers=call.headers
+        )
+
+    def _send(self, call: routes.Call[T]) -> T:
+        try:
+            response = self._request(call)
+        except httpx.TransportError as exc:
+            if not call.retry_safe:
+                raise unreachable(self.url, exc) from exc
+            try:
+                response = self._request(call)
+            except httpx.TransportError as again:
+                raise unreachable(self.url, again) from again
+        return routes.decoded(call, response)
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit(self, submission: JobSubmission, idempotency_key: str | None = None) -> JobOut:
+        """Submit a job; returns it as stored (pending, or held if asked).
+
+        Without ``idempotency_key`` a fresh one is made, and a call that loses its connection
+        is retried once with the same key, so a job is never submitted twice. Raises
+        ``Invalid`` (a malformed job, or one this cluster can never run: unknown queue or
+        flavor, larger than any node), ``Conflict`` (the key was used for another request),
+        ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        key = idempotency_key or str(uuid.uuid4())
+        return self._send(routes.submit(submission, key))
+
+    def submit_many(
+        self, submissions: Sequence[JobSubmission], idempotency_key: str | None = None
+    ) -> list[JobOut]:
+        """Submit up to 1,000 jobs in one request (a job array, a sweep); returns them as
+        stored, in the order given. All are checked before any is stored, and all are stored
+        together; a retry with the same key returns the same jobs. Raises like ``submit``
+        (``Invalid`` names the job by index, e.g. ``jobs[3].resources.gpus``)."""
+        key = idempotency_key or str(uuid.uuid4())
+        return self._send(routes.submit_many(submissions, key))
+
+    def jobs(
+        self,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> JobPage:
+        """One page of jobs matching every given filter, newest first; pass the page's
+        ``next`` as ``before`` for the following one. Raises ``Invalid`` for an unknown state
+        or a bad cursor, ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.jobs(state, queue, user, tenant, limit, before))
+
+    def iter_jobs(
+        self,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[JobOut]:
+        """Every job matching the filters, newest first, fetching pages as it goes. Raises
+        like ``jobs``."""
+        before: str | None = None
+        while True:
+            page = self.jobs(state, queue, user, tenant, page_size, before)
+            yield from page.items
+            if page.next is None:
+                return
+            before = page.next
+
+    def job(self, job_id: int) -> JobOut:
+        """The job. Raises ``NotFound``, ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.job(job_id))
+
+    def cancel(self, job_id: int) -> JobOut:
+        """Cancel a pending job, or start stopping a running one (it gets its grace period);
+        returns the job after the change. Raises ``NotFound``, ``Conflict`` (it has already
+        ended), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.job_action(job_id, "cancel"))
+
+    def hold(self, job_id: int) -> JobOut:
+        """Keep a pending job from starting; returns the job. Raises ``NotFound``,
+        ``Conflict`` (it is not pending), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.job_action(job_id, "hold"))
+
+    def release(self, job_id: int) -> JobOut:
+        """Let a held job be scheduled again; returns the job. Raises ``NotFound``,
+        ``Conflict`` (it is not pending), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.job_action(job_id, "release"))
+
+    def events(self, job_id: int) -> list[EventOut]:
+        """The job's event log, oldest first. Raises ``NotFound``, ``Unauthorized``,
+        ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.events(job_id))
+
+    def explain(self, job_id: int) -> ExplainOut:
+        """Why the job is where it is (for a pending job: why it has not started) and what
+        would change that. Raises ``NotFound``, ``Unauthorized``, ``Unreachable`` or
+        ``ServerError``."""
+        return self._send(routes.explain(job_id))
+
+    def logs(
+        self, job_id: int, task: int = 0, offset: int = 0, limit: int | None = None
+    ) -> LogChunkOut:
+        """Output of one task of the job's latest run from byte ``offset`` (at most ``limit``
+        bytes; the server's default when None). Raises ``NotFound``, ``Invalid`` (no such
+        task), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.logs(job_id, task, offset, limit))
+
+    def follow_logs(self, job_id: int, task: int = 0, poll: float = 0.5) -> Iterator[str]:
+        """Text of one task's output as it is written, until the run has ended and all of it
+        has been read (waits for a pending job to start). Checks every ``poll`` seconds when
+        nothing is new. Raises like ``logs``."""
+        follower = routes.LogFollower(job_id, task)
+        while not follower.done:
+            text, wait = follower.take(self._send(follower.call()))
+            if text:
+                yield text
+            if wait:
+                time.sleep(poll)
+
+    # ------------------------------------------------------------------ cluster
+
+    def nodes(self) -> list[NodeOut]:
+        """Every node with its state. Raises ``Unauthorized``, ``Unreachable`` or
+        ``ServerError``."""
+        return self._send(routes.nodes())
+
+    def drain(self, name: str) -> NodeOut:
+        """Place nothing new on the node (running work continues); returns the node. Raises
+        ``NotFound``, ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.node_action(name, "drain"))
+
+    def undrain(self, name: str) -> NodeOut:
+        """Let the node take new work again; returns the node. Raises ``NotFound``,
+        ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.node_action(name, "undrain"))
+
+    def queues(self) -> list[QueueOut]:
+        """Each queue with its nominal GPU quota, what it uses now and its job counts.
+        Raises ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.queues())
+
+    def health(self) -> Health:
+        """The server's health (needs no token). Raises ``Unreachable`` or ``ServerError``."""
+        return self._send(routes.health())

@@ -1,0 +1,262 @@
+"""Ports: the interfaces the control plane drives. Adapters implement them
+(``allot.store.SqlStore``, ``allot.executors.local.LocalExecutor``); tests may use fakes.
+
+Crash safety rests on three rules the implementations keep:
+1. ``Store.submit`` commits before the API answers: an accepted job is durable.
+2. ``Store.begin_run`` commits the intent (run id, placement) before ``Executor.launch``, and
+   only moves a job that is still pending and not held.
+3. ``Executor.launch`` is idempotent per run id: a second launch of the same run id never
+   starts the task again, even across a crash of the server (the executor claims each run
+   with an atomic marker before starting it). So reconcile may always re-launch a run that is
+   ``starting``: either it starts now, or it is already running and is adopted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from allot.control.records import (
+    EventRecord,
+    JobFilter,
+    JobRecord,
+    Launch,
+    NewJob,
+    RunRecord,
+    TokenRecord,
+)
+from allot.core.explain import Explanation
+from allot.core.model import JobState, Node, NodeState, TaskPlacement
+from allot.core.quota.config import QuotaConfig
+
+
+class Clock(Protocol):
+    """Wall time in seconds since the epoch; tests inject a virtual one."""
+
+    def now(self) -> float: ...
+
+
+class ConflictError(ValueError):
+    """The request conflicts with the stored state (the message says how)."""
+
+
+class NotFoundError(LookupError):
+    """No such job, node or queue."""
+
+
+class Store(Protocol):
+    """Durable state: jobs, runs and their allocations, nodes, quotas, tokens, events.
+
+    Every method is one transaction; every state change appends an event in the same
+    transaction.
+    """
+
+    # -- jobs
+    def submit(
+        self,
+        job: NewJob,
+        *,
+        at: float,
+        actor: str,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Store a new pending job; returns it and True. With an ``idempotency_key`` already
+        used by ``actor``, returns the stored job and False instead (raises ConflictError when
+        ``request_hash`` differs from the first request's)."""
+        ...
+
+    def submit_many(
+        self,
+        jobs: Sequence[NewJob],
+        *,
+        at: float,
+        actor: str,
+        idempotency_keys: Sequence[str | None],
+        request_hashes: Sequence[str | None],
+    ) -> list[tuple[JobRecord, bool]]:
+        """``submit`` for each job, in one transaction (all or none)."""
+        ...
+
+    def find_idempotent(
+        self, actor: str, idempotency_key: str, request_hash: str | None
+    ) -> JobRecord | None:
+        """The job ``actor`` already submitted with this key, or None; raises ConflictError
+        when it was submitted with a different ``request_hash``."""
+        ...
+
+    def get_job(self, job_id: int) -> JobRecord:
+        """The job; raises NotFoundError."""
+        ...
+
+    def list_jobs(self, where: JobFilter) -> list[JobRecord]:
+        """Jobs matching ``where``, newest first."""
+        ...
+
+    def pending_jobs(self, *, include_held: bool = True) -> list[JobRecord]:
+        """Every pending job (held ones only with ``include_held``), oldest first."""
+        ...
+
+    def active_jobs(self) -> list[JobRecord]:
+        """Every job with a run that has not ended, with that run."""
+        ...
+
+    def set_held(self, job_id: int, held: bool, *, at: float, actor: str) -> JobRecord:
+        """Hold or release a pending job; raises ConflictError if it is not pending."""
+        ...
+
+    def cancel_pending(self, job_id: int, *, at: float, actor: str, reason: str) -> JobRecord:
+        """Cancel a job that is pending; raises ConflictError if it is not."""
+        ...
+
+    # -- runs
+    def begin_run(self, run: RunRecord, *, actor: str) -> bool:
+        """Record the intent to start ``run`` (phase starting, its allocations held) and move
+        the job to running. Returns False, changing nothing, when the job is no longer
+        pending, is held, or already has a run."""
+        ...
+
+    def mark_running(self, run_id: str, *, at: float) -> None:
+        """The executor confirmed the launch."""
+        ...
+
+    def request_stop(
+        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+    ) -> None:
+        """Move a run to stopping (no-op if it is already stopping or ended)."""
+        ...
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        outcome: JobState,
+        exit_code: int | None,
+        reason: str,
+        at: float,
+        actor: str,
+    ) -> JobRecord:
+        """End a run, release its allocations, add its GPU-seconds to the job's attained
+        service, and move the job to ``outcome`` (succeeded, failed, cancelled, or pending to
+        requeue it after a preemption)."""
+        ...
+
+    def runs_of(self, job_id: int) -> list[RunRecord]:
+        """Every run of the job, oldest first."""
+        ...
+
+    # -- cluster
+    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
+        """Insert or update nodes from the executor's inventory, keeping an admin's drain;
+        nodes no longer reported go down. Returns every node with its stored state."""
+        ...
+
+    def nodes(self) -> list[Node]:
+        """Every node with its stored state."""
+        ...
+
+    def set_node_state(self, name: str, state: NodeState, *, at: float, actor: str) -> Node:
+        """Drain, undrain (up) or mark a node down; raises NotFoundError."""
+        ...
+
+    def save_quotas(self, config: QuotaConfig, *, at: float) -> None:
+        """Replace tenants, queues and cohorts with ``config``."""
+        ...
+
+    def quotas(self) -> QuotaConfig:
+        """The stored tenants, queues and cohorts."""
+        ...
+
+    # -- tokens and events
+    def add_token(self, name: str, role: str, token_hash: str, *, at: float) -> TokenRecord:
+        """Store a token by its hash."""
+        ...
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """The live (not revoked) token with this hash."""
+        ...
+
+    def events(
+        self, job_id: int | None = None, *, after: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events, oldest first, optionally of one job."""
+        ...
+
+
+class Scheduler(Protocol):
+    """What the use cases need from the scheduling loop."""
+
+    def wake(self) -> None:
+        """Run a cycle soon (something changed)."""
+        ...
+
+    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+        """Stop a run: SIGTERM now, SIGKILL when its grace period is over."""
+        ...
+
+    def explanation(self, job_id: int) -> Explanation | None:
+        """Why a pending job did not start in the latest cycle (None before its first)."""
+        ...
+
+
+class RunState(StrEnum):
+    """What the executor knows about a run."""
+
+    UNKNOWN = "unknown"  # never launched (or its records are gone)
+    RUNNING = "running"  # at least one task process is alive
+    EXITED = "exited"  # every task has ended and reported its exit code
+    LOST = "lost"  # a task died without reporting (killed from outside, machine reboot)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """The executor's view of one run. ``exit_codes`` has one entry per task once known
+    (a negative code is the signal that ended the task)."""
+
+    run_id: str
+    state: RunState
+    exit_codes: tuple[int | None, ...] = ()  # per task; None while that task still runs
+    timed_out: bool = False  # a task was stopped by its time limit
+    detail: str = ""
+    # Tasks no runner has claimed (never launched, or launched by a server that died before
+    # the runner came up): launching them again is always safe.
+    unclaimed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLaunch:
+    """Everything the executor needs to start one task of a run."""
+
+    run_id: str
+    job_id: int
+    task_index: int
+    num_tasks: int
+    placement: TaskPlacement
+    launch: Launch
+    time_limit: float | None
+
+
+class Executor(Protocol):
+    """Runs tasks on machines."""
+
+    def inventory(self) -> list[Node]:
+        """The nodes this executor can run on (detected, or declared by configuration)."""
+        ...
+
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
+        """Start every task of one run; idempotent per run id (see the module docstring)."""
+        ...
+
+    def status(self, run_id: str, num_tasks: int) -> RunStatus:
+        """What is known about a run now."""
+        ...
+
+    def signal(self, run_id: str, *, kill: bool) -> None:
+        """Ask every task of the run to stop (SIGTERM), or force it (SIGKILL)."""
+        ...
+
+    def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
+        """Bytes of a task's combined stdout/stderr from ``offset``; returns (data, next offset)."""
+        ...

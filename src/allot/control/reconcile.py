@@ -1,0 +1,164 @@
+"""Reconcile: bring the store in line with what the executor reports about each active run.
+
+Run at every cycle and at start-up (when it is the crash recovery). For each job with a run
+that has not ended:
+
+- starting, with tasks no runner has claimed: the server died between recording the intent
+  and launching; launch again (launch is idempotent per run id and each task is claimed
+  atomically by its runner, so this never starts a task twice).
+- starting or running, at least one task alive: make sure the run is marked running; if a task
+  of a gang already failed, stop the others (a gang lives and dies together).
+- every task exited: end the run: succeeded when all exited 0; failed otherwise ("task 1
+  exited with code 3", "time limit of 60 s exceeded"); if the run was stopping, the stop's
+  reason decides: cancelled, or requeued after a preemption, or failed for a time limit.
+- a task vanished without reporting (killed from outside, machine rebooted): failed, with the
+  executor's detail.
+- stopping past its deadline: SIGKILL.
+- running past its time limit (when the executor has not already enforced it): stop it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from allot.control.ports import Clock, Executor, RunState, RunStatus, Store, TaskLaunch
+from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.core.model import JobState
+
+log = logging.getLogger("allot.control")
+ACTOR = "scheduler"
+PREEMPTED = "preempted"
+CANCELLED = "cancelled"
+TIME_LIMIT = "time limit"
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one reconcile pass did, for logs and tests."""
+
+    ended: int = 0
+    relaunched: int = 0
+    killed: int = 0
+    stopped: int = 0
+
+
+def task_launches(record: JobRecord, run: RunRecord) -> list[TaskLaunch]:
+    """The executor's view of every task of ``run``."""
+    return [
+        TaskLaunch(
+            run.run_id,
+            record.id,
+            index,
+            len(run.placement),
+            where,
+            record.job.launch,
+            record.job.time_limit,
+        )
+        for index, where in enumerate(run.placement)
+    ]
+
+
+def _outcome(run: RunRecord, status: RunStatus, limit: float | None) -> tuple[JobState, str]:
+    """The job state a finished run leads to, and why."""
+    reason = run.stop_reason or ""
+    if run.phase is RunPhase.STOPPING and reason.startswith(PREEMPTED):
+        return JobState.PENDING, reason
+    if run.phase is RunPhase.STOPPING and reason.startswith(CANCELLED):
+        return JobState.CANCELLED, reason
+    if status.timed_out or reason.startswith(TIME_LIMIT):
+        return JobState.FAILED, f"time limit of {limit or 0:g} s exceeded"
+    if status.state is RunState.LOST:
+        return JobState.FAILED, status.detail or "a task process disappeared without reporting"
+    codes = status.exit_codes
+    for index, code in enumerate(codes):
+        if code is None or code == 0:
+            continue
+        what = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return JobState.FAILED, f"task {index} {what}" if len(codes) > 1 else what
+    if run.phase is RunPhase.STOPPING:
+        return JobState.FAILED, reason or "stopped"
+    return JobState.SUCCEEDED, "all tasks exited with code 0"
+
+
+def _first_exit(status: RunStatus) -> int | None:
+    nonzero = [c for c in status.exit_codes if c not in (None, 0)]
+    if nonzero:
+        return nonzero[0]
+    known = [c for c in status.exit_codes if c is not None]
+    return known[0] if known else None
+
+
+def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> Observation:
+    """One pass over every active run; see the module docstring."""
+    seen = Observation()
+    for record in store.active_jobs():
+        run = record.run
+        if run is None:
+            continue
+        now = clock.now()
+        status = executor.status(run.run_id, len(run.placement))
+        if run.phase is RunPhase.STARTING and (
+            status.state is RunState.UNKNOWN or status.unclaimed
+        ):
+            log.info("job %d: launching run %s recorded before a restart", record.id, run.run_id)
+            executor.launch(task_launches(record, run))
+            seen.relaunched += 1
+            continue
+        if status.state in (RunState.EXITED, RunState.LOST) or (
+            status.state is RunState.UNKNOWN and run.phase is not RunPhase.STARTING
+        ):
+            if status.state is RunState.UNKNOWN:
+                status = RunStatus(
+                    run.run_id, RunState.LOST, detail="the executor has no record of the run"
+                )
+            outcome, reason = _outcome(run, status, record.job.time_limit)
+            store.end_run(
+                run.run_id,
+                outcome=outcome,
+                exit_code=_first_exit(status),
+                reason=reason,
+                at=now,
+                actor="executor",
+            )
+            seen.ended += 1
+            continue
+        if run.phase is RunPhase.STARTING:
+            store.mark_running(run.run_id, at=now)
+        if run.phase is RunPhase.STOPPING:
+            if run.stop_by is not None and now >= run.stop_by:
+                executor.signal(run.run_id, kill=True)
+                seen.killed += 1
+            continue
+        failed = [i for i, c in enumerate(status.exit_codes) if c not in (None, 0)]
+        limit = record.job.time_limit
+        if failed:
+            stop(
+                store,
+                executor,
+                run,
+                reason=f"task {failed[0]} failed; stopping the gang",
+                at=now,
+                grace=grace,
+            )
+            seen.stopped += 1
+        elif limit is not None and now - run.started_at > limit + grace:
+            # The runner enforces limits itself; this catches a runner that could not.
+            stop(store, executor, run, reason=f"{TIME_LIMIT} of {limit:g} s", at=now, grace=grace)
+            seen.stopped += 1
+    return seen
+
+
+def stop(
+    store: Store,
+    executor: Executor,
+    run: RunRecord,
+    *,
+    reason: str,
+    at: float,
+    grace: float,
+    actor: str = ACTOR,
+) -> None:
+    """Record that ``run`` must be gone by ``at + grace`` and send SIGTERM."""
+    store.request_stop(run.run_id, stop_by=at + grace, reason=reason, at=at, actor=actor)
+    executor.signal(run.run_id, kill=False)

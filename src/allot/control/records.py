@@ -1,0 +1,154 @@
+"""Records the control plane keeps: submitted jobs, their runs, nodes, events and tokens.
+
+Nomenclature
+- ``NewJob``: a validated submission: the scheduling request (tenant, queue, tasks, flavors,
+  estimates) plus how to launch it (``Launch``: argv, working directory, environment).
+- ``JobRecord``: a job as stored: its ``NewJob``, its state in the job state machine, and its
+  current run, if any.
+- ``RunRecord``: one attempt to run a job: a run id (unique, never reused), the placement it
+  was given, and its phase. A job that is preempted and started again gets a new run.
+- run phases: ``starting`` (the intent is recorded; the executor may or may not have launched
+  it yet), ``running`` (the executor confirmed the launch), ``stopping`` (cancelled, preempted
+  or over its time limit; it must be gone by ``stop_by``), ``ended``.
+
+Invariants: a job is ``running`` exactly while it has a run that has not ended; a run's
+placement is held (counts against capacity) until the run ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from allot.core.model import JobSpec, JobState, Resources, TaskPlacement
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start each task: argv, working directory (None: the server's data directory's
+    ``work`` folder) and extra environment variables."""
+
+    argv: tuple[str, ...]
+    workdir: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated submission."""
+
+    name: str
+    tenant: str
+    user: str
+    queue: str
+    tasks: tuple[Resources, ...]
+    launch: Launch
+    priority: int = 0
+    flavors: tuple[str, ...] = ()
+    runtime_estimate: float | None = None
+    time_limit: float | None = None
+    checkpointable: bool = False
+    preemptible: bool = True
+    held: bool = False
+
+
+class RunPhase(StrEnum):
+    """Where a run is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One attempt to run a job."""
+
+    run_id: str
+    job_id: int
+    phase: RunPhase
+    flavor: str
+    placement: tuple[TaskPlacement, ...]
+    started_at: float
+    stop_by: float | None = None  # set while stopping
+    stop_reason: str | None = None  # "cancelled", "preempted", "time limit", ...
+    ended_at: float | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored."""
+
+    id: int
+    job: NewJob
+    state: JobState
+    submit_time: float
+    held: bool = False
+    start_time: float | None = None  # first start
+    end_time: float | None = None
+    exit_code: int | None = None
+    reason: str = ""  # why the last transition happened, in words
+    attained_service: float = 0.0  # GPU-seconds over all ended runs
+    run_count: int = 0
+    run: RunRecord | None = None  # the current run, if one has not ended
+
+    def spec(self) -> JobSpec:
+        """The scheduling core's view of this job."""
+        j = self.job
+        return JobSpec(
+            self.id,
+            j.tenant,
+            j.user,
+            j.queue,
+            j.tasks,
+            flavors=j.flavors,
+            priority=j.priority,
+            submit_time=self.submit_time,
+            runtime_estimate=j.runtime_estimate,
+            time_limit=j.time_limit,
+            name=j.name,
+            checkpointable=j.checkpointable,
+            preemptible=j.preemptible,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of the append-only event log: a state transition with time, actor and reason."""
+
+    id: int
+    time: float
+    kind: str  # "submitted", "starting", "running", "stopping", "succeeded", ...
+    job_id: int | None
+    from_state: str | None
+    to_state: str | None
+    actor: str  # "scheduler", "executor", a token's name, ...
+    reason: str
+    data: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token (only its hash is stored)."""
+
+    id: int
+    name: str
+    role: str  # "admin" for now; the tenant and role model comes later
+    created_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What ``list_jobs`` returns: jobs matching every given field, newest first, ``limit`` of
+    them with an id below ``before`` (keyset pagination)."""
+
+    states: tuple[JobState, ...] = ()
+    queue: str | None = None
+    user: str | None = None
+    tenant: str | None = None
+    limit: int = 100
+    before: int | None = None

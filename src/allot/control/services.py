@@ -1,0 +1,377 @@
+"""Use cases of the control plane: what the API (and nothing else) calls.
+
+Each use case validates, changes the store in one transaction, and wakes the scheduling loop
+when something it acts on changed. Validation that needs the cluster (flavors, queues, whether
+the job could ever fit) happens here, so a rejected request changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
+from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase
+from allot.core.explain import Explanation
+from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
+from allot.core.placement.diagnose import screen
+from allot.core.quota.config import QuotaConfig
+from allot.core.snapshot import Snapshot
+
+VIEW_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class _ClusterView:
+    """What submissions are checked against: queue names, flavors, and every node as if up
+    and empty (a job that cannot fit that can never run here)."""
+
+    read_at: float
+    queues: frozenset[str]
+    flavors: list[str]
+    empty: Snapshot
+
+
+class RejectedError(ValueError):
+    """A request that can never be satisfied; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.rule = message
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """Why a job is where it is, and what would change that."""
+
+    job_id: int
+    state: JobState
+    reason: str  # a stable code
+    message: str  # one sentence
+    remedy: str  # what would unblock it ("" when nothing is blocking)
+    fields: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    """Part of a task's output."""
+
+    run_id: str | None
+    data: bytes
+    next_offset: int
+    finished: bool  # the run has ended, so no more output will come
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """A queue with what its running jobs hold, in milli-GPU per flavor."""
+
+    name: str
+    tenant: str
+    cohort: str | None
+    nominal_gpu_milli: dict[str, int]
+    used_gpu_milli: dict[str, int]
+    pending: int
+    running: int
+
+
+class ControlPlane:
+    """The use cases, over a store, an executor, a clock and the scheduling loop."""
+
+    def __init__(self, store: Store, executor: Executor, clock: Clock, loop: Scheduler) -> None:
+        self.store = store
+        self.executor = executor
+        self.clock = clock
+        self.loop = loop
+        self._view: _ClusterView | None = None
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit(
+        self,
+        job: NewJob,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Accept a job (durably) and wake the loop. Raises RejectedError for a job that could
+        never run here (unknown queue or flavor, larger than any node or gang can get) and
+        ConflictError for an idempotency key reused with a different request."""
+        try:
+            self._check_runnable(job)
+        except RejectedError:
+            # A retry answers with the job already accepted, even if the cluster changed since.
+            if idempotency_key is not None:
+                known = self.store.find_idempotent(actor, idempotency_key, request_hash)
+                if known is not None:
+                    return known, False
+            raise
+        record, created = self.store.submit(
+            job,
+            at=self.clock.now(),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        if created and not record.held:
+            self.loop.wake()
+        return record, created
+
+    def submit_many(
+        self,
+        jobs: Sequence[NewJob],
+        *,
+        actor: str,
+        idempotency_keys: Sequence[str | None],
+        request_hashes: Sequence[str | None],
+    ) -> list[tuple[JobRecord, bool]]:
+        """Accept many jobs at once: every job is checked first (a RejectedError names the
+        job by its index, ``jobs[3].tasks``), then all are stored in one transaction."""
+        for index, job in enumerate(jobs):
+            try:
+                self._check_runnable(job)
+            except RejectedError as err:
+                key = idempotency_keys[index]
+                if key is not None and self.store.find_idempotent(
+                    actor, key, request_hashes[index]
+                ):
+                    continue  # a retried batch: that job was accepted before
+                raise RejectedError(f"jobs[{index}].{err.field}", err.rule) from None
+        results = self.store.submit_many(
+            jobs,
+            at=self.clock.now(),
+            actor=actor,
+            idempotency_keys=idempotency_keys,
+            request_hashes=request_hashes,
+        )
+        if any(created and not record.held for record, created in results):
+            self.loop.wake()
+        return results
+
+    def _cluster(self) -> _ClusterView:
+        """Queues, flavors and an empty copy of the cluster to screen submissions against,
+        re-read from the store at most every ``VIEW_SECONDS`` (and after a node changes)."""
+        now = self.clock.now()
+        view = self._view
+        if view is None or now - view.read_at > VIEW_SECONDS:
+            nodes = self.store.nodes()
+            up = tuple(
+                Node(n.name, n.flavor, n.gpus, n.cpu_milli, n.memory_mib, n.topology) for n in nodes
+            )
+            queues = frozenset(q.name for q in self.store.quotas().queues)
+            view = self._view = _ClusterView(
+                now, queues, sorted({n.flavor for n in nodes}), Snapshot(Cluster(up))
+            )
+        return view
+
+    def _check_runnable(self, job: NewJob) -> None:
+        view = self._cluster()
+        queues = view.queues
+        if job.queue not in queues:
+            known = ", ".join(sorted(queues)) or "none"
+            raise RejectedError("queue", f"unknown queue {job.queue!r}; known queues: {known}")
+        flavors = view.flavors
+        for flavor in job.flavors:
+            if flavor not in flavors:
+                known = ", ".join(flavors) or "no nodes"
+                raise RejectedError(
+                    "flavors", f"unknown flavor {flavor!r}; the cluster has: {known}"
+                )
+        spec = JobRecord(0, job, JobState.PENDING, 0.0).spec()
+        if not view.empty.nodes:
+            raise RejectedError("tasks", "the cluster has no nodes yet")
+        # The view's snapshot is shared: screening only reads it (and memoises per shape).
+        reason = screen(view.empty, spec)
+        if reason is not None:
+            raise RejectedError("tasks", reason.message())
+
+    def get(self, job_id: int) -> JobRecord:
+        """The job; raises NotFoundError."""
+        return self.store.get_job(job_id)
+
+    def list_jobs(self, where: JobFilter) -> list[JobRecord]:
+        """Jobs matching ``where``, newest first."""
+        return self.store.list_jobs(where)
+
+    def events(self, job_id: int) -> list[EventRecord]:
+        """The job's event log, oldest first; raises NotFoundError."""
+        self.store.get_job(job_id)
+        return self.store.events(job_id)
+
+    def cancel(self, job_id: int, *, actor: str) -> JobRecord:
+        """Cancel a pending job at once, or stop a running one (SIGTERM, then SIGKILL after the
+        grace period). Raises ConflictError for a job that has already ended."""
+        record = self.store.get_job(job_id)
+        if record.state is JobState.PENDING:
+            record = self.store.cancel_pending(
+                job_id, at=self.clock.now(), actor=actor, reason=f"cancelled by {actor}"
+            )
+            self.loop.wake()
+            return record
+        if record.state is JobState.RUNNING and record.run is not None:
+            self.loop.stop_run(record.run, reason=f"cancelled by {actor}", actor=actor)
+            return self.store.get_job(job_id)
+        raise ConflictError(f"job {job_id} is already {record.state}; nothing to cancel")
+
+    def hold(self, job_id: int, *, actor: str) -> JobRecord:
+        """Keep a pending job from starting until released."""
+        return self.store.set_held(job_id, True, at=self.clock.now(), actor=actor)
+
+    def release(self, job_id: int, *, actor: str) -> JobRecord:
+        """Let a held job be scheduled again."""
+        record = self.store.set_held(job_id, False, at=self.clock.now(), actor=actor)
+        self.loop.wake()
+        return record
+
+    def logs(
+        self, job_id: int, *, task: int = 0, offset: int = 0, limit: int = 1 << 20
+    ) -> LogChunk:
+        """Output of one task of the job's latest run (empty before it first starts)."""
+        record = self.store.get_job(job_id)
+        if not 0 <= task < len(record.job.tasks):
+            raise RejectedError("task", f"must be in 0..{len(record.job.tasks) - 1}, got {task}")
+        runs = self.store.runs_of(job_id)
+        if not runs:
+            return LogChunk(None, b"", 0, record.state.is_terminal)
+        run = runs[-1]
+        data, following = self.executor.read_log(run.run_id, task, offset, limit)
+        return LogChunk(run.run_id, data, following, run.phase is RunPhase.ENDED)
+
+    def explain(self, job_id: int) -> Explained:
+        """Why the job is pending (from the latest scheduling cycle) or where it is."""
+        record = self.store.get_job(job_id)
+        if record.state is JobState.PENDING:
+            if record.held:
+                return Explained(
+                    job_id,
+                    record.state,
+                    "held",
+                    "held; release it to let it be scheduled",
+                    "allot release " + str(job_id),
+                    {},
+                )
+            why = self.loop.explanation(job_id)
+            if why is None:
+                return Explained(
+                    job_id,
+                    record.state,
+                    "not_yet_considered",
+                    "waits for the next scheduling cycle",
+                    "",
+                    {},
+                )
+            return _explained(job_id, record.state, why)
+        if record.state is JobState.RUNNING and record.run is not None:
+            run = record.run
+            nodes = ", ".join(dict.fromkeys(p.node for p in run.placement))
+            if run.phase is RunPhase.STOPPING:
+                gone_by = wall_time(run.stop_by or run.started_at)
+                return Explained(
+                    job_id,
+                    record.state,
+                    "stopping",
+                    f"stopping ({run.stop_reason}); it will be gone by {gone_by}",
+                    "",
+                    {"run_id": run.run_id},
+                )
+            return Explained(
+                job_id,
+                record.state,
+                "running",
+                f"running on {nodes} ({run.flavor}) since {wall_time(run.started_at)}",
+                "",
+                {"run_id": run.run_id},
+            )
+        return Explained(
+            job_id,
+            record.state,
+            str(record.state),
+            record.reason or str(record.state),
+            "",
+            {"exit_code": record.exit_code},
+        )
+
+    # ------------------------------------------------------------------ cluster
+
+    def nodes(self) -> list[Node]:
+        """Every node with its state."""
+        return self.store.nodes()
+
+    def set_node_state(self, name: str, state: NodeState, *, actor: str) -> Node:
+        """Drain (no new work), undrain (up) or mark a node down."""
+        if state is NodeState.DOWN:
+            raise RejectedError("state", "a node goes down by itself; drain it instead")
+        node = self.store.set_node_state(name, state, at=self.clock.now(), actor=actor)
+        self._view = None
+        self.loop.wake()
+        return node
+
+    def quotas(self) -> QuotaConfig:
+        """Tenants, queues and cohorts."""
+        return self.store.quotas()
+
+    def queues(self) -> list[QueueView]:
+        """Each queue with its nominal GPU quota, what it uses now, and its job counts."""
+        config = self.store.quotas()
+        used: dict[str, dict[str, int]] = {}
+        running: dict[str, int] = {}
+        for record in self.store.active_jobs():
+            queue = record.job.queue
+            running[queue] = running.get(queue, 0) + 1
+            if record.run is not None:
+                by_flavor = used.setdefault(queue, {})
+                gpu = sum(t.gpu_milli for t in record.job.tasks)
+                by_flavor[record.run.flavor] = by_flavor.get(record.run.flavor, 0) + gpu
+        pending: dict[str, int] = {}
+        for record in self.store.pending_jobs():
+            pending[record.job.queue] = pending.get(record.job.queue, 0) + 1
+        views = []
+        for q in config.queues:
+            nominal = {
+                flavor: quota.nominal
+                for (flavor, resource), quota in (q.quotas or {}).items()
+                if resource == "gpu"
+            }
+            views.append(
+                QueueView(
+                    q.name,
+                    q.tenant,
+                    q.cohort,
+                    nominal,
+                    used.get(q.name, {}),
+                    pending.get(q.name, 0),
+                    running.get(q.name, 0),
+                )
+            )
+        return views
+
+
+def wall_time(t: float) -> str:
+    """An instant of the live system, for people: ``2026-11-21 14:08:58 UTC``."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _explained(job_id: int, state: JobState, why: Explanation) -> Explained:
+    return Explained(
+        job_id,
+        state,
+        str(why.reason),
+        why.message(wall_time),
+        why.remedy(wall_time),
+        dict(why.fields),
+    )
+
+
+__all__ = [
+    "ConflictError",
+    "ControlPlane",
+    "Explained",
+    "LogChunk",
+    "NotFoundError",
+    "QueueView",
+    "RejectedError",
+    "SpecError",
+]

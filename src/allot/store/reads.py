@@ -1,0 +1,212 @@
+"""Reading stored rows back as control records, in bulk (a fixed number of queries however
+many jobs are read).
+
+JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
+- ``jobs.tasks``: ``[{"gpu_milli": int, "cpu_milli": int, "memory_mib": int}, ...]``, one per task;
+- ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
+- ``allocations.devices``: a list of device indices.
+
+Invariant: a ``JobRecord`` carries its current run (``current_run_id``) with the placement
+rebuilt from the run's allocations in task order; jobs without a current run carry None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, Select, select
+
+from allot.control.records import JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.core.model import JobState, Resources, TaskPlacement
+from allot.store.tables import AllocationRow, JobRow, RunRow
+
+RUNS = RunRow.__table__
+ALLOCATIONS = AllocationRow.__table__
+
+# SQLite allows 32,766 bound parameters per statement; stay well below it.
+_IN_CHUNK = 500
+
+
+def tasks_json(tasks: Sequence[Resources]) -> list[dict[str, int]]:
+    """The JSON form of a job's tasks."""
+    return [
+        {"gpu_milli": t.gpu_milli, "cpu_milli": t.cpu_milli, "memory_mib": t.memory_mib}
+        for t in tasks
+    ]
+
+
+def tasks_from_json(
+    data: Iterable[Any], shapes: dict[tuple[int, int, int], Resources]
+) -> tuple[Resources, ...]:
+    """Tasks from their JSON form; ``shapes`` shares one ``Resources`` value per distinct shape
+    across a bulk read (most jobs ask for one of a few shapes)."""
+    tasks = []
+    for item in data:
+        key = (item["gpu_milli"], item["cpu_milli"], item["memory_mib"])
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = Resources(*key)
+        tasks.append(shape)
+    return tuple(tasks)
+
+
+# The columns a job record is built from, in the order ``job_record`` unpacks them.
+JOB_COLUMNS = (
+    JobRow.id,
+    JobRow.name,
+    JobRow.tenant,
+    JobRow.user,
+    JobRow.queue,
+    JobRow.priority,
+    JobRow.tasks,
+    JobRow.flavors,
+    JobRow.argv,
+    JobRow.workdir,
+    JobRow.env,
+    JobRow.runtime_estimate,
+    JobRow.time_limit,
+    JobRow.checkpointable,
+    JobRow.preemptible,
+    JobRow.held,
+    JobRow.state,
+    JobRow.submit_time,
+    JobRow.start_time,
+    JobRow.end_time,
+    JobRow.exit_code,
+    JobRow.reason,
+    JobRow.attained_service,
+    JobRow.run_count,
+    JobRow.current_run_id,
+)
+_CURRENT_RUN = len(JOB_COLUMNS) - 1
+_STATES = {state.value: state for state in JobState}
+
+
+def select_jobs() -> Select[Any]:
+    """A query for the columns of ``JOB_COLUMNS``, to refine with where and order by."""
+    return select(*JOB_COLUMNS)
+
+
+def job_record(
+    row: Sequence[Any],
+    run: RunRecord | None,
+    shapes: dict[tuple[int, int, int], Resources] | None = None,
+) -> JobRecord:
+    """A job record from a row of ``JOB_COLUMNS`` and its current run."""
+    # Positional unpacking: bulk reads build thousands of records, and named access to
+    # every column of every row costs more than building the records.
+    (
+        job_id,
+        name,
+        tenant,
+        user,
+        queue,
+        priority,
+        tasks,
+        flavors,
+        argv,
+        workdir,
+        env,
+        runtime_estimate,
+        time_limit,
+        checkpointable,
+        preemptible,
+        held,
+        state,
+        submit_time,
+        start_time,
+        end_time,
+        exit_code,
+        reason,
+        attained_service,
+        run_count,
+        _current_run_id,
+    ) = row
+    job = NewJob(
+        name,
+        tenant,
+        user,
+        queue,
+        tasks_from_json(tasks, {} if shapes is None else shapes),
+        Launch(tuple(argv), workdir, env),
+        priority,
+        tuple(flavors),
+        runtime_estimate,
+        time_limit,
+        checkpointable,
+        preemptible,
+        held,
+    )
+    return JobRecord(
+        job_id,
+        job,
+        _STATES[state],
+        submit_time,
+        held,
+        start_time,
+        end_time,
+        exit_code,
+        reason,
+        attained_service,
+        run_count,
+        run,
+    )
+
+
+def run_record(row: Row[Any], placement: tuple[TaskPlacement, ...]) -> RunRecord:
+    """A run record from a full ``runs`` row and its placement."""
+    return RunRecord(
+        run_id=row.run_id,
+        job_id=row.job_id,
+        phase=RunPhase(row.phase),
+        flavor=row.flavor,
+        placement=placement,
+        started_at=row.started_at,
+        stop_by=row.stop_by,
+        stop_reason=row.stop_reason,
+        ended_at=row.ended_at,
+        exit_code=row.exit_code,
+    )
+
+
+def placements(rows: Iterable[Row[Any]]) -> dict[str, tuple[TaskPlacement, ...]]:
+    """Placements by run id from ``allocations`` rows sorted by run id and task index."""
+    found: dict[str, list[TaskPlacement]] = {}
+    for row in rows:
+        found.setdefault(row.run_id, []).append(
+            TaskPlacement(row.node, tuple(row.devices), row.gpu_milli_per_device)
+        )
+    return {run_id: tuple(tasks) for run_id, tasks in found.items()}
+
+
+def runs_by_id(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+    """The runs with these ids, with their placements (two queries per 500 ids)."""
+    found: dict[str, RunRecord] = {}
+    for start in range(0, len(run_ids), _IN_CHUNK):
+        chunk = run_ids[start : start + _IN_CHUNK]
+        allocations = conn.execute(
+            select(ALLOCATIONS)
+            .where(AllocationRow.run_id.in_(chunk))
+            .order_by(AllocationRow.run_id, AllocationRow.task_index)
+        )
+        placed = placements(allocations)
+        for row in conn.execute(select(RUNS).where(RunRow.run_id.in_(chunk))):
+            found[row.run_id] = run_record(row, placed.get(row.run_id, ()))
+    return found
+
+
+def job_records(conn: Connection, rows: Sequence[Row[Any]]) -> list[JobRecord]:
+    """Job records from rows of ``JOB_COLUMNS``, their current runs loaded in bulk."""
+    current = [row[_CURRENT_RUN] for row in rows if row[_CURRENT_RUN] is not None]
+    runs = runs_by_id(conn, current) if current else {}
+    shapes: dict[tuple[int, int, int], Resources] = {}
+    return [job_record(row, runs.get(row[_CURRENT_RUN]), shapes) for row in rows]
+
+
+def job_record_by_id(conn: Connection, job_id: int) -> JobRecord | None:
+    """The job with its current run, or None."""
+    row = conn.execute(select_jobs().where(JobRow.id == job_id)).one_or_none()
+    if row is None:
+        return None
+    return job_records(conn, [row])[0]

@@ -1,0 +1,268 @@
+"""Runs: the intent to start a job, launch confirmation, stop requests and the end of a run.
+
+Invariants kept here, each inside the caller's transaction:
+- ``begin_run`` moves a job with one conditional UPDATE (still pending, not held, no current
+  run); its row count decides, so of two schedulers racing for one job exactly one wins;
+- a job is ``running`` exactly while ``current_run_id`` names a run that has not ended;
+- a run's phases only move forward: starting -> running -> stopping -> ended (starting may
+  skip straight to stopping or ended);
+- ending a run releases its allocations and adds the GPU-seconds it held to the job's attained
+  service (2D attained service, as in Tiresias: GPUs held x seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from allot.control.ports import ConflictError, NotFoundError
+from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transition
+from allot.store import events
+from allot.store.jobs import get as get_job
+from allot.store.reads import ALLOCATIONS, RUNS, placements, run_record
+from allot.store.tables import AllocationRow, JobRow, RunRow
+
+_INSERT_RUN = insert(RunRow)
+_INSERT_ALLOCATION = insert(AllocationRow)
+_ENDINGS = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING)
+
+
+def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
+    """Record ``run`` as starting and move its job to running; False (nothing changed) when
+    the job is not pending, is held, or already has a run."""
+    nodes = ", ".join(dict.fromkeys(p.node for p in run.placement))
+    reason = f"placed on {nodes} ({run.flavor})"
+    claimed = conn.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == run.job_id,
+            JobRow.state == JobState.PENDING.value,
+            JobRow.held.is_(False),
+            JobRow.current_run_id.is_(None),
+        )
+        .values(
+            state=JobState.RUNNING.value,
+            current_run_id=run.run_id,
+            run_count=JobRow.run_count + 1,
+            start_time=func.coalesce(JobRow.start_time, run.started_at),
+            reason=reason,
+        )
+        .returning(JobRow.tasks, JobRow.run_count)
+    ).one_or_none()
+    if claimed is None:
+        return False
+    tasks = claimed.tasks
+    if len(run.placement) != len(tasks):
+        raise ConflictError(
+            f"run {run.run_id}: placement has {len(run.placement)} tasks, "
+            f"job {run.job_id} has {len(tasks)}"
+        )
+    conn.execute(
+        _INSERT_RUN,
+        {
+            "run_id": run.run_id,
+            "job_id": run.job_id,
+            "attempt": claimed.run_count,
+            "phase": RunPhase.STARTING.value,
+            "flavor": run.flavor,
+            "started_at": run.started_at,
+            "stop_by": None,
+            "stop_reason": None,
+            "ended_at": None,
+            "exit_code": None,
+        },
+    )
+    conn.execute(
+        _INSERT_ALLOCATION,
+        [
+            {
+                "run_id": run.run_id,
+                "task_index": index,
+                "node": placement.node,
+                "devices": list(placement.devices),
+                "gpu_milli_per_device": placement.gpu_milli_per_device,
+                "cpu_milli": task["cpu_milli"],
+                "memory_mib": task["memory_mib"],
+                "released": False,
+            }
+            for index, (placement, task) in enumerate(zip(run.placement, tasks, strict=True))
+        ],
+    )
+    events.append(
+        conn,
+        events.event_values(
+            at=run.started_at,
+            kind="starting",
+            job_id=run.job_id,
+            from_state=JobState.PENDING.value,
+            to_state=JobState.RUNNING.value,
+            actor=actor,
+            reason=reason,
+            data={"run_id": run.run_id, "flavor": run.flavor, "attempt": claimed.run_count},
+        ),
+    )
+    return True
+
+
+def _locked_run(conn: Connection, run_id: str) -> Any:
+    """The run's row (without placement), locked until the transaction ends."""
+    row = conn.execute(select(RUNS).where(RunRow.run_id == run_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(f"run {run_id} does not exist")
+    return row
+
+
+def mark_running(conn: Connection, run_id: str, *, at: float) -> None:
+    """Starting -> running; no change for a run already running or stopping."""
+    row = _locked_run(conn, run_id)
+    phase = RunPhase(row.phase)
+    if phase is RunPhase.ENDED:
+        raise ConflictError(f"run {run_id} has ended; it cannot be marked running")
+    if phase is not RunPhase.STARTING:
+        return
+    conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(phase=RunPhase.RUNNING.value))
+    events.append(
+        conn,
+        events.event_values(
+            at=at,
+            kind="running",
+            job_id=row.job_id,
+            from_state=phase.value,
+            to_state=RunPhase.RUNNING.value,
+            actor="executor",
+            reason="launch confirmed",
+            data={"run_id": run_id},
+        ),
+    )
+
+
+def request_stop(
+    conn: Connection, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+) -> None:
+    """Starting or running -> stopping; no change for a run already stopping or ended."""
+    row = _locked_run(conn, run_id)
+    phase = RunPhase(row.phase)
+    if phase in (RunPhase.STOPPING, RunPhase.ENDED):
+        return
+    conn.execute(
+        update(RunRow)
+        .where(RunRow.run_id == run_id)
+        .values(phase=RunPhase.STOPPING.value, stop_by=stop_by, stop_reason=reason)
+    )
+    events.append(
+        conn,
+        events.event_values(
+            at=at,
+            kind="stopping",
+            job_id=row.job_id,
+            from_state=phase.value,
+            to_state=RunPhase.STOPPING.value,
+            actor=actor,
+            reason=reason,
+            data={"run_id": run_id, "stop_by": stop_by},
+        ),
+    )
+
+
+def _checked(job_id: int, current: JobState, target: JobState) -> None:
+    """Raise ConflictError, naming both states, unless the job may go ``current -> target``."""
+    try:
+        transition(current, target)
+    except TransitionError as err:
+        detail = str(err).removeprefix("job state: ")
+        raise ConflictError(f"job {job_id}: {detail}") from err
+
+
+def end_run(
+    conn: Connection,
+    run_id: str,
+    *,
+    outcome: JobState,
+    exit_code: int | None,
+    reason: str,
+    at: float,
+    actor: str,
+) -> JobRecord:
+    """End the run and move its job to ``outcome`` (pending: requeue after preemption)."""
+    if outcome not in _ENDINGS:
+        allowed = ", ".join(s.value for s in _ENDINGS)
+        raise ValueError(f"outcome: must be one of {allowed} (pending requeues), got {outcome}")
+    run = _locked_run(conn, run_id)
+    job = conn.execute(
+        select(JobRow.state, JobRow.tasks, JobRow.attained_service, JobRow.current_run_id)
+        .where(JobRow.id == run.job_id)
+        .with_for_update()
+    ).one()
+    state = JobState(job.state)
+    if RunPhase(run.phase) is RunPhase.ENDED:
+        raise ConflictError(
+            f"run {run_id} has already ended; job {run.job_id} is {state} and cannot go "
+            f"from {state} to {outcome} by ending it again"
+        )
+    steps = (
+        [(state, JobState.PREEMPTED), (JobState.PREEMPTED, JobState.PENDING)]
+        if outcome is JobState.PENDING
+        else [(state, outcome)]
+    )
+    for current, target in steps:
+        _checked(run.job_id, current, target)
+    if job.current_run_id != run_id:
+        raise ConflictError(
+            f"run {run_id} is not the current run of job {run.job_id} "
+            f"(that is {job.current_run_id})"
+        )
+
+    gpus = sum(task["gpu_milli"] for task in job.tasks) / MILLI_PER_GPU
+    held_for = max(0.0, at - run.started_at)
+    conn.execute(
+        update(RunRow)
+        .where(RunRow.run_id == run_id)
+        .values(phase=RunPhase.ENDED.value, ended_at=at, exit_code=exit_code)
+    )
+    conn.execute(update(AllocationRow).where(AllocationRow.run_id == run_id).values(released=True))
+    job_values: dict[str, Any] = {
+        "state": outcome.value,
+        "current_run_id": None,
+        "attained_service": job.attained_service + gpus * held_for,
+        "reason": reason,
+    }
+    if outcome is not JobState.PENDING:
+        job_values.update(end_time=at, exit_code=exit_code)
+    conn.execute(update(JobRow).where(JobRow.id == run.job_id).values(**job_values))
+
+    data = {"run_id": run_id, "exit_code": exit_code, "gpu_seconds": gpus * held_for}
+    events.append(
+        conn,
+        *(
+            events.event_values(
+                at=at,
+                kind="requeued" if target is JobState.PENDING else target.value,
+                job_id=run.job_id,
+                from_state=current.value,
+                to_state=target.value,
+                actor=actor,
+                reason=reason,
+                data=data,
+            )
+            for current, target in steps
+        ),
+    )
+    return get_job(conn, run.job_id)
+
+
+def runs_of(conn: Connection, job_id: int) -> list[RunRecord]:
+    """Every run of the job, oldest first, with its placement."""
+    rows = conn.execute(select(RUNS).where(RunRow.job_id == job_id).order_by(RunRow.attempt))
+    runs = rows.all()
+    if not runs:
+        return []
+    allocations = conn.execute(
+        select(ALLOCATIONS)
+        .join(RunRow, RunRow.run_id == AllocationRow.run_id)
+        .where(RunRow.job_id == job_id)
+        .order_by(AllocationRow.run_id, AllocationRow.task_index)
+    )
+    placed = placements(allocations)
+    return [run_record(row, placed.get(row.run_id, ())) for row in runs]

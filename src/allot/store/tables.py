@@ -1,0 +1,227 @@
+"""The durable schema: SQLAlchemy declarative tables for SQLite and PostgreSQL.
+
+Invariants the tables carry (the migrations in ``migrations/versions`` create exactly these):
+- times are float seconds since the epoch, always passed in by the caller;
+- ``events`` is append-only: rows are inserted, never updated or deleted;
+- a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
+  foreign key because jobs and runs would then reference each other;
+- a run's placement is its ``allocations`` rows in ``task_index`` order; ``released`` turns
+  true when the run ends;
+- ``tenants``, ``cohorts`` and ``queues`` keep a ``position`` so a ``QuotaConfig`` is rebuilt
+  in the order it was saved; ``quota_settings`` has one row (id 1);
+- a node's ``drained`` is the admin's drain, kept while the node is missing from the
+  inventory, so it is draining again when it comes back; ``state`` is what the scheduler sees.
+
+JSON columns hold plain lists and objects; their shapes are written in ``reads.py`` and the
+modules that write them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints let Alembic's batch mode on SQLite find and recreate them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit ids on PostgreSQL; SQLite needs exactly INTEGER for a rowid (autoincrementing) key.
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base: one metadata for every table of the store."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {float: Double(), str: String()}
+
+
+class TenantRow(Base):
+    """A team or project with its fair-share entitlement."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    share: Mapped[float]
+    position: Mapped[int]
+
+
+class UserRow(Base):
+    """A person who submits jobs, in a tenant."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    tenant: Mapped[str | None]
+    created_at: Mapped[float]
+
+
+class TokenRow(Base):
+    """An API token, stored by its SHA-256 hash only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    name: Mapped[str]
+    role: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[float]
+    revoked_at: Mapped[float | None]
+
+
+class CohortRow(Base):
+    """An inner node of the quota tree; ``quotas`` is a list of quota objects."""
+
+    __tablename__ = "cohorts"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    parent: Mapped[str | None]
+    quotas: Mapped[list[Any]] = mapped_column(JSON)
+    position: Mapped[int]
+
+
+class QueueRow(Base):
+    """A queue; ``quotas`` NULL means unconstrained, ``preemption`` is an object."""
+
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    tenant: Mapped[str]
+    cohort: Mapped[str | None]
+    weight: Mapped[float]
+    quotas: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    preemption: Mapped[dict[str, Any]] = mapped_column(JSON)
+    position: Mapped[int]
+
+
+class QuotaSettingsRow(Base):
+    """The one row of quota-wide settings: fair-share half-life and priority classes."""
+
+    __tablename__ = "quota_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    usage_half_life: Mapped[float]
+    priority_classes: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class NodeRow(Base):
+    """A machine as last reported by the executor, with the admin's drain."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    flavor: Mapped[str]
+    gpus: Mapped[int]
+    cpu_milli: Mapped[int]
+    memory_mib: Mapped[int]
+    topology: Mapped[list[Any]] = mapped_column(JSON)
+    state: Mapped[str]
+    drained: Mapped[bool]
+    reported: Mapped[bool]
+    updated_at: Mapped[float]
+
+
+class JobRow(Base):
+    """A submitted job: the request, how to launch it, and where it is in its life."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("submitted_by", "idempotency_key"),
+        Index("ix_jobs_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    name: Mapped[str]
+    tenant: Mapped[str]
+    user: Mapped[str]
+    queue: Mapped[str]
+    priority: Mapped[int]
+    tasks: Mapped[list[Any]] = mapped_column(JSON)
+    flavors: Mapped[list[Any]] = mapped_column(JSON)
+    argv: Mapped[list[Any]] = mapped_column(JSON)
+    workdir: Mapped[str | None]
+    env: Mapped[dict[str, Any]] = mapped_column(JSON)
+    runtime_estimate: Mapped[float | None]
+    time_limit: Mapped[float | None]
+    checkpointable: Mapped[bool]
+    preemptible: Mapped[bool]
+    held: Mapped[bool]
+    state: Mapped[str]
+    submit_time: Mapped[float]
+    start_time: Mapped[float | None]
+    end_time: Mapped[float | None]
+    exit_code: Mapped[int | None]
+    reason: Mapped[str]
+    attained_service: Mapped[float]
+    run_count: Mapped[int]
+    current_run_id: Mapped[str | None]
+    submitted_by: Mapped[str]
+    idempotency_key: Mapped[str | None]
+    request_hash: Mapped[str | None]
+
+
+class RunRow(Base):
+    """One attempt to run a job; ``attempt`` counts from 1 per job and orders its runs."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("job_id", "attempt"),)
+
+    run_id: Mapped[str] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("jobs.id"))
+    attempt: Mapped[int]
+    phase: Mapped[str]
+    flavor: Mapped[str]
+    started_at: Mapped[float]
+    stop_by: Mapped[float | None]
+    stop_reason: Mapped[str | None]
+    ended_at: Mapped[float | None]
+    exit_code: Mapped[int | None]
+
+
+class AllocationRow(Base):
+    """What one task of a run holds on its node: devices, GPU share, CPU and memory."""
+
+    __tablename__ = "allocations"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), primary_key=True)
+    task_index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    node: Mapped[str]
+    devices: Mapped[list[Any]] = mapped_column(JSON)
+    gpu_milli_per_device: Mapped[int]
+    cpu_milli: Mapped[int]
+    memory_mib: Mapped[int]
+    released: Mapped[bool]
+
+
+class EventRow(Base):
+    """One line of the append-only event log."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    time: Mapped[float]
+    job_id: Mapped[int | None] = mapped_column(BIG_ID, ForeignKey("jobs.id"))
+    kind: Mapped[str]
+    from_state: Mapped[str | None]
+    to_state: Mapped[str | None]
+    actor: Mapped[str]
+    reason: Mapped[str]
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

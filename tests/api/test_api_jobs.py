@@ -1,0 +1,259 @@
+"""The job routes end to end over the in-memory control plane: submit, list and paginate,
+inspect, cancel, hold, release, events, explain and idempotent retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from allot.core.explain import Explanation, Reason
+from allot.core.model import JobState, Resources
+from allot.core.quota.config import QuotaConfig
+from harness import Harness
+
+TRAIN: dict[str, Any] = {
+    "name": "train",
+    "tasks": 2,
+    "resources": {"gpus": 4, "cpus": 8, "memory_mib": 65536},
+    "flavors": ["H100-80G"],
+    "command": ["python", "train.py", "--lr", "3e-4"],
+    "workdir": "/home/alice/proj",
+    "env": {"WANDB_API_KEY": "s3cr3t-value", "SEED": "7"},
+    "runtime_estimate_seconds": 3600,
+    "time_limit_seconds": 7200,
+    "checkpointable": True,
+}
+
+
+def submit(api: httpx.Client, **changes: Any) -> dict[str, Any]:
+    response = api.post("/v1/jobs", json={"command": "true", **changes})
+    assert response.status_code == 201, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def test_submit_returns_the_created_job(api: httpx.Client, harness: Harness) -> None:
+    response = api.post("/v1/jobs", json=TRAIN)
+    assert response.status_code == 201
+    job = response.json()
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["state"] == "pending"
+    assert job["held"] is False
+    assert (job["queue"], job["tenant"], job["user"], job["priority"]) == (
+        "default",
+        "default",
+        "alice",
+        0,
+    )
+    assert job["tasks"] == 2
+    assert job["resources"] == {"gpus": 4.0, "cpus": 8.0, "memory_mib": 65536}
+    assert job["command"] == TRAIN["command"]
+    assert job["env_keys"] == ["SEED", "WANDB_API_KEY"]
+    assert job["submitted_at"] == "2023-11-14T22:13:20Z"
+    assert job["run"] is None
+    stored = harness.store.get_job(job["id"]).job
+    assert stored.tasks == (Resources(4000, 8000, 65536),) * 2
+    assert stored.launch.env == TRAIN["env"]
+    assert stored.launch.workdir == "/home/alice/proj"
+    assert stored.runtime_estimate == 3600
+    assert harness.loop.wakes == 1
+
+
+def test_a_shell_string_runs_with_sh_and_a_fractional_gpu_is_milli(
+    api: httpx.Client, harness: Harness
+) -> None:
+    job = submit(api, command="echo $HOME | tee out", resources={"gpus": 0.25})
+    assert job["command"] == ["/bin/sh", "-c", "echo $HOME | tee out"]
+    assert job["resources"]["gpus"] == 0.25
+    assert harness.store.get_job(job["id"]).job.tasks[0].gpu_milli == 250
+
+
+def test_a_priority_class_name_becomes_its_number(api: httpx.Client, harness: Harness) -> None:
+    quotas = harness.store.quotas()
+    classes = {"low": -10, "urgent": 100}
+    config = QuotaConfig(quotas.tenants, quotas.queues, priority_classes=classes)
+    harness.store.save_quotas(config, at=0)
+    assert submit(api, priority="urgent")["priority"] == 100
+    assert submit(api, priority=5)["priority"] == 5
+    response = api.post("/v1/jobs", json={"command": "true", "priority": "sky-high"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "priority", "rule": "unknown priority class 'sky-high'; known: low, urgent"}
+    ]
+
+
+def test_tenant_user_and_hold_are_taken_from_the_submission(api: httpx.Client) -> None:
+    job = submit(api, tenant="vision", user="bob", hold=True)
+    assert (job["tenant"], job["user"], job["held"]) == ("vision", "bob", True)
+
+
+def test_get_returns_the_job_and_404_for_an_unknown_one(api: httpx.Client) -> None:
+    job = submit(api)
+    assert api.get(f"/v1/jobs/{job['id']}").json() == job
+    missing = api.get("/v1/jobs/999")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "no job 999"
+
+
+def test_list_filters_by_state_queue_user_and_tenant(api: httpx.Client, harness: Harness) -> None:
+    first = submit(api, user="bob")
+    second = submit(api, tenant="vision")
+    third = submit(api)
+    harness.start(third["id"])
+    api.post(f"/v1/jobs/{first['id']}/cancel")
+
+    def ids(**params: Any) -> list[int]:
+        response = api.get("/v1/jobs", params=params)
+        assert response.status_code == 200, response.text
+        return [j["id"] for j in response.json()["items"]]
+
+    assert ids() == [third["id"], second["id"], first["id"]]
+    assert ids(state="pending") == [second["id"]]
+    assert ids(state=["running", "cancelled"]) == [third["id"], first["id"]]
+    assert ids(user="bob") == [first["id"]]
+    assert ids(tenant="vision") == [second["id"]]
+    assert ids(queue="default") == [third["id"], second["id"], first["id"]]
+    assert ids(queue="other") == []
+
+
+def test_pages_walk_every_job_once_newest_first(api: httpx.Client) -> None:
+    created = [submit(api)["id"] for _ in range(7)]
+    seen: list[list[int]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor is not None:
+            params["before"] = cursor
+        page = api.get("/v1/jobs", params=params).json()
+        seen.append([j["id"] for j in page["items"]])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == [created[6:3:-1], created[3:0:-1], created[0:1]]
+
+
+def test_the_last_full_page_has_no_next_cursor(api: httpx.Client) -> None:
+    for _ in range(3):
+        submit(api)
+    assert api.get("/v1/jobs", params={"limit": 3}).json()["next"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"before": "abc"}, "before"),
+        ({"before": "-3"}, "before"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"state": "sleeping"}, "state[0]"),
+    ],
+)
+def test_bad_list_parameters_are_422_naming_the_parameter(
+    api: httpx.Client, params: dict[str, Any], field: str
+) -> None:
+    response = api.get("/v1/jobs", params=params)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_cancel_a_pending_job(api: httpx.Client) -> None:
+    job = submit(api)
+    cancelled = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["reason"] == "cancelled by alice"
+
+
+def test_cancel_a_running_job_stops_its_run(api: httpx.Client, harness: Harness) -> None:
+    job = submit(api, resources={"gpus": 2})
+    harness.start(job["id"])
+    stopping = api.post(f"/v1/jobs/{job['id']}/cancel").json()
+    assert stopping["state"] == "running"
+    run = stopping["run"]
+    assert run["phase"] == "stopping"
+    assert run["stop_reason"] == "cancelled by alice"
+    assert run["placement"] == [{"node": "gpu-1", "devices": [0, 1], "gpu_fraction": 1.0}]
+    assert run["stop_by"] == "2023-11-14T22:13:50Z"
+
+
+def test_cancel_an_ended_job_is_a_conflict(api: httpx.Client, harness: Harness) -> None:
+    job = submit(api)
+    harness.start(job["id"])
+    harness.finish(job["id"])
+    response = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 409
+    assert response.json()["type"] == "https://allot.dev/problems/conflict"
+    assert "already succeeded" in response.json()["detail"]
+
+
+def test_hold_and_release(api: httpx.Client, harness: Harness) -> None:
+    job = submit(api)
+    assert api.post(f"/v1/jobs/{job['id']}/hold").json()["held"] is True
+    assert api.get(f"/v1/jobs/{job['id']}").json()["held"] is True
+    assert api.post(f"/v1/jobs/{job['id']}/release").json()["held"] is False
+    harness.start(job["id"])
+    assert api.post(f"/v1/jobs/{job['id']}/hold").status_code == 409
+    assert api.post("/v1/jobs/999/release").status_code == 404
+
+
+def test_events_are_the_jobs_log_oldest_first(api: httpx.Client, harness: Harness) -> None:
+    job = submit(api)
+    harness.start(job["id"])
+    harness.clock.advance(60)
+    harness.finish(job["id"], JobState.FAILED, exit_code=3, reason="exit code 3")
+    events = api.get(f"/v1/jobs/{job['id']}/events").json()
+    assert [e["kind"] for e in events] == ["submitted", "starting", "running", "failed"]
+    assert events[0]["actor"] == "alice"
+    assert events[-1]["to_state"] == "failed"
+    assert events[-1]["time"] == "2023-11-14T22:14:20Z"
+    assert api.get("/v1/jobs/999/events").status_code == 404
+    ended = api.get(f"/v1/jobs/{job['id']}").json()
+    assert (ended["exit_code"], ended["run_count"]) == (3, 1)
+    assert ended["attained_gpu_seconds"] == 0.0  # a CPU-only job holds no GPU
+
+
+def test_explain_says_why(api: httpx.Client, harness: Harness) -> None:
+    job = submit(api, resources={"gpus": 8})
+    explained = api.get(f"/v1/jobs/{job['id']}/explain").json()
+    assert explained["reason"] == "not_yet_considered"
+    fields: dict[str, str | int | float] = {"tasks": 1, "gpu_milli_per_task": 8000}
+    fields["shortfall"] = "only 4 GPUs are free"
+    harness.loop.explanations[job["id"]] = Explanation(Reason.NO_CAPACITY, fields)
+    explained = api.get(f"/v1/jobs/{job['id']}/explain").json()
+    assert explained["state"] == "pending"
+    assert explained["reason"] == "no_capacity"
+    assert "only 4 GPUs are free" in explained["message"]
+    assert explained["remedy"]
+    assert explained["fields"]["gpu_milli_per_task"] == 8000
+    api.post(f"/v1/jobs/{job['id']}/hold")
+    assert api.get(f"/v1/jobs/{job['id']}/explain").json()["reason"] == "held"
+    api.post(f"/v1/jobs/{job['id']}/release")
+    harness.start(job["id"])
+    assert api.get(f"/v1/jobs/{job['id']}/explain").json()["reason"] == "running"
+
+
+def test_the_same_idempotency_key_returns_the_same_job(api: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "retry-1"}
+    first = api.post("/v1/jobs", json=TRAIN, headers=headers)
+    # The same request spelled differently (a default written out) is the same request.
+    again = api.post("/v1/jobs", json={**TRAIN, "queue": "default"}, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert len(api.get("/v1/jobs").json()["items"]) == 1
+
+
+def test_a_reused_key_with_a_different_body_is_a_conflict(api: httpx.Client) -> None:
+    headers = {"Idempotency-Key": "retry-2"}
+    assert api.post("/v1/jobs", json=TRAIN, headers=headers).status_code == 201
+    response = api.post("/v1/jobs", json={**TRAIN, "tasks": 1}, headers=headers)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert len(api.get("/v1/jobs").json()["items"]) == 1
+
+
+def test_an_idempotency_key_over_200_characters_is_refused(api: httpx.Client) -> None:
+    response = api.post("/v1/jobs", json=TRAIN, headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["idempotency-key"]

@@ -1,0 +1,73 @@
+"""Quota configuration in the store: saved whole, rebuilt exactly."""
+
+from __future__ import annotations
+
+from allot.core.quota.config import (
+    CohortSpec,
+    FairShareRule,
+    PreemptionRules,
+    QueueSpec,
+    QuotaConfig,
+    ReclaimWithinCohort,
+    ResourceQuota,
+    TenantSpec,
+    WithinQueue,
+)
+from allot.store import SqlStore
+
+
+def _config() -> QuotaConfig:
+    return QuotaConfig(
+        tenants=(TenantSpec("vision", 2.0), TenantSpec("nlp"), TenantSpec("infra", 0.25)),
+        cohorts=(
+            CohortSpec("all", None, {("H100-80G", "gpu"): ResourceQuota(8000)}),
+            CohortSpec(
+                "research",
+                "all",
+                {
+                    ("H100-80G", "gpu"): ResourceQuota(16000, 8000, 4000),
+                    ("H100-80G", "memory"): ResourceQuota(1 << 20, None, 0),
+                },
+            ),
+        ),
+        queues=(
+            QueueSpec(
+                "vision-train",
+                "vision",
+                "research",
+                {
+                    ("H100-80G", "gpu"): ResourceQuota(8000, None, 2000),
+                    ("A100-40G", "cpu"): ResourceQuota(64000),
+                },
+                weight=2.5,
+                preemption=PreemptionRules(
+                    WithinQueue.NEVER,
+                    ReclaimWithinCohort.LOWER_PRIORITY,
+                    (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE),
+                    grace_seconds=120.5,
+                ),
+            ),
+            QueueSpec("nlp-batch", "nlp", "research", {}),
+            QueueSpec("scratch", "infra"),
+        ),
+        usage_half_life=3 * 24 * 3600.0,
+        priority_classes={"low": -10, "normal": 0, "urgent": 1000},
+    )
+
+
+def test_an_empty_store_has_an_empty_configuration(store: SqlStore) -> None:
+    assert store.quotas() == QuotaConfig()
+
+
+def test_quotas_round_trip_exactly(store: SqlStore) -> None:
+    config = _config()
+    store.save_quotas(config, at=1.0)
+    assert store.quotas() == config
+
+
+def test_saving_replaces_the_whole_configuration(store: SqlStore) -> None:
+    store.save_quotas(_config(), at=1.0)
+    smaller = QuotaConfig(tenants=(TenantSpec("solo"),), queues=(QueueSpec("only", "solo"),))
+    store.save_quotas(smaller, at=2.0)
+    assert store.quotas() == smaller
+    assert [e.kind for e in store.events()] == ["quotas_saved", "quotas_saved"]
