@@ -4,7 +4,11 @@ module opens with a docstring.
 ``allot.core`` decides and must stay pure (standard library only, and none of the parts of it
 that do I/O, read a clock or draw random numbers), so the simulator and the live control plane
 can both drive it. ``allot.sim`` may add the numeric, plotting and YAML libraries, never
-anything further out. Imports are read with ``ast``, so nothing is imported to check them.
+anything further out. ``allot.control`` drives the core through its ports and knows no
+adapter; the adapters (store, executors, api) depend inward on control and core; the client
+knows only the wire models; the CLI talks to the server only through the client (``up``, which
+starts the server, is the one exception). Imports are read with ``ast``, so nothing is
+imported to check them.
 """
 
 from __future__ import annotations
@@ -128,6 +132,68 @@ def sim_may_import(imp: Import) -> bool:
         or in_package(imp.module, "allot.core")
         or in_package(imp.module, "allot.sim")
         or imp.top in SIM_THIRD_PARTY
+    )
+
+
+# Each outer package: the allot packages and third-party libraries it may import (besides the
+# standard library and itself).
+LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "allot.control": (frozenset({"allot.core"}), frozenset()),
+    "allot.store": (
+        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset({"sqlalchemy", "alembic"}),
+    ),
+    "allot.executors": (
+        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset({"pynvml"}),
+    ),
+    "allot.api": (
+        frozenset({"allot.core", "allot.control"}),
+        frozenset({"fastapi", "starlette", "pydantic"}),
+    ),
+    "allot.client": (frozenset({"allot.api.schemas"}), frozenset({"httpx", "pydantic"})),
+    "allot.cli": (
+        frozenset(
+            {
+                "allot.client",
+                "allot.api.schemas",
+                "allot.datadir",
+                "allot.sim",
+                "allot.core.model",
+                "allot.core.policy",
+                "allot.cli",
+            }
+        ),
+        frozenset({"typer", "rich", "yaml", "pydantic", "click"}),
+    ),
+}
+# ``allot up`` starts the server: the one command that may reach the adapters.
+CLI_SERVER_MODULES = frozenset({"allot.cli.up"})
+
+
+def layer_may_import(package: str) -> Callable[[Import], bool]:
+    inner, libraries = LAYERS[package]
+
+    def allowed(imp: Import) -> bool:
+        if is_stdlib(imp.module) or in_package(imp.module, package) or imp.top in libraries:
+            return True
+        if imp.module in ("allot", "allot.__version__"):  # the package's own version
+            return True
+        if any(in_package(imp.module, p) for p in inner):
+            return True
+        return module_name(imp.path) in CLI_SERVER_MODULES and in_package(imp.module, "allot")
+
+    return allowed
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_outer_layers_depend_inward(package: str) -> None:
+    inner, libraries = LAYERS[package]
+    found = offenders(package, layer_may_import(package))
+    assert not found, report(
+        found,
+        f"{package} may import only the standard library, itself, "
+        + ", ".join(sorted(inner | libraries)),
     )
 
 
