@@ -303,6 +303,9 @@ class FakeExecutor:
     signals: list[tuple[str, bool]] = field(default_factory=list)
     logs: dict[tuple[str, int], bytearray] = field(default_factory=dict)
 
+    def inventory_source(self) -> str:
+        return "declared"
+
     def inventory(self) -> list[Node]:
         return list(self.nodes)
 

@@ -19,6 +19,7 @@ def test_nodes_are_listed_in_whole_units(api: httpx.Client) -> None:
         "memory_mib": 524288,
         "topology": ["zone-a", "rack-1", "gpu-1"],
         "state": "up",
+        "gpu_source": "declared",
     }
     assert [n["name"] for n in nodes] == ["gpu-1", "gpu-2"]
 

@@ -106,8 +106,9 @@ def failed(result: Result, status: int) -> str:
 def test_nodes_like_sinfo() -> None:
     assert rows(ok(allot("nodes"))) == [
         ["NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE"],
-        ["gpu-1", "H100-80G", "8", "64", "512 GiB", "up"],
-        ["gpu-2", "A100-40G", "4", "32", "256 GiB", "up"],
+        # The harness's executor declares its GPUs, so the table says so.
+        ["gpu-1", "H100-80G", "8 (declared)", "64", "512 GiB", "up"],
+        ["gpu-2", "A100-40G", "4 (declared)", "32", "256 GiB", "up"],
     ]
     listed = [NodeOut.model_validate(n) for n in json.loads(ok(allot("nodes", "-o", "json")))]
     assert [(n.name, n.gpus, n.topology[-1]) for n in listed] == [

@@ -296,6 +296,9 @@ class NodeOut(BaseModel):
     memory_mib: int
     topology: list[str]
     state: NodeStateName
+    gpu_source: str = Field(
+        default="", description="nvml (detected), declared (configured) or none (no GPU)"
+    )
 
 
 class QueueOut(BaseModel):

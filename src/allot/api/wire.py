@@ -215,9 +215,10 @@ def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
     )
 
 
-def node_out(node: Node) -> NodeOut:
-    """A node as sent to clients."""
+def node_out(node: Node, gpu_source: str = "") -> NodeOut:
+    """A node as sent to clients (``gpu_source``: how its GPUs were found)."""
     return NodeOut(
+        gpu_source=gpu_source,
         name=node.name,
         flavor=node.flavor,
         gpus=node.gpus,

@@ -38,10 +38,11 @@ def nodes(
         return
     grid = output.table("NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE")
     for node in found:
+        declared = " (declared)" if node.gpu_source == "declared" and node.gpus else ""
         grid.add_row(
             escape(node.name),
             escape(node.flavor),
-            str(node.gpus),
+            f"{node.gpus}{declared}",
             number(node.cpus),
             memory(node.memory_mib),
             node.state,

@@ -245,6 +245,11 @@ class Executor(Protocol):
         """The nodes this executor can run on (detected, or declared by configuration)."""
         ...
 
+    def inventory_source(self) -> str:
+        """How those nodes' GPUs were found: ``nvml`` (detected), ``declared`` (configured,
+        e.g. ``--gpus``) or ``none`` (no GPU)."""
+        ...
+
     def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         """Start every task of one run; idempotent per run id (see the module docstring)."""
         ...

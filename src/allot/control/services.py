@@ -300,6 +300,10 @@ class ControlPlane:
         """Every node with its state."""
         return self.store.nodes()
 
+    def inventory_source(self) -> str:
+        """How the executor found its nodes' GPUs: ``nvml``, ``declared`` or ``none``."""
+        return self.executor.inventory_source()
+
     def set_node_state(self, name: str, state: NodeState, *, actor: str) -> Node:
         """Drain (no new work), undrain (up) or mark a node down."""
         if state is NodeState.DOWN:

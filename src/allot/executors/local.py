@@ -154,6 +154,10 @@ class LocalExecutor:
         """This machine as one node (see ``allot.executors.inventory``)."""
         return list(self.inventory_report().nodes)
 
+    def inventory_source(self) -> str:
+        """``nvml``, ``declared`` or ``none``: how this machine's GPUs were found."""
+        return self.inventory_report().source
+
     # -- paths
     def run_dir(self, run_id: str) -> Path:
         """Where a run's task directories live; raises ValueError for an unsafe run id."""

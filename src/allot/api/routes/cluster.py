@@ -20,7 +20,8 @@ router = APIRouter(tags=["cluster"])
 @router.get("/nodes")
 def list_nodes(control: Control) -> list[NodeOut]:
     """Every node with its state."""
-    return [wire.node_out(n) for n in control.nodes()]
+    source = control.inventory_source()
+    return [wire.node_out(n, source) for n in control.nodes()]
 
 
 @router.post("/nodes/{name}/drain", responses=documented(404))
