@@ -1,12 +1,14 @@
 """Control-plane throughput and latency, against a real ``allot up`` on SQLite and PostgreSQL.
 
-1. Submissions per second through the REST API with the Python SDK: one client submitting
+1. Submissions per second through the REST API: with the Python SDK, one client submitting
    one job per request, 8 client processes doing the same at once, and one client submitting
    arrays of 1,000 jobs per request (``POST /v1/jobs/batch``, what ``allot submit --array``
-   uses). Jobs are submitted held (``hold: true``), so this measures accepting a job durably,
-   as ``sbatch -H`` does for Slurm; beside it, the same number of ``sbatch -H`` submissions in
-   a loop when a Slurm controller answers (``scontrol ping``); otherwise the column says why
-   it is missing.
+   uses); and with ``wrk`` (a C load generator, Debian package ``wrk``; the columns say when
+   it is missing) over 1 and 8 keep-alive connections, which measures the server rather than
+   a Python client. Jobs are submitted held (``hold: true``), so this measures accepting a job
+   durably, as ``sbatch -H`` does for Slurm; beside it, the same number of ``sbatch -H``
+   submissions in a loop when a Slurm controller answers (``scontrol ping``); otherwise the
+   table says why it is missing.
 2. Submit -> running latency on an idle cluster, one job at a time: server-side (the job's
    start time minus its submit time) and as a client sees it (polling every 5 ms).
 3. Scheduling-cycle time with 10,000 pending jobs (the cluster held by one job, so none can
@@ -122,6 +124,40 @@ def concurrent_rate(url: str, token: str, count: int) -> float:
     return per_client * CLIENTS / (time.time() - go)
 
 
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = '{"command": ["true"], "resources": {"gpus": 1, "cpus": 0.1, "memory_mib": 64}, \\
+"hold": true}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("ALLOT_TOKEN")
+"""
+
+
+def wrk_rate(url: str, token: str, connections: int, seconds: int) -> float | None:
+    """Submissions per second from ``wrk`` over ``connections`` connections, or None without
+    wrk. Raises when any response was not a success."""
+    if shutil.which("wrk") is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        threads = min(connections, 2)
+        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", script.name]
+        out = subprocess.run(
+            [*command, f"{url}/v1/jobs"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "ALLOT_TOKEN": token},
+        ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw failed submissions:\n{out}")
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise SystemExit(f"wrk printed no rate:\n{out}")
+
+
 def latencies(client: Client, count: int) -> tuple[list[float], list[float]]:
     """(server-side start - submit, client-observed submit -> running), seconds."""
     server, seen = [], []
@@ -174,6 +210,7 @@ def cycle_time(database: str, pending: int) -> float:
     """Median of 5 ``run_once`` with ``pending`` jobs that cannot start."""
     from allot.control.clock import SystemClock
     from allot.control.loop import SchedulingLoop
+    from allot.control.ports import RunState
     from allot.control.records import Launch, NewJob
     from allot.core.model import Resources
     from allot.core.policy import get_policy
@@ -219,6 +256,13 @@ def cycle_time(database: str, pending: int) -> float:
         for record in store.active_jobs():
             if record.run is not None:
                 executor.signal(record.run.run_id, kill=True)
+                # Wait for its runner to record the exit before the directory goes.
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    status = executor.status(record.run.run_id, len(record.job.tasks))
+                    if status.state in (RunState.EXITED, RunState.LOST):
+                        break
+                    time.sleep(0.05)
         store.close()
         return statistics.median(times)
 
@@ -229,6 +273,8 @@ class Row:
     single: float
     concurrent: float
     batched: float
+    wrk_single: float | None
+    wrk_concurrent: float | None
     server_p50: float
     server_p99: float
     client_p50: float
@@ -258,6 +304,8 @@ def measure(label: str, database: str | None, args: argparse.Namespace) -> Row:
             token = (data_dir / "admin-token").read_text().strip()
             concurrent = concurrent_rate(client.url, token, args.submissions)
             batched = batch_rate(client, args.batched)
+            wrk_single = wrk_rate(client.url, token, 1, args.wrk_seconds)
+            wrk_concurrent = wrk_rate(client.url, token, CLIENTS, args.wrk_seconds)
             server, seen = latencies(client, args.latency_jobs)
         cycle = cycle_time(database or f"sqlite:///{data_dir / 'cycle.db'}", args.pending)
     return Row(
@@ -265,6 +313,8 @@ def measure(label: str, database: str | None, args: argparse.Namespace) -> Row:
         single,
         concurrent,
         batched,
+        wrk_single,
+        wrk_concurrent,
         percentile(server, 0.5),
         percentile(server, 0.99),
         percentile(seen, 0.5),
@@ -281,6 +331,7 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=100)
     parser.add_argument("--batched", type=int, default=10_000, help="jobs to submit in arrays")
     parser.add_argument("--pending", type=int, default=10_000)
+    parser.add_argument("--wrk-seconds", type=int, default=5, help="length of each wrk run")
     parser.add_argument("--sbatch", type=int, default=300, help="sbatch -H submissions to time")
     parser.add_argument("--postgres", default=os.environ.get("ALLOT_TEST_POSTGRES_URL"))
     args = parser.parse_args()
@@ -290,33 +341,54 @@ def main() -> None:
         rows.append(measure("PostgreSQL", postgres_database(args.postgres), args))
     sbatch, note = sbatch_rate(args.sbatch)
 
-    table = Table(title="allot control plane: allot up, REST API + Python SDK, on one machine")
+    def rate(value: float | None) -> str:
+        return "no wrk" if value is None else f"{value:,.0f}"
+
+    def times(value: float | None) -> str:
+        return "-" if value is None or not sbatch else f"{value / sbatch:.1f}x"
+
+    submit = Table(title="Submissions per second: held jobs accepted durably (vs sbatch -H loop)")
     for column in (
         "store",
-        "submit/s (1 client)",
-        f"submit/s ({CLIENTS} clients)",
-        "submit/s (arrays of 1,000)",
-        "vs sbatch -H (1 client / arrays)",
+        "SDK, 1 client",
+        f"SDK, {CLIENTS} clients",
+        "HTTP, 1 conn. (wrk)",
+        f"HTTP, {CLIENTS} conn. (wrk)",
+        "SDK, arrays of 1,000",
+    ):
+        submit.add_column(column, justify="left" if column == "store" else "right")
+    for row in rows:
+        submit.add_row(
+            row.database,
+            f"{row.single:,.0f} ({times(row.single)})",
+            f"{row.concurrent:,.0f} ({times(row.concurrent)})",
+            f"{rate(row.wrk_single)} ({times(row.wrk_single)})",
+            f"{rate(row.wrk_concurrent)} ({times(row.wrk_concurrent)})",
+            f"{row.batched:,.0f} ({times(row.batched)})",
+        )
+    timing = Table(title="Latency on an idle cluster, and one scheduling cycle")
+    for column in (
+        "store",
         "submit->running p50 / p99 (server)",
         "p50 / p99 (client sees)",
         f"cycle, {args.pending:,} pending",
     ):
-        table.add_column(column, justify="left" if column == "store" else "right")
+        timing.add_column(column, justify="left" if column == "store" else "right")
     for row in rows:
-        ratio = f"{row.single / sbatch:.1f}x / {row.batched / sbatch:.0f}x" if sbatch else "-"
-        table.add_row(
+        timing.add_row(
             row.database,
-            f"{row.single:,.0f}",
-            f"{row.concurrent:,.0f}",
-            f"{row.batched:,.0f}",
-            ratio,
             f"{row.server_p50 * 1000:.0f} / {row.server_p99 * 1000:.0f} ms",
             f"{row.client_p50 * 1000:.0f} / {row.client_p99 * 1000:.0f} ms",
             f"{row.cycle * 1000:,.0f} ms",
         )
     console = Console(width=160)
-    console.print(table)
+    console.print(submit)
+    console.print(timing)
     console.print(f"sbatch -H: {f'{sbatch:,.1f}/s' if sbatch else 'not measured'} ({note})")
+    console.print(
+        f"{os.cpu_count()} CPU cores shared by the server and every client; "
+        f"SDK clients are Python processes (httpx), wrk is C."
+    )
     if not args.postgres:
         console.print("PostgreSQL: not measured (pass --postgres or set ALLOT_TEST_POSTGRES_URL)")
 

@@ -119,6 +119,11 @@ class MemoryStore:
         request_hashes: Sequence[str | None],
     ) -> list[tuple[JobRecord, bool]]:
         with self._lock:
+            # All or nothing, as in one transaction: find a conflicting key before storing any.
+            seen = dict(self._keys)
+            for key, digest in zip(idempotency_keys, request_hashes, strict=True):
+                if key is not None and seen.setdefault((actor, key), (0, digest))[1] != digest:
+                    raise ConflictError(f"key {key!r} was used for another request")
             return [
                 self.submit(job, at=at, actor=actor, idempotency_key=key, request_hash=digest)
                 for job, key, digest in zip(jobs, idempotency_keys, request_hashes, strict=True)

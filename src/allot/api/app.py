@@ -8,12 +8,16 @@ Around the routes, from the outside in: unexpected errors become a 500 problem, 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from allot import __version__
 from allot.api.auth import TokenVerifier, authenticate, store_verifier
 from allot.api.body_limit import BodySizeLimit
+from allot.api.context import close_intake
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
 from allot.api.routes import cluster, jobs
 from allot.api.schemas import MAX_BODY_BYTES, Health
@@ -27,6 +31,12 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    close_intake(app)  # answer every submission already taken before the server stops
+
+
 def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = None) -> FastAPI:
     """The REST API over ``control``. ``token_verifier`` maps a presented bearer token to its
     record (None: unknown); by default tokens are looked up by their SHA-256 in the store."""
@@ -38,8 +48,10 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         generate_unique_id_function=_operation_id,
+        lifespan=_lifespan,
     )
     app.state.control = control
+    app.state.intake = None
     app.state.token_verifier = token_verifier or store_verifier(control)
     install_problem_handlers(app)
 
