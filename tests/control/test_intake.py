@@ -68,78 +68,64 @@ def test_concurrent_submissions_are_each_stored_once(
     assert names == sorted(f"c{n}-{i}" for n in range(8) for i in range(25))
 
 
-def test_a_rejected_job_fails_alone_and_its_group_is_stored(harness: Harness) -> None:
-    intake = SubmissionIntake(harness.control)
-    gate = threading.Event()
-    real = harness.control.submit_many
+@pytest.fixture
+def gate(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Holds the writer inside its first lone submission until set, so that what is submitted
+    meanwhile reaches it as one group."""
+    opened = threading.Event()
+    real = harness.control.submit
 
-    def slow_submit_many(*args: object, **kwargs: object) -> object:
-        gate.wait(10)  # hold the writer so that the next three arrive as one group
+    def gated(*args: object, **kwargs: object) -> object:
+        opened.wait(10)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    harness.control.submit_many = slow_submit_many  # type: ignore[method-assign]
-    try:
-        first = intake.submit(submission("first"), actor="ada")
-        good = intake.submit(submission("good"), actor="ada")
-        bad = intake.submit(submission("bad", queue="nope"), actor="ada")
-        also = intake.submit(submission("also"), actor="ada")
-        gate.set()
-        assert first.result(timeout=10)[1]
-        assert good.result(timeout=10)[1]
-        assert also.result(timeout=10)[1]
-        with pytest.raises(RejectedError, match="unknown queue 'nope'"):
-            bad.result(timeout=10)
-    finally:
-        intake.close()
+    monkeypatch.setattr(harness.control, "submit", gated)
+    return opened
+
+
+def test_a_rejected_job_fails_alone_and_its_group_is_stored(
+    harness: Harness, intake: SubmissionIntake, gate: threading.Event
+) -> None:
+    first = intake.submit(submission("first"), actor="ada")
+    good = intake.submit(submission("good"), actor="ada")
+    bad = intake.submit(submission("bad", queue="nope"), actor="ada")
+    also = intake.submit(submission("also"), actor="ada")
+    gate.set()
+    assert first.result(timeout=10)[1]
+    assert good.result(timeout=10)[1]
+    assert also.result(timeout=10)[1]
+    with pytest.raises(RejectedError, match="unknown queue 'nope'"):
+        bad.result(timeout=10)
     names = sorted(r.job.name for r in harness.store.list_jobs(_all()))
     assert names == ["also", "first", "good"]
 
 
-def test_one_key_twice_in_a_group_gives_one_job(harness: Harness) -> None:
-    intake = SubmissionIntake(harness.control)
-    gate = threading.Event()
-    real = harness.control.submit
-
-    def slow_submit(*args: object, **kwargs: object) -> object:
-        gate.wait(10)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    harness.control.submit = slow_submit  # type: ignore[method-assign]
-    try:
-        blocker = intake.submit(submission("blocker"), actor="ada")
-        a = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
-        b = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
-        c = intake.submit(submission("c"), actor="ada", idempotency_key="k", request_hash="x")
-        gate.set()
-        blocker.result(timeout=10)
-        (ra, created_a), (rb, created_b) = a.result(timeout=10), b.result(timeout=10)
-        assert ra.id == rb.id
-        assert sorted([created_a, created_b]) == [False, True]
-        with pytest.raises(ConflictError):
-            c.result(timeout=10)
-    finally:
-        intake.close()
+def test_one_key_twice_in_a_group_gives_one_job(
+    harness: Harness, intake: SubmissionIntake, gate: threading.Event
+) -> None:
+    blocker = intake.submit(submission("blocker"), actor="ada")
+    a = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
+    b = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
+    c = intake.submit(submission("c"), actor="ada", idempotency_key="k", request_hash="x")
+    gate.set()
+    blocker.result(timeout=10)
+    (ra, created_a), (rb, created_b) = a.result(timeout=10), b.result(timeout=10)
+    assert ra.id == rb.id
+    assert sorted([created_a, created_b]) == [False, True]
+    with pytest.raises(ConflictError):
+        c.result(timeout=10)
     assert sorted(r.job.name for r in harness.store.list_jobs(_all())) == ["a", "blocker"]
 
 
-def test_a_cancelled_submission_is_not_stored(harness: Harness) -> None:
-    intake = SubmissionIntake(harness.control)
-    gate = threading.Event()
-    real = harness.control.submit
-
-    def slow_submit(*args: object, **kwargs: object) -> object:
-        gate.wait(10)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    harness.control.submit = slow_submit  # type: ignore[method-assign]
-    try:
-        blocker = intake.submit(submission("blocker"), actor="ada")
-        gone = intake.submit(submission("gone"), actor="ada")
-        assert gone.cancel()
-        gate.set()
-        blocker.result(timeout=10)
-    finally:
-        intake.close()
+def test_a_cancelled_submission_is_not_stored(
+    harness: Harness, intake: SubmissionIntake, gate: threading.Event
+) -> None:
+    blocker = intake.submit(submission("blocker"), actor="ada")
+    gone = intake.submit(submission("gone"), actor="ada")
+    assert gone.cancel()
+    gate.set()
+    blocker.result(timeout=10)
+    intake.close()
     assert [r.job.name for r in harness.store.list_jobs(_all())] == ["blocker"]
 
 
