@@ -14,6 +14,8 @@ from typer.testing import CliRunner, Result
 
 from allot import __version__
 from allot.cli.main import app
+from allot.cli.simulate import TraceFormat
+from allot.sim.traces import TRACE_FORMATS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SYNTHETIC = EXAMPLES / "synthetic.yaml"
@@ -24,6 +26,7 @@ PLOTS = ("jct_cdf.png", "timeline.png")
 METRIC_KEYS = {
     "jobs",
     "completed",
+    "timed_out",
     "unfinished",
     "never_fit",
     "jct_s",
@@ -37,10 +40,12 @@ METRIC_KEYS = {
     "mean_queue_length",
     "peak_queue_length",
     "preemptions",
+    "failure_restarts",
     "lost_gpu_hours",
     "per_tenant",
     "events",
     "cycles",
+    "timeline",
 }
 KNOWN_POLICIES = "fifo, besteffort, priority, sjf, backfill"
 KNOWN_FORMATS = "philly, alibaba2023, allot, synthetic"
@@ -105,6 +110,12 @@ def test_readme_command_writes_a_report_of_every_policy(readme_run: tuple[Result
         assert figures.keys() >= METRIC_KEYS, name
         assert figures["jobs"] == 300
         assert figures["completed"] + figures["unfinished"] == 300
+        timeline = figures["timeline"]
+        assert 0 < len(timeline["t_s"]) <= 500
+        assert (
+            len(timeline["allocated_gpus"]) == len(timeline["queue_length"]) == len(timeline["t_s"])
+        )
+        assert max(timeline["allocated_gpus"]) <= 64
     meta = written["meta"]
     assert meta["trace"] == str(SYNTHETIC)
     assert meta["trace_format"] == "synthetic"
@@ -164,7 +175,9 @@ def test_allot_format_is_inferred_from_csv(tmp_path: Path) -> None:
         assert (out / name).is_file()
 
 
-def test_a_failure_model_counts_preemptions_and_the_seed_repeats_them(tmp_path: Path) -> None:
+def test_a_failure_model_counts_failure_restarts_and_the_seed_repeats_them(
+    tmp_path: Path,
+) -> None:
     cluster = write(
         tmp_path / "flaky.yaml",
         """\
@@ -188,8 +201,57 @@ def test_a_failure_model_counts_preemptions_and_the_seed_repeats_them(tmp_path: 
     assert report(tmp_path / "a")["meta"]["failures"] is True
     policies = report(tmp_path / "a")["policies"]
     assert policies == report(tmp_path / "b")["policies"]
-    assert sum(p["preemptions"] for p in policies.values()) > 0
+    assert sum(p["failure_restarts"] for p in policies.values()) > 0
+    # fifo and backfill never preempt: every stop was a node failure.
+    assert all(p["preemptions"] == 0 for p in policies.values())
     assert all(p["unfinished"] == 0 for p in policies.values())
+
+
+def test_a_run_with_failures_ends_when_a_job_is_held_by_its_quota(tmp_path: Path) -> None:
+    cluster = write(
+        tmp_path / "flaky.yaml",
+        """\
+        name: flaky
+        node_groups:
+          - name: rack
+            count: 2
+            flavor: A100-80G
+            gpus: 8
+            cpu: 64
+            memory_gib: 512
+        failures:
+          mtbf_hours: 48
+          mttr_hours: 4
+        """,
+    )
+    quotas = write(
+        tmp_path / "quotas.yaml",
+        """\
+        tenants:
+          - name: vision
+        queues:
+          - name: vision
+            tenant: vision
+            quotas:
+              A100-80G:
+                gpu: 1
+        """,
+    )
+    trace = write(
+        tmp_path / "jobs.csv",
+        """\
+        job_id,submit_time,duration,num_tasks,gpu_milli_per_task,tenant
+        1,0,100,1,1000,vision
+        2,10,100,1,4000,vision
+        """,
+    )
+    out = tmp_path / "out"
+    result = simulate(
+        "--trace", trace, "--cluster", cluster, "--quotas", quotas, "--out", out, "--no-plots"
+    )
+    assert result.exit_code == 0, result.output
+    for figures in report(out)["policies"].values():
+        assert (figures["completed"], figures["unfinished"]) == (1, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,12 +270,40 @@ def fails(result: Result, out: Path, *expected: str) -> str:
     return errors[0]
 
 
-def test_unknown_trace_format(tmp_path: Path) -> None:
+def test_unknown_trace_format_is_refused_with_the_known_ones(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = simulate(
         "--trace", SMALL_TRACE, "--trace-format", "slurm", "--cluster", SMALL_CLUSTER, "--out", out
     )
-    fails(result, out, str(SMALL_TRACE), "unknown trace format 'slurm'", KNOWN_FORMATS)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--trace-format'" in result.output
+    assert "'slurm' is not one of" in result.output
+    for name in TRACE_FORMATS:
+        assert f"'{name}'" in result.output
+    assert "Traceback" not in result.output
+    assert wrote_nothing(out)
+
+
+def test_the_trace_format_choices_are_the_readers_formats() -> None:
+    assert tuple(f.value for f in TraceFormat) == TRACE_FORMATS
+
+
+def test_a_trace_that_fails_to_parse_in_an_inferred_format_says_so(tmp_path: Path) -> None:
+    trace = write(tmp_path / "philly.csv", "timestamp,duration,num_gpus,gpu_time,cluster\n")
+    out = tmp_path / "out"
+    result = simulate("--trace", trace, "--cluster", SMALL_CLUSTER, "--out", out)
+    line = fails(result, out, f"{trace}:1:", "unknown column")
+    assert line.endswith("(format inferred as 'allot' from the .csv suffix; pass --trace-format)")
+
+
+def test_a_trace_that_fails_to_parse_in_a_given_format_has_no_hint(tmp_path: Path) -> None:
+    trace = write(tmp_path / "jobs.csv", "submit_time,duration,num_tasks,gpu_milli_per_task\n")
+    out = tmp_path / "out"
+    result = simulate(
+        "--trace", trace, "--trace-format", "philly", "--cluster", SMALL_CLUSTER, "--out", out
+    )
+    line = fails(result, out, f"{trace}:1:", "missing column")
+    assert "inferred" not in line
 
 
 def test_unknown_policy_lists_the_known_ones(tmp_path: Path) -> None:
@@ -303,7 +393,45 @@ def test_a_cluster_that_fits_no_job(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     result = simulate("--trace", SMALL_TRACE, "--cluster", cluster, "--out", out)
-    fails(result, out, "cluster 'cpu-only' cannot fit any job")
+    fails(
+        result,
+        out,
+        f"{cluster}: cluster 'cpu-only' cannot fit any job of the trace {SMALL_TRACE}",
+        "field 'node_groups[*].gpus'",
+        "the largest cpu node has 0",
+    )
+
+
+def test_a_cluster_without_the_flavor_the_jobs_ask_for(tmp_path: Path) -> None:
+    cluster = write(
+        tmp_path / "h100.yaml",
+        """\
+        name: h100
+        node_groups:
+          - name: rack
+            count: 2
+            flavor: H100-80G
+            gpus: 8
+            cpu: 64
+            memory_gib: 512
+        """,
+    )
+    trace = write(
+        tmp_path / "jobs.csv",
+        """\
+        submit_time,duration,num_tasks,gpu_milli_per_task,flavors
+        0,100,1,1000,A100-80G
+        """,
+    )
+    out = tmp_path / "out"
+    result = simulate("--trace", trace, "--cluster", cluster, "--out", out)
+    fails(
+        result,
+        out,
+        f"{cluster}: cluster 'h100' cannot fit any job of the trace {trace}",
+        "field 'node_groups[*].flavor'",
+        "the jobs ask for flavor A100-80G, which no node group has (flavors: H100-80G)",
+    )
 
 
 def test_a_cluster_that_fits_no_job_with_json_output(tmp_path: Path) -> None:
@@ -369,6 +497,8 @@ def test_help_lists_simulate_and_its_options() -> None:
     assert sub.exit_code == 0
     for option in ("--trace", "--cluster", "--policy", "--out", "--limit", "--estimates"):
         assert option in sub.stdout
+    wide = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert "<philly|alibaba2023|allot|synthetic>" in wide.stdout  # the --trace-format choices
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from allot.core.cycle import schedule
 from allot.core.model import Cluster, JobSpec, Node, Resources, TaskPlacement, gang
 from allot.core.plan import Plan
 from allot.core.policy import POLICIES, Policy, get_policy
+from allot.core.quota.config import QueueSpec, QuotaConfig, ResourceQuota, TenantSpec
 from allot.core.snapshot import Snapshot
 from allot.sim.cluster import FailureModel
-from allot.sim.engine import Simulation, SimulationError, with_estimates
+from allot.sim.engine import Simulation, SimulationError, check_some_job_fits, with_estimates
 from allot.sim.result import JobRecord, SimResult
 from allot.sim.workload import TraceJob
 
@@ -52,6 +53,7 @@ def job(
     cpus: float = 1,
     flavors: tuple[str, ...] = (),
     tenant: str = "vision",
+    time_limit: float | None = None,
 ) -> TraceJob:
     """A job of ``tasks`` identical tasks of ``gpus`` each; the estimate is the exact duration."""
     spec = JobSpec(
@@ -63,6 +65,7 @@ def job(
         flavors=flavors,
         submit_time=submit,
         runtime_estimate=duration,
+        time_limit=time_limit,
     )
     return TraceJob(spec, duration)
 
@@ -167,7 +170,8 @@ def check_run(result: SimResult, on: Cluster, workload: Sequence[TraceJob]) -> N
         assert r.start is not None
         assert r.start >= r.submit
         assert r.finish == r.start + r.runtime
-        assert (r.preemptions, r.lost_gpu_seconds) == (0, 0.0)
+        assert (r.preemptions, r.failure_restarts, r.lost_gpu_seconds) == (0, 0, 0.0)
+        assert not r.timed_out
     line = result.timeline
     assert line.times == sorted(set(line.times))
     event_times = {j.spec.submit_time for j in workload} | {r.finish for r in records if r.finish}
@@ -375,6 +379,49 @@ def test_a_workload_no_job_fits_names_the_cluster() -> None:
         run(workload, "fifo")
 
 
+@pytest.mark.parametrize(
+    ("workload", "field", "rule"),
+    [
+        pytest.param(
+            [job(1, 0, 100, 1, flavors=("H100",))],
+            "node_groups[*].flavor",
+            "the jobs ask for flavor H100, which no node group has (flavors: A100)",
+            id="flavor",
+        ),
+        pytest.param(
+            [job(1, 0, 100, 16)],
+            "node_groups[*].gpus",
+            "a task asks for 16 GPUs and the largest A100 node has 8",
+            id="gpus",
+        ),
+        pytest.param(
+            [job(1, 0, 100, 1, cpus=128)],
+            "node_groups[*].cpu",
+            "a task asks for 128 CPUs and the largest A100 node has 64",
+            id="cpu",
+        ),
+        pytest.param(
+            [job(1, 0, 100, 8, tasks=3)],
+            "node_groups[*].count",
+            "the A100 nodes together cannot hold all 3 tasks",
+            id="count",
+        ),
+    ],
+)
+def test_a_workload_no_job_fits_names_the_files_and_the_field(
+    workload: list[TraceJob], field: str, rule: str
+) -> None:
+    with pytest.raises(SimulationError) as caught:
+        check_some_job_fits(
+            cluster(), workload, cluster_file="clusters/tiny.yaml", trace_file="jobs.csv"
+        )
+    message = str(caught.value)
+    assert message.startswith(
+        f"clusters/tiny.yaml: cluster 'tiny' cannot fit any job of the trace jobs.csv: "
+        f"field {field!r}: {rule} (e.g. job 1: "
+    )
+
+
 def test_job_ids_must_be_unique() -> None:
     with pytest.raises(SimulationError, match="job ids must be unique"):
         run([job(1, 0, 10), job(1, 5, 10)])
@@ -427,6 +474,60 @@ def test_a_run_with_failures_ends_even_when_a_job_can_never_be_placed() -> None:
     assert by_id(result)[2].finish is not None
 
 
+def test_a_run_with_failures_ends_when_a_quota_blocked_job_can_never_start() -> None:
+    # The vision queue's nominal quota is 1 GPU and it has no cohort to borrow from, so the
+    # 4-GPU job 2 never starts; once job 1 is done, nothing runs and every node is up.
+    quotas = QuotaConfig(
+        (TenantSpec("vision"),),
+        (QueueSpec("vision-queue", "vision", quotas={(FLAVOR, "gpu"): ResourceQuota(1000)}),),
+    )
+    calls: list[int] = []
+
+    def guard(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) > 5:  # progress fires every 2,048 events; the workload has 2 jobs
+            raise EndlessRunError
+
+    workload = [job(1, 0, 100, 1), job(2, 10, 100, 4)]
+    result = run(
+        workload,
+        "fifo",
+        cluster(node("n0"), node("n1")),
+        quotas=quotas,
+        # Failures that never land within the run: the end comes from the rule, not luck.
+        failures=FailureModel(1e9, 100),
+        progress=guard,
+    )
+    records = by_id(result)
+    assert (records[1].start, records[1].finish) == (0, 100)
+    assert (records[2].start, records[2].finish) == (None, None)
+    assert result.end_time == 100
+    assert calls[-1] == 2
+
+
+def test_a_run_with_every_node_down_waits_for_a_repair_before_it_ends() -> None:
+    # Both nodes fail at 50, stopping job 1; nothing runs until n0 is back at 500 (n1 at 510).
+    # The run must not end while a node is down: job 1 reruns and ends at 600, job 2 never
+    # starts (its queue's quota is 1 GPU).
+    quotas = QuotaConfig(
+        (TenantSpec("vision"),),
+        (QueueSpec("vision-queue", "vision", quotas={(FLAVOR, "gpu"): ResourceQuota(1000)}),),
+    )
+    sim = Simulation(
+        cluster(node("n0"), node("n1")),
+        [job(1, 0, 100, 1), job(2, 10, 100, 4)],
+        get_policy("fifo"),
+        quotas=quotas,
+        failures=FailureModel(1.0, 1.0),
+    )
+    sim.rng = ScriptedDraws(50, 50, 450, 460)  # type: ignore[assignment]
+    result = sim.run()
+    records = by_id(result)
+    assert (records[1].start, records[1].finish, records[1].failure_restarts) == (0, 600, 1)
+    assert records[2].start is None
+    assert result.end_time == 600
+
+
 # ---------------------------------------------------------------------------------------------
 # Node failures
 
@@ -456,7 +557,7 @@ def test_a_failed_node_stops_its_job_which_reruns_in_full_after_repair() -> None
     result = scripted([job(1, 0, 100, 8)], cluster(), 40, 10)
     (record,) = result.jobs
     assert (record.start, record.finish) == (0, 150)
-    assert (record.preemptions, record.lost_gpu_seconds) == (1, 320.0)
+    assert (record.preemptions, record.failure_restarts, record.lost_gpu_seconds) == (0, 1, 320.0)
     line = result.timeline
     # t=100 is the completion of the run that was cut short: an event, but it ends nothing.
     assert line.times == [0, 40, 50, 100, 150]
@@ -469,7 +570,8 @@ def test_a_failure_stops_the_whole_gang() -> None:
     # n0 fails at 30 (n1 never does) and is repaired 20 s later.
     result = scripted([job(1, 0, 100, 8, tasks=2)], two, 30, 1e12, 20)
     (record,) = result.jobs
-    assert (record.start, record.finish, record.preemptions) == (0, 150, 1)
+    assert (record.start, record.finish, record.failure_restarts) == (0, 150, 1)
+    assert record.preemptions == 0
     assert record.lost_gpu_seconds == 30 * 16
     line = result.timeline
     assert line.allocated_gpu_milli[line.times.index(30)] == 0  # n1's task was released too
@@ -478,7 +580,7 @@ def test_a_failure_stops_the_whole_gang() -> None:
 def test_a_job_ending_as_its_node_fails_has_completed() -> None:
     result = scripted([job(1, 0, 100, 8)], cluster(), 100, 10)
     (record,) = result.jobs
-    assert (record.finish, record.preemptions, record.lost_gpu_seconds) == (100, 0, 0.0)
+    assert (record.finish, record.failure_restarts, record.lost_gpu_seconds) == (100, 0, 0.0)
 
 
 def test_a_job_that_fits_only_a_down_node_waits_for_the_repair() -> None:
@@ -503,19 +605,20 @@ def test_failures_requeue_jobs_and_every_job_still_completes_once(
     result, workload = failure_run(seed=1)
     records = by_id(result)
     assert sorted(records) == [j.spec.id for j in workload]
-    assert sum(r.preemptions for r in result.jobs) > 0
+    assert sum(r.failure_restarts for r in result.jobs) > 0
+    assert sum(r.preemptions for r in result.jobs) == 0  # besteffort never preempts
     assert sum(r.lost_gpu_seconds for r in result.jobs) > 0
     runs = placements(decisions)
     for r in result.jobs:
         assert r.start is not None
         assert r.finish is not None
         job_runs = runs[r.job_id]
-        assert len(job_runs) == r.preemptions + 1
+        assert len(job_runs) == r.failure_restarts + 1
         assert job_runs[0][0] == r.start
         assert r.finish == job_runs[-1][0] + r.runtime  # the last run lasted its full duration
-        if r.preemptions:
+        if r.failure_restarts:
             # Each cut run was shorter than a full one.
-            assert 0 < r.lost_gpu_seconds < r.preemptions * r.runtime * r.gpu_milli / 1000
+            assert 0 < r.lost_gpu_seconds < r.failure_restarts * r.runtime * r.gpu_milli / 1000
         else:
             assert r.lost_gpu_seconds == 0
     for d in decisions:
@@ -530,9 +633,52 @@ def test_failures_are_deterministic_for_a_seed() -> None:
     other, _ = failure_run(seed=3)
     assert first.jobs == again.jobs
     assert first.timeline == again.timeline
-    assert sum(r.preemptions for r in other.jobs) > 0
+    assert sum(r.failure_restarts for r in other.jobs) > 0
     # Failure and repair instants are event times, so they show in the timeline.
     assert first.timeline.times != other.timeline.times
+
+
+# ---------------------------------------------------------------------------------------------
+# Time limits
+
+
+def test_a_job_longer_than_its_time_limit_ends_at_the_limit() -> None:
+    # Job 1 would run 300 s but its limit is 120 s; it ends (not requeued) and job 2 starts.
+    workload = [job(1, 0, 300, 8, time_limit=120), job(2, 5, 50, 8, time_limit=50)]
+    result = run(workload, "fifo")
+    records = by_id(result)
+    assert (records[1].start, records[1].finish, records[1].timed_out) == (0, 120, True)
+    assert records[1].runtime == 300  # the record keeps what the trace said
+    # A limit equal to the work left is not a timeout: the job finishes its work.
+    assert (records[2].start, records[2].finish, records[2].timed_out) == (120, 170, False)
+    assert result.events == 4  # two arrivals, two ends; nothing requeued
+    assert result.timeline.times == [0, 5, 120, 170]
+
+
+def test_backfill_plans_with_the_time_limit_and_the_limit_holds(
+    decisions: list[Decision],
+) -> None:
+    # No estimates: backfill reserves for the head at job 1's time limit (t=100), and job 1,
+    # whose trace says 500 s, is ended there, so the head starts on its reservation.
+    workload = with_estimates(
+        [job(1, 0, 500, 4, time_limit=100), job(2, 1, 50, 8), job(3, 2, 40, 4, time_limit=60)],
+        "none",
+    )
+    result = run(workload, "backfill")
+    reserved = [(d.time, r.job_id, r.start_time) for d in decisions for r in d.plan.reservations]
+    assert reserved[0] == (1, 2, 100)
+    records = by_id(result)
+    assert (records[1].finish, records[1].timed_out) == (100, True)
+    assert starts(result) == {1: 0, 2: 100, 3: 2}  # job 3 ends by t=62 at the latest
+    assert (records[3].finish, records[3].timed_out) == (42, False)
+
+
+def test_a_time_limit_applies_to_each_run_after_a_failure() -> None:
+    # n0 fails at 40 and is back at 50; the rerun gets the whole limit again (Slurm requeue).
+    result = scripted([job(1, 0, 300, 8, time_limit=100)], cluster(), 40, 10)
+    (record,) = result.jobs
+    assert (record.start, record.finish, record.timed_out) == (0, 150, True)
+    assert (record.failure_restarts, record.lost_gpu_seconds) == (1, 320.0)
 
 
 # ---------------------------------------------------------------------------------------------

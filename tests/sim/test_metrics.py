@@ -23,7 +23,9 @@ def job(
     finish: float | None = None,
     gpu_milli: int = 1000,
     preemptions: int = 0,
+    failure_restarts: int = 0,
     lost_gpu_seconds: float = 0.0,
+    timed_out: bool = False,
 ) -> JobRecord:
     return JobRecord(
         job_id=job_id,
@@ -36,7 +38,9 @@ def job(
         start=start,
         finish=finish,
         preemptions=preemptions,
+        failure_restarts=failure_restarts,
         lost_gpu_seconds=lost_gpu_seconds,
+        timed_out=timed_out,
     )
 
 
@@ -52,7 +56,9 @@ def mixed() -> Metrics:
             job(1, "a", submit=0, runtime=100, start=0, finish=100, gpu_milli=2000),
             job(2, "a", submit=0, runtime=5, start=15, finish=20),
             job(3, "b", submit=10, runtime=200, start=110, finish=310, preemptions=2),
-            job(4, "b", submit=20, runtime=50, start=300, lost_gpu_seconds=7200),
+            job(
+                4, "b", submit=20, runtime=50, start=300, lost_gpu_seconds=7200, failure_restarts=1
+            ),
             job(5, "c", submit=30),
             end_time=400,
         )
@@ -61,8 +67,32 @@ def mixed() -> Metrics:
 
 def test_counts(mixed: Metrics) -> None:
     assert (mixed.jobs, mixed.completed, mixed.unfinished) == (5, 3, 2)
-    assert mixed.preemptions == 2
+    assert (mixed.preemptions, mixed.failure_restarts, mixed.timed_out) == (2, 1, 0)
     assert mixed.lost_gpu_hours == pytest.approx(2.0)
+
+
+def test_timed_out_jobs_count_as_completed_and_are_counted_apart() -> None:
+    # Job 1 was ended by its limit at 60 (the trace says 100 s); job 2 ran its full 50 s.
+    metrics = compute_metrics(
+        run(
+            job(1, submit=0, runtime=100, start=0, finish=60, timed_out=True),
+            job(2, submit=0, runtime=50, start=60, finish=110),
+        )
+    )
+    assert (metrics.completed, metrics.timed_out, metrics.unfinished) == (2, 1, 0)
+    assert metrics.jct_s.mean == pytest.approx((60 + 110) / 2)
+    assert metrics.to_dict()["timed_out"] == 1
+
+
+def test_failure_restarts_are_not_preemptions() -> None:
+    metrics = compute_metrics(
+        run(job(1, start=0, finish=300, failure_restarts=2, lost_gpu_seconds=3600))
+    )
+    assert (metrics.preemptions, metrics.failure_restarts) == (0, 2)
+    assert metrics.lost_gpu_hours == pytest.approx(1.0)
+    figures = metrics.to_dict()
+    assert (figures["preemptions"], figures["failure_restarts"]) == (0, 2)
+    assert list(figures).index("failure_restarts") == list(figures).index("preemptions") + 1
 
 
 def test_never_fit_counts_the_set_aside_jobs() -> None:
@@ -210,9 +240,10 @@ def test_jobs_that_never_finish_leave_completion_figures_empty() -> None:
 
 def test_to_dict_puts_headline_figures_first_and_rounds(mixed: Metrics) -> None:
     figures = mixed.to_dict()
-    assert list(figures)[:9] == [
+    assert list(figures)[:10] == [
         "jobs",
         "completed",
+        "timed_out",
         "unfinished",
         "never_fit",
         "jct_s",

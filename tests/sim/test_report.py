@@ -1,4 +1,4 @@
-"""report.json against a golden file, the comparison table, and the plots.
+"""report.json against a golden file, its timeline samples, and the plots.
 
 Refresh the golden file after an intended change with ``ALLOT_UPDATE_GOLDEN=1 pytest ...``.
 """
@@ -10,10 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from allot.sim.metrics import Distribution, Metrics, compute_metrics
-from allot.sim.report import comparison_table, plot_jct_cdf, write_plots, write_report
+from allot.sim.metrics import Metrics, compute_metrics
+from allot.sim.report import (
+    TIMELINE_POINTS,
+    plot_jct_cdf,
+    timeline_samples,
+    write_plots,
+    write_report,
+)
 from allot.sim.result import JobRecord, NeverFit, SimResult, Timeline
 
 GOLDEN = Path(__file__).parent / "golden" / "report.json"
@@ -78,6 +83,8 @@ def sample_results() -> list[SimResult]:
     )
     backfill.jobs[0].preemptions = 1
     backfill.jobs[0].lost_gpu_seconds = 8 * 900
+    backfill.jobs[1].failure_restarts = 1
+    fifo.jobs[2].timed_out = True
     return [fifo, backfill]
 
 
@@ -117,7 +124,9 @@ def test_report_json_layout(tmp_path: Path) -> None:
     assert list(report["policies"]) == ["fifo", "backfill"]
     fifo = report["policies"]["fifo"]
     assert list(fifo)[:2] == ["jobs", "completed"]
-    assert list(fifo)[-2:] == ["events", "cycles"]
+    assert list(fifo)[-3:] == ["events", "cycles", "timeline"]
+    assert list(fifo["timeline"]) == ["t_s", "allocated_gpus", "queue_length"]
+    assert len(fifo["timeline"]["t_s"]) == TIMELINE_POINTS
     assert (fifo["events"], fifo["cycles"]) == (9, 7)
     assert [entry["job_id"] for entry in report["never_fit"]] == [4, 9]
     assert not list(tmp_path.glob(".*partial"))
@@ -146,35 +155,49 @@ def test_an_empty_report_is_still_valid_json(tmp_path: Path) -> None:
     }
 
 
-def render(metrics: dict[str, Metrics]) -> str:
-    console = Console(record=True, width=160)
-    console.print(comparison_table(metrics, title="Policies on the sample trace"))
-    return console.export_text()
+def test_timeline_samples_the_step_function_at_evenly_spaced_instants() -> None:
+    result = SimResult(policy="fifo", cluster_gpus=8, end_time=100.0)
+    result.timeline = timeline((0, 2, 1), (10, 8, 0), (55, 0, 3))
+    samples = timeline_samples(result, points=5)
+    assert samples == {
+        "t_s": [0.0, 25.0, 50.0, 75.0, 100.0],
+        "allocated_gpus": [2.0, 8.0, 8.0, 0.0, 0.0],
+        "queue_length": [1, 0, 0, 3, 3],
+    }
+    # An instant that falls on a sample takes that sample's value.
+    assert timeline_samples(result, points=3)["allocated_gpus"] == [2.0, 8.0, 0.0]
 
 
-def test_table_shows_every_policy_and_metric() -> None:
-    text = render(sample_metrics(sample_results()))
-    assert "Policies on the sample trace" in text
-    for expected in ("fifo", "backfill", "JCT p99", "Queueing delay mean", "Bounded slowdown p95"):
-        assert expected in text
-    for expected in ("Makespan", "GPU allocation", "Jain's index", "Never fit", "Lost GPU-hours"):
-        assert expected in text
+def test_timeline_of_a_long_run_has_at_most_the_fixed_number_of_points() -> None:
+    result = SimResult(policy="fifo", cluster_gpus=64, end_time=30 * 86_400.0)
+    for i in range(20_000):
+        result.timeline.record(i * 120.0, (i * 7919 % 64) * 1000, i % 300)
+    samples = timeline_samples(result)
+    assert len(samples["t_s"]) == len(samples["allocated_gpus"]) == TIMELINE_POINTS
+    assert samples["t_s"][0] == 0.0
+    assert samples["t_s"][-1] == 30 * 86_400.0
+    steps = {round(b - a, 3) for a, b in zip(samples["t_s"], samples["t_s"][1:], strict=False)}
+    assert max(steps) - min(steps) <= 0.002  # evenly spaced, up to rounding
+    assert samples == timeline_samples(result)  # deterministic
 
 
-def test_table_uses_human_units() -> None:
-    text = render(
-        {
-            "short": Metrics(jct_s=Distribution(mean=42.0, median=2100.0, p95=4320.0, p99=None)),
-            "long": Metrics(makespan_s=3.5 * 86_400, gpu_allocation_fraction=0.723),
-        }
-    )
-    for expected in ("42 s", "35 min", "1.2 h", "3.5 d", "72.3 %", "—"):
-        assert expected in text
+def test_timeline_of_an_instant_or_of_nothing() -> None:
+    instant = SimResult(policy="fifo", cluster_gpus=8, end_time=5.0)
+    instant.timeline = timeline((5, 1, 0))
+    assert timeline_samples(instant) == {"t_s": [5.0], "allocated_gpus": [1.0], "queue_length": [0]}
+    empty = timeline_samples(SimResult(policy="fifo", cluster_gpus=8))
+    assert empty == {"t_s": [], "allocated_gpus": [], "queue_length": []}
 
 
-def test_table_of_empty_metrics_renders() -> None:
-    text = render({"fifo": compute_metrics(SimResult(policy="fifo", cluster_gpus=8))})
-    assert "fifo" in text
+def test_report_writes_each_timeline_list_on_one_line(tmp_path: Path) -> None:
+    results = sample_results()
+    path = write_report(tmp_path, results=results, metrics=sample_metrics(results), meta={})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    series = [line.strip() for line in lines if line.strip().startswith('"t_s"')]
+    assert len(series) == 2
+    assert series[0].startswith('"t_s": [0.0, ')
+    report = json.loads(path.read_text(encoding="utf-8"))
+    assert report["policies"]["fifo"]["timeline"] == timeline_samples(results[0])
 
 
 def test_plots_are_written_as_png(tmp_path: Path) -> None:

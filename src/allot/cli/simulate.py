@@ -1,9 +1,12 @@
 """``allot simulate``: replay a trace on a cluster under one or more policies and compare them.
 
 Reads the trace and the cluster file, runs one simulation per policy with a progress bar, then
-prints a side-by-side table and writes ``report.json`` and the plots into ``--out``. Every bad
-input (unknown format or policy, malformed row, a cluster no job fits) ends with one clear
-error line naming the file, line and field, and exit status 2; nothing is written then.
+prints a side-by-side table (``allot.cli.simulate_table``) and writes ``report.json`` and the
+plots into ``--out``. Every bad input (unknown policy, malformed row, a cluster no job fits)
+ends with one clear error line naming the file, line and field, and exit status 2; nothing is
+written then. ``--trace-format`` is a choice, so the option parser refuses an unknown format
+with the list (also exit status 2). A trace whose format was inferred from its suffix and
+fails to parse says so in its error line.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from allot.cli.simulate_table import comparison_table
 from allot.core.model import SpecError
 from allot.core.policy import Policy, UnknownPolicyError, get_policy
 from allot.sim.cluster import load_cluster
@@ -37,10 +41,19 @@ from allot.sim.engine import (
 )
 from allot.sim.metrics import compute_metrics
 from allot.sim.quotas import check_against_cluster, load_quotas
-from allot.sim.report import comparison_table, write_plots, write_report
+from allot.sim.report import write_plots, write_report
 from allot.sim.result import SimResult
 from allot.sim.traces import TRACE_FORMATS, load_trace
-from allot.sim.workload import TraceError
+from allot.sim.workload import TraceError, TraceJob
+
+
+class TraceFormat(StrEnum):
+    """The trace formats ``load_trace`` reads (``TRACE_FORMATS``)."""
+
+    philly = "philly"
+    alibaba2023 = "alibaba2023"
+    allot = "allot"
+    synthetic = "synthetic"
 
 
 class Estimates(StrEnum):
@@ -70,6 +83,24 @@ def _infer_format(trace: Path) -> str:
     )
 
 
+def _read_trace(
+    trace: Path, chosen: TraceFormat | None, limit: int | None
+) -> tuple[str, list[TraceJob]]:
+    """The trace's format and jobs. When the format was inferred from the file name, a trace
+    that fails to parse says so, since the name may be what misled."""
+    if chosen is not None:
+        return chosen.value, load_trace(trace, chosen.value, limit=limit)
+    fmt = _infer_format(trace)
+    try:
+        return fmt, load_trace(trace, fmt, limit=limit)
+    except TraceError as err:
+        if not trace.is_file():
+            raise
+        hint = f"(format inferred as {fmt!r} from the {trace.suffix} suffix; pass --trace-format)"
+        err.args = (f"{err} {hint}",)
+        raise
+
+
 def _policies(names: str) -> list[Policy]:
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
@@ -87,11 +118,13 @@ def simulate(
         typer.Option(help="Tenants, queues, cohorts and quotas (YAML, see docs/quotas.md)."),
     ] = None,
     trace_format: Annotated[
-        str,
+        TraceFormat | None,
         typer.Option(
-            help=f"One of: {', '.join(TRACE_FORMATS)}. Inferred from the name if omitted."
+            case_sensitive=False,
+            help="Trace format; inferred from the name if omitted (.csv/.parquet: allot, "
+            ".yaml: synthetic).",
         ),
-    ] = "",
+    ] = None,
     policy: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = (
         "fifo,backfill"
     ),
@@ -113,15 +146,17 @@ def simulate(
     """Replay a trace on a cluster under each policy and compare them side by side."""
     console = Console(stderr=output is OutputFormat.json)
     try:
-        fmt = trace_format or _infer_format(trace)
         chosen = _policies(policy)
         config = load_cluster(cluster)
         quota_config = None
         if quotas is not None:
             quota_config = load_quotas(quotas)
             check_against_cluster(quota_config, config.cluster.flavors, quotas)
-        workload = with_estimates(load_trace(trace, fmt, limit=limit), estimates.value)
-        check_some_job_fits(config.cluster, workload)
+        fmt, jobs = _read_trace(trace, trace_format, limit)
+        workload = with_estimates(jobs, estimates.value)
+        check_some_job_fits(
+            config.cluster, workload, cluster_file=str(cluster), trace_file=str(trace)
+        )
     except (TraceError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -1,15 +1,25 @@
 """The discrete-event simulator: replays a workload on a cluster with a virtual clock.
 
-Events are job arrivals (from the trace), job completions (start + remaining work), preempted
-jobs stopping (at the end of their grace period), and, when a failure model is given, node
-failures and repairs. All events at one instant are applied, then the same ``schedule()`` the
-live control plane uses is called once, and its Plan is applied to the simulator's snapshot.
+Events are job arrivals (from the trace), job completions (start + remaining work, or start +
+time limit when that comes first), preempted jobs stopping (at the end of their grace period),
+and, when a failure model is given, node failures and repairs. All events at one instant are
+applied, then the same ``schedule()`` the live control plane uses is called once, and its Plan
+is applied to the simulator's snapshot.
 
 Work model: a job needs ``duration`` seconds of running. A preempted job keeps running through
 its grace period; a checkpointable one then resumes later with the work it had done, any other
 restarts from scratch (the lost GPU-seconds are counted). A job on a failed node stops at once
-and restarts from where its run began. Attained service (GPU-seconds over all runs) and the
-tenants' decayed usage are kept up to date for the policies that order by them.
+and restarts from where its run began (a failure restart, counted apart from preemptions). A
+job with a ``time_limit`` shorter than the work it has left is ended at ``start + time_limit``
+and not requeued, as Slurm does (``TIMEOUT``); its record is marked ``timed_out``. Attained
+service (GPU-seconds over all runs) and the tenants' decayed usage are kept up to date for the
+policies that order by them.
+
+End: the run stops when every arrival is in and nothing is pending or running; or, with jobs
+still pending, once every arrival is in, nothing runs, no node is down, and the cycle at that
+instant started nothing. From then on nothing can change what the scheduler sees except the
+clock and further failures, so the jobs left pending can never start; they stay unfinished
+(``finish`` is None). Without this rule a failure model would keep the run going for ever.
 
 Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
 engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
@@ -63,17 +73,60 @@ def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
     raise SimulationError(f"estimates: unknown mode {mode!r}; known: exact, none, keep")
 
 
-def check_some_job_fits(cluster: Cluster, workload: Sequence[TraceJob]) -> None:
+def check_some_job_fits(
+    cluster: Cluster,
+    workload: Sequence[TraceJob],
+    *,
+    cluster_file: str | None = None,
+    trace_file: str | None = None,
+) -> None:
     """Raise ``SimulationError`` when not a single job of ``workload`` could ever run on
-    ``cluster`` (almost always the wrong cluster file for the trace)."""
+    ``cluster`` (almost always the wrong cluster file for the trace). The message names the
+    files when given (``cluster_file``, ``trace_file``) and the cluster file's field that stops
+    the first job: ``node_groups[*].flavor``, ``.gpus``, ``.cpu``, ``.memory_gib`` or
+    ``.count``."""
     snap = Snapshot(cluster)
     if not workload or any(screen(snap, j.spec) is None for j in workload):
         return
     first = workload[0].spec
     reason = screen(snap, first)
     detail = reason.message() if reason else ""
+    where = f"{cluster_file}: cluster" if cluster_file else "cluster"
+    trace = f"the trace {trace_file}" if trace_file else "the trace"
+    field, rule = _blocking_field(cluster, first)
     raise SimulationError(
-        f"cluster {cluster.name!r} cannot fit any job of the trace (e.g. job {first.id}: {detail})"
+        f"{where} {cluster.name!r} cannot fit any job of {trace}: field {field!r}: {rule} "
+        f"(e.g. job {first.id}: {detail})"
+    )
+
+
+def _blocking_field(cluster: Cluster, spec: JobSpec) -> tuple[str, str]:
+    """The cluster file's field that keeps ``spec`` off every node, and why."""
+    have = sorted({n.flavor for n in cluster.nodes})
+    flavors = [f for f in spec.flavors if f in have] if spec.flavors else have
+    if not flavors:
+        return (
+            "node_groups[*].flavor",
+            f"the jobs ask for flavor {' or '.join(spec.flavors)}, which no node group has "
+            f"(flavors: {', '.join(have) or 'none'})",
+        )
+    nodes = [n for n in cluster.nodes if n.flavor in flavors]
+    task = max(spec.tasks, key=lambda t: (t.gpu_milli, t.cpu_milli, t.memory_mib))
+    largest = (
+        ("gpus", task.gpu_milli / 1000, max(n.gpus for n in nodes), "GPUs"),
+        ("cpu", task.cpu_milli / 1000, max(n.cpu_milli for n in nodes) / 1000, "CPUs"),
+        ("memory_gib", task.memory_mib / 1024, max(n.memory_mib for n in nodes) / 1024, "GiB"),
+    )
+    for name, asked, most, unit in largest:
+        if asked > most:
+            return (
+                f"node_groups[*].{name}",
+                f"a task asks for {asked:g} {unit} and the largest "
+                f"{' or '.join(flavors)} node has {most:g}",
+            )
+    return (
+        "node_groups[*].count",
+        f"the {' or '.join(flavors)} nodes together cannot hold all {len(spec.tasks)} tasks",
     )
 
 
@@ -109,6 +162,8 @@ class Simulation:
         self.events: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, id, token
         self.seq = 0
         self.token: dict[JobId, int] = {}  # bumps when a run ends early; stale events skip
+        self.limited: set[JobId] = set()  # running jobs whose run ends at their time limit
+        self.down: set[str] = set()  # nodes failed and not yet repaired
         self.result = SimResult(policy.name, cluster.total_gpus)
 
     def _push(self, time: float, kind: _Kind, subject: int, token: int = 0) -> None:
@@ -143,6 +198,10 @@ class Simulation:
             self._sample(now)
             if self.progress is not None and self.result.events % 2048 == 0:
                 self.progress(done + len(self.result.never_fit), total)
+            if a >= total and not snap.running and not self.down:
+                # Nothing runs (so this instant's cycle started nothing), every node is up and
+                # no job is still to come: what is pending now can never start.
+                break
         if self.progress is not None:
             self.progress(total, total)
         self.result.jobs = list(self.records.values())
@@ -192,18 +251,24 @@ class Simulation:
             if self.token.get(subject) != token or subject not in self.snapshot.running:
                 return 0  # the run this event belonged to already ended
             if kind is _Kind.STOP:
-                self._stop(self.snapshot.running[subject], now, keep_work=True)
+                self._stop(self.snapshot.running[subject], now, failed=False)
                 return 0
             self.snapshot.finish(subject)
-            self.records[subject].finish = now
+            record = self.records[subject]
+            record.finish = now
+            if subject in self.limited:
+                self.limited.discard(subject)
+                record.timed_out = True
             return 1
         assert self.failures is not None
         name = self.cluster.nodes[subject].name
         if kind is _Kind.FAIL:
+            self.down.add(name)
             self._fail_node(name, now)
             repair = now + self.rng.expovariate(1 / self.failures.mttr_seconds)
             self._push(repair, _Kind.REPAIR, subject)
         else:
+            self.down.discard(name)
             self.snapshot.set_node_state(name, NodeState.UP)
             failure = now + self.rng.expovariate(1 / self.failures.mtbf_seconds)
             self._push(failure, _Kind.FAIL, subject)
@@ -217,20 +282,25 @@ class Simulation:
             if any(p.node == name for p in job.placement)
         ]
         for job in sorted(hit, key=lambda j: j.spec.id):
-            self._stop(job, now, keep_work=False)
+            self._stop(job, now, failed=True)
 
-    def _stop(self, job: RunningJob, now: float, *, keep_work: bool) -> None:
-        """Stop a running job and requeue it. With ``keep_work`` (a preemption after its grace
-        period) a checkpointable job keeps the work it did; otherwise the run is lost."""
+    def _stop(self, job: RunningJob, now: float, *, failed: bool) -> None:
+        """Stop a running job and requeue it: a preemption at the end of its grace period, or
+        a node failure (``failed``). After a preemption a checkpointable job keeps the work it
+        did; otherwise the run is lost."""
         spec, job_id = job.spec, job.spec.id
         self.snapshot.finish(job_id)
         self.token[job_id] = self.token.get(job_id, 0) + 1
+        self.limited.discard(job_id)
         ran = now - job.start_time
         gpus = spec.total.gpu_milli / 1000
         self.snapshot.attained[job_id] = job.attained_service + gpus * ran
         record = self.records[job_id]
-        record.preemptions += 1
-        if keep_work and spec.checkpointable:
+        if failed:
+            record.failure_restarts += 1
+        else:
+            record.preemptions += 1
+        if not failed and spec.checkpointable:
             self.remaining[job_id] = max(0.0, self.remaining[job_id] - ran)
         else:
             record.lost_gpu_seconds += ran * gpus
@@ -256,4 +326,8 @@ class Simulation:
             if record.start is None:
                 record.start = now
             token = self.token.setdefault(start.job_id, 0)
-            self._push(now + self.remaining[start.job_id], _Kind.COMPLETE, start.job_id, token)
+            run_for = self.remaining[start.job_id]
+            if spec.time_limit is not None and spec.time_limit < run_for:
+                run_for = spec.time_limit  # Slurm ends the job at its limit: TIMEOUT
+                self.limited.add(start.job_id)
+            self._push(now + run_for, _Kind.COMPLETE, start.job_id, token)

@@ -7,12 +7,20 @@ completed jobs, an empty timeline, one tenant's worth of nothing) is ``None``, n
 Definitions (times in seconds of virtual time; a job is *started* when ``start`` is set and
 *completed* when ``finish`` is set):
 
-- ``jobs``: job records in the run; ``completed``: records with a finish; ``unfinished``:
-  ``jobs - completed`` (never started, or still running or requeued when the run ended);
+- ``jobs``: job records in the run; ``completed``: records with a finish, including the jobs
+  ended by their time limit; ``timed_out``: those of them ended by their time limit (Slurm's
+  ``TIMEOUT``: the run stopped at ``start + time_limit`` with work left, and the job was not
+  requeued); ``unfinished``: ``jobs - completed`` (never started, still running or requeued
+  when the run ended, or left pending by a run that ended because they could never start);
   ``never_fit``: jobs set aside because even the empty cluster could not place them (they are
-  not job records); ``preemptions``: the sum over records; ``lost_gpu_hours``: the sum of
-  ``lost_gpu_seconds`` over records, divided by 3600.
-- JCT (job completion time) = ``finish - submit`` over completed jobs.
+  not job records).
+- ``preemptions``: the sum over records of the times the scheduler stopped a job to make room
+  and requeued it; ``failure_restarts``: the sum of the times a node failure stopped a job and
+  requeued it (not preemptions); ``lost_gpu_hours``: the sum of ``lost_gpu_seconds`` over
+  records, divided by 3600: work thrown away by both kinds of stop (a failed run, and a
+  preempted run of a job that cannot checkpoint).
+- JCT (job completion time) = ``finish - submit`` over completed jobs; a timed-out job counts
+  with the time it finished at its limit.
 - Queueing delay = ``start - submit`` over started jobs (``start`` is the first start, so time
   spent requeued after a preemption counts toward JCT, not toward the queueing delay).
 - Bounded slowdown = ``max(1, JCT / max(runtime, tau))`` with ``tau = 10 s``, over completed jobs;
@@ -36,7 +44,8 @@ Definitions (times in seconds of virtual time; a job is *started* when ``start``
   when every tenant is served alike and ``1/n`` when one tenant gets everything; it is None
   when no job completed.
 - Per tenant: job records, completed jobs, mean JCT, mean bounded slowdown, and GPU-hours of
-  completed work (GPUs asked for times the recorded run time, over completed jobs).
+  completed work (GPUs asked for times the recorded run time, over completed jobs; a timed-out
+  job counts its recorded run time too, though it ran only up to its limit).
 """
 
 from __future__ import annotations
@@ -116,9 +125,11 @@ class Metrics:
 
     jobs: int = 0
     completed: int = 0
+    timed_out: int = 0
     unfinished: int = 0
     never_fit: int = 0
     preemptions: int = 0
+    failure_restarts: int = 0
     lost_gpu_hours: float = 0.0
     jct_s: Distribution = field(default_factory=Distribution)
     queueing_delay_s: Distribution = field(default_factory=Distribution)
@@ -141,6 +152,7 @@ class Metrics:
         return {
             "jobs": self.jobs,
             "completed": self.completed,
+            "timed_out": self.timed_out,
             "unfinished": self.unfinished,
             "never_fit": self.never_fit,
             "jct_s": self.jct_s.to_dict(_SECONDS_DIGITS),
@@ -154,6 +166,7 @@ class Metrics:
             "mean_queue_length": _rounded(self.mean_queue_length, _AMOUNT_DIGITS),
             "peak_queue_length": self.peak_queue_length,
             "preemptions": self.preemptions,
+            "failure_restarts": self.failure_restarts,
             "lost_gpu_hours": _rounded(self.lost_gpu_hours, _AMOUNT_DIGITS),
             "per_tenant": {
                 name: self.per_tenant[name].to_dict() for name in sorted(self.per_tenant)
@@ -172,6 +185,8 @@ def compute_metrics(result: SimResult) -> Metrics:
     finish = np.array([r.finish for r in records], dtype=np.float64)
     gpus = np.array([r.gpu_milli for r in records], dtype=np.float64) / 1000.0
     preemptions = sum(r.preemptions for r in records)
+    failure_restarts = sum(r.failure_restarts for r in records)
+    timed_out = sum(1 for r in records if r.timed_out and r.finish is not None)
     lost_gpu_seconds = sum(r.lost_gpu_seconds for r in records)
 
     started = ~np.isnan(start)
@@ -197,9 +212,11 @@ def compute_metrics(result: SimResult) -> Metrics:
     return Metrics(
         jobs=count,
         completed=completed_count,
+        timed_out=timed_out,
         unfinished=count - completed_count,
         never_fit=len(result.never_fit),
         preemptions=preemptions,
+        failure_restarts=failure_restarts,
         lost_gpu_hours=lost_gpu_seconds / 3600.0,
         jct_s=Distribution.of(jct),
         queueing_delay_s=Distribution.of(start[started] - submit[started]),

@@ -1,25 +1,28 @@
-"""How simulation results are shown: a side-by-side table, ``report.json`` and two plots.
+"""How simulation results are kept and drawn: ``report.json`` and two plots.
 
-``comparison_table`` puts policies in columns and metrics in rows, in human units, with the best
-value of each row in bold. ``write_report`` writes ``report.json`` with a fixed key order and
-indent so two reports diff line by line; it writes a temporary file and renames it, so a
-reader never sees half a report. ``write_plots`` draws the JCT CDF and the allocation and queue
-timelines with matplotlib's ``Figure`` directly (no pyplot, so no global backend or GUI state).
-Long timelines are downsampled by bucket maxima, which keeps every peak visible.
+``write_report`` writes ``report.json`` with a fixed key order and indent so two reports diff
+line by line; it writes a temporary file and renames it, so a reader never sees half a report.
+Each policy carries a ``timeline`` to re-plot from: the GPUs allocated and the jobs waiting,
+sampled as step functions at ``TIMELINE_POINTS`` evenly spaced instants from the first sample to
+the end of the run (the value at an instant is the last sample at or before it, so a peak
+shorter than the spacing may fall between instants); each of its lists is written on one line.
+``write_plots`` draws the JCT CDF and the allocation and queue timelines with matplotlib's
+``Figure`` directly (no pyplot, so no global backend or GUI state). Long timelines are
+downsampled by bucket maxima, which keeps every peak visible. (The comparison table is drawn by
+the CLI, ``allot.cli.simulate_table``.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
-from rich.table import Table
 
 from allot.sim.metrics import FloatArray, Metrics
 from allot.sim.result import SimResult
@@ -31,121 +34,14 @@ TIMELINE_FILE = "timeline.png"
 MAX_PLOT_POINTS = 5_000
 """Most points drawn per policy and line; longer series are reduced to bucket maxima."""
 
+TIMELINE_POINTS = 500
+"""Instants at which ``report.json`` samples each policy's timeline (fewer when the run spans
+no time: one)."""
+
 _DAY_S = 86_400.0
 _HOUR_S = 3_600.0
-_MISSING = "—"
-
-_Better = Literal["lower", "higher"] | None
-
-
-# ---------------------------------------------------------------------------------------------
-# Table
-
-
-def _duration(seconds: float | None) -> str:
-    """Seconds in the largest unit that keeps the number readable: 42 s, 35 min, 1.2 h, 3.5 d."""
-    if seconds is None:
-        return _MISSING
-    for unit_s, unit in ((_DAY_S, "d"), (_HOUR_S, "h"), (60.0, "min")):
-        # Hours run up to two days: "30 h" reads better than "1.2 d" for a long job.
-        threshold = 2 * _DAY_S if unit == "d" else unit_s
-        if abs(seconds) >= threshold:
-            return f"{_number(seconds / unit_s)} {unit}"
-    return f"{_number(seconds)} s"
-
-
-def _number(value: float) -> str:
-    """One decimal below ten, whole numbers above: 3.4, 35, 1,204."""
-    return f"{value:.1f}" if abs(value) < 9.95 else f"{value:,.0f}"
-
-
-def _ratio(value: float | None) -> str:
-    if value is None:
-        return _MISSING
-    return f"{value:.2f}" if abs(value) < 99.995 else f"{value:,.0f}"
-
-
-def _index(value: float | None) -> str:
-    return _MISSING if value is None else f"{value:.3f}"
-
-
-def _percent(value: float | None) -> str:
-    return _MISSING if value is None else f"{100 * value:.1f} %"
-
-
-def _amount(value: float | None) -> str:
-    return _MISSING if value is None else _number(value)
-
-
-def _count(value: float | None) -> str:
-    return _MISSING if value is None else f"{value:,.0f}"
-
-
-_Row = tuple[str, Callable[[Metrics], float | None], Callable[[float | None], str], _Better]
-
-# Sections of (label, figure, format, which direction is better); None leaves a row unranked.
-_SECTIONS: tuple[tuple[_Row, ...], ...] = (
-    (
-        ("Jobs completed", lambda m: m.completed, _count, "higher"),
-        ("Unfinished", lambda m: m.unfinished, _count, "lower"),
-        ("Never fit", lambda m: m.never_fit, _count, None),
-    ),
-    (
-        ("JCT mean", lambda m: m.jct_s.mean, _duration, "lower"),
-        ("JCT p50", lambda m: m.jct_s.median, _duration, "lower"),
-        ("JCT p95", lambda m: m.jct_s.p95, _duration, "lower"),
-        ("JCT p99", lambda m: m.jct_s.p99, _duration, "lower"),
-    ),
-    (
-        ("Queueing delay mean", lambda m: m.queueing_delay_s.mean, _duration, "lower"),
-        ("Queueing delay p50", lambda m: m.queueing_delay_s.median, _duration, "lower"),
-        ("Queueing delay p95", lambda m: m.queueing_delay_s.p95, _duration, "lower"),
-        ("Queueing delay p99", lambda m: m.queueing_delay_s.p99, _duration, "lower"),
-    ),
-    (
-        ("Bounded slowdown mean", lambda m: m.bounded_slowdown.mean, _ratio, "lower"),
-        ("Bounded slowdown p95", lambda m: m.bounded_slowdown.p95, _ratio, "lower"),
-    ),
-    (
-        ("Makespan", lambda m: m.makespan_s, _duration, "lower"),
-        ("GPU allocation", lambda m: m.gpu_allocation_fraction, _percent, "higher"),
-        ("Mean queue length", lambda m: m.mean_queue_length, _amount, "lower"),
-        ("Jain's index (tenants)", lambda m: m.jain_index, _index, "higher"),
-    ),
-    (
-        ("Preemptions", lambda m: m.preemptions, _count, "lower"),
-        ("Lost GPU-hours", lambda m: m.lost_gpu_hours, _amount, "lower"),
-    ),
-)
-
-
-def comparison_table(metrics: Mapping[str, Metrics], title: str) -> Table:
-    """A table with one column per policy and one row per metric; the best value is bold.
-
-    A row is ranked only when at least two policies have a value and they are not all equal.
-    """
-    table = Table(title=title, title_justify="left")
-    table.add_column("Metric", style="bold", no_wrap=True)
-    for name in metrics:
-        table.add_column(name, justify="right", no_wrap=True)
-    for section in _SECTIONS:
-        for label, figure, show, better in section:
-            values = [figure(m) for m in metrics.values()]
-            best = _best(values, better)
-            cells = [
-                f"[bold]{show(v)}[/bold]" if best is not None and v == best else show(v)
-                for v in values
-            ]
-            table.add_row(label, *cells)
-        table.add_section()
-    return table
-
-
-def _best(values: Sequence[float | None], better: _Better) -> float | None:
-    known = [v for v in values if v is not None]
-    if better is None or len(known) < 2 or min(known) == max(known):
-        return None
-    return min(known) if better == "lower" else max(known)
+_SECONDS_DIGITS = 3
+_GPU_DIGITS = 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +77,10 @@ def write_report(
                 **figures.to_dict(),
                 "events": by_policy[name].events,
                 "cycles": by_policy[name].cycles,
+                "timeline": {
+                    key: _OneLine(values)
+                    for key, values in timeline_samples(by_policy[name]).items()
+                },
             }
             for name, figures in metrics.items()
         },
@@ -189,12 +89,60 @@ def write_report(
             for job in sorted(never_fit, key=lambda job: job.job_id)
         ],
     }
+    text = _dumps(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / REPORT_FILE
     partial = path.with_name(f".{REPORT_FILE}.partial")
-    partial.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
     return path
+
+
+def timeline_samples(result: SimResult, points: int = TIMELINE_POINTS) -> dict[str, list[Any]]:
+    """The run's allocation and queue length at ``points`` evenly spaced instants from the
+    first sample to ``end_time``: ``{"t_s": [...], "allocated_gpus": [...], "queue_length":
+    [...]}``. Each value is the step function's value at that instant (the last sample at or
+    before it). One instant when the run spans no time; empty lists for an empty timeline."""
+    timeline = result.timeline
+    if not timeline.times:
+        return {"t_s": [], "allocated_gpus": [], "queue_length": []}
+    times = np.asarray(timeline.times, dtype=np.float64)
+    first, last = float(times[0]), max(result.end_time, float(times[-1]))
+    instants = np.linspace(first, last, points) if last > first else np.array([first])
+    at = np.searchsorted(times, instants, side="right") - 1
+    allocated = np.asarray(timeline.allocated_gpu_milli, dtype=np.int64)[at] / 1000.0
+    queue = np.asarray(timeline.queue_length, dtype=np.int64)[at]
+    return {
+        "t_s": [round(float(t), _SECONDS_DIGITS) + 0.0 for t in instants],
+        "allocated_gpus": [round(float(g), _GPU_DIGITS) + 0.0 for g in allocated],
+        "queue_length": [int(q) for q in queue],
+    }
+
+
+class _OneLine:
+    """A list ``_dumps`` writes on a single line inside the indented document."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+
+
+def _dumps(report: Mapping[str, Any]) -> str:
+    """``report`` as indented JSON, with every ``_OneLine`` list on one line (a long series
+    would otherwise take a line per number)."""
+    inline: list[str] = []
+
+    def mark(value: object) -> str:
+        if not isinstance(value, _OneLine):
+            raise TypeError(f"report.json cannot hold a {type(value).__name__}")
+        inline.append(json.dumps(value.values, ensure_ascii=False))
+        return f"\x00inline:{len(inline) - 1}\x00"
+
+    text = json.dumps(report, indent=2, ensure_ascii=False, default=mark)
+    for i, compact in enumerate(inline):
+        text = text.replace(json.dumps(f"\x00inline:{i}\x00"), compact, 1)
+    return text + "\n"
 
 
 def _json_value(value: object, key: str) -> object:

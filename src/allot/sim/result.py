@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class JobRecord:
     """The life of one job in a run. ``start`` is the first start; ``finish`` is None when the
-    run ended (``--limit`` or the end of the trace) before the job completed."""
+    run ended (``--limit``, the end of the trace, or a job that can never start) before the job
+    completed. A job ended by its time limit has a ``finish`` and ``timed_out`` set."""
 
     job_id: int
     tenant: str
@@ -23,8 +24,10 @@ class JobRecord:
     num_tasks: int
     start: float | None = None
     finish: float | None = None
-    preemptions: int = 0  # times the job was stopped and requeued (preemption or node failure)
-    lost_gpu_seconds: float = 0.0  # GPU-seconds of work thrown away by those stops
+    preemptions: int = 0  # times the scheduler preempted the job and requeued it
+    failure_restarts: int = 0  # times a node failure stopped the job and requeued it
+    lost_gpu_seconds: float = 0.0  # GPU-seconds thrown away by both kinds of stop
+    timed_out: bool = False  # the last run ended at the time limit, not with the work done
 
 
 TenantSeries = list[tuple[float, int]]

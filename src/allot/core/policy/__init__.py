@@ -3,7 +3,12 @@ whether jobs may preempt.
 
 A ``Policy`` is a value. Blocking rules:
 - STRICT: stop at the first job that does not fit; everything behind it waits (strict FIFO).
-  With the DRS criterion this is per queue, as Kueue's StrictFIFO.
+  With the DRS criterion this is per queue, as Kueue's StrictFIFO. A head that could fit
+  only on nodes that are down or drained right now is not a head that "does not fit yet": the
+  screen phase sets it aside, explained as nodes unavailable (``NODES_UNAVAILABLE``), and the
+  jobs behind it are considered as usual. Blocking on it would idle the whole up cluster for
+  as long as a repair or a drain lasts, with no start it could bring closer; it is screened
+  again each cycle and takes its turn once its nodes are back.
 - BEST_EFFORT: skip a job that does not fit and try the next (Kueue's BestEffortFIFO).
 - BACKFILL: EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001): reserve the earliest start
   for the first job that does not fit, then start later jobs only when they cannot delay that
