@@ -136,3 +136,63 @@ def test_las_orders_by_attained_service_level() -> None:
     snap = Snapshot(cluster(node("a").gpus(1)), attained={1: 50_000.0, 2: 10.0})
     plan = schedule(snap, [job(1).build(), job(2).build()], get_policy("las"), 0.0)
     assert [s.job_id for s in plan.starts] == [2]
+
+
+def test_a_binding_lending_limit_is_named_in_the_fields() -> None:
+    config = QuotaConfig(
+        (TenantSpec("t"),),
+        (
+            QueueSpec("qa", "t", "R", {GPU: ResourceQuota(4000)}),
+            QueueSpec("qb", "t", "R", {GPU: ResourceQuota(4000, None, 1000)}),
+        ),
+        (CohortSpec("R"),),
+    )
+    snap = Snapshot(cluster(node("n"), node("m")), quotas=config)
+    plan = schedule(
+        snap, [job(2).queue("qa").tenant("t").gpus(6).build()], get_policy("kueue"), 0.0
+    )
+    fields = plan.pending[2].fields
+    assert plan.pending[2].reason is Reason.QUOTA
+    assert (fields["node"], fields["limit"], fields["available"]) == ("R", "cohort", 5000)
+    # qb keeps 3 of its 4 GPUs to itself, idle: its lending limit is what binds.
+    assert (fields["binding_node"], fields["binding_kind"], fields["binding_limit"]) == (
+        "qb",
+        "queue",
+        "lending_limit",
+    )
+    assert fields["withheld"] == 3000
+
+
+def test_a_borrowing_limit_binds_where_it_is() -> None:
+    snap = Snapshot(cluster(node("a")), quotas=config(("x", 2, 1), ("y", 6, None)))
+    fields = schedule(snap, [in_queue(1, "x", 4)], get_policy("kueue"), 0.0).pending[1].fields
+    assert (fields["binding_node"], fields["binding_kind"], fields["binding_limit"]) == (
+        "x",
+        "queue",
+        "borrowing_limit",
+    )
+    assert "withheld" not in fields
+
+
+def test_reclaim_that_frees_quota_but_no_node_is_explained_by_placement() -> None:
+    snap = Snapshot(
+        cluster(node("a").gpus(4), node("b").gpus(4)),
+        quotas=config(("x", 4, None), ("y", 2, None), ("z", 2, None)),
+    )
+    # y borrows 2, spread over both nodes; z holds its nominal; one GPU is free on each node.
+    hold(snap, in_queue(10, "y"), "a", (0,))
+    hold(snap, in_queue(11, "y"), "a", (1,))
+    hold(snap, in_queue(12, "y"), "b", (0,))
+    hold(snap, in_queue(13, "y"), "b", (1,))
+    hold(snap, in_queue(20, "z"), "a", (2,))
+    hold(snap, in_queue(21, "z"), "b", (2,))
+    plan = schedule(snap, [in_queue(1, "x", 4)], get_policy("kueue"), 0.0)
+    # x is within its nominal, so reclaim could give it the quota; but y's borrowed GPUs free
+    # at most three on a node, so no victim set makes room for a whole node.
+    assert not plan.preemptions
+    reason = plan.pending[1]
+    assert reason.reason is Reason.NO_CAPACITY
+    assert reason.fields["no_node_freed_by"] == "reclaim"
+    # Without reclaim, quota is what stops it.
+    plan = schedule(snap, [in_queue(1, "x", 4)], get_policy("fifo"), 0.0)
+    assert plan.pending[1].reason is Reason.QUOTA

@@ -184,6 +184,40 @@ def test_not_preemptible_and_stopping_jobs_are_never_victims() -> None:
     snap = Snapshot(cluster(node("a").gpus(1)))
     running(snap, replace(job(10).build(), preemptible=False), "a", (0,))
     assert not schedule(snap, [job(1).priority(9).build()], KUEUE, 0.0).preemptions
+    # Two low-priority jobs, one already stopping: a new preemptor that needs two GPUs finds
+    # no allowed set (the stopping one is no victim), and one that needs a single GPU waits
+    # for the stopping job instead of taking the other one.
+    snap = Snapshot(cluster(node("a").gpus(2)))
+    running(snap, job(20).build(), "a", (0,))
+    running(snap, job(21).build(), "a", (1,))
+    snap.mark_stopping(21, 40.0)
+    wants_two = schedule(snap, [job(2).gpus(2).priority(9).build()], KUEUE, 10.0)
+    assert not wants_two.preemptions
+    wants_one = schedule(snap, [job(3).priority(9).build()], KUEUE, 10.0)
+    assert not wants_one.preemptions
+    assert wants_one.pending[3].reason is Reason.WAITING_FOR_PREEMPTED
+
+
+def test_a_gang_takes_the_fewest_victims_whole_nodes_over_many_small_jobs() -> None:
+    snap = Snapshot(cluster(node("a").gpus(4), node("b").gpus(4), node("c").gpus(4)))
+    for k in range(4):
+        running(snap, job(20 + k).priority(0).build(), "a", (k,))
+    running(snap, job(10).gpus(4).priority(1).build(), "b", (0, 1, 2, 3))
+    running(snap, job(11).gpus(4).priority(1).build(), "c", (0, 1, 2, 3))
+    plan = schedule(snap, [job(1).gpus(4).tasks(2).priority(9).build()], KUEUE, 0.0)
+    # Two whole-node holders beat four one-GPU jobs plus one holder.
+    assert set(victims(plan)) == {10, 11}
+
+
+def test_gang_victims_tie_break_by_priority_then_recency() -> None:
+    snap = Snapshot(cluster(node("a").gpus(4), node("b").gpus(4), node("c").gpus(4)))
+    running(snap, job(10).gpus(4).priority(2).build(), "a", (0, 1, 2, 3), at=0.0)
+    running(snap, job(11).gpus(4).priority(1).build(), "b", (0, 1, 2, 3), at=0.0)
+    running(snap, job(12).gpus(4).priority(1).build(), "c", (0, 1, 2, 3), at=5.0)
+    plan = schedule(snap, [job(1).gpus(4).tasks(1).priority(9).build()], KUEUE, 10.0)
+    assert set(victims(plan)) == {12}  # lowest priority, most recently started
+    plan = schedule(snap, [job(1).gpus(4).tasks(2).priority(9).build()], KUEUE, 10.0)
+    assert set(victims(plan)) == {11, 12}  # two victims either way: the lower priorities
 
 
 def test_a_preemptor_waits_for_its_victims_instead_of_taking_more() -> None:
@@ -219,3 +253,158 @@ def test_within_queue_can_be_switched_off_per_queue() -> None:
     snap = Snapshot(cluster(node("a").gpus(1)), quotas=quotas(("x", 1), rules=rules))
     running(snap, in_queue(10, "x"), "a", (0,))
     assert not schedule(snap, [replace(in_queue(1, "x"), priority=9)], KUEUE, 0.0).preemptions
+
+
+def _stop(snap: Snapshot, plan: Plan) -> None:
+    """Apply ``plan``'s preemptions the way a driver does: victims stopping, preemptor
+    nominated."""
+    for p in plan.preemptions:
+        snap.mark_stopping(p.victim, p.stop_by)
+        snap.nominated.add(p.preemptor)
+
+
+def _start(snap: Snapshot, plan: Plan, specs: dict[int, JobSpec], at: float) -> None:
+    for s in plan.starts:
+        snap.start(RunningJob(specs[s.job_id], at, s.placement, s.flavor))
+        snap.nominated.discard(s.job_id)
+
+
+def test_a_waiting_preemptor_holds_its_own_room_only() -> None:
+    rules = PreemptionRules(grace_seconds=60)
+    snap = Snapshot(
+        cluster(node("a").gpus(4), node("b").gpus(4)),
+        quotas=quotas(("x", 2), ("y", 2), ("z", 4), rules=rules),
+    )
+    for k in range(4):  # y borrows 2
+        running(snap, in_queue(10 + k, "y"), "a", (k,), at=float(k))
+    for k in range(3):
+        running(snap, in_queue(20 + k, "z"), "b", (k,))
+    x = replace(in_queue(1, "x"), tasks=job(1).gpus(2).build().tasks)
+    z = in_queue(2, "z")
+    first = schedule(snap, [x, z], KUEUE, 0.0)
+    assert victims(first) == {12: Strategy.RECLAIM, 13: Strategy.RECLAIM}
+    # z's job is within z's nominal and fits b3, which x does not need: it starts at once.
+    assert [s.job_id for s in first.starts] == [2]
+    _stop(snap, first)
+    _start(snap, first, {2: z}, 0.0)
+    second = schedule(snap, [x], KUEUE, 10.0)
+    waiting = second.pending[1]
+    assert waiting.reason is Reason.WAITING_FOR_PREEMPTED
+    assert (waiting.fields["victims"], waiting.fields["stop_by"]) == ("12, 13", 60.0)
+    assert not second.preemptions
+    snap.finish(12)
+    snap.finish(13)
+    third = schedule(snap, [x], KUEUE, 60.0)
+    assert [s.job_id for s in third.starts] == [1]
+
+
+def test_no_one_takes_the_room_a_preemptor_waits_for() -> None:
+    rules = PreemptionRules(grace_seconds=60)
+    config = QuotaConfig(
+        (TenantSpec("x"), TenantSpec("y"), TenantSpec("solo")),
+        (
+            QueueSpec("x", "x", "org", {GPU: ResourceQuota(4000)}, preemption=rules),
+            QueueSpec("y", "y", "org", {GPU: ResourceQuota(4000)}, preemption=rules),
+            QueueSpec("solo", "solo", None, {GPU: ResourceQuota(4000)}, preemption=rules),
+        ),
+        (CohortSpec("org"),),
+    )
+    snap = Snapshot(cluster(*(node(n).gpus(4) for n in "abcd")), quotas=config)
+    for k in range(4):
+        running(snap, in_queue(10 + k, "y"), "a", (k,), at=0.0)
+    running(snap, in_queue(14, "y"), "b", (0,), at=5.0)  # y borrows these two
+    running(snap, in_queue(15, "y"), "b", (1,), at=6.0)
+    x = replace(in_queue(1, "x"), tasks=job(1).gpus(4).build().tasks)
+    first = schedule(snap, [x], KUEUE, 0.0)
+    assert victims(first) == {14: Strategy.RECLAIM, 15: Strategy.RECLAIM}
+    _stop(snap, first)
+    # During the grace period: y's next job fits the quota now, but not once x has started,
+    # so it waits behind x; a job of another tree that fits elsewhere starts.
+    y_job = in_queue(2, "y")
+    solo = replace(in_queue(3, "solo"), tasks=job(3).gpus(4).build().tasks)
+    during = schedule(snap, [x, y_job, solo], KUEUE, 10.0)
+    assert [s.job_id for s in during.starts] == [3]
+    assert during.pending[1].reason is Reason.WAITING_FOR_PREEMPTED
+    assert during.pending[2].reason is Reason.BEHIND_PREEMPTOR
+    assert during.pending[2].fields["preemptor"] == 1
+    _start(snap, during, {3: solo}, 10.0)
+    snap.finish(14)
+    snap.finish(15)
+    after = schedule(snap, [x, y_job], KUEUE, 60.0)
+    assert [s.job_id for s in after.starts] == [1]
+    assert not after.preemptions
+
+
+def test_fair_share_across_nested_cohorts_compares_at_the_common_ancestor() -> None:
+    rules = PreemptionRules(
+        fair_share=(FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE)
+    )
+    config = QuotaConfig(
+        (TenantSpec("t"),),
+        (
+            QueueSpec("qa1", "t", "A", {GPU: ResourceQuota(1000)}, preemption=rules),
+            QueueSpec("qa2", "t", "A", {GPU: ResourceQuota(1000)}, preemption=rules),
+            QueueSpec("qb", "t", "B", {GPU: ResourceQuota(6000)}, preemption=rules),
+        ),
+        (CohortSpec("R"), CohortSpec("A", "R"), CohortSpec("B", "R")),
+    )
+    snap = Snapshot(cluster(node("n").gpus(8)), quotas=config)
+    running(snap, job(1).queue("qa1").tenant("t").build(), "n", (0,))
+    for k in range(7):  # qb borrows one GPU of A's idle quota
+        running(snap, job(10 + k).queue("qb").tenant("t").build(), "n", (1 + k,), at=float(k))
+    tree = snap.quota
+    assert tree is not None
+    sides = tree.sides("qa1", "qb")
+    assert sides is not None
+    assert [n.name for n in sides] == ["A", "B"]
+    assert [n.name for n in tree.sides("qa1", "qa2") or ()] == ["qa1", "qa2"]
+    # qa1 borrows qa2's idle GPU inside A, so A borrows nothing from R; B borrows 1 of 8.
+    plan = schedule(snap, [job(2).queue("qa1").tenant("t").build()], KUEUE, 0.0)
+    assert victims(plan) == {16: Strategy.FAIR_SHARE}
+
+
+def test_fair_share_counts_the_room_the_preemptors_queue_mates_would_take() -> None:
+    rules = PreemptionRules(
+        reclaim_within_cohort=ReclaimWithinCohort.NEVER,
+        fair_share=(FairShareRule.LT_INITIAL_SHARE,),
+    )
+    snap = Snapshot(
+        cluster(node("a").gpus(8), node("b").gpus(8)),
+        quotas=quotas(("x", 0), ("y", 6), ("z", 3), rules=rules),
+    )
+    running(snap, in_queue(10, "y"), "a", (0,), at=0.0)
+    running(snap, in_queue(11, "y"), "a", (1,), at=1.0)
+    running(snap, in_queue(12, "y"), "a", (2,), at=2.0)
+    running(snap, in_queue(13, "y"), "a", (3,), at=3.0)
+    big = replace(in_queue(14, "y"), tasks=job(14).gpus(4).build().tasks)
+    running(snap, big, "b", (0, 1, 2, 3), at=4.0)  # y holds 8 of the pool's 9: borrows 2
+    running(snap, in_queue(20, "z"), "a", (4,))
+    # Alone, x's one-GPU job may evict y's newest job, the large one: x ends at 1/9, below y's
+    # 2/9 before.
+    alone = schedule(snap, [in_queue(1, "x")], KUEUE, 10.0)
+    assert victims(alone) == {14: Strategy.FAIR_SHARE}
+    # With three more of x's jobs waiting, they would take the three GPUs job 1 does not need,
+    # leaving x at 4/9, above y's 2/9: y would take them back. Only a one-GPU victim qualifies.
+    crowd = [in_queue(k, "x") for k in (1, 2, 3, 4)]
+    plan = schedule(snap, crowd, KUEUE, 10.0)
+    assert victims(plan) == {13: Strategy.FAIR_SHARE}
+
+
+def test_a_swap_within_a_queue_never_makes_the_queue_borrow_more() -> None:
+    snap = Snapshot(cluster(node("a").gpus(4)), quotas=quotas(("x", 2), ("y", 2)))
+    running(snap, in_queue(10, "x"), "a", (0,))
+    running(snap, in_queue(11, "x"), "a", (1,))
+    urgent = replace(in_queue(1, "x"), priority=9, tasks=job(1).gpus(2).build().tasks)
+    running(snap, in_queue(20, "y"), "a", (2,))
+    running(snap, in_queue(21, "y"), "a", (3,))
+    # Within its nominal quota, x's urgent job may take the place of its own jobs.
+    assert victims(schedule(snap, [urgent], KUEUE, 0.0)) == {
+        10: Strategy.WITHIN_QUEUE,
+        11: Strategy.WITHIN_QUEUE,
+    }
+    # A job that would make x borrow by swapping out x's own jobs does not: x would become a
+    # fair-share target it was not.
+    snap.finish(20)
+    snap.finish(21)
+    bigger = replace(urgent, tasks=job(1).gpus(3).build().tasks)
+    assert not schedule(snap, [bigger], KUEUE, 0.0).preemptions

@@ -173,3 +173,79 @@ def test_unknown_flavor_against_the_cluster() -> None:
     config.check_flavors(["H100"])
     with pytest.raises(SpecError, match="unknown flavor 'H100'; the cluster has: A100"):
         config.check_flavors(["A100"])
+
+
+def test_a_lending_limit_that_binds_names_the_lender() -> None:
+    t = tree(queue("a", 4), queue("b", 4, lending=1))
+    block = t.block("a", {GPU: gpus(6)})
+    assert block is not None
+    assert (block.node, block.limit, block.available) == ("org", "cohort", gpus(5))
+    assert (block.lender, block.lender_kind, block.withheld) == ("b", "queue", gpus(3))
+    # Once b uses its guaranteed part, nothing is withheld: the cohort is simply full.
+    t.add("b", {GPU: gpus(3)})
+    t.add("a", {GPU: gpus(4)})
+    block = t.block("a", {GPU: gpus(2)})
+    assert block is not None
+    assert (block.node, block.lender, block.withheld) == ("org", None, 0)
+
+
+def test_a_cohort_lending_limit_names_the_cohort() -> None:
+    cohorts = (
+        CohortSpec("root"),
+        CohortSpec("left", parent="root"),
+        CohortSpec("right", parent="root", quotas={GPU: ResourceQuota(0, None, gpus(1))}),
+    )
+    t = tree(queue("a", 2, cohort="left"), queue("b", 4, cohort="right"), cohorts=cohorts)
+    assert room(t, "a") == 3  # right lends 1 of the 4 its subtree holds
+    block = t.block("a", {GPU: gpus(4)})
+    assert block is not None
+    assert (block.node, block.lender, block.lender_kind, block.withheld) == (
+        "root",
+        "right",
+        "cohort",
+        gpus(3),
+    )
+
+
+def test_shares_are_compared_at_the_lowest_common_ancestor() -> None:
+    cohorts = (CohortSpec("root"), CohortSpec("left", parent="root"), CohortSpec("right", "root"))
+    t = tree(
+        queue("a1", 1, cohort="left"),
+        queue("a2", 1, cohort="left"),
+        queue("b", 6, cohort="right"),
+        cohorts=cohorts,
+    )
+    sides = t.sides("a1", "b")
+    assert sides is not None
+    left, right = sides
+    assert (left.name, right.name) == ("left", "right")
+    t.add("a1", {GPU: gpus(1)})
+    t.add("b", {GPU: gpus(7)})
+    # a1 borrows a2's idle GPU within left; left borrows nothing from root; right borrows 1.
+    # Both sides divide by what root can lend (8 GPUs).
+    assert t.dominant_share("a1", {GPU: gpus(1)}) == pytest.approx(1 / 8)
+    assert t.share(left, None) == 0
+    assert t.share(right) == pytest.approx(1 / 8)
+    assert t.sides("a1", "a1") is None
+
+
+def test_lendable_is_what_the_parent_could_reach() -> None:
+    # KEP-1714 with hierarchical cohorts: potential(p) = min(guaranteed(p) + potential(parent),
+    # subtree(p) + borrowing_limit(p)).
+    cohorts = (
+        CohortSpec("root", quotas={GPU: ResourceQuota(gpus(4))}),
+        CohortSpec("capped", parent="root", quotas={GPU: ResourceQuota(0, gpus(1))}),
+    )
+    t = tree(queue("a", 2, cohort="capped"), queue("b", 2, cohort="capped"), cohorts=cohorts)
+    capped = t.cohorts["capped"]
+    assert capped.potential[GPU] == gpus(5)  # its 4 plus the 1 it may borrow from root
+    t.add("a", {GPU: gpus(3)})
+    assert t.dominant_share("a") == pytest.approx(1 / 5)
+
+
+def test_a_queue_lends_at_most_its_nominal_quota() -> None:
+    with pytest.raises(SpecError, match=r"lending_limit: must be <= nominal \(4000\), got 5000"):
+        tree(queue("a", 4, lending=5))
+    # A cohort's lending limit caps what its whole subtree lends: above its own nominal is fine.
+    cohorts = (CohortSpec("root"), CohortSpec("c", "root", {GPU: ResourceQuota(0, None, 3000)}))
+    assert room(tree(queue("a", 4, cohort="c"), cohorts=cohorts), "a") == 4

@@ -283,3 +283,40 @@ def test_tenants_and_queues_are_required(tmp_path: Path) -> None:
 
 def test_empty_quotas_mapping_is_rejected(tmp_path: Path) -> None:
     expect_error(tmp_path, BASE + "    quotas: {}\n", 6, "queues[0].quotas", "unconstrained")
+
+
+def test_lending_limit_above_nominal(tmp_path: Path) -> None:
+    # Kueue's ClusterQueue validation: lendingLimit <= nominalQuota.
+    expect_error(
+        tmp_path,
+        BASE + "    quotas:\n      A100-80G:\n        gpu: {nominal: 4, lending_limit: 10}\n",
+        8,
+        "queues[0].quotas.A100-80G.gpu.lending_limit",
+        "must be <= nominal (4), got 10",
+        "lends only quota it owns",
+    )
+
+
+def test_a_cohort_may_lend_more_than_its_own_nominal() -> None:
+    config = parse_quotas(
+        textwrap.dedent(
+            """\
+            tenants:
+              - name: a
+            cohorts:
+              - name: root
+              - name: org
+                parent: root
+                quotas:
+                  H100: {gpu: {nominal: 0, lending_limit: 2}}
+            queues:
+              - name: q
+                tenant: a
+                cohort: org
+                quotas:
+                  H100: {gpu: 4}
+            """
+        ),
+        "inline",
+    )
+    assert config.cohorts[1].quotas[("H100", "gpu")] == ResourceQuota(0, None, 2_000)

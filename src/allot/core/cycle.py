@@ -11,7 +11,13 @@ Phases, in order:
 4. Preempt: with a preempting policy, a job that does not fit looks for victims its queue's
    rules allow (one preemptor per queue per cycle). Victims are marked stopping; the job
    starts in a later cycle, once they have stopped. Nothing is preempted for a job that will
-   fit once the jobs already stopping are gone.
+   fit once the jobs already stopping are gone. A preemptor waiting for its victims holds its
+   quota request and its placement hold for the rest of the cycle, nothing more
+   (``allot.core.preemption.holds``): a later job that fits both now and once the victims have
+   stopped and the preemptor has started still starts; one that only the hold keeps out waits
+   behind the preemptor. A job whose quota the allowed victims would free, but for which no
+   victim set makes a placement, is explained by placement (no node could be freed), not by
+   quota.
 5. Block: a job stopped by its queue's quota blocks at most its own queue (STRICT). A job
    stopped by capacity triggers the policy's blocking rule: STRICT explains everything behind
    it as blocked (per queue under DRS order); BEST_EFFORT moves on; BACKFILL reserves.
@@ -32,40 +38,31 @@ from collections.abc import Sequence
 
 from allot.core.admission import (
     Attempt,
+    Backlog,
     PlacementKey,
+    backlog_of,
     find_preemptions,
     fits_once_stopped,
+    quota_explanation,
     try_admit,
+    waiting_explanation,
 )
-from allot.core.explain import Explanation, FieldValue, Reason
+from allot.core.explain import Explanation, Reason
 from allot.core.model import JobId, JobSpec
 from allot.core.order import job_stream
 from allot.core.placement.diagnose import accepted_flavors, explain_no_fit, needs_fields, screen
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation, Start
 from allot.core.policy import Blocking, Policy
-from allot.core.policy.backfill import Hold, Shadow, find_shadow, hold_after
+from allot.core.policy.backfill import Hold, Shadow, find_shadow
 from allot.core.policy.ordering import las_level
 from allot.core.preemption import Preemption, Strategy
-from allot.core.preemption.victims import CandidatePool
-from allot.core.quota.tree import QuotaBlock
+from allot.core.preemption.candidates import CandidatePool
+from allot.core.preemption.holds import PreemptorHolds
 from allot.core.snapshot import Snapshot, Undo
 
 _UNPLACED = Explanation(Reason.NO_CAPACITY)  # placeholder until the end-of-cycle diagnosis
 _UNSCREENED = object()
-
-
-def _quota_explanation(spec: JobSpec, block: QuotaBlock) -> Explanation:
-    fields: dict[str, FieldValue] = {
-        "queue": spec.queue,
-        "flavor": block.fr[0],
-        "resource": block.fr[1],
-        "limit": block.limit,
-        "node": block.node,
-        "needed": block.needed,
-        "available": block.available,
-    }
-    return Explanation(Reason.QUOTA, fields)
 
 
 def _behind(preemptor: JobId) -> Explanation:
@@ -93,10 +90,12 @@ class _Cycle:
         self.blocked: Explanation | None = None  # the reason every later job shares, if any
         self.blocked_queues: dict[str, Explanation] = {}
         self.preempted_for: set[str] = set()  # queues that already preempt this cycle
-        # (cohort root, or the queue outside any cohort; flavor) -> the preemptor holding it
-        self.reserved: dict[tuple[str, str], JobId] = {}
+        self.holds = PreemptorHolds(snap)  # room kept for preemptors waiting for victims
         # (queue, shape, priority, level) -> the waiting explanation, or None: no victims
         self.preempt_verdicts: dict[object, Explanation | None] = {}
+        # ... -> strategies whose victims would free the quota but no node, when that was so
+        self.no_node_verdicts: dict[object, str] = {}
+        self.no_node_freed: dict[JobId, str] = {}  # job -> those strategies, for its reason
         # (queue, shape) -> outcome, per view: quota and free capacity only shrink in a cycle
         self.outcomes: dict[object, Attempt] = {}
         self.outcomes_held: dict[object, Attempt] = {}
@@ -112,6 +111,8 @@ class _Cycle:
             Strategy.LAS in policy.preemption,
         )
         self.unplaced: list[JobSpec] = []
+        self.jobs: Sequence[JobSpec] = ()
+        self._backlog: Backlog | None = None  # what the pending jobs ask for; on first use
         self.known_queues = (
             ", ".join(q.name for q in snap.quota.config.queues) if snap.quota else ""
         )
@@ -119,6 +120,7 @@ class _Cycle:
     # ---------------------------------------------------------------- phases 2-5
 
     def run(self, jobs: Sequence[JobSpec]) -> None:
+        self.jobs = jobs
         snap, pending, screened = self.snap, self.pending, self.snap.screened
         for spec in job_stream(snap, jobs, self.policy):
             # Phase 2: screen (memoised per job shape on the snapshot).
@@ -149,8 +151,9 @@ class _Cycle:
         if known is not None:
             return known
         failed = self.failed_held if held else self.failed
-        attempt = try_admit(self.snap, spec, self.now, failed, self.undos, self._held_by(spec))
+        attempt = try_admit(self.snap, spec, self.now, failed, self.undos, self.holds)
         if attempt.start is not None:
+            self.holds.started(spec, attempt.start.flavor)
             self.starts.append(attempt.start)
             self.started_ids.add(spec.id)
             self.started_queues.add(spec.queue)
@@ -164,39 +167,60 @@ class _Cycle:
         attempt = self._attempt(spec, held=False)
         if attempt.start is not None:
             return
-        if attempt.behind is not None:
-            self.pending[spec.id] = _behind(attempt.behind)
-            return
-        if self.policy.preemption and self._preempt(spec):
+        if self._waits(spec, attempt):
             return
         if attempt.quota_block is not None:
-            self.pending[spec.id] = _quota_explanation(spec, attempt.quota_block)
+            if self._no_node_freed(spec):
+                self._unplaced(spec)
+            else:
+                self.pending[spec.id] = quota_explanation(spec, attempt.quota_block)
             if self.policy.blocking is Blocking.STRICT:
                 self._block_queue(spec)
             return
         self._block(spec, attempt)
 
-    def _preempt(self, spec: JobSpec) -> bool:
-        """Phase 4: True when ``spec`` waits for preempted jobs (new or already stopping)."""
-        policy = self.policy
+    def _waits(self, spec: JobSpec, attempt: Attempt) -> bool:
+        """After a failed attempt: True when ``spec`` waits behind a preemptor's held room or
+        for preempted jobs (phase 4), with its explanation set. A nominated job behind another
+        preemptor still keeps its own room if it can."""
+        if attempt.behind is not None and spec.id not in self.snap.nominated:
+            self.pending[spec.id] = _behind(attempt.behind)
+            return True
+        if self.policy.preemption and self._preempt(spec, attempt):
+            return True
+        if attempt.behind is not None:
+            self.pending[spec.id] = _behind(attempt.behind)
+            return True
+        return False
+
+    def _preempt_key(self, spec: JobSpec) -> object:
         level = None
-        if Strategy.LAS in policy.preemption:
-            level = las_level(self.snap.attained.get(spec.id, 0.0), policy.las_thresholds)
-        key = (spec.queue, spec.shape, spec.priority, level)
+        if Strategy.LAS in self.policy.preemption:
+            level = las_level(self.snap.attained.get(spec.id, 0.0), self.policy.las_thresholds)
+        return (spec.queue, spec.shape, spec.priority, level)
+
+    def _preempt(self, spec: JobSpec, attempt: Attempt) -> bool:
+        """Phase 4: True when ``spec`` waits for preempted jobs (new or already stopping)."""
+        snap = self.snap
+        key = self._preempt_key(spec)
         if key in self.preempt_verdicts:
             verdict = self.preempt_verdicts[key]
             if verdict is not None:
                 self.pending[spec.id] = verdict
             return verdict is not None
         waiting_on = next(
-            (f for f in accepted_flavors(self.snap, spec) if fits_once_stopped(self.snap, spec, f)),
+            (
+                f
+                for f in accepted_flavors(snap, spec)
+                if fits_once_stopped(snap, spec, f, self.holds)
+            ),
             None,
         )
         if waiting_on is not None:
-            if spec.id in self.snap.nominated:
+            if spec.id in snap.nominated:
                 # Its victims are stopping: keep the room it counts on for it.
-                self._reserve(spec, waiting_on, sorted(self.snap.stopping))
-            waiting = Explanation(Reason.WAITING_FOR_PREEMPTED)
+                self._reserve(spec, waiting_on)
+            waiting = waiting_explanation(snap, waiting_on, self.now)
             self.preempt_verdicts[key] = waiting
             self.pending[spec.id] = waiting
             return True
@@ -204,14 +228,26 @@ class _Cycle:
             return False
         if self.hold is not None:
             self.hold.disengage()
-        chosen = find_preemptions(self.snap, spec, self.policy, self.now, self.pool)
-        if chosen is None:
+        chosen = find_preemptions(
+            snap,
+            spec,
+            self.policy,
+            self.now,
+            self.pool,
+            self.holds,
+            backlog=self._pending_backlog(),
+            quota_check=attempt.quota_block is not None,
+        )
+        if chosen.flavor is None:
             self.preempt_verdicts[key] = None
+            if chosen.frees_quota is not None:
+                self.no_node_verdicts[key] = ", ".join(str(s) for s in chosen.frees_quota)
             return False
-        flavor, found = chosen
+        flavor, found = chosen.flavor, chosen.preemptions
         for preemption in found:
-            self.undos.append(self.snap.mark_stopping(preemption.victim, preemption.stop_by))
-        self._reserve(spec, flavor, [p.victim for p in found])
+            self.undos.append(snap.mark_stopping(preemption.victim, preemption.stop_by))
+            self.holds.stopping(preemption.victim)
+        self._reserve(spec, flavor)
         self.pool.invalidate()
         self.preemptions.extend(found)
         self.preempted_for.add(spec.queue)
@@ -225,30 +261,27 @@ class _Cycle:
         )
         return True
 
-    def _reserve(self, spec: JobSpec, flavor: str, victims: list[JobId]) -> None:
-        """Keep what ``spec`` will need once ``victims`` are gone away from later jobs: hold
-        the free part of its placement, and its cohort's quota on that flavor (Kueue skips
-        other admissions in a cohort where a workload is preempting, for the same reason:
-        otherwise the room is taken and the preemptor preempts again, for ever)."""
-        hold = hold_after(self.snap, spec, flavor, victims)
-        if hold is not None:
-            hold.engage()
-            self.undos.append(hold.disengage)
-        tree = self.snap.quota
-        root = tree.cohort_root(spec.queue) if tree is not None else None
-        self.reserved[(root or spec.queue, flavor)] = spec.id
+    def _pending_backlog(self) -> Backlog:
+        if self._backlog is None:
+            self._backlog = backlog_of(self.snap, self.jobs)
+        return self._backlog
 
-    def _held_by(self, spec: JobSpec) -> dict[str, int]:
-        """Flavors ``spec`` may not use now because a preemptor in its cohort holds them."""
-        if not self.reserved:
-            return {}
-        tree = self.snap.quota
-        scope = (tree.cohort_root(spec.queue) if tree is not None else None) or spec.queue
-        return {
-            flavor: holder
-            for (where, flavor), holder in self.reserved.items()
-            if where == scope and holder != spec.id
-        }
+    def _no_node_freed(self, spec: JobSpec) -> bool:
+        """True when ``spec``'s search found no victims although the victims it may take
+        would free its quota: no set of them makes a placement. Remembers the strategies for
+        its explanation."""
+        verdict = self.no_node_verdicts.get(self._preempt_key(spec))
+        if verdict is not None:
+            self.no_node_freed[spec.id] = verdict
+        return verdict is not None
+
+    def _reserve(self, spec: JobSpec, flavor: str) -> None:
+        """Keep what ``spec`` needs once its victims are gone: its quota request and its
+        placement hold (``PreemptorHolds.hold``), so no later job takes that room and the
+        preemptor need not preempt again."""
+        undo = self.holds.hold(spec, flavor)
+        if undo is not None:
+            self.undos.append(undo)
 
     def _block_queue(self, spec: JobSpec) -> None:
         self.blocked_queues[spec.queue] = Explanation(
@@ -298,13 +331,13 @@ class _Cycle:
         attempt = self._attempt(spec, held=held)
         if attempt.start is not None:
             return
-        if attempt.behind is not None:
-            self.pending[spec.id] = _behind(attempt.behind)
+        if self._waits(spec, attempt):
             return
-        if self.policy.preemption and self._preempt(spec):
-            return
-        if attempt.quota_block is not None:
-            reason = _quota_explanation(spec, attempt.quota_block)
+        if attempt.quota_block is not None and self._no_node_freed(spec):
+            reason = _UNPLACED
+            self.unplaced.append(spec)
+        elif attempt.quota_block is not None:
+            reason = quota_explanation(spec, attempt.quota_block)
         elif held and self._fits_without_hold(spec, attempt.capacity_flavors):
             reason = Explanation(
                 Reason.BEHIND_RESERVATION,
@@ -351,6 +384,10 @@ class _Cycle:
             reason = by_shape.get(spec.shape)
             if reason is None:
                 reason = by_shape[spec.shape] = explain_no_fit(self.snap, spec)
+            freed_by = self.no_node_freed.get(spec.id)
+            if freed_by is not None:
+                # Its quota would be freed by preemption; no victim set frees a placement.
+                reason = Explanation(reason.reason, {**reason.fields, "no_node_freed_by": freed_by})
             self.pending[spec.id] = reason
 
     def _reserved(self, spec: JobSpec, reservation: Reservation) -> Explanation:

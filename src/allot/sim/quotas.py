@@ -30,7 +30,8 @@ Units as written: ``gpu`` in GPUs (stored as milli-GPU), ``cpu`` in cores (milli
 Invariants: every problem raises ``TraceError`` naming the file, the line and the field; the
 tree's own rules (known tenants and cohorts, no cycles, ...) are the core's ``QuotaConfig``
 checks, and each ``SpecError`` they raise is mapped back to the line it concerns; an amount is
-accepted only when it is a whole number of the stored unit, so nothing is silently rounded.
+accepted only when it is a whole number of the stored unit, so nothing is silently rounded; a
+queue's ``lending_limit`` is at most its ``nominal`` (Kueue's ClusterQueue validation).
 """
 
 from __future__ import annotations
@@ -296,7 +297,20 @@ def _read_quota(node: YamlNode, unit: _Unit, where: str, locator: _Locator) -> R
         value = limits.optional(key)
         locator.add(f"{where}.{key}", value)
         limit[key] = None if value is None else _amount(value, unit)
-    return ResourceQuota(nominal, limit["borrowing_limit"], limit["lending_limit"])
+    lending = limit["lending_limit"]
+    if where.startswith("queue ") and lending is not None and lending > nominal:
+        # Kueue's ClusterQueue webhook rejects lendingLimit > nominalQuota; cohorts are exempt.
+        raise limits.error(
+            "lending_limit",
+            f"must be <= nominal ({_written(nominal, unit)}), got {_written(lending, unit)}:"
+            " a queue lends only quota it owns",
+        )
+    return ResourceQuota(nominal, limit["borrowing_limit"], lending)
+
+
+def _written(stored: int, unit: _Unit) -> str:
+    """An amount in the unit the file writes it in, for messages."""
+    return f"{stored / unit.per_written:g}"
 
 
 def _amount(node: YamlNode, unit: _Unit) -> int:

@@ -1,14 +1,15 @@
 """Reclaim: a queue that stays within its nominal quota after admitting the preemptor may take
 back what another queue of its cohort borrows (Kueue ``reclaimWithinCohort``).
 
-The victim's queue must be borrowing, at the moment of the decision, in a flavor-resource the
-preemptor needs; with ``lower_priority`` the victim must also have a lower priority.
+The victim's queue must be borrowing, at the moment of the decision, a flavor-resource that
+both the preemptor and the victim use (``contended``); with ``lower_priority`` the victim must
+also have a lower priority.
 """
 
 from __future__ import annotations
 
 from allot.core.model import RunningJob
-from allot.core.preemption import Preemptor
+from allot.core.preemption import Preemptor, contended
 from allot.core.quota.config import ReclaimWithinCohort
 from allot.core.quota.tree import QuotaTree
 
@@ -23,8 +24,8 @@ def preemptor_qualifies(tree: QuotaTree | None, preemptor: Preemptor) -> bool:
 
 
 def victim_qualifies(tree: QuotaTree, preemptor: Preemptor, victim: RunningJob) -> bool:
-    """True when ``victim`` is in another queue of the cohort that borrows, now, what the
-    preemptor needs (and, with ``lower_priority``, has a lower priority)."""
+    """True when ``victim`` is in another queue of the cohort that borrows, now, what both the
+    preemptor and the victim use (and, with ``lower_priority``, has a lower priority)."""
     queue, other = preemptor.spec.queue, victim.spec.queue
     if queue == other or tree.cohort_root(queue) != tree.cohort_root(other):
         return False
@@ -33,9 +34,7 @@ def victim_qualifies(tree: QuotaTree, preemptor: Preemptor, victim: RunningJob) 
         and victim.spec.priority >= preemptor.spec.priority
     ):
         return False
-    return any(
-        tree.borrowing(other, fr) > 0 for fr, amount in preemptor.request.items() if amount > 0
-    )
+    return contended(tree, preemptor, victim)
 
 
 def allows(tree: QuotaTree | None, preemptor: Preemptor, victim: RunningJob) -> bool:

@@ -1,5 +1,11 @@
 """Within a queue: a job may preempt lower-priority jobs of its own queue (Kueue
-``withinClusterQueue: LowerPriority``)."""
+``withinClusterQueue: LowerPriority``).
+
+allot adds one rule on the whole victim set (``search.VictimSearch.quota_ok``): once the
+preemptor is admitted in their place, its queue uses no more of any flavor-resource than both
+it did and its nominal quota. A swap that made the queue borrow more would turn it into a
+fair-share target it was not, and jobs would go round (docs/quotas.md, "what stops
+ping-pong")."""
 
 from __future__ import annotations
 

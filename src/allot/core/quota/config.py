@@ -14,8 +14,16 @@ Nomenclature (Kueue's model, https://kueue.sigs.k8s.io/docs/concepts/cluster_que
 - ``PreemptionRules``: per queue, which victims its jobs may preempt.
 
 ``QuotaConfig.__post_init__`` checks the rules that make a tree well formed: unique names, known
-tenants and parents, no cycles, non-negative amounts; ``check_flavors`` checks the flavors
-against a cluster. Every error names the field and the rule.
+tenants and parents, no cycles, non-negative amounts, and a queue's lending limit at most its
+nominal quota; ``check_flavors`` checks the flavors against a cluster. Every error names the
+field and the rule.
+
+Lending limit rule (Kueue's ClusterQueue webhook, ``validateLendingLimit`` in
+https://github.com/kubernetes-sigs/kueue/blob/main/pkg/webhooks/clusterqueue_webhook.go): a
+queue's ``lending_limit`` must be ``<= nominal``, since a queue lends only quota it owns. Kueue
+does not apply the rule to cohorts (their webhook sets ``enforceNominalGreaterThanLending`` to
+false): a cohort's lending limit caps what its whole subtree lends, which may exceed the
+cohort's own nominal.
 """
 
 from __future__ import annotations
@@ -76,25 +84,32 @@ class ResourceQuota:
     borrowing_limit: int | None = None
     lending_limit: int | None = None
 
-    def check(self, where: str) -> None:
-        """Raise ``SpecError`` naming ``where`` when an amount is negative."""
+    def check(self, where: str, *, owned: bool = False) -> None:
+        """Raise ``SpecError`` naming ``where`` when an amount is negative, or, with ``owned``
+        (a queue's quota), when the lending limit exceeds the nominal quota."""
         if self.nominal < 0:
             raise SpecError(f"{where}.nominal", f"must be >= 0, got {self.nominal}")
         if self.borrowing_limit is not None and self.borrowing_limit < 0:
             raise SpecError(f"{where}.borrowing_limit", f"must be >= 0, got {self.borrowing_limit}")
         if self.lending_limit is not None and self.lending_limit < 0:
             raise SpecError(f"{where}.lending_limit", f"must be >= 0, got {self.lending_limit}")
+        if owned and self.lending_limit is not None and self.lending_limit > self.nominal:
+            raise SpecError(
+                f"{where}.lending_limit",
+                f"must be <= nominal ({self.nominal}), got {self.lending_limit}: a queue lends"
+                " only quota it owns",
+            )
 
 
 Quotas = Mapping[FlavorResource, ResourceQuota]
 
 
-def _check_quotas(owner: str, quotas: Quotas) -> None:
+def _check_quotas(owner: str, quotas: Quotas, *, owned: bool) -> None:
     for (flavor, resource), quota in quotas.items():
         where = f"{owner}.quotas.{flavor}.{resource}"
         if resource not in RESOURCES:
             raise SpecError(where, f"unknown resource {resource!r}; known: {', '.join(RESOURCES)}")
-        quota.check(where)
+        quota.check(where, owned=owned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +179,7 @@ class QuotaConfig:
             if queue.cohort is not None and queue.cohort not in cohorts:
                 raise SpecError(f"queue {queue.name}.cohort", f"unknown cohort {queue.cohort!r}")
             if queue.quotas is not None:
-                _check_quotas(f"queue {queue.name}", queue.quotas)
+                _check_quotas(f"queue {queue.name}", queue.quotas, owned=True)
             elif queue.cohort is not None:
                 raise SpecError(
                     f"queue {queue.name}.cohort",
@@ -173,7 +188,7 @@ class QuotaConfig:
         for cohort in self.cohorts:
             if cohort.parent is not None and cohort.parent not in cohorts:
                 raise SpecError(f"cohort {cohort.name}.parent", f"unknown cohort {cohort.parent!r}")
-            _check_quotas(f"cohort {cohort.name}", cohort.quotas)
+            _check_quotas(f"cohort {cohort.name}", cohort.quotas, owned=False)
         for cohort in self.cohorts:
             seen = [cohort.name]
             parent = cohort.parent

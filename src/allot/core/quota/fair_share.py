@@ -14,6 +14,12 @@ Source: Slurm's multifactor priority plugin, "classic" fair share
 
 Higher factor goes first. The values are plain data: the driver (simulator or control loop)
 advances them between cycles; the core only reads them.
+
+Between queues of a cohort, fair share is instead the dominant resource share of Kueue KEP-1714
+(https://github.com/kubernetes-sigs/kueue/tree/main/keps/1714-fair-sharing),
+``share(n) = max over r of sum_f max(0, usage(n, f/r) - subtree(n, f/r)) / lendable(parent(n),
+r) / weight(n)``; it depends on the quota tree, so it lives with it in ``allot.core.quota.tree``
+(full statement there).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The quota tree at run time: usage and what each queue may still admit, per flavor-resource.
+"""The quota tree at run time: usage, what each queue may still admit, and dominant shares.
 
 Semantics follow Kueue's hierarchical cohorts (pkg/cache/resource_node.go, KEP-79 and KEP-1224
 for lending limits). For a node ``n`` (queue or cohort) and flavor-resource ``fr``:
@@ -14,8 +14,27 @@ for lending limits). For a node ``n`` (queue or cohort) and flavor-resource ``fr
   borrowing_limit(n)`` (no cap without a borrowing limit).
 
 So a queue never uses more than ``nominal + borrowing_limit`` (its ``subtree`` is its nominal),
-and a cohort never hands out a child's guaranteed part. ``add`` returns an undo, like every
-snapshot edit. Queues without quotas are not part of the tree: they admit anything.
+and a cohort never hands out a child's guaranteed part. ``remove`` is the exact inverse of
+``add``, so every what-if edit can be undone. Queues without quotas are not part of the tree:
+they admit anything.
+
+Dominant resource share (Kueue KEP-1714 fair sharing,
+https://github.com/kubernetes-sigs/kueue/tree/main/keps/1714-fair-sharing, as implemented for
+hierarchical cohorts in Kueue's pkg/cache/fair_sharing.go). For a node ``n`` with a parent,
+a resource ``r`` and the flavors ``f``:
+
+- ``borrowed(n, r) = sum over f of max(0, usage(n, f/r) - subtree(n, f/r))``;
+- ``lendable(p, r) = sum over f of potential(p, f/r)``, with ``potential(root) = subtree(root)``
+  and below a root ``potential(p) = min(guaranteed(p) + potential(parent(p)), subtree(p) +
+  borrowing_limit(p))`` (no cap without a borrowing limit): what ``p`` could reach when idle;
+- ``share(n) = max over r with lendable(parent(n), r) > 0 of borrowed(n, r) /
+  lendable(parent(n), r) / weight(n)``; 0 when n borrows nothing (or has no parent), infinity
+  at weight 0. Cohorts have weight 1.
+
+Two queues are compared at their lowest common ancestor (Kueue
+pkg/scheduler/preemption/fairsharing/least_common_ancestor.go): ``sides(a, b)`` are the two
+children of that cohort on the paths to ``a`` and ``b`` (the queues themselves when they share
+a parent), so both shares divide by the same ``lendable``.
 """
 
 from __future__ import annotations
@@ -40,6 +59,8 @@ class QuotaNode:
     subtree: dict[FlavorResource, int] = field(default_factory=dict)
     usage: dict[FlavorResource, int] = field(default_factory=dict)
     weight: float = 1.0
+    potential: dict[FlavorResource, int] = field(default_factory=dict)  # fixed by the config
+    lendable: dict[str, int] = field(default_factory=dict)  # its parent's, per resource
 
     def guaranteed(self, fr: FlavorResource) -> int:
         """Capacity this node never lends to its cohort."""
@@ -54,6 +75,15 @@ class QuotaNode:
         """How far above its subtree quota this node may go by borrowing (None = no limit)."""
         return self.quotas[fr].borrowing_limit if fr in self.quotas else None
 
+    def ancestors(self) -> list[QuotaNode]:
+        """This node, then its parent, up to the root."""
+        path = [self]
+        node = self.parent
+        while node is not None:
+            path.append(node)
+            node = node.parent
+        return path
+
     @property
     def label(self) -> str:
         """``queue X`` or ``cohort Y``, for messages."""
@@ -63,7 +93,9 @@ class QuotaNode:
 @dataclass(frozen=True, slots=True)
 class QuotaBlock:
     """Why a request does not fit: the flavor-resource, the node whose limit binds, what the
-    request needs and what that node can still give."""
+    request needs and what that node can still give. When a cohort's pool is short while
+    lending limits keep unused quota of other nodes back, ``lender`` names the node whose
+    lending limit withholds the most and ``withheld`` the total they keep back."""
 
     fr: FlavorResource
     node: str
@@ -71,6 +103,9 @@ class QuotaBlock:
     limit: str  # "nominal", "borrowing_limit", "cohort", "not_covered"
     needed: int
     available: int
+    lender: str | None = None
+    lender_kind: str | None = None
+    withheld: int = 0
 
 
 class QuotaTree:
@@ -98,20 +133,13 @@ class QuotaTree:
             if q.cohort is not None:
                 node.parent = self.cohorts[q.cohort]
                 node.parent.children.append(node)
-        for root in [c for c in self.cohorts.values() if c.parent is None]:
+        roots = [c for c in self.cohorts.values() if c.parent is None]
+        roots += [q for q in self.queues.values() if q.parent is None]
+        for root in roots:
             _accumulate(root)
-        for queue in self.queues.values():
-            if queue.parent is None:
-                _accumulate(queue)
-        # Both are fixed by the configuration, and the preemption search asks for them often.
+            _potentials(root, root)
+        # Fixed by the configuration, and the preemption search asks for it often.
         self._roots: dict[str, str | None] = {q: _root_name(n) for q, n in self.queues.items()}
-        self._lendable: dict[str, dict[str, int]] = {}
-        for name, node in self.queues.items():
-            if node.parent is not None:
-                lendable: dict[str, int] = {}
-                for fr, amount in node.parent.subtree.items():
-                    lendable[fr[1]] = lendable.get(fr[1], 0) + amount
-                self._lendable[name] = lendable
 
     # ------------------------------------------------------------------ queries
 
@@ -131,6 +159,28 @@ class QuotaTree:
             used = max(0, node.usage.get(fr, 0) - guaranteed)
             from_parent = min(from_parent, stored - used + limit)
         return node.local_available(fr) + from_parent
+
+    def fits(self, queue: str, request: Request) -> bool:
+        """True when ``request`` fits ``queue``'s quota now (``block`` is None), without
+        naming the limit that binds."""
+        node = self.queues.get(queue)
+        if node is None:
+            return True
+        for fr, amount in request.items():
+            if amount <= 0:
+                continue
+            if fr not in node.quotas:
+                if not self.covers(queue, fr[0]):
+                    return False
+                continue
+            if amount > self.available(node, fr):
+                return False
+        return True
+
+    def covers(self, queue: str, flavor: str) -> bool:
+        """True when ``queue`` may admit on ``flavor`` (no quotas, or quotas listing it)."""
+        node = self.queues.get(queue)
+        return node is None or any(fr[0] == flavor for fr in node.quotas)
 
     def block(self, queue: str, request: Request) -> QuotaBlock | None:
         """None when ``request`` fits ``queue``'s quota now; otherwise the first binding limit.
@@ -156,7 +206,8 @@ class QuotaTree:
 
     def _binding(self, node: QuotaNode, fr: FlavorResource, amount: int, room: int) -> QuotaBlock:
         """Name the limit that stops ``amount`` of ``fr`` at ``node``: its own borrowing limit,
-        or the nearest ancestor whose room runs out first (the root's quota at the top)."""
+        or the nearest ancestor whose room runs out first (the root's quota at the top), with
+        the lending limits that keep unused quota out of that root's pool."""
         current = node
         while current.parent is not None:
             limit = current.borrowing_limit(fr)
@@ -169,8 +220,22 @@ class QuotaTree:
                         fr, current.name, current.kind, "borrowing_limit", amount, max(0, room)
                     )
             current = current.parent
-        kind = "nominal" if current.kind == "queue" else "cohort"
-        return QuotaBlock(fr, current.name, current.kind, kind, amount, max(0, room))
+        if current.kind == "queue":
+            return QuotaBlock(fr, current.name, "queue", "nominal", amount, max(0, room))
+        path = {id(n) for n in node.ancestors()}
+        withheld = sorted(_withheld(current, path, fr), key=lambda w: (-w[0], w[1].name))
+        lender = withheld[0][1] if withheld else None
+        return QuotaBlock(
+            fr,
+            current.name,
+            "cohort",
+            "cohort",
+            amount,
+            max(0, room),
+            None if lender is None else lender.name,
+            None if lender is None else lender.kind,
+            sum(w for w, _ in withheld),
+        )
 
     def within_nominal(self, queue: str, request: Request) -> bool:
         """True when ``queue`` stays within its nominal quota after admitting ``request``
@@ -195,12 +260,10 @@ class QuotaTree:
         """The root cohort of ``queue``'s tree, None when it is in no cohort."""
         return self._roots.get(queue)
 
-    def dominant_share(self, queue: str, extra: Request | None = None) -> float:
-        """KEP-1714 dominant resource share: the largest, over resources, of what the queue
-        borrows above its nominal quota (after adding ``extra``) divided by what its cohort can
-        lend, divided by the queue's weight. 0 when it borrows nothing; infinity at weight 0."""
-        node = self.queues.get(queue)
-        if node is None or node.parent is None:
+    def share(self, node: QuotaNode, extra: Request | None = None) -> float:
+        """The dominant resource share of ``node`` (module docstring), with ``extra`` added to
+        its own usage."""
+        if node.parent is None:
             return 0.0
         borrowed: dict[str, int] = {}
         for fr, quota in node.subtree.items():
@@ -211,12 +274,40 @@ class QuotaTree:
             return 0.0
         if node.weight == 0:
             return float("inf")
-        lendable = self._lendable[queue]
+        lendable = node.lendable
         share = max(
             (amount / lendable[r] for r, amount in borrowed.items() if lendable.get(r, 0) > 0),
             default=0.0,
         )
         return share / node.weight
+
+    def dominant_share(self, queue: str, extra: Request | None = None) -> float:
+        """The dominant resource share of ``queue`` after adding ``extra`` to its usage; 0 for
+        a queue outside any cohort or without quotas."""
+        node = self.queues.get(queue)
+        return 0.0 if node is None else self.share(node, extra)
+
+    def sides(self, queue: str, other: str) -> tuple[QuotaNode, QuotaNode] | None:
+        """The children of the lowest common ancestor of two queues on the paths to ``queue``
+        and to ``other``; None when they are the same queue or in different trees."""
+        a, b = self.queues.get(queue), self.queues.get(other)
+        if a is None or b is None or a is b:
+            return None
+        mine = a.ancestors()
+        index = {id(n): k for k, n in enumerate(mine)}
+        below = b
+        for ancestor in b.ancestors()[1:]:
+            k = index.get(id(ancestor))
+            if k is not None:
+                return mine[k - 1], below
+            below = ancestor
+        return None
+
+    def queues_under(self, node: QuotaNode) -> list[str]:
+        """The queues in ``node``'s subtree (``node`` itself when it is a queue)."""
+        if node.kind == "queue":
+            return [node.name]
+        return [q for child in node.children for q in self.queues_under(child)]
 
     # ------------------------------------------------------------------ edits
 
@@ -242,9 +333,7 @@ class QuotaTree:
 def _root_name(node: QuotaNode) -> str | None:
     if node.parent is None:
         return None
-    while node.parent is not None:
-        node = node.parent
-    return node.name
+    return node.ancestors()[-1].name
 
 
 def _accumulate(node: QuotaNode) -> None:
@@ -253,6 +342,38 @@ def _accumulate(node: QuotaNode) -> None:
         _accumulate(child)
         for fr, amount in child.subtree.items():
             node.subtree[fr] = node.subtree.get(fr, 0) + amount - child.guaranteed(fr)
+
+
+def _potentials(node: QuotaNode, root: QuotaNode) -> None:
+    """Fill ``potential`` (what each node could reach when idle) and ``lendable`` (what each
+    node's parent could reach, per resource) below ``node``; parents before children."""
+    for fr in root.subtree:
+        if node.parent is None:
+            reach = node.subtree.get(fr, 0)
+        else:
+            reach = node.guaranteed(fr) + node.parent.potential.get(fr, 0)
+            limit = node.borrowing_limit(fr)
+            if limit is not None:
+                reach = min(reach, node.subtree.get(fr, 0) + limit)
+        node.potential[fr] = reach
+        if node.parent is not None:
+            resource = fr[1]
+            node.lendable[resource] = node.lendable.get(resource, 0) + node.parent.potential[fr]
+    for child in node.children:
+        _potentials(child, root)
+
+
+def _withheld(node: QuotaNode, path: set[int], fr: FlavorResource) -> list[tuple[int, QuotaNode]]:
+    """(unused guaranteed quota, node) of every node below ``node`` off ``path`` whose lending
+    limit keeps some of its unused quota from the rest of the tree."""
+    found: list[tuple[int, QuotaNode]] = []
+    for child in node.children:
+        if id(child) not in path:
+            kept = child.local_available(fr)
+            if kept > 0:
+                found.append((kept, child))
+        found.extend(_withheld(child, path, fr))
+    return found
 
 
 def _add_usage(node: QuotaNode, fr: FlavorResource, amount: int) -> None:

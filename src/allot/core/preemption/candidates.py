@@ -1,0 +1,106 @@
+"""The running jobs a cycle's preemptors may consider as victims, per flavor.
+
+A candidate is preemptible, is not already stopping, runs on the flavor asked for, and was not
+started by the current cycle. The pool is built lazily once per cycle and keeps cheap summaries
+(lowest priority per queue, highest attained-service level) that rule a search out without
+sorting; ``invalidate`` after jobs are marked stopping or started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from allot.core.model import RunningJob
+from allot.core.preemption import Preemptor, las
+from allot.core.preemption.search import preference
+from allot.core.snapshot import Snapshot
+
+
+class CandidatePool:
+    """Running jobs that could be victims (preemptible, not stopping), per flavor, in order of
+    preference, with summaries that rule a search out cheaply. Built lazily once per cycle;
+    ``invalidate`` after jobs are marked stopping."""
+
+    def __init__(
+        self,
+        snap: Snapshot,
+        now: float,
+        thresholds: Sequence[float],
+        fresh: set[int],
+        fresh_queues: set[str],
+        track_levels: bool,
+    ) -> None:
+        self.snap = snap
+        self.now = now
+        self.thresholds = thresholds
+        self.fresh = fresh  # jobs started by the current cycle: never victims of it
+        # Queues that admitted a job in the current cycle: their quota is not taken back in the
+        # same cycle (admitting and reclaiming at once would only churn).
+        self.fresh_queues = fresh_queues
+        self.track_levels = track_levels  # only 2D-LAS needs the victims' levels
+        self._by_flavor: dict[str, list[RunningJob]] = {}
+        self._min_priority: dict[tuple[str, str], int] = {}  # (flavor, queue) -> lowest
+        self._max_level: dict[str, int] = {}
+
+    def invalidate(self) -> None:
+        """Forget everything (jobs were marked stopping)."""
+        self._by_flavor.clear()
+        self._min_priority.clear()
+        self._max_level.clear()
+
+    def _possible(self, job: RunningJob, flavor: str) -> bool:
+        return (
+            job.flavor == flavor
+            and job.stopping_until is None
+            and job.spec.preemptible
+            and job.spec.id not in self.fresh
+        )
+
+    def _summarise(self, flavor: str) -> None:
+        """Lowest priority per queue and highest LAS level among possible victims, in one
+        pass without sorting."""
+        level = -1
+        for job in self.snap.running.values():
+            if not self._possible(job, flavor):
+                continue
+            key = (flavor, job.spec.queue)
+            lowest = self._min_priority.get(key)
+            if lowest is None or job.spec.priority < lowest:
+                self._min_priority[key] = job.spec.priority
+            if self.track_levels:
+                level = max(level, las.level_of(job, self.now, self.thresholds))
+        self._max_level[flavor] = level
+
+    def of(self, flavor: str) -> list[RunningJob]:
+        """Possible victims on ``flavor``, the one to preempt first first."""
+        jobs = self._by_flavor.get(flavor)
+        if jobs is None:
+            jobs = sorted(
+                (job for job in self.snap.running.values() if self._possible(job, flavor)),
+                key=preference,
+            )
+            self._by_flavor[flavor] = jobs
+        return jobs
+
+    def might_help(self, p: Preemptor) -> bool:
+        """False when no strategy could possibly find a victim for ``p`` (a cheap test)."""
+        if p.flavor not in self._max_level:
+            self._summarise(p.flavor)
+        tree = self.snap.quota
+        root = None if tree is None else tree.cohort_root(p.spec.queue)
+        if tree is not None and root is not None:
+            # Reclaim and fair share only ever take from a queue of the cohort that borrows.
+            needed = [fr for fr, amount in p.request.items() if amount > 0]
+            if any(
+                tree.borrowing(queue, fr) > 0
+                for queue in tree.queues
+                if queue != p.spec.queue and tree.cohort_root(queue) == root
+                for fr in needed
+            ):
+                return True
+        lowest = self._min_priority.get((p.flavor, p.spec.queue))
+        if lowest is not None and lowest < p.spec.priority:
+            return True
+        if p.las_level is not None:
+            return self._max_level[p.flavor] > p.las_level
+        return False

@@ -1,0 +1,251 @@
+"""The what-if state of one preemptor's victim search, and how victim sets compare.
+
+A ``VictimSearch`` removes candidates from the snapshot (and from the quota view held for
+waiting preemptors, which it keeps in step) and puts them back; ``restore`` undoes every edit.
+A victim is taken only when one of the strategies the preemptor's queue and the policy allow
+permits it at that moment. Order of preference among candidates: lowest priority first, then
+checkpointable jobs (they lose least), then the most recently started (least work lost), then
+job id; a set is better than another when it has fewer victims, then a lower highest priority
+among them, then less work lost (``cost``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
+
+from allot.core.model import MILLI_PER_GPU, RunningJob
+from allot.core.placement.rank import best_device
+from allot.core.placement.select import choose_placement
+from allot.core.preemption import Preemptor, Strategy, las, reclaim, within_queue
+from allot.core.preemption.fair_share import FairShare
+from allot.core.quota import request_of
+from allot.core.quota.config import WithinQueue
+from allot.core.quota.tree import QuotaTree
+from allot.core.snapshot import Snapshot, Undo
+
+Victims = list[tuple[RunningJob, Strategy]]
+Cost = tuple[int, int, float]
+
+
+def preference(job: RunningJob) -> tuple[int, bool, float, int]:
+    """Sort key: the job to preempt first comes first."""
+    return (job.spec.priority, not job.spec.checkpointable, -job.start_time, job.spec.id)
+
+
+def cost(victims: Victims, now: float) -> Cost:
+    """How bad a victim set is: its size, its highest priority, the work it loses."""
+    lost = sum(
+        (now - v.start_time) * v.spec.total.gpu_milli
+        for v, _ in victims
+        if not v.spec.checkpointable
+    )
+    return (len(victims), max((v.spec.priority for v, _ in victims), default=0), lost)
+
+
+class VictimSearch:
+    """One preemptor's search over one flavor."""
+
+    def __init__(
+        self,
+        snap: Snapshot,
+        preemptor: Preemptor,
+        thresholds: Sequence[float],
+        settled: AbstractSet[str] = frozenset(),
+        future: QuotaTree | None = None,
+    ) -> None:
+        self.snap = snap
+        self.p = preemptor
+        self.thresholds = thresholds
+        self.future = future
+        self.undos: list[Undo] = []
+        self.own: set[int] = set()  # victims taken now within the preemptor's queue
+        # The preemptor's queue's usage before any removal, for the within-queue rule.
+        node = None if snap.quota is None else snap.quota.queues.get(preemptor.spec.queue)
+        self.start_usage = {} if node is None else dict(node.usage)
+        # Only the strategies that can apply to this preemptor are asked, in this order.
+        tree, rules, allowed = snap.quota, preemptor.rules, preemptor.strategies
+        checks: list[tuple[Strategy, Callable[[RunningJob], bool]]] = []
+        if Strategy.WITHIN_QUEUE in allowed and rules.within_queue is WithinQueue.LOWER_PRIORITY:
+            checks.append((Strategy.WITHIN_QUEUE, lambda v: within_queue.allows(preemptor, v)))
+        if tree is not None and tree.cohort_root(preemptor.spec.queue) is not None:
+            # Whether the preemptor's queue may reclaim does not change while victims are
+            # removed, so it is decided once per search; so are the preemptor's shares.
+            if Strategy.RECLAIM in allowed and reclaim.preemptor_qualifies(tree, preemptor):
+                checks.append(
+                    (
+                        Strategy.RECLAIM,
+                        lambda v: (
+                            v.spec.queue not in settled
+                            and reclaim.victim_qualifies(tree, preemptor, v)
+                        ),
+                    )
+                )
+            if Strategy.FAIR_SHARE in allowed and rules.fair_share:
+                fair = FairShare(tree, preemptor)
+                checks.append(
+                    (
+                        Strategy.FAIR_SHARE,
+                        lambda v: v.spec.queue not in settled and fair.allows(v),
+                    )
+                )
+        if Strategy.LAS in allowed and preemptor.las_level is not None:
+            checks.append((Strategy.LAS, lambda v: las.allows(preemptor, v, thresholds)))
+        self.checks = checks
+
+    def first_strategy(
+        self, victim: RunningJob, cache: dict[object, Strategy | None]
+    ) -> Strategy | None:
+        """``strategy`` before any victim is removed: then the answer depends only on the
+        victim's queue, shape, priority and attained-service level, so it is cached."""
+        level = (
+            las.level_of(victim, self.p.now, self.thresholds) if self.p.las_level is not None else 0
+        )
+        key = (victim.spec.queue, victim.spec.shape, victim.spec.priority, level)
+        if key not in cache:
+            cache[key] = self.strategy(victim)
+        return cache[key]
+
+    def strategy(self, victim: RunningJob) -> Strategy | None:
+        """The first strategy that allows taking ``victim`` now, if any."""
+        for strategy, allows in self.checks:
+            if allows(victim):
+                return strategy
+        return None
+
+    def quota_ok(self) -> bool:
+        """True when the preemptor's request fits its queue's quota now and in the view held
+        for waiting preemptors, and, when it takes jobs of its own queue, the queue would not
+        use more of any flavor-resource than both it did and its nominal quota."""
+        queue, request = self.p.spec.queue, self.p.request
+        tree, future = self.snap.quota, self.future
+        if tree is not None and not tree.fits(queue, request):
+            return False
+        if future is not None and not future.fits(queue, request):
+            return False
+        return not self.own or self._no_more_borrowing()
+
+    def _no_more_borrowing(self) -> bool:
+        # A swap within a queue must not make the queue borrow more: it would become a
+        # fair-share target it was not, and jobs would go round (docs/quotas.md).
+        tree = self.snap.quota
+        node = None if tree is None else tree.queues.get(self.p.spec.queue)
+        if node is None:
+            return True
+        return all(
+            node.usage.get(fr, 0) + amount
+            <= max(self.start_usage.get(fr, 0), node.subtree.get(fr, 0))
+            for fr, amount in self.p.request.items()
+            if amount > 0 and fr in node.quotas
+        )
+
+    def fits(self) -> bool:
+        return (
+            self.quota_ok() and choose_placement(self.snap, self.p.spec, self.p.flavor) is not None
+        )
+
+    def fits_on(self, i: int) -> bool:
+        """True when the preemptor's single task fits node ``i`` as it is now."""
+        snap, task = self.snap, self.p.spec.tasks[0]
+        if snap.cpu_free[i] < task.cpu_milli or snap.mem_free[i] < task.memory_mib:
+            return False
+        if task.gpu_milli >= MILLI_PER_GPU:
+            return snap.whole_free[i] >= task.gpu_milli // MILLI_PER_GPU
+        if task.gpu_milli > 0:
+            return best_device(snap.dev_free[i], task.gpu_milli) is not None
+        return True
+
+    def _take(self, job: RunningJob) -> Undo:
+        """Remove ``job`` (what-if) from the snapshot and the held view; the undo re-adds it."""
+        undo_snap = self.snap.finish(job.spec.id)
+        future = self.future
+        if future is None:
+            return undo_snap
+        queue, request = job.spec.queue, request_of(job.spec, job.flavor)
+        future.remove(queue, request)
+
+        def undo() -> None:
+            future.add(queue, request)
+            undo_snap()
+
+        return undo
+
+    def _give(self, job: RunningJob) -> Undo:
+        """Put ``job`` back (what-if); the undo takes it out again."""
+        undo_snap = self.snap.start(job)
+        future = self.future
+        if future is None:
+            return undo_snap
+        queue, request = job.spec.queue, request_of(job.spec, job.flavor)
+        future.add(queue, request)
+
+        def undo() -> None:
+            future.remove(queue, request)
+            undo_snap()
+
+        return undo
+
+    def remove(self, victims: Victims, job: RunningJob) -> bool:
+        """Take ``job`` out (what-if) if a strategy allows it; True when taken."""
+        if job.spec.id not in self.snap.running:
+            return False
+        reason = self.strategy(job)
+        if reason is None:
+            return False
+        undo = self._take(job)
+        if reason is Strategy.WITHIN_QUEUE:
+            own, job_id = self.own, job.spec.id
+            own.add(job_id)
+
+            def undo_own() -> None:
+                own.discard(job_id)
+                undo()
+
+            self.undos.append(undo_own)
+        else:
+            self.undos.append(undo)
+        victims.append((job, reason))
+        return True
+
+    def put_back_unneeded(self, victims: Victims, still_fits: Callable[[], bool]) -> Victims:
+        """Re-add every victim the preemptor does not need, the most valuable first."""
+        kept: Victims = []
+        for job, reason in sorted(victims, key=lambda v: preference(v[0]), reverse=True):
+            undo = self._give(job)
+            was_own = job.spec.id in self.own
+            self.own.discard(job.spec.id)
+            if still_fits():
+                self.undos.append(undo)
+            else:
+                undo()
+                if was_own:
+                    self.own.add(job.spec.id)
+                kept.append((job, reason))
+        return kept
+
+    def top_up_quota(self, victims: Victims, everyone: Iterable[RunningJob]) -> bool:
+        """Remove more candidates, in preference order, until the quota fits; True when it
+        does."""
+        for job in everyone:
+            if self.quota_ok():
+                break
+            self.remove(victims, job)
+        return self.quota_ok()
+
+    def restore(self) -> None:
+        for undo in reversed(self.undos):
+            undo()
+        self.undos.clear()
+
+
+def holders_by_node(snap: Snapshot, jobs: Iterable[RunningJob]) -> dict[int, dict[int, int]]:
+    """For each schedulable node, the devices each of ``jobs`` holds there (node -> job id ->
+    devices)."""
+    by_node: dict[int, dict[int, int]] = {}
+    for job in jobs:
+        for where in job.placement:
+            i = snap.node_index[where.node]
+            if snap.schedulable(i):
+                devices = by_node.setdefault(i, {})
+                devices[job.spec.id] = devices.get(job.spec.id, 0) + len(where.devices)
+    return by_node
