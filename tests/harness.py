@@ -106,7 +106,9 @@ class MemoryStore:
             self._runs_of[record.id] = []
             if idempotency_key is not None:
                 self._keys[(actor, idempotency_key)] = (record.id, request_hash)
-            self._event(at, "submitted", record, None, actor, "submitted")
+            held = ", held" if job.held else ""
+            self._event(at, "submitted", record, None, actor,
+                        f"submitted by {actor} to queue {job.queue}{held}")  # fmt: skip
             return record, True
 
     def submit_many(
@@ -176,7 +178,7 @@ class MemoryStore:
             record = replace(self._pending(job_id, "held or released"), held=held)
             self._jobs[job_id] = record
             kind = "held" if held else "released"
-            self._event(at, kind, record, record.state, actor, kind)
+            self._event(at, kind, record, record.state, actor, f"{kind} by {actor}")
             return record
 
     def cancel_pending(self, job_id: int, *, at: float, actor: str, reason: str) -> JobRecord:
@@ -198,7 +200,8 @@ class MemoryStore:
             self._jobs[run.job_id] = updated
             self._runs[run.run_id] = run
             self._runs_of[run.job_id].append(run.run_id)
-            self._event(run.started_at, "starting", updated, record.state, actor, "placed")
+            self._event(run.started_at, "starting", updated, record.state, actor, "placed",
+                        run_id=run.run_id, phase=str(RunPhase.STARTING))  # fmt: skip
             return True
 
     def _set_run(self, run: RunRecord) -> None:
@@ -213,7 +216,9 @@ class MemoryStore:
             if run.phase is RunPhase.STARTING:
                 self._set_run(replace(run, phase=RunPhase.RUNNING))
                 record = self._jobs[run.job_id]
-                self._event(at, "running", record, record.state, "executor", "launched")
+                self._event(at, "running", record, record.state, "executor", "launched",
+                            run_id=run_id, phase=str(RunPhase.RUNNING),
+                            from_phase=str(run.phase))  # fmt: skip
 
     def request_stop(
         self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
@@ -225,13 +230,28 @@ class MemoryStore:
             self._set_run(replace(run, phase=RunPhase.STOPPING, stop_by=stop_by,
                                   stop_reason=reason))  # fmt: skip
             record = self._jobs[run.job_id]
-            self._event(at, "stopping", record, record.state, actor, reason)
+            self._event(at, "stopping", record, record.state, actor, reason, run_id=run_id,
+                        phase=str(RunPhase.STOPPING), from_phase=str(run.phase))  # fmt: skip
 
-    def end_run(self, run_id: str, *, outcome: JobState, exit_code: int | None, reason: str,
-                at: float, actor: str) -> JobRecord:  # fmt: skip
+    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
         with self._lock:
             run = self._runs[run_id]
-            ended = replace(run, phase=RunPhase.ENDED, ended_at=at, exit_code=exit_code)
+            if run.phase is not RunPhase.STOPPING or run.stop_reason == reason:
+                return
+            self._set_run(replace(run, stop_reason=reason))
+            record = self._jobs[run.job_id]
+            self._event(at, "stopping", record, record.state, actor, reason, run_id=run_id,
+                        phase=str(RunPhase.STOPPING), from_phase=str(RunPhase.STOPPING),
+                        replaces=run.stop_reason)  # fmt: skip
+
+    def end_run(self, run_id: str, *, outcome: JobState, exit_code: int | None, reason: str,
+                at: float, actor: str,
+                exit_codes: Sequence[int | None] = ()) -> JobRecord:  # fmt: skip
+        with self._lock:
+            run = self._runs[run_id]
+            codes = tuple(exit_codes) or (None,) * len(run.placement)
+            ended = replace(run, phase=RunPhase.ENDED, ended_at=at, exit_code=exit_code,
+                            exit_codes=codes)  # fmt: skip
             self._runs[run_id] = ended
             before = self._jobs[run.job_id]
             gpus = sum(t.gpu_milli for t in before.job.tasks) / 1000
@@ -241,7 +261,13 @@ class MemoryStore:
                              exit_code=exit_code if terminal else None, reason=reason,
                              attained_service=attained)  # fmt: skip
             self._jobs[run.job_id] = record
-            self._event(at, str(outcome), record, before.state, actor, reason, run_id=run_id)
+            data = {"run_id": run_id, "phase": str(RunPhase.ENDED), "from_phase": str(run.phase)}
+            if outcome is JobState.PENDING:  # a preemption: preempted, then requeued
+                preempted = replace(record, state=JobState.PREEMPTED)
+                self._event(at, "preempted", preempted, before.state, actor, reason, **data)
+                self._event(at, "requeued", record, JobState.PREEMPTED, actor, reason, **data)
+            else:
+                self._event(at, str(outcome), record, before.state, actor, reason, **data)
             return record
 
     def runs_of(self, job_id: int) -> list[RunRecord]:

@@ -65,15 +65,21 @@ def test_node_state_changes_are_events(store: SqlStore) -> None:
     store.set_node_state("a", NodeState.DRAINING, at=2.0, actor="admin")
     store.sync_nodes([node("a")], at=3.0)  # nothing changes, nothing is logged
     store.sync_nodes([], at=4.0)
+    found = [e for e in store.events() if e.kind == "node_state"]
     log = [
-        (e.kind, e.data.get("node"), e.from_state, e.to_state, e.actor)
-        for e in store.events()
-        if e.kind == "node_state"
+        (e.data["node"], e.data["from_node_state"], e.data["node_state"], e.actor) for e in found
     ]
     assert log == [
-        ("node_state", "a", None, "up", "executor"),
-        ("node_state", "a", "up", "draining", "admin"),
-        ("node_state", "a", "draining", "down", "executor"),
+        ("a", None, "up", "executor"),
+        ("a", "up", "draining", "admin"),
+        ("a", "draining", "down", "executor"),
+    ]
+    # Node states are not job states: the job-state columns stay empty.
+    assert {(e.job_id, e.from_state, e.to_state) for e in found} == {(None, None, None)}
+    assert [e.reason for e in found] == [
+        "new node",
+        "draining requested by admin",
+        "missing from the inventory",
     ]
 
 

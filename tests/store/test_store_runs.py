@@ -67,8 +67,14 @@ def test_the_life_of_a_job_that_succeeds(store: SqlStore) -> None:
     assert _events(store, job_id) == [
         ("submitted", None, "pending"),
         ("starting", "pending", "running"),
-        ("running", "starting", "running"),
+        ("running", "running", "running"),
         ("succeeded", "running", "succeeded"),
+    ]
+    assert [e.data.get("phase") for e in store.events(job_id)] == [
+        None,
+        "starting",
+        "running",
+        "ended",
     ]
     assert [e.time for e in store.events(job_id)] == [10.0, 20.0, 21.0, 120.0]
 
@@ -163,7 +169,7 @@ def test_preemption_requeues_the_job_and_keeps_its_service(store: SqlStore) -> N
     assert requeued.attained_service == pytest.approx(4 * 325.0)
     assert [r.id for r in store.pending_jobs()] == [job_id]
     assert _events(store, job_id)[-3:] == [
-        ("stopping", "running", "stopping"),
+        ("stopping", "running", "running"),
         ("preempted", "running", "preempted"),
         ("requeued", "preempted", "pending"),
     ]

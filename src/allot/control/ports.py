@@ -128,6 +128,12 @@ class Store(Protocol):
         """Move a run to stopping (no-op if it is already stopping or ended)."""
         ...
 
+    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
+        """Give a run that is already stopping a new stop reason (its deadline stays), as when
+        a job being preempted is cancelled: the reason decides how the job ends. No-op for a
+        run that is not stopping."""
+        ...
+
     def end_run(
         self,
         run_id: str,
@@ -137,10 +143,12 @@ class Store(Protocol):
         reason: str,
         at: float,
         actor: str,
+        exit_codes: Sequence[int | None] = (),
     ) -> JobRecord:
         """End a run, release its allocations, add its GPU-seconds to the job's attained
         service, and move the job to ``outcome`` (succeeded, failed, cancelled, or pending to
-        requeue it after a preemption)."""
+        requeue it after a preemption). ``exit_codes``, when the executor reported them, has
+        one entry per task (``RunStatus.exit_codes``); ``exit_code`` is the run's."""
         ...
 
     def runs_of(self, job_id: int) -> list[RunRecord]:
@@ -223,6 +231,9 @@ class RunStatus:
     # Tasks no runner has claimed (never launched, or launched by a server that died before
     # the runner came up): launching them again is always safe.
     unclaimed: tuple[int, ...] = ()
+    # What a user should know about tasks that still run, in words ("task 0 runs without its
+    # runner ..."); the control plane shows these with the running job.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

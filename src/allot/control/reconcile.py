@@ -120,6 +120,7 @@ def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> O
                 reason=reason,
                 at=now,
                 actor="executor",
+                exit_codes=status.exit_codes,
             )
             seen.ended += 1
             continue

@@ -76,6 +76,8 @@ class RunRecord:
     stop_reason: str | None = None  # "cancelled", "preempted", "time limit", ...
     ended_at: float | None = None
     exit_code: int | None = None
+    # One per task once the run has ended (None where the executor reported none); empty before.
+    exit_codes: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +125,8 @@ class EventRecord:
     time: float
     kind: str  # "submitted", "starting", "running", "stopping", "succeeded", ...
     job_id: int | None
-    from_state: str | None
-    to_state: str | None
+    from_state: str | None  # a job state (``JobState`` value) or None; equal to ``to_state``
+    to_state: str | None  # when the job's state did not change (a run phase is in ``data``)
     actor: str  # "scheduler", "executor", a token's name, ...
     reason: str
     data: Mapping[str, object] = field(default_factory=dict)

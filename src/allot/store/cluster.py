@@ -1,6 +1,6 @@
 """Nodes: the executor's inventory merged with the admin's drains.
 
-Rules (each change appends a ``node_state`` event):
+Rules (each change appends a ``node_state`` event, the node's states in its ``data``):
 - a reported node takes the reported shape and state, except that a drained node stays
   ``draining``;
 - a node missing from the report goes ``down`` and keeps its drain, so it comes back
@@ -50,11 +50,15 @@ def _state_event(
         at=at,
         kind="node_state",
         job_id=None,
-        from_state=None if old is None else str(old),
-        to_state=str(new),
+        from_state=None,
+        to_state=None,
         actor=actor,
         reason=reason,
-        data={"node": name},
+        data={
+            "node": name,
+            "from_node_state": None if old is None else str(old),
+            "node_state": str(new),
+        },
     )
 
 

@@ -1,15 +1,22 @@
 """The append-only event log: one row per state change, written in the transaction that makes
 the change, never updated.
 
-Kinds and what ``from_state``/``to_state`` hold:
-- job transitions carry job states: ``submitted`` (None -> pending), ``starting`` (pending ->
-  running), ``succeeded``/``failed``/``cancelled`` (-> that state), ``preempted`` (running ->
-  preempted) followed by ``requeued`` (preempted -> pending), ``held``/``released`` (pending ->
-  pending);
-- run phases carry run phases: ``running`` (starting -> running), ``stopping`` (starting or
-  running -> stopping); ``data["run_id"]`` names the run;
-- ``node_state`` carries node states, with ``data["node"]``; ``quotas_saved`` and
-  ``token_added`` carry none.
+Every event has a time, an actor and a reason in words (never empty). ``from_state`` and
+``to_state`` are job states (``JobState`` values) or None, never run phases or node states:
+- a transition of a job carries the two states: ``submitted`` (None -> pending), ``starting``
+  (pending -> running), ``succeeded``/``failed``/``cancelled`` (running, or pending for a
+  cancel, -> that state), ``preempted`` (running -> preempted) followed by ``requeued``
+  (preempted -> pending);
+- a change to a job that leaves its state as it was carries that state on both sides (None
+  stays reserved for "no job yet" and "no job"): ``held``/``released`` (pending -> pending),
+  and the run-phase changes ``running`` and ``stopping`` (running -> running); so the
+  transitions of a job are exactly its events with ``from_state != to_state``;
+- every event about a run names it in ``data["run_id"]`` and carries the run's phase after
+  the event in ``data["phase"]`` (starting, running, stopping, ended) and, except on
+  ``starting``, the phase before it in ``data["from_phase"]``;
+- events about no job carry None on both sides: ``node_state`` (``data["node"]``, with the
+  node's states in ``data["from_node_state"]``, None for a new node, and
+  ``data["node_state"]``), ``quotas_saved`` and ``token_added``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ def event_values(
     from_state: str | None,
     to_state: str | None,
     actor: str,
-    reason: str = "",
+    reason: str,
     data: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
-    """The column values of one event row."""
+    """The column values of one event row; raises ValueError for an empty reason."""
+    if not reason:
+        raise ValueError(f"reason: event {kind!r} needs a reason in words, got an empty one")
     return {
         "time": at,
         "job_id": job_id,

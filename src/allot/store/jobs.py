@@ -1,7 +1,8 @@
 """Jobs: submission with idempotency keys, reads, hold/release and cancelling a pending job.
 
 Every function runs inside the caller's transaction (``conn``) and appends the event of each
-change it makes. ``submit`` is the hot path: one INSERT for the job and one for its event.
+change it makes. ``submit`` is the hot path: one INSERT for the job, one for its ``tasks`` rows
+and one for its event; ``submit_batch`` takes the same three statements for a whole batch.
 
 Idempotency: ``(submitted_by, idempotency_key)`` is unique, so two concurrent submits with one
 key cannot both insert; the loser gets an IntegrityError, and the caller re-reads the winner
@@ -19,9 +20,45 @@ from allot.control.records import JobFilter, JobRecord, NewJob
 from allot.core.model import JobState
 from allot.store import events
 from allot.store.reads import job_record_by_id, job_records, select_jobs, tasks_json
-from allot.store.tables import JobRow
+from allot.store.tables import JobRow, TaskRow
 
 _INSERT = insert(JobRow).returning(JobRow.id)
+_INSERT_TASKS = insert(TaskRow)
+
+
+def task_rows(job_id: int, job: NewJob) -> list[dict[str, int]]:
+    """The ``tasks`` rows of a job, in task order."""
+    return [
+        {
+            "job_id": job_id,
+            "task_index": index,
+            "gpu_milli": task.gpu_milli,
+            "cpu_milli": task.cpu_milli,
+            "memory_mib": task.memory_mib,
+        }
+        for index, task in enumerate(job.tasks)
+    ]
+
+
+def _insert_tasks(conn: Connection, rows: list[dict[str, int]]) -> None:
+    """Insert ``tasks`` rows in one statement (executed for every row at once)."""
+    if rows:
+        conn.execute(_INSERT_TASKS, rows)
+
+
+def submitted_event(job_id: int, job: NewJob, *, at: float, actor: str) -> dict[str, Any]:
+    """The ``submitted`` event of a new job (None -> pending)."""
+    held = ", held" if job.held else ""
+    return events.event_values(
+        at=at,
+        kind="submitted",
+        job_id=job_id,
+        from_state=None,
+        to_state=JobState.PENDING.value,
+        actor=actor,
+        reason=f"submitted by {actor} to queue {job.queue}{held}",
+        data={"queue": job.queue, "held": True} if job.held else {"queue": job.queue},
+    )
 
 
 def job_values(
@@ -79,18 +116,8 @@ def submit(
         job, at=at, actor=actor, idempotency_key=idempotency_key, request_hash=request_hash
     )
     job_id: int = conn.execute(_INSERT, values).scalar_one()
-    events.append(
-        conn,
-        events.event_values(
-            at=at,
-            kind="submitted",
-            job_id=job_id,
-            from_state=None,
-            to_state=JobState.PENDING.value,
-            actor=actor,
-            data={"queue": job.queue, "held": True} if job.held else {"queue": job.queue},
-        ),
-    )
+    _insert_tasks(conn, task_rows(job_id, job))
+    events.append(conn, submitted_event(job_id, job, at=at, actor=actor))
     return JobRecord(job_id, job, JobState.PENDING, at, held=job.held)
 
 
@@ -103,9 +130,10 @@ def submit_batch(
     idempotency_keys: list[str | None],
     request_hashes: list[str | None],
 ) -> list[tuple[JobRecord, bool]]:
-    """``submit`` for many jobs in three statements: one lookup of every key, one multi-row
-    insert of the new jobs (ids returned in order) and one of their events. A key already
-    used answers with its job (ConflictError when the request hash differs)."""
+    """``submit`` for many jobs in four statements: one lookup of every key, one multi-row
+    insert of the new jobs (ids returned in order), one of all their tasks and one of their
+    events. A key already used answers with its job (ConflictError when the request hash
+    differs)."""
     keys = [k for k in idempotency_keys if k is not None]
     known: dict[str, tuple[int, str | None]] = {}
     for first in range(0, len(keys), 500):  # stay under every database's parameter limit
@@ -132,24 +160,12 @@ def submit_batch(
             insert(JobRow).returning(JobRow.id, sort_by_parameter_order=True), values
         )
         ids = [row[0] for row in inserted]
+        new = list(zip(fresh, ids, strict=True))
+        _insert_tasks(conn, [row for i, job_id in new for row in task_rows(job_id, batch[i])])
         events.append(
-            conn,
-            *(
-                events.event_values(
-                    at=at,
-                    kind="submitted",
-                    job_id=job_id,
-                    from_state=None,
-                    to_state=JobState.PENDING.value,
-                    actor=actor,
-                    data={"queue": batch[i].queue, "held": True}
-                    if batch[i].held
-                    else {"queue": batch[i].queue},
-                )
-                for i, job_id in zip(fresh, ids, strict=True)
-            ),
+            conn, *(submitted_event(job_id, batch[i], at=at, actor=actor) for i, job_id in new)
         )
-    created = dict(zip(fresh, ids, strict=True))
+    created = dict(zip(fresh, ids, strict=True))  # index in the batch -> new job id
     out: list[tuple[JobRecord, bool]] = []
     for i, job in enumerate(batch):
         if i in created:
@@ -260,6 +276,7 @@ def cancel_pending(
     conn: Connection, job_id: int, *, at: float, actor: str, reason: str
 ) -> JobRecord:
     """Cancel a pending job; raises ConflictError when it is not pending."""
+    reason = reason or f"cancelled by {actor}"
     state, _ = _locked_state(conn, job_id)
     if state is not JobState.PENDING:
         raise ConflictError(

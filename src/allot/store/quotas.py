@@ -131,6 +131,10 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
             from_state=None,
             to_state=None,
             actor="config",
+            reason=(
+                f"quotas saved (tenants: {len(config.tenants)}, cohorts: {len(config.cohorts)},"
+                f" queues: {len(config.queues)})"
+            ),
             data={
                 "tenants": len(config.tenants),
                 "cohorts": len(config.cohorts),

@@ -6,6 +6,10 @@ JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
 - ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
 - ``allocations.devices``: a list of device indices.
 
+``jobs.tasks`` and the ``tasks`` rows hold the same tasks; job records decode the JSON column,
+which comes with the job's row (no query per job), while per-task SQL (allocations, sums) uses
+the rows.
+
 Invariant: a ``JobRecord`` carries its current run (``current_run_id``) with the placement
 rebuilt from the run's allocations in task order; jobs without a current run carry None.
 """
@@ -154,8 +158,12 @@ def job_record(
     )
 
 
-def run_record(row: Row[Any], placement: tuple[TaskPlacement, ...]) -> RunRecord:
-    """A run record from a full ``runs`` row and its placement."""
+def run_record(row: Row[Any], allocations: Sequence[Row[Any]]) -> RunRecord:
+    """A run record from a full ``runs`` row and its ``allocations`` rows in task order."""
+    placement = tuple(
+        TaskPlacement(a.node, tuple(a.devices), a.gpu_milli_per_device) for a in allocations
+    )
+    ended = row.phase == RunPhase.ENDED.value
     return RunRecord(
         run_id=row.run_id,
         job_id=row.job_id,
@@ -167,17 +175,16 @@ def run_record(row: Row[Any], placement: tuple[TaskPlacement, ...]) -> RunRecord
         stop_reason=row.stop_reason,
         ended_at=row.ended_at,
         exit_code=row.exit_code,
+        exit_codes=tuple(a.exit_code for a in allocations) if ended else (),
     )
 
 
-def placements(rows: Iterable[Row[Any]]) -> dict[str, tuple[TaskPlacement, ...]]:
-    """Placements by run id from ``allocations`` rows sorted by run id and task index."""
-    found: dict[str, list[TaskPlacement]] = {}
+def allocations_by_run(rows: Iterable[Row[Any]]) -> dict[str, list[Row[Any]]]:
+    """``allocations`` rows (sorted by run id and task index) grouped by run id."""
+    found: dict[str, list[Row[Any]]] = {}
     for row in rows:
-        found.setdefault(row.run_id, []).append(
-            TaskPlacement(row.node, tuple(row.devices), row.gpu_milli_per_device)
-        )
-    return {run_id: tuple(tasks) for run_id, tasks in found.items()}
+        found.setdefault(row.run_id, []).append(row)
+    return found
 
 
 def runs_by_id(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunRecord]:
@@ -190,7 +197,7 @@ def runs_by_id(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunRecord]
             .where(AllocationRow.run_id.in_(chunk))
             .order_by(AllocationRow.run_id, AllocationRow.task_index)
         )
-        placed = placements(allocations)
+        placed = allocations_by_run(allocations)
         for row in conn.execute(select(RUNS).where(RunRow.run_id.in_(chunk))):
             found[row.run_id] = run_record(row, placed.get(row.run_id, ()))
     return found

@@ -6,26 +6,38 @@ Invariants kept here, each inside the caller's transaction:
 - a job is ``running`` exactly while ``current_run_id`` names a run that has not ended;
 - a run's phases only move forward: starting -> running -> stopping -> ended (starting may
   skip straight to stopping or ended);
-- ending a run releases its allocations and adds the GPU-seconds it held to the job's attained
-  service (2D attained service, as in Tiresias: GPUs held x seconds).
+- ending a run releases its allocations, records each task's exit code on its allocation
+  (when the executor reported them, one per task), and adds the GPU-seconds it held to the
+  job's attained service (2D attained service, as in Tiresias: GPUs held x seconds);
+- events carry job states; the run's phase goes in ``data`` (see ``events``). A run that has
+  not ended belongs to a running job, so phase-only events read running -> running.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.records import JobRecord, RunPhase, RunRecord
 from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transition
 from allot.store import events
 from allot.store.jobs import get as get_job
-from allot.store.reads import ALLOCATIONS, RUNS, placements, run_record
-from allot.store.tables import AllocationRow, JobRow, RunRow
+from allot.store.reads import ALLOCATIONS, RUNS, allocations_by_run, run_record
+from allot.store.tables import AllocationRow, JobRow, RunRow, TaskRow
 
 _INSERT_RUN = insert(RunRow)
 _INSERT_ALLOCATION = insert(AllocationRow)
+_END_TASK = (
+    update(AllocationRow)
+    .where(
+        AllocationRow.run_id == bindparam("ended_run"),
+        AllocationRow.task_index == bindparam("ended_task"),
+    )
+    .values(released=True, exit_code=bindparam("task_exit_code"))
+)
 _ENDINGS = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING)
 
 
@@ -49,11 +61,15 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
             start_time=func.coalesce(JobRow.start_time, run.started_at),
             reason=reason,
         )
-        .returning(JobRow.tasks, JobRow.run_count)
+        .returning(JobRow.run_count)
     ).one_or_none()
     if claimed is None:
         return False
-    tasks = claimed.tasks
+    tasks = conn.execute(
+        select(TaskRow.cpu_milli, TaskRow.memory_mib)
+        .where(TaskRow.job_id == run.job_id)
+        .order_by(TaskRow.task_index)
+    ).all()
     if len(run.placement) != len(tasks):
         raise ConflictError(
             f"run {run.run_id}: placement has {len(run.placement)} tasks, "
@@ -83,9 +99,10 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
                 "node": placement.node,
                 "devices": list(placement.devices),
                 "gpu_milli_per_device": placement.gpu_milli_per_device,
-                "cpu_milli": task["cpu_milli"],
-                "memory_mib": task["memory_mib"],
+                "cpu_milli": task.cpu_milli,
+                "memory_mib": task.memory_mib,
                 "released": False,
+                "exit_code": None,
             }
             for index, (placement, task) in enumerate(zip(run.placement, tasks, strict=True))
         ],
@@ -100,7 +117,12 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
             to_state=JobState.RUNNING.value,
             actor=actor,
             reason=reason,
-            data={"run_id": run.run_id, "flavor": run.flavor, "attempt": claimed.run_count},
+            data={
+                "run_id": run.run_id,
+                "phase": RunPhase.STARTING.value,
+                "flavor": run.flavor,
+                "attempt": claimed.run_count,
+            },
         ),
     )
     return True
@@ -129,11 +151,11 @@ def mark_running(conn: Connection, run_id: str, *, at: float) -> None:
             at=at,
             kind="running",
             job_id=row.job_id,
-            from_state=phase.value,
-            to_state=RunPhase.RUNNING.value,
+            from_state=JobState.RUNNING.value,
+            to_state=JobState.RUNNING.value,
             actor="executor",
             reason="launch confirmed",
-            data={"run_id": run_id},
+            data={"run_id": run_id, "phase": RunPhase.RUNNING.value, "from_phase": phase.value},
         ),
     )
 
@@ -142,6 +164,7 @@ def request_stop(
     conn: Connection, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
 ) -> None:
     """Starting or running -> stopping; no change for a run already stopping or ended."""
+    reason = reason or f"stop requested by {actor}"
     row = _locked_run(conn, run_id)
     phase = RunPhase(row.phase)
     if phase in (RunPhase.STOPPING, RunPhase.ENDED):
@@ -157,11 +180,44 @@ def request_stop(
             at=at,
             kind="stopping",
             job_id=row.job_id,
-            from_state=phase.value,
-            to_state=RunPhase.STOPPING.value,
+            from_state=JobState.RUNNING.value,
+            to_state=JobState.RUNNING.value,
             actor=actor,
             reason=reason,
-            data={"run_id": run_id, "stop_by": stop_by},
+            data={
+                "run_id": run_id,
+                "phase": RunPhase.STOPPING.value,
+                "from_phase": phase.value,
+                "stop_by": stop_by,
+            },
+        ),
+    )
+
+
+def restate_stop(conn: Connection, run_id: str, *, reason: str, at: float, actor: str) -> None:
+    """A stopping run's new stop reason (the deadline stays), with a ``stopping`` event
+    saying so; no change for a run that is not stopping or already has this reason."""
+    row = _locked_run(conn, run_id)
+    if RunPhase(row.phase) is not RunPhase.STOPPING or row.stop_reason == reason:
+        return
+    conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(stop_reason=reason))
+    events.append(
+        conn,
+        events.event_values(
+            at=at,
+            kind="stopping",
+            job_id=row.job_id,
+            from_state=JobState.RUNNING.value,
+            to_state=JobState.RUNNING.value,
+            actor=actor,
+            reason=reason,
+            data={
+                "run_id": run_id,
+                "phase": RunPhase.STOPPING.value,
+                "from_phase": RunPhase.STOPPING.value,
+                "stop_by": row.stop_by,
+                "replaces": row.stop_reason,
+            },
         ),
     )
 
@@ -184,14 +240,17 @@ def end_run(
     reason: str,
     at: float,
     actor: str,
+    exit_codes: Sequence[int | None] = (),
 ) -> JobRecord:
-    """End the run and move its job to ``outcome`` (pending: requeue after preemption)."""
+    """End the run and move its job to ``outcome`` (pending: requeue after preemption).
+    ``exit_codes``, when given, has one entry per task (None: that task reported none)."""
     if outcome not in _ENDINGS:
         allowed = ", ".join(s.value for s in _ENDINGS)
         raise ValueError(f"outcome: must be one of {allowed} (pending requeues), got {outcome}")
+    reason = reason or f"run ended: {outcome}"
     run = _locked_run(conn, run_id)
     job = conn.execute(
-        select(JobRow.state, JobRow.tasks, JobRow.attained_service, JobRow.current_run_id)
+        select(JobRow.state, JobRow.attained_service, JobRow.current_run_id)
         .where(JobRow.id == run.job_id)
         .with_for_update()
     ).one()
@@ -213,15 +272,35 @@ def end_run(
             f"run {run_id} is not the current run of job {run.job_id} "
             f"(that is {job.current_run_id})"
         )
+    tasks, gpu_milli = conn.execute(
+        select(func.count(), func.coalesce(func.sum(TaskRow.gpu_milli), 0)).where(
+            TaskRow.job_id == run.job_id
+        )
+    ).one()
+    if exit_codes and len(exit_codes) != tasks:
+        raise ValueError(
+            f"exit_codes: run {run_id} has {tasks} tasks, got {len(exit_codes)} exit codes"
+        )
 
-    gpus = sum(task["gpu_milli"] for task in job.tasks) / MILLI_PER_GPU
+    gpus = gpu_milli / MILLI_PER_GPU
     held_for = max(0.0, at - run.started_at)
     conn.execute(
         update(RunRow)
         .where(RunRow.run_id == run_id)
         .values(phase=RunPhase.ENDED.value, ended_at=at, exit_code=exit_code)
     )
-    conn.execute(update(AllocationRow).where(AllocationRow.run_id == run_id).values(released=True))
+    if exit_codes:
+        conn.execute(
+            _END_TASK,
+            [
+                {"ended_run": run_id, "ended_task": index, "task_exit_code": code}
+                for index, code in enumerate(exit_codes)
+            ],
+        )
+    else:
+        conn.execute(
+            update(AllocationRow).where(AllocationRow.run_id == run_id).values(released=True)
+        )
     job_values: dict[str, Any] = {
         "state": outcome.value,
         "current_run_id": None,
@@ -232,7 +311,15 @@ def end_run(
         job_values.update(end_time=at, exit_code=exit_code)
     conn.execute(update(JobRow).where(JobRow.id == run.job_id).values(**job_values))
 
-    data = {"run_id": run_id, "exit_code": exit_code, "gpu_seconds": gpus * held_for}
+    data: dict[str, Any] = {
+        "run_id": run_id,
+        "phase": RunPhase.ENDED.value,
+        "from_phase": run.phase,
+        "exit_code": exit_code,
+        "gpu_seconds": gpus * held_for,
+    }
+    if exit_codes:
+        data["exit_codes"] = list(exit_codes)
     events.append(
         conn,
         *(
@@ -264,5 +351,5 @@ def runs_of(conn: Connection, job_id: int) -> list[RunRecord]:
         .where(RunRow.job_id == job_id)
         .order_by(AllocationRow.run_id, AllocationRow.task_index)
     )
-    placed = placements(allocations)
+    placed = allocations_by_run(allocations)
     return [run_record(row, placed.get(row.run_id, ())) for row in runs]

@@ -225,6 +225,11 @@ class SqlStore(Store):
         with self._writing() as conn:
             runs.request_stop(conn, run_id, stop_by=stop_by, reason=reason, at=at, actor=actor)
 
+    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
+        """Replace a stopping run's stop reason (its deadline stays); no-op otherwise."""
+        with self._writing() as conn:
+            runs.restate_stop(conn, run_id, reason=reason, at=at, actor=actor)
+
     def end_run(
         self,
         run_id: str,
@@ -234,11 +239,13 @@ class SqlStore(Store):
         reason: str,
         at: float,
         actor: str,
+        exit_codes: Sequence[int | None] = (),
     ) -> JobRecord:
-        """End a run, release its allocations, add its GPU-seconds to the job's attained
-        service, and move the job to ``outcome`` (succeeded, failed, cancelled, or pending to
-        requeue it after a preemption). Raises ConflictError for a run that has ended or a
-        transition the job state machine forbids."""
+        """End a run, release its allocations (recording ``exit_codes``, one per task, when
+        given), add its GPU-seconds to the job's attained service, and move the job to
+        ``outcome`` (succeeded, failed, cancelled, or pending to requeue it after a
+        preemption). Raises ConflictError for a run that has ended or a transition the job
+        state machine forbids, ValueError for ``exit_codes`` not matching the tasks."""
         with self._writing() as conn:
             return runs.end_run(
                 conn,
@@ -248,6 +255,7 @@ class SqlStore(Store):
                 reason=reason,
                 at=at,
                 actor=actor,
+                exit_codes=exit_codes,
             )
 
     def runs_of(self, job_id: int) -> list[RunRecord]:

@@ -5,8 +5,12 @@ Invariants the tables carry (the migrations in ``migrations/versions`` create ex
 - ``events`` is append-only: rows are inserted, never updated or deleted;
 - a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
   foreign key because jobs and runs would then reference each other;
-- a run's placement is its ``allocations`` rows in ``task_index`` order; ``released`` turns
-  true when the run ends;
+- a job's tasks are its ``tasks`` rows in ``task_index`` order (0, 1, ...), written with the
+  job and never changed; ``jobs.tasks`` holds the same list as JSON (the form the bulk reads of
+  job records decode; revision 0001 databases had only it);
+- a run's placement is its ``allocations`` rows in ``task_index`` order, one per task of the
+  job; ``released`` turns true when the run ends, and ``exit_code`` then holds that task's exit
+  code (negative: the signal that ended it; None when the executor did not report one);
 - ``tenants``, ``cohorts`` and ``queues`` keep a ``position`` so a ``QuotaConfig`` is rebuilt
   in the order it was saved; ``quota_settings`` has one row (id 1);
 - a node's ``drained`` is the admin's drain, kept while the node is missing from the
@@ -177,6 +181,20 @@ class JobRow(Base):
     request_hash: Mapped[str | None]
 
 
+class TaskRow(Base):
+    """One task of a job and what it asks for; ``gpu_milli`` may be a fraction of a GPU."""
+
+    __tablename__ = "tasks"
+
+    job_id: Mapped[int] = mapped_column(
+        BIG_ID, ForeignKey("jobs.id"), primary_key=True, autoincrement=False
+    )
+    task_index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    gpu_milli: Mapped[int]
+    cpu_milli: Mapped[int]
+    memory_mib: Mapped[int]
+
+
 class RunRow(Base):
     """One attempt to run a job; ``attempt`` counts from 1 per job and orders its runs."""
 
@@ -196,7 +214,8 @@ class RunRow(Base):
 
 
 class AllocationRow(Base):
-    """What one task of a run holds on its node: devices, GPU share, CPU and memory."""
+    """What one task of a run holds on its node (devices, GPU share, CPU and memory) and, once
+    the run ended, how that task ended."""
 
     __tablename__ = "allocations"
 
@@ -208,6 +227,7 @@ class AllocationRow(Base):
     cpu_milli: Mapped[int]
     memory_mib: Mapped[int]
     released: Mapped[bool]
+    exit_code: Mapped[int | None]
 
 
 class EventRow(Base):

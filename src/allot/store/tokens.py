@@ -36,6 +36,7 @@ def add(conn: Connection, name: str, role: str, token_hash: str, *, at: float) -
             from_state=None,
             to_state=None,
             actor="config",
+            reason=f"token {name!r} added with role {role}",
             data={"name": name, "role": role},
         ),
     )

@@ -4,8 +4,9 @@
 ``script_location`` is this folder, and the migrations run on the connection handed in, inside
 its transaction. A new revision is drafted from the models with
 ``alembic.command.revision(alembic_config(url), autogenerate=True, message=...)`` against a
-database at the previous head, then reviewed by hand; ``tests/store/test_migrations.py``
-checks that the migrations and ``tables.py`` agree.
+database at the previous head, then reviewed by hand. ``tests/store/test_store_migrations.py``
+checks that the migrations and ``tables.py`` agree; ``test_store_migration_tasks.py`` that
+revision 0002 carries the rows of a 0001 database over.
 """
 
 from __future__ import annotations
