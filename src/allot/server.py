@@ -11,7 +11,6 @@ executor's inventory; reconcile whatever a previous process left running; then s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from allot.api import create_app
+from allot.api.auth import hash_token
 from allot.control.clock import SystemClock
 from allot.control.loop import SchedulingLoop
 from allot.control.services import ControlPlane
@@ -47,11 +47,6 @@ class ServerConfig:
     policy: str = "allot"
     interval: float = 1.0
     grace_seconds: float = 30.0
-
-
-def hash_token(token: str) -> str:
-    """How tokens are stored: their SHA-256, hex."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def ensure_admin_token(store: SqlStore, data_dir: Path, now: float) -> Path:

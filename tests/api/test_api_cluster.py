@@ -35,6 +35,15 @@ def test_drain_and_undrain(api: httpx.Client, harness: Harness) -> None:
     assert api.post("/v1/nodes/gpu-2/undrain").json()["state"] == "up"
 
 
+def test_drain_and_undrain_answer_the_node_as_the_list_does(api: httpx.Client) -> None:
+    drained = api.post("/v1/nodes/gpu-2/drain").json()
+    listed = {n["name"]: n for n in api.get("/v1/nodes").json()}
+    assert drained == listed["gpu-2"]
+    assert drained["gpu_source"] == "declared"
+    undrained = api.post("/v1/nodes/gpu-2/undrain").json()
+    assert undrained == {**drained, "state": "up"}
+
+
 def test_draining_an_unknown_node_is_404(api: httpx.Client) -> None:
     response = api.post("/v1/nodes/gpu-9/drain")
     assert response.status_code == 404

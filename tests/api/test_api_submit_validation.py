@@ -86,9 +86,30 @@ def test_a_body_that_is_not_a_json_object_is_refused(api: httpx.Client, content:
             "flavors",
             "unknown flavor 'TPUv5'; the cluster has: A100-40G, H100-80G",
         ),
-        ({"resources": {"gpus": 16}}, "tasks", "16 GPUs"),
-        ({"resources": {"gpus": 1, "memory_mib": 1 << 30}}, "tasks", "memory"),
-        ({"resources": {"gpus": 8}, "flavors": ["A100-40G"]}, "tasks", "4 GPUs"),
+        ({"resources": {"gpus": 16}}, "resources.gpus", "16 GPUs"),
+        ({"resources": {"gpus": 1, "memory_mib": 1 << 30}}, "resources.memory_mib", "memory"),
+        (
+            {"resources": {"gpus": 8}, "flavors": ["A100-40G"]},
+            "resources.gpus",
+            "needs 8 GPUs per task on one A100-40G node; the largest has 4 GPUs",
+        ),
+        (
+            {"resources": {"gpus": 1, "cpus": 100}, "flavors": ["H100-80G"]},
+            "resources.cpus",
+            "needs 100 CPUs per task on one H100-80G node; the largest has 64 CPUs",
+        ),
+        (
+            {"resources": {"gpus": 8}, "tasks": 3, "flavors": ["H100-80G"]},
+            "tasks",
+            "needs 3 tasks of 8 GPUs each at once on H100-80G nodes; all of them together hold"
+            " only 1",
+        ),
+        (
+            {"resources": {"gpus": 6}, "tasks": 2},
+            "resources.gpus",  # what the preferred flavor lacks: the cluster's first, A100-40G
+            "needs 2 tasks of 6 GPUs each at once on A100-40G or H100-80G nodes; the largest"
+            " A100-40G node has 4 GPUs; all H100-80G nodes together hold only 1",
+        ),
     ],
 )
 def test_a_request_the_cluster_can_never_run_is_422_and_nothing_is_stored(

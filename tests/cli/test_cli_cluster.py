@@ -149,7 +149,11 @@ def test_drain_and_undrain(harness: Harness) -> None:
 @pytest.mark.usefixtures("server")
 def test_failures() -> None:
     assert "nope" in failed(allot("drain", "nope"), 1)
-    assert "nope" in failed(allot("undrain", "nope", "-o", "json"), 1)
+    result = allot("undrain", "nope", "-o", "json")
+    assert (result.exit_code, result.stdout) == (1, "")
+    problem = json.loads(result.stderr)  # with --output json, the problem document itself
+    assert (problem["status"], problem["detail"]) == (404, "no node 'nope'")
+    assert problem["instance"] == "/v1/nodes/nope/undrain"
     line = failed(allot("queues", "--token", "tok-not-valid"), 1)
     assert "API token is not valid" in line
     assert "tok-not-valid" not in line
@@ -164,7 +168,6 @@ def test_an_unreachable_server_is_named_with_a_hint() -> None:
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     for command, *args in (
         ("nodes",),
-        ("queues", "-o", "json"),
         ("drain", "n"),
         ("undrain", "n"),
         ("jobs",),
@@ -175,6 +178,12 @@ def test_an_unreachable_server_is_named_with_a_hint() -> None:
         line = failed(allot(command, "--url", url, *args), 1)
         assert url in line
         assert "allot up" in line
+    result = allot("queues", "--url", url, "-o", "json")
+    assert (result.exit_code, result.stdout) == (1, "")
+    problem = json.loads(result.stderr)  # no answer: a problem document without a status
+    assert problem["title"] == "Unreachable"
+    assert url in problem["detail"]
+    assert "status" not in problem
     assert "--url: must be an http(s) URL" in failed(allot("nodes", "--url", "ftp://x"), 2)
 
 

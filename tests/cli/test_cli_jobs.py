@@ -293,7 +293,7 @@ def test_show_prints_fields_run_placement_and_events(server: KeptOpen, harness: 
     harness.start(1)
     out = ok(allot("show", 1))
     assert out.startswith("Job 1\n")
-    expected = ["ddp", "running", "2 x (2 GPU, 1 CPU, 4 GiB)", "torchrun train.py", "1:00:00"]
+    expected = ["ddp", "running", "2 x (2 GPUs, 1 CPU, 4 GiB)", "torchrun train.py", "1:00:00"]
     expected += ["TASK", "gpu-1", "0,1", "2,3", "submitted", "pending -> running"]
     for text in expected:
         assert text in out, text
@@ -376,7 +376,9 @@ def test_logs_follow_ends_when_the_run_has_finished(server: KeptOpen, harness: H
         assert ok(allot("logs", 1, "--follow")) == "epoch 1\nepoch 2\n"
     finally:
         finisher.join()
-    assert "not with --follow" in failed(allot("logs", 1, "-f", "-o", "json"), 2)
+    result = allot("logs", 1, "-f", "-o", "json")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "not with --follow" in json.loads(result.stderr)["detail"]
 
 
 def test_ctrl_c_while_following_exits_130(server: KeptOpen) -> None:

@@ -20,7 +20,7 @@ from allot.control.records import JobFilter, JobRecord, Launch, NewJob, RunPhase
 from allot.control.services import ControlPlane, RejectedError
 from allot.core.model import JobState, Resources, TaskPlacement
 from allot.core.policy import get_policy
-from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
+from allot.core.quota.config import PreemptionRules, QueueSpec, QuotaConfig, TenantSpec
 from allot.executors.local import LocalExecutor
 from allot.store import SqlStore, default_database_url
 
@@ -163,6 +163,24 @@ def test_a_task_killed_from_outside_fails_the_job(plant: Plant) -> None:
     assert record.reason
 
 
+def test_a_task_whose_runner_was_killed_is_shown_as_running_without_it(plant: Plant) -> None:
+    job = plant.submit("sleep 60")
+    record = plant.until(job.id, lambda r: r.run is not None and r.run.phase is RunPhase.RUNNING)
+    assert record.run is not None
+    runner_pid, _ = _pids(plant.root, record.run.run_id)
+    os.kill(runner_pid, signal.SIGKILL)  # the supervisor only; the task lives on
+    note = f"runs without its runner (pid {runner_pid} is gone)"
+    record = plant.until(job.id, lambda r: note in plant.control.get(job.id).reason)
+    assert record.state is JobState.RUNNING  # it still holds its GPU
+    explained = plant.control.explain(job.id)
+    assert (explained.reason, note in explained.message) == ("running", True)
+    plant.control.cancel(job.id, actor="tester")
+    plant.control.cancel(job.id, actor="tester")  # already stopping: changes nothing
+    assert [e.kind for e in plant.store.events(job.id)].count("stopping") == 1
+    record = plant.until(job.id, ended)
+    assert (record.state, record.exit_code) == (JobState.CANCELLED, None)
+
+
 def test_higher_priority_preempts_and_the_victim_is_requeued(plant: Plant) -> None:
     low = plant.submit("sleep 60", gpus=2, priority=0)
     plant.until(low.id, lambda r: r.state is JobState.RUNNING)
@@ -178,10 +196,31 @@ def test_higher_priority_preempts_and_the_victim_is_requeued(plant: Plant) -> No
     plant.until(low.id, ended)
 
 
+def test_a_job_cancelled_while_being_preempted_ends_cancelled_not_requeued(
+    plant: Plant,
+) -> None:
+    # The victim ignores SIGTERM, so it stays stopping until its 2 s grace period is over.
+    short_grace = QueueSpec("default", "default", preemption=PreemptionRules(grace_seconds=2))
+    plant.store.save_quotas(QuotaConfig((TenantSpec("default"),), (short_grace,)), at=0)
+    low = plant.submit("trap '' TERM; echo ready; sleep 60", gpus=2, priority=0)
+    plant.until(low.id, lambda r: r.state is JobState.RUNNING and "ready" in plant.log(low.id))
+    high = plant.submit("echo high", gpus=2, priority=10)
+    stopping = plant.until(low.id, lambda r: r.run is not None and r.run.phase is RunPhase.STOPPING)
+    assert stopping.run is not None
+    assert (stopping.run.stop_reason or "").startswith("preempted")
+    plant.control.cancel(low.id, actor="tester")
+    record = plant.until(low.id, ended)
+    assert record.state is JobState.CANCELLED
+    assert record.reason == "cancelled by tester"
+    assert record.run_count == 1
+    assert plant.until(high.id, ended).state is JobState.SUCCEEDED
+
+
 def test_impossible_requests_are_rejected_and_nothing_is_stored(plant: Plant) -> None:
     before = len(plant.store.list_jobs(JobFilter()))
-    with pytest.raises(RejectedError, match="tasks"):
+    with pytest.raises(RejectedError, match="needs 8 GPUs per task") as refused:
         plant.submit("true", gpus=8)
+    assert refused.value.field == "resources.gpus"
     with pytest.raises(RejectedError, match="unknown queue 'nope'"):
         plant.submit("true", queue="nope")
     with pytest.raises(RejectedError, match="unknown flavor 'H100'"):

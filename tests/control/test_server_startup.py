@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from allot.server import ServerConfig, build, hash_token
+from allot.api.auth import hash_token
+from allot.server import ServerConfig, build
 from allot.sim.workload import TraceError
 
 

@@ -64,6 +64,25 @@ def test_easy_backfill_starts_only_what_cannot_delay_the_head(half_busy: Snapsho
     assert "behind reservation for job 2 until t=100" in plan.pending[4].message()
 
 
+def test_easy_backfill_judges_a_job_by_its_estimate_else_its_time_limit(
+    half_busy: Snapshot,
+) -> None:
+    queue = [
+        job(1).gpus(8).tasks(2).build(),  # head: needs both nodes empty, reserved at t=100
+        job(2).gpus(2).limit(50).build(),  # no estimate; its limit ends it by t=50
+        job(3).gpus(2).limit(1000).build(),  # no estimate; its limit runs past t=100
+        job(4).gpus(2).estimate(30).limit(1000).build(),  # the estimate comes first
+        job(5).gpus(2).build(),  # neither: nothing says it ends before the head starts
+    ]
+    plan = schedule(half_busy, queue, get_policy("backfill"), 0.0)
+    (reservation,) = plan.reservations
+    assert (reservation.job_id, reservation.start_time) == (1, 100.0)
+    assert _started(plan) == [2, 4]
+    for held in (3, 5):
+        assert plan.pending[held].reason is Reason.BEHIND_RESERVATION
+        assert "behind reservation for job 1 until t=100" in plan.pending[held].message()
+
+
 def test_backfill_long_job_may_use_capacity_the_head_does_not_need() -> None:
     snap = Snapshot(cluster(*nodes(3, "n")))
     _busy(snap, 900, "n0", 8, 100.0)
@@ -113,7 +132,10 @@ def test_jobs_that_can_never_fit_are_explained_and_do_not_block() -> None:
     plan = schedule(snap, queue, get_policy("fifo"), 0.0)
     assert _started(plan) == [4]
     assert plan.pending[1].reason is Reason.NEVER_FITS
-    assert "the largest H100 node has 8 GPUs" in plan.pending[1].message()
+    assert plan.pending[1].message() == (
+        "needs 16 GPUs per task on one H100 node; the largest has 8 GPUs"
+    )
+    assert plan.pending[1].fields["limit_resource"] == "gpu"
     assert plan.pending[2].reason is Reason.NO_FLAVOR
     assert plan.pending[3].reason is Reason.NEVER_FITS
 

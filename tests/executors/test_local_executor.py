@@ -60,6 +60,7 @@ def test_a_task_sees_its_devices_ids_and_workdir_but_never_the_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ALLOT_TOKEN", "secret-token-value")
+    monkeypatch.setenv("ALLOT_DATA_DIR", str(data_dir))  # where the admin token lives
     monkeypatch.setenv("RANK", "5")  # the server's own, if it had one, is not the task's
     user_env = {"GREETING": "hello", "CUDA_VISIBLE_DEVICES": "7"}
     executor.launch(run("env1", "env; echo cwd=$(pwd)", devices=[(0, 1)], env=user_env))
@@ -74,6 +75,7 @@ def test_a_task_sees_its_devices_ids_and_workdir_but_never_the_token(
     assert (env["ALLOT_TASK_INDEX"], env["ALLOT_NUM_TASKS"]) == ("0", "1")
     assert env["cwd"] == str(data_dir / "work")
     assert "ALLOT_TOKEN" not in env
+    assert "ALLOT_DATA_DIR" not in env
     assert "ALLOT_GPU_FRACTION" not in env
     assert "RANK" not in env
     assert "MASTER_PORT" not in env

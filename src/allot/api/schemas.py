@@ -239,7 +239,11 @@ class JobOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     exit_code: int | None
-    reason: str
+    reason: str = Field(
+        description="Why the job is where it is. Pending: the latest scheduling cycle's reason"
+        " as 'code: sentence' (like squeue's REASON), 'held', or empty before the first cycle;"
+        " running: what the executor noticed, if anything; ended: how it ended."
+    )
     attained_gpu_seconds: float
     run_count: int
     run: RunOut | None

@@ -215,7 +215,7 @@ def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
     )
 
 
-def node_out(node: Node, gpu_source: str = "") -> NodeOut:
+def node_out(node: Node, gpu_source: str) -> NodeOut:
     """A node as sent to clients (``gpu_source``: how its GPUs were found)."""
     return NodeOut(
         gpu_source=gpu_source,

@@ -31,7 +31,7 @@ def nodes(
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
     """List the nodes, like sinfo: flavor, GPUs, CPUs, memory and state."""
-    with reported(), output.make_client(url, token) as allot:
+    with reported(fmt=fmt), output.make_client(url, token) as allot:
         found = allot.nodes()
     if fmt is OutputFormat.json:
         output.print_json(found)
@@ -60,7 +60,7 @@ def queues(
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
     """List the queues: nominal GPU quota per flavor, GPUs in use, and job counts."""
-    with reported(), output.make_client(url, token) as allot:
+    with reported(fmt=fmt), output.make_client(url, token) as allot:
         found = allot.queues()
     if fmt is OutputFormat.json:
         output.print_json(found)
@@ -93,7 +93,7 @@ def drain(
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
     """Place nothing new on a node; what runs there keeps running."""
-    with reported(), output.make_client(url, token) as allot:
+    with reported(fmt=fmt), output.make_client(url, token) as allot:
         node = allot.drain(name)
     _changed(node, f"Draining node {node.name}: running work continues, nothing new starts", fmt)
 
@@ -105,6 +105,6 @@ def undrain(
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
     """Let a drained node take new work again."""
-    with reported(), output.make_client(url, token) as allot:
+    with reported(fmt=fmt), output.make_client(url, token) as allot:
         node = allot.undrain(name)
     _changed(node, f"Node {node.name} is {node.state}", fmt)

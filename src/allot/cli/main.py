@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from allot import __version__
-from allot.cli import cluster, jobs
+from allot.cli import cluster, jobs, submit
 from allot.cli.simulate import simulate
 from allot.cli.up import up
 
@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 app.command()(up)
 app.command(no_args_is_help=True)(simulate)
-app.command(cls=jobs.CommandAfterDashes)(jobs.submit)
+app.command(cls=submit.CommandAfterDashes)(submit.submit)
 app.command()(jobs.jobs)
 app.command()(jobs.show)
 app.command()(jobs.cancel)

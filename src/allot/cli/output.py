@@ -6,7 +6,8 @@ Invariants:
 - with ``--output json``, stdout carries the wire model(s) as JSON and nothing else;
 - every failure ends as one ``error: ...`` line on stderr with exit status 2 for bad input
   (ours, or the server's ``Invalid``), 1 for anything else the server or the network did, and
-  130 for Ctrl-C; never a traceback;
+  130 for Ctrl-C; never a traceback; with ``--output json`` the line is the failure's RFC 9457
+  problem document instead (one line of JSON per failure), so scripts can parse it;
 - the token is never printed, and the local admin token is only ever sent to this machine.
 """
 
@@ -17,7 +18,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
@@ -112,10 +113,58 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def problem_of(err: ApiError) -> dict[str, object]:
+    """The RFC 9457 problem document the server answered with (as the SDK kept it); for a call
+    that got no answer, one that says so (without ``status``)."""
+    doc: dict[str, object | None] = {
+        "type": err.type,
+        "title": err.title or ("Unreachable" if err.status is None else f"HTTP {err.status}"),
+        "status": err.status,
+        "detail": err.detail,
+        "instance": err.instance,
+        "errors": [e.model_dump() for e in err.errors] or None,
+    }
+    return {key: value for key, value in doc.items() if value is not None}
+
+
+def print_problem(doc: Mapping[str, object]) -> None:
+    """Print a problem document on stderr as one line of JSON (one document per failure)."""
+    typer.echo(json.dumps(doc, separators=(",", ":")), err=True)
+
+
+def failure(err: Exception, subject: str = "") -> tuple[str, int, dict[str, object]]:
+    """How a failure is told: the ``error:`` line, the exit status and the problem document.
+    ``subject`` (a job file, say) prefixes what the server found invalid."""
+    if isinstance(err, InputError | JobFileError):
+        return str(err), BAD_INPUT, {"type": "about:blank", "title": "Invalid input",
+                                     "detail": str(err)}  # fmt: skip
+    assert isinstance(err, ApiError)
+    if isinstance(err, Invalid):
+        message = f"{subject}: {err}" if subject else str(err)
+        return message, BAD_INPUT, problem_of(err)
+    if isinstance(err, Unauthorized):
+        hint = "pass --token, set ALLOT_TOKEN, or run this where `allot up` wrote its token"
+        return f"{err}; {hint}", FAILED, problem_of(err)
+    # NotFound, Conflict, ServerError, Unreachable: the SDK words them.
+    return str(err), FAILED, problem_of(err)
+
+
+def tell(err: Exception, fmt: OutputFormat, subject: str = "") -> int:
+    """Report a failure on stderr, as an ``error:`` line or, with ``--output json``, as its
+    problem document; returns the exit status it calls for."""
+    message, code, doc = failure(err, subject)
+    if fmt is OutputFormat.json:
+        print_problem(doc)
+    else:
+        complain(message)
+    return code
+
+
 @contextmanager
-def reported(subject: str = "") -> Iterator[None]:
-    """Run the body; turn a failure into one ``error:`` line and its exit status. ``subject``
-    (a job file, say) prefixes what the server found invalid."""
+def reported(subject: str = "", fmt: OutputFormat = OutputFormat.table) -> Iterator[None]:
+    """Run the body; turn a failure into one ``error:`` line (with ``--output json``, one
+    problem document) on stderr and its exit status. ``subject`` (a job file, say) prefixes
+    what the server found invalid."""
     try:
         yield
     except KeyboardInterrupt:
@@ -123,17 +172,8 @@ def reported(subject: str = "") -> Iterator[None]:
     except BrokenPipeError:  # the reader went away while a chunk was being written
         _discard_stdout()
         raise typer.Exit(FAILED) from None
-    except (InputError, JobFileError) as err:
-        fail(str(err), BAD_INPUT)
-    except Invalid as err:
-        fail(f"{subject}: {err}" if subject else str(err), BAD_INPUT)
-    except Unauthorized as err:
-        fail(
-            f"{err}; pass --token, set ALLOT_TOKEN, or run this where `allot up` wrote its token",
-            FAILED,
-        )
-    except ApiError as err:  # NotFound, Conflict, ServerError, Unreachable: the SDK words them
-        fail(str(err), FAILED)
+    except (InputError, JobFileError, ApiError) as err:
+        raise typer.Exit(tell(err, fmt, subject)) from None
 
 
 def _discard_stdout() -> None:
@@ -214,6 +254,11 @@ def table(*headers: str) -> Table:
 def number(value: float) -> str:
     """``1.0`` as ``1``, ``0.5`` as ``0.5``."""
     return f"{value:g}"
+
+
+def amount(value: float, unit: str) -> str:
+    """A count with its unit, singular only for exactly one: ``1 GPU``, ``2 GPUs``."""
+    return f"{number(value)} {unit}" if value == 1 else f"{number(value)} {unit}s"
 
 
 def memory(mib: int) -> str:

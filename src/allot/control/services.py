@@ -2,16 +2,21 @@
 
 Each use case validates, changes the store in one transaction, and wakes the scheduling loop
 when something it acts on changed. Validation that needs the cluster (flavors, queues, whether
-the job could ever fit) happens here, so a rejected request changes nothing.
+the job could ever fit) happens here, so a rejected request changes nothing; a job that can
+never run is refused naming the field that asks too much (``resources.cpus``, ``tasks``, ...).
+The reasons users see (why a job waits, what the executor notes about a running one) are
+worded by ``allot.control.reasons``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from allot.control import reasons
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
+from allot.control.reasons import Explained, wall_time
+from allot.control.reconcile import CANCELLED
 from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
@@ -40,18 +45,6 @@ class RejectedError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.rule = message
-
-
-@dataclass(frozen=True, slots=True)
-class Explained:
-    """Why a job is where it is, and what would change that."""
-
-    job_id: int
-    state: JobState
-    reason: str  # a stable code
-    message: str  # one sentence
-    remedy: str  # what would unblock it ("" when nothing is blocking)
-    fields: dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,15 +179,16 @@ class ControlPlane:
         # The view's snapshot is shared: screening only reads it (and memoises per shape).
         reason = screen(view.empty, spec)
         if reason is not None:
-            raise RejectedError("tasks", reason.message())
+            raise RejectedError(_field_of(reason), reason.message())
 
     def get(self, job_id: int) -> JobRecord:
-        """The job; raises NotFoundError."""
-        return self.store.get_job(job_id)
+        """The job, with the reason users see (``reasons.with_reason``: why a pending job
+        waits, what the executor notes about a running one); raises NotFoundError."""
+        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executor)
 
     def list_jobs(self, where: JobFilter) -> list[JobRecord]:
-        """Jobs matching ``where``, newest first."""
-        return self.store.list_jobs(where)
+        """Jobs matching ``where``, newest first, a pending job with why it waits."""
+        return [reasons.with_reason(r, self.loop) for r in self.store.list_jobs(where)]
 
     def events(self, job_id: int) -> list[EventRecord]:
         """The job's event log, oldest first; raises NotFoundError."""
@@ -203,7 +197,8 @@ class ControlPlane:
 
     def cancel(self, job_id: int, *, actor: str) -> JobRecord:
         """Cancel a pending job at once, or stop a running one (SIGTERM, then SIGKILL after the
-        grace period). Raises ConflictError for a job that has already ended."""
+        grace period); a job already stopping is left as it is and returned. Raises
+        ConflictError for a job that has already ended."""
         record = self.store.get_job(job_id)
         if record.state is JobState.PENDING:
             record = self.store.cancel_pending(
@@ -212,7 +207,17 @@ class ControlPlane:
             self.loop.wake()
             return record
         if record.state is JobState.RUNNING and record.run is not None:
-            self.loop.stop_run(record.run, reason=f"cancelled by {actor}", actor=actor)
+            reason = f"{CANCELLED} by {actor}"
+            if record.run.phase is RunPhase.STOPPING:
+                # Already asked to stop: no second SIGTERM (it could abort the task's
+                # checkpoint), but a preemption or time limit becomes a cancel, so the job
+                # ends cancelled instead of being requeued.
+                if not (record.run.stop_reason or "").startswith(CANCELLED):
+                    self.store.restate_stop(
+                        record.run.run_id, reason=reason, at=self.clock.now(), actor=actor
+                    )
+                return self.store.get_job(job_id)
+            self.loop.stop_run(record.run, reason=reason, actor=actor)
             return self.store.get_job(job_id)
         raise ConflictError(f"job {job_id} is already {record.state}; nothing to cancel")
 
@@ -242,57 +247,7 @@ class ControlPlane:
 
     def explain(self, job_id: int) -> Explained:
         """Why the job is pending (from the latest scheduling cycle) or where it is."""
-        record = self.store.get_job(job_id)
-        if record.state is JobState.PENDING:
-            if record.held:
-                return Explained(
-                    job_id,
-                    record.state,
-                    "held",
-                    "held; release it to let it be scheduled",
-                    "allot release " + str(job_id),
-                    {},
-                )
-            why = self.loop.explanation(job_id)
-            if why is None:
-                return Explained(
-                    job_id,
-                    record.state,
-                    "not_yet_considered",
-                    "waits for the next scheduling cycle",
-                    "",
-                    {},
-                )
-            return _explained(job_id, record.state, why)
-        if record.state is JobState.RUNNING and record.run is not None:
-            run = record.run
-            nodes = ", ".join(dict.fromkeys(p.node for p in run.placement))
-            if run.phase is RunPhase.STOPPING:
-                gone_by = wall_time(run.stop_by or run.started_at)
-                return Explained(
-                    job_id,
-                    record.state,
-                    "stopping",
-                    f"stopping ({run.stop_reason}); it will be gone by {gone_by}",
-                    "",
-                    {"run_id": run.run_id},
-                )
-            return Explained(
-                job_id,
-                record.state,
-                "running",
-                f"running on {nodes} ({run.flavor}) since {wall_time(run.started_at)}",
-                "",
-                {"run_id": run.run_id},
-            )
-        return Explained(
-            job_id,
-            record.state,
-            str(record.state),
-            record.reason or str(record.state),
-            "",
-            {"exit_code": record.exit_code},
-        )
+        return reasons.explain(self.store.get_job(job_id), self.loop, self.executor)
 
     # ------------------------------------------------------------------ cluster
 
@@ -353,20 +308,23 @@ class ControlPlane:
         return views
 
 
-def wall_time(t: float) -> str:
-    """An instant of the live system, for people: ``2026-11-21 14:08:58 UTC``."""
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+# The submission field that a job which never fits asks too much of, by what runs short.
+_LIMIT_FIELDS = {
+    "gpu": "resources.gpus",
+    "cpu": "resources.cpus",
+    "memory": "resources.memory_mib",
+    "shape": "resources",
+    "tasks": "tasks",
+}
 
 
-def _explained(job_id: int, state: JobState, why: Explanation) -> Explained:
-    return Explained(
-        job_id,
-        state,
-        str(why.reason),
-        why.message(wall_time),
-        why.remedy(wall_time),
-        dict(why.fields),
-    )
+def _field_of(reason: Explanation) -> str:
+    """The field to name for a job that can never run: the resource its preferred flavor
+    lacks (``limit_resource``), or ``flavors`` when none of them exists."""
+    if str(reason.reason) == "no_flavor":
+        return "flavors"
+    first = str(reason.fields.get("limit_resource", "")).split(",")[0]
+    return _LIMIT_FIELDS.get(first, "tasks")
 
 
 __all__ = [
@@ -378,4 +336,5 @@ __all__ = [
     "QueueView",
     "RejectedError",
     "SpecError",
+    "wall_time",
 ]

@@ -3,12 +3,22 @@
 Every pending job in a Plan carries one ``Explanation``: a ``Reason`` code plus the fields that
 make it concrete (the flavor, the GPUs asked for, the largest free block, the job it waits
 behind, the reservation time). Codes are stable identifiers for scripts and dashboards; the
-sentence is for people. ``message()`` is total: every code renders.
+sentence is for people. ``message()`` is total: every code renders, and a field it expects
+but does not find gives a plainer sentence, never an error. Amounts read as people write them:
+``1 GPU``, ``2 GPUs``, ``1 CPU``.
+
+Fields some codes carry:
+- ``never_fits``: ``limit_resource``, what runs short (``gpu``, ``cpu``, ``memory``; ``tasks``
+  for a gang larger than all nodes together; ``shape`` for a task no one node holds whole),
+  comma-separated when accepted flavors differ, the job's preferred flavor first; ``limit``,
+  the sentence about what the nodes have; ``mixed_tasks`` when the tasks differ in size.
+- ``preempting`` and ``waiting_for_preempted``: ``victims``, the job ids being stopped;
+  ``until`` and ``stop_by``, when they must be gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,29 +44,134 @@ class Reason(StrEnum):
     BEHIND_PREEMPTOR = "behind_preemptor"  # a preemptor in its cohort holds the room it needs
 
 
-def _gpus(milli: FieldValue) -> str:
-    value = float(milli) / 1000
-    return f"{value:g}"
+TimeFormat = Callable[[float], str]
+
+
+def virtual_time(t: float) -> str:
+    """How the core writes an instant by default: seconds of (virtual) time, ``t=5400``."""
+    return f"t={t:.0f}"
+
+
+def number(value: float) -> str:
+    """``8`` for 8.0, ``0.5`` for 0.5, ``999999999`` for a large whole number (never ``1e+09``)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def quantity(value: float, unit: str) -> str:
+    """``value`` of ``unit`` in words: ``1 GPU``, ``2 GPUs``, ``0.5 GPUs``, ``1 task``."""
+    return f"{number(value)} {unit}" if value == 1 else f"{number(value)} {unit}s"
+
+
+def memory(mib: float) -> str:
+    """An amount of memory in words: ``24105 MiB of memory``."""
+    return f"{number(mib)} MiB of memory"
+
+
+def _per_task(f: Mapping[str, FieldValue], resource: str) -> str:
+    """What one task asks for of ``resource`` (``gpu``, ``cpu`` or ``memory``)."""
+    if resource == "gpu":
+        return quantity(float(f.get("gpu_milli_per_task", 0)) / 1000, "GPU")
+    if resource == "cpu":
+        return quantity(float(f.get("cpu_milli_per_task", 0)) / 1000, "CPU")
+    return memory(float(f.get("memory_mib_per_task", 0)))
+
+
+def _main(f: Mapping[str, FieldValue]) -> str:
+    """What a task is mostly about: its GPUs, or its CPUs when it asks for no GPU."""
+    return _per_task(f, "gpu" if f.get("gpu_milli_per_task", 0) else "cpu")
+
+
+def _and(parts: Sequence[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _needs(f: Mapping[str, FieldValue]) -> str:
     tasks = int(f.get("tasks", 1))
-    per_task = f"{_gpus(f.get('gpu_milli_per_task', 0))} GPUs"
-    if f.get("gpu_milli_per_task", 0) == 0:
-        per_task = f"{_gpus(f.get('cpu_milli_per_task', 0))} CPUs"
     flavors = f.get("flavors", "any flavor")
     if tasks == 1:
-        return f"needs {per_task} of {flavors} on one node"
-    return f"needs {tasks} tasks x {per_task} of {flavors}"
+        return f"needs {_main(f)} of {flavors} on one node"
+    return f"needs {tasks} tasks x {_main(f)} of {flavors}"
+
+
+# What the ``limit_resource`` of a NEVER_FITS explanation names: a resource no node of an
+# accepted flavor has enough of for one task, the gang's size (``tasks``: each task fits a
+# node, but all nodes together cannot hold every task), or the task's shape (``shape``: each
+# amount fits some node, but no one node has them all).
+TASK_RESOURCES = ("gpu", "cpu", "memory")
+LIMITS = (*TASK_RESOURCES, "tasks", "shape")
+
+
+def _never_fits(f: Mapping[str, FieldValue]) -> str:
+    limit = f.get("limit", "no node can ever hold it")
+    limits = [r for r in str(f.get("limit_resource", "")).split(",") if r in LIMITS]
+    if not limits:
+        return f"{_needs(f)}; {limit}"
+    flavors = f.get("flavors", "any flavor")
+    if "shape" in limits:
+        limits = [*limits, *TASK_RESOURCES]
+    amounts = [_per_task(f, r) for r in TASK_RESOURCES if r in limits]
+    if "tasks" in limits:
+        each = ("up to " if f.get("mixed_tasks") else "") + (_and(amounts) or _main(f))
+        return f"needs {f.get('tasks', 1)} tasks of {each} each at once on {flavors} nodes; {limit}"
+    if "shape" in limits:
+        return f"needs {_and(amounts)} together on one {flavors} node; {limit}"
+    return f"needs {_and(amounts)} per task on one {flavors} node; {limit}"
+
+
+def _never_fits_remedy(f: Mapping[str, FieldValue]) -> str:
+    first = str(f.get("limit_resource", "")).split(",")[0]
+    if first == "tasks":
+        return "ask for fewer tasks, or less per task so that more fit on a node"
+    if first in ("gpu", "cpu"):
+        return f"ask for fewer {first.upper()}s per task, or split the job into more, smaller tasks"
+    if first == "memory":
+        return "ask for less memory per task, or split the job into more, smaller tasks"
+    return "ask for less per task or split the job into more, smaller tasks"
+
+
+def _job_ids(value: object) -> list[str]:
+    """Job ids given as a tuple of ids, one id, or a comma-separated string."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, int):
+        return [str(value)]
+    if isinstance(value, tuple | list):
+        return [str(v) for v in value]
+    return []
+
+
+def _jobs(ids: Sequence[str]) -> str:
+    """``job 12`` or ``jobs 12, 14``."""
+    return f"job {ids[0]}" if len(ids) == 1 else "jobs " + ", ".join(ids)
+
+
+def _waiting_for_preempted(f: Mapping[str, FieldValue], when: TimeFormat) -> str:
+    victims = _job_ids(f.get("victims"))
+    if not victims:
+        return "waits for jobs being preempted to stop; it fits once they have"
+    stop_by = f.get("stop_by")
+    by = "" if stop_by is None else f" (by {when(float(stop_by))})"
+    room = "the room it frees" if len(victims) == 1 else "the room they free"
+    return f"waits for {_jobs(victims)} to stop{by} to take {room}"
+
+
+def _preempting(f: Mapping[str, FieldValue], when: TimeFormat) -> str:
+    victims = _job_ids(f.get("victims"))
+    until = when(float(f.get("until", 0)))
+    they = "it stops" if len(victims) == 1 else "they stop"
+    who = _jobs(victims) if victims else "jobs"
+    return f"preempting {who} ({f.get('strategy')}); starts once {they}, by {until}"
 
 
 def _amount(resource: FieldValue, amount: FieldValue) -> str:
     value = float(amount)
     if resource == "gpu":
-        return f"{value / 1000:g} GPUs"
+        return quantity(value / 1000, "GPU")
     if resource == "cpu":
-        return f"{value / 1000:g} CPUs"
-    return f"{value:g} MiB of memory"
+        return quantity(value / 1000, "CPU")
+    return memory(value)
 
 
 def _quota(f: Mapping[str, FieldValue]) -> str:
@@ -74,23 +189,13 @@ def _quota(f: Mapping[str, FieldValue]) -> str:
     return f"{owner} would exceed its {what} of {flavor} {resource}: needs {needed}, {left} left"
 
 
-TimeFormat = Callable[[float], str]
-
-
-def virtual_time(t: float) -> str:
-    """How the core writes an instant by default: seconds of (virtual) time, ``t=5400``."""
-    return f"t={t:.0f}"
-
-
 def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> str:
     match reason:
         case Reason.NO_FLAVOR:
             return f"accepts flavors {f.get('flavors')}, but the cluster has none of them"
         case Reason.NEVER_FITS:
-            return f"{_needs(f)}; {f.get('limit', 'no node can ever hold it')}"
+            return _never_fits(f)
         case Reason.NO_CAPACITY:
-            if int(f.get("tasks", 1)) == 1:
-                return f"{_needs(f)}; {f.get('shortfall', 'not enough is free')}"
             return f"{_needs(f)}; {f.get('shortfall', 'not enough is free')}"
         case Reason.BLOCKED_BY_HEAD:
             return f"strict FIFO: waits behind job {f.get('head')}, which does not fit yet"
@@ -119,13 +224,9 @@ def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
         case Reason.BLOCKED_IN_QUEUE:
             return f"strict FIFO in queue {f.get('queue')}: waits behind job {f.get('head')}"
         case Reason.PREEMPTING:
-            until = float(f.get("until", 0))
-            return (
-                f"preempting job(s) {f.get('victims')} ({f.get('strategy')}); starts once they"
-                f" stop, by {when(until)}"
-            )
+            return _preempting(f, when)
         case Reason.WAITING_FOR_PREEMPTED:
-            return "waits for jobs being preempted to stop; it fits once they have"
+            return _waiting_for_preempted(f, when)
         case Reason.BEHIND_PREEMPTOR:
             return (
                 f"waits behind job {f.get('preemptor')}, which preempted jobs in its cohort and"
@@ -139,7 +240,7 @@ def _remedy(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
         case Reason.NO_FLAVOR:
             return "accept a flavor the cluster has"
         case Reason.NEVER_FITS:
-            return "ask for less per task or split the job into more, smaller tasks"
+            return _never_fits_remedy(f)
         case Reason.NO_CAPACITY:
             return "starts when running jobs free enough room; a smaller request may start sooner"
         case Reason.BLOCKED_BY_HEAD:

@@ -1,7 +1,8 @@
 """The environment a task runs with: the server's, then the user's, then allot's own.
 
 Invariants
-- The server's API token (``ALLOT_TOKEN``) never reaches a task.
+- The server's API token (``ALLOT_TOKEN``) and data directory (``ALLOT_DATA_DIR``) never reach
+  a task; every other variable of the server's does, unless the user's or allot's replace it.
 - allot's variables win over the user's: a task cannot widen its devices by setting
   ``CUDA_VISIBLE_DEVICES`` itself, and a CPU-only task gets it empty, so it sees no GPU.
 - Variables that would describe the server's own place in a job (``RANK``, ...) are dropped
@@ -17,7 +18,9 @@ from collections.abc import Mapping
 from allot.control.ports import TaskLaunch
 from allot.core.model import MILLI_PER_GPU
 
-SECRET_VARIABLES = frozenset({"ALLOT_TOKEN"})
+# Never passed on: the server's API token, and where the server keeps its data (the admin
+# token file among it), so that a task's own ``allot`` commands do not act as the server.
+SECRET_VARIABLES = frozenset({"ALLOT_TOKEN", "ALLOT_DATA_DIR"})
 # Variables that describe the server's own place in a job, if it has one; each task gets its own.
 TASK_VARIABLES = frozenset(
     {

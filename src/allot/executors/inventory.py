@@ -106,6 +106,10 @@ def describe_devices(names: tuple[str, ...]) -> str:
     return ", ".join(f"{n} x {name}" for name, n in Counter(names).items())
 
 
+def _gpus(count: int) -> str:
+    return "1 GPU" if count == 1 else f"{count} GPUs"
+
+
 def detect(
     gpus: int | None,
     node_name: str | None,
@@ -132,7 +136,7 @@ def detect(
         else:
             count = detected
             detail = (
-                f"declared {gpus} GPUs (--gpus {gpus}) but NVML detected only {detected} "
+                f"declared {_gpus(gpus)} (--gpus {gpus}) but NVML detected only {detected} "
                 f"{flavor}; using {detected}"
             )
         if mixed:
@@ -144,7 +148,7 @@ def detect(
         why = found.error or "NVML found no GPU"
         if gpus:
             count, flavor, source = gpus, DECLARED_FLAVOR, "declared"
-            detail = f"declared {gpus} GPUs (--gpus {gpus}); no GPU was detected (NVML: {why})"
+            detail = f"declared {_gpus(gpus)} (--gpus {gpus}); no GPU was detected (NVML: {why})"
         else:
             count, flavor, source = 0, CPU_FLAVOR, "none"
             detail = f"no GPU detected (NVML: {why}); CPU-only"

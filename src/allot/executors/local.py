@@ -10,12 +10,13 @@ Invariants
 - ``launch`` is idempotent per run id, across server crashes too: a task whose directory
   holds a claim is never spawned again, and spawning again a task that has only a spec is
   safe because the runner claims it with ``O_EXCL`` before running anything.
-- A task never sees the server's API token (``ALLOT_TOKEN``), and always sees only the
-  devices it was given (``CUDA_VISIBLE_DEVICES``, empty for a CPU-only task): allot's
-  variables override the user's.
+- A task never sees the server's API token (``ALLOT_TOKEN``) or data directory
+  (``ALLOT_DATA_DIR``), and always sees only the devices it was given
+  (``CUDA_VISIBLE_DEVICES``, empty for a CPU-only task): allot's variables override the user's.
 - Every task of a gang gets the same ``MASTER_PORT``, also when the run is launched again.
 - Task directories are private to the server's user (they hold the task's environment).
 - The executor reaps every runner it spawned, so none stays a zombie while the server lives.
+- A task gets SIGTERM from the executor at most once per run, however often it is asked to stop.
 """
 
 from __future__ import annotations
@@ -279,14 +280,18 @@ class LocalExecutor:
         return replace(status, unclaimed=unclaimed) if unclaimed else status
 
     def signal(self, run_id: str, *, kill: bool) -> None:
-        """SIGTERM goes to each runner, which forwards it once to its task's process group;
+        """SIGTERM goes to each runner, which forwards it to its task's process group;
         SIGKILL goes to each task's group directly, so the runner survives to report the
         exit code. A task whose runner is not up yet finds the ``stop`` marker and never
-        starts."""
+        starts. Each task gets SIGTERM from here at most once: the ``stop`` marker records
+        that it was sent, so asking again (a second cancel) is a no-op, as a second SIGTERM
+        could abort the checkpoint the first one started."""
         for task_dir in self._task_dirs(run_id):
             marker = task_dir / runner.STOP_FILE
-            if kill or not marker.exists():  # never downgrade a kill to a term
-                _write_marker(marker, "kill" if kill else "term")
+            if kill:
+                _write_marker(marker, "kill")
+            elif not _create_marker(marker, "term"):
+                continue  # asked to stop before (or killed): it has had its SIGTERM
             if (task_dir / runner.EXIT_FILE).exists():
                 continue  # ended: its pids may belong to strangers by now
             procs = Processes.read(task_dir)
@@ -323,6 +328,20 @@ def _write_marker(path: Path, text: str) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _create_marker(path: Path, text: str) -> bool:
+    """Write the marker whole unless one exists; True when this call created it (atomic:
+    of two callers at once, exactly one wins)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True
 
 
 def _signal_process(pid: int, signum: int) -> None:

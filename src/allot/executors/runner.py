@@ -15,7 +15,8 @@ and starts this runner detached, in a session of its own. The runner:
 4. enforces the time limit itself (SIGTERM to the task's group at the limit, SIGKILL after
    the grace period), so a limit holds while the server is down;
 5. writes ``exit.json``: the exit code (negative: the signal that ended the task), whether the
-   time limit stopped it, whether it was asked to stop, and when it finished.
+   time limit stopped it, whether it was asked to stop (and how many SIGTERMs it received),
+   and when it finished.
 
 Invariants
 - Files other processes read (``pid.json``, ``exit.json``) appear whole: temp file + rename.
@@ -165,6 +166,7 @@ class Runner:
             "exit_code": exit_code,
             "timed_out": timed_out,
             "terminated": self.terms_received > 0 or self.stop_requested() is not None,
+            "terms_received": self.terms_received,
             "started": self.task_pid is not None,
             "finished_at": time.time(),
         }

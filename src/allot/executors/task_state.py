@@ -18,7 +18,8 @@ Rules for one task, first match wins:
 
 Rules for a run: unknown when no task was ever launched; running when any task is running or
 starting; lost when any task is lost (or, some tasks having been launched, was never launched)
-and none runs; exited when every task exited.
+and none runs; exited when every task exited. A running run's ``notes`` carry what its running
+tasks' notes say (a task that runs without its runner).
 """
 
 from __future__ import annotations
@@ -222,10 +223,12 @@ def run_status(run_id: str, tasks: Sequence[TaskState]) -> RunStatus:
             parts = [f"{running} of {len(tasks)} tasks running"]
             parts += [f"{starting} starting"] if starting else []
             parts += [f"{len(exited)} exited"] if exited else []
-        notes = [f"{who(t)} {t.note}" for t in tasks if t.phase is TaskPhase.RUNNING and t.note]
-        notes += [f"{who(t)} {describe_end(t)}" for t in failed[:1]]
+        running_notes = tuple(
+            f"{who(t)} {t.note}" for t in tasks if t.phase is TaskPhase.RUNNING and t.note
+        )
+        notes = [*running_notes, *(f"{who(t)} {describe_end(t)}" for t in failed[:1])]
         detail = ", ".join(parts) + "".join(f"; {n}" for n in notes)
-        return RunStatus(run_id, RunState.RUNNING, codes, timed_out, detail)
+        return RunStatus(run_id, RunState.RUNNING, codes, timed_out, detail, notes=running_notes)
     missing = [t for t in tasks if t.phase in (TaskPhase.LOST, TaskPhase.UNKNOWN)]
     if missing:
         first = missing[0]

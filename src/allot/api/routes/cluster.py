@@ -27,13 +27,15 @@ def list_nodes(control: Control) -> list[NodeOut]:
 @router.post("/nodes/{name}/drain", responses=documented(404))
 def drain_node(name: str, control: Control, actor: Actor) -> NodeOut:
     """Place nothing new on the node; what runs there keeps running."""
-    return wire.node_out(control.set_node_state(name, NodeState.DRAINING, actor=actor))
+    node = control.set_node_state(name, NodeState.DRAINING, actor=actor)
+    return wire.node_out(node, control.inventory_source())
 
 
 @router.post("/nodes/{name}/undrain", responses=documented(404))
 def undrain_node(name: str, control: Control, actor: Actor) -> NodeOut:
     """Let the node take new work again."""
-    return wire.node_out(control.set_node_state(name, NodeState.UP, actor=actor))
+    node = control.set_node_state(name, NodeState.UP, actor=actor)
+    return wire.node_out(node, control.inventory_source())
 
 
 @router.get("/queues")

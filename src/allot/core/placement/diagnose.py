@@ -2,7 +2,9 @@
 
 ``screen`` answers the static questions that do not depend on what is free (no accepted flavor
 exists; even an empty cluster could not hold the job; only drained or down nodes could). Its
-answers are memoised on the snapshot per job shape until a node changes state.
+answers are memoised on the snapshot per job shape until a node changes state. A job that never
+fits names what runs short on each accepted flavor (``limit_resource``: the first resource of
+``gpu``, ``cpu``, ``memory`` the largest node lacks, else ``tasks`` or ``shape``).
 ``explain_no_fit`` describes the shortfall against what is free now: the largest free block,
 how many of a gang's tasks fit, or which of CPU and memory runs out first.
 """
@@ -12,9 +14,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from allot.core.explain import Explanation, FieldValue, Reason
+from allot.core.explain import Explanation, FieldValue, Reason, memory, quantity
 from allot.core.model import MILLI_PER_GPU, Cluster, JobSpec, NodeState, Resources
-from allot.core.placement.feasibility import FlavorCapacity
+from allot.core.placement.feasibility import FlavorCapacity, node_capacity_tasks
 from allot.core.placement.select import choose_placement
 from allot.core.snapshot import Snapshot
 
@@ -63,14 +65,27 @@ def needs_fields(spec: JobSpec, flavors: tuple[str, ...]) -> dict[str, FieldValu
     }
 
 
-def _limit_sentence(capacity: FlavorCapacity, flavor: str, task: Resources) -> str:
+def _limit(
+    capacity: FlavorCapacity, flavor: str, spec: JobSpec, task: Resources, *, named: bool
+) -> tuple[str, str]:
+    """What runs short on ``flavor`` for a job that never fits there, as (resource, sentence);
+    ``named`` puts the flavor into the sentence (when several flavors are described)."""
+    largest = f"the largest {flavor} node" if named else "the largest"
     if task.gpu_milli > capacity.largest_node_gpus * MILLI_PER_GPU:
-        return f"the largest {flavor} node has {capacity.largest_node_gpus} GPUs"
+        return "gpu", f"{largest} has {quantity(capacity.largest_node_gpus, 'GPU')}"
     if task.cpu_milli > capacity.largest_node_cpu_milli:
-        return f"the largest {flavor} node has {capacity.largest_node_cpu_milli / 1000:g} CPUs"
+        return "cpu", f"{largest} has {quantity(capacity.largest_node_cpu_milli / 1000, 'CPU')}"
     if task.memory_mib > capacity.largest_node_memory_mib:
-        return f"the largest {flavor} node has {capacity.largest_node_memory_mib} MiB of memory"
-    return f"all {flavor} nodes together cannot hold every task at once"
+        return "memory", f"{largest} has {memory(capacity.largest_node_memory_mib)}"
+    nodes = f"no {flavor} node" if named else "no node"
+    if len(spec.tasks) == 1:
+        return "shape", f"{nodes} has all of that at once"
+    every = f"all {flavor} nodes together" if named else "all of them together"
+    if len(set(spec.tasks)) > 1:
+        return "tasks", f"{every} cannot hold every task at once"
+    room = sum(n * node_capacity_tasks(g, c, m, task) for (g, c, m), n in capacity.all_nodes)
+    held = "none of them" if room == 0 else f"only {room}"
+    return "tasks", f"{every} hold {held}"
 
 
 def screen(snap: Snapshot, spec: JobSpec) -> Explanation | None:
@@ -104,9 +119,12 @@ def _screen(snap: Snapshot, spec: JobSpec) -> Explanation | None:
     if unavailable:
         return Explanation(Reason.NODES_UNAVAILABLE, fields)
     largest = max(spec.tasks, key=lambda t: (t.gpu_milli, t.cpu_milli, t.memory_mib))
-    fields["limit"] = "; ".join(
-        _limit_sentence(_flavor_capacity(snap, f), f, largest) for f in flavors
-    )
+    named = len(flavors) > 1
+    limits = [_limit(_flavor_capacity(snap, f), f, spec, largest, named=named) for f in flavors]
+    if len(set(spec.tasks)) > 1:
+        fields["mixed_tasks"] = 1
+    fields["limit_resource"] = ",".join(dict.fromkeys(resource for resource, _ in limits))
+    fields["limit"] = "; ".join(sentence for _, sentence in limits)
     return Explanation(Reason.NEVER_FITS, fields)
 
 
@@ -122,7 +140,7 @@ def explain_no_fit(snap: Snapshot, spec: JobSpec) -> Explanation:
             block = snap.largest_free_block(flavor)
             fit = snap.tasks_that_fit(flavor, g)
             if len(spec.tasks) == 1 and block < g:
-                parts.append(f"largest free block of {flavor} is {block} GPUs")
+                parts.append(f"largest free block of {flavor} is {quantity(block, 'GPU')}")
             elif fit < len(spec.tasks):
                 parts.append(f"{fit} of {len(spec.tasks)} tasks fit on free {flavor} GPUs")
             else:
@@ -130,7 +148,9 @@ def explain_no_fit(snap: Snapshot, spec: JobSpec) -> Explanation:
             fields[f"largest_free_gpus:{flavor}"] = block
         elif task.gpu_milli > 0:
             free = snap.free_gpu_milli[flavor]
-            parts.append(f"{free / 1000:g} GPUs of {flavor} free in total, none with room")
+            parts.append(
+                f"{quantity(free / 1000, 'GPU')} of {flavor} free in total, none with room"
+            )
         else:
             parts.append(f"no {flavor} node has the CPU and memory free")
     fields["shortfall"] = "; ".join(parts) if parts else "not enough is free"

@@ -1,0 +1,170 @@
+"""``allot submit``: a job from a job file, or the command after ``--``, like sbatch; a job
+array with ``--array``. The job file format lives in ``allot.cli.jobfile``; flags override the
+file's values. A thin layer over the SDK's ``submit`` and ``submit_many``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperCommand
+
+from allot.api.schemas import MAX_BATCH
+from allot.cli import output
+from allot.cli.jobfile import JobDraft, Origin, apply_flags, array_jobs, load_job_file, parse_array
+from allot.cli.output import (
+    InputError,
+    OutputFormat,
+    OutputOption,
+    TokenOption,
+    UrlOption,
+    reported,
+)
+
+ARGV = "allot.argv"  # where CommandAfterDashes keeps the words after ``--``
+
+
+class CommandAfterDashes(TyperCommand):
+    """A command whose words after ``--`` are a program's argv, kept away from its options."""
+
+    # Typer's Click is vendored privately, so its Context type cannot be named here; what
+    # arrives is the typer.Context it makes.
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta[ARGV] = args[at + 1 :]
+            args = args[:at]
+        # Words left over are most likely a command missing its --; the command says so.
+        ctx.allow_extra_args = True
+        return super().parse_args(ctx, args)
+
+
+def submit(
+    ctx: typer.Context,
+    job_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="JOB.yaml",
+            help="A job file (docs/jobs.md); flags override its values.",
+            show_default=False,
+        ),
+    ] = None,
+    gpus: Annotated[float | None, typer.Option("--gpus", "-G", help="GPUs per task.")] = None,
+    tasks: Annotated[
+        int | None, typer.Option("--tasks", "-n", help="Tasks; >1 is a gang that starts whole.")
+    ] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", "-c", help="CPU cores per task.")] = None,
+    memory_mib: Annotated[int | None, typer.Option(help="Memory per task in MiB.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue to wait in.")] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="An integer or a priority class name.")
+    ] = None,
+    flavor: Annotated[
+        list[str] | None, typer.Option(help="Accepted GPU flavor; repeat, preferred first.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-J", help="The job's name.")] = None,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", "-D", help="Directory to start in.")
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(help="K=V (repeatable); K alone passes on this shell's value."),
+    ] = None,
+    time_limit: Annotated[
+        str | None, typer.Option(help="Stop it after this long: 90 (seconds), 30m, 2h, 1d.")
+    ] = None,
+    estimate: Annotated[
+        str | None, typer.Option(help="How long it should run (helps backfill).")
+    ] = None,
+    checkpointable: Annotated[
+        bool | None,
+        typer.Option(
+            "--checkpointable/--no-checkpointable",
+            help="It saves its state, so preempting it loses little.",
+            show_default=False,
+        ),
+    ] = None,
+    preemptible: Annotated[
+        bool | None,
+        typer.Option(
+            "--preemptible/--no-preemptible",
+            help="Whether it may be stopped for others (default: yes).",
+            show_default=False,
+        ),
+    ] = None,
+    hold: Annotated[
+        bool | None,
+        typer.Option("--hold/--no-hold", help="Submit held until released.", show_default=False),
+    ] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(help="A job array: 0-99, 0-99:2 or 1,3,5; each gets ALLOT_ARRAY_INDEX."),
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """Submit a job from a job file, or the command after --, like sbatch.
+
+    allot submit train.yaml --gpus 2   |   allot submit --gpus 1 -- python train.py --lr 3e-4
+    """
+    argv: list[str] | None = ctx.meta.get(ARGV)
+    subject = "" if job_file is None else str(job_file)
+    with reported(subject, fmt):
+        if argv == []:
+            raise InputError("nothing after --: give the command to run")
+        if job_file is None and argv is None:
+            raise InputError("give a job file, or the command after --: allot submit -- CMD ...")
+        if ctx.args or (argv is None and job_file is not None and not job_file.exists()):
+            words = shlex.join([str(job_file), *ctx.args])
+            hint = f"to run a command, put it after --: allot submit [OPTIONS] -- {words}"
+            raise InputError(f"no job file {words!r}; {hint}")
+        draft = JobDraft() if job_file is None else load_job_file(job_file)
+        if job_file is not None and "name" not in draft.fields:
+            draft.set("name", job_file.stem, Origin(subject))
+        if argv is not None:
+            draft.set("command", argv, Origin("the command after --"))
+        flags = {
+            "--gpus": gpus,
+            "--tasks": tasks,
+            "--cpus": cpus,
+            "--memory-mib": memory_mib,
+            "--queue": queue,
+            "--priority": priority,
+            "--flavor": flavor,
+            "--name": name,
+            "--workdir": workdir,
+            "--time-limit": time_limit,
+            "--estimate": estimate,
+            "--checkpointable": checkpointable,
+            "--preemptible": preemptible,
+            "--hold": hold,
+        }
+        apply_flags(draft, flags, env or [])
+        submission = draft.submission()
+        if array is not None:
+            try:
+                members = array_jobs(submission, parse_array(array))
+            except ValueError as err:
+                raise InputError(str(err)) from None
+            with output.make_client(url, token) as allot:
+                # One request per thousand jobs: far faster than a submission each.
+                jobs = [
+                    j
+                    for k in range(0, len(members), MAX_BATCH)
+                    for j in allot.submit_many(members[k : k + MAX_BATCH])
+                ]
+            if fmt is OutputFormat.json:
+                output.print_json(jobs)
+            else:
+                output.say(f"Submitted array of {len(jobs)} jobs: {jobs[0].id}-{jobs[-1].id}")
+            return
+        with output.make_client(url, token) as allot:
+            job = allot.submit(submission)
+    if fmt is OutputFormat.json:
+        output.print_json(job)
+    else:
+        output.say(f"Submitted job {job.id}" + (" (held)" if job.held else ""))
