@@ -53,6 +53,7 @@ def up(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     config = ServerConfig(
         data_dir=data_dir or default_data_dir(),
         host=host,
@@ -72,9 +73,11 @@ def up(
     console.print(f"  nodes: {escape(server.inventory.detail)}")
     console.print(f"  data:  {config.data_dir}")
     console.print(f"  token: {server.token_path}  (the CLI reads it; or export ALLOT_TOKEN)")
-    if not any(n.gpus for n in server.inventory.nodes):
+    if any(n.gpus for n in server.inventory.nodes):
+        console.print(
+            "  try:   allot submit --gpus 1 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'; allot jobs"
+        )
+    else:
         console.print("  no GPU here: jobs may ask for CPUs only (declare GPUs with --gpus N)")
-    console.print(
-        "  try:   allot submit --gpus 1 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'; allot jobs"
-    )
+        console.print("  try:   allot submit --cpus 1 -- echo hello; allot jobs --all")
     serve(server)
