@@ -174,24 +174,7 @@ def request_stop(
         .where(RunRow.run_id == run_id)
         .values(phase=RunPhase.STOPPING.value, stop_by=stop_by, stop_reason=reason)
     )
-    events.append(
-        conn,
-        events.event_values(
-            at=at,
-            kind="stopping",
-            job_id=row.job_id,
-            from_state=JobState.RUNNING.value,
-            to_state=JobState.RUNNING.value,
-            actor=actor,
-            reason=reason,
-            data={
-                "run_id": run_id,
-                "phase": RunPhase.STOPPING.value,
-                "from_phase": phase.value,
-                "stop_by": stop_by,
-            },
-        ),
-    )
+    _stopping_event(conn, row.job_id, run_id, phase, stop_by, reason=reason, at=at, actor=actor)
 
 
 def restate_stop(conn: Connection, run_id: str, *, reason: str, at: float, actor: str) -> None:
@@ -201,12 +184,38 @@ def restate_stop(conn: Connection, run_id: str, *, reason: str, at: float, actor
     if RunPhase(row.phase) is not RunPhase.STOPPING or row.stop_reason == reason:
         return
     conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(stop_reason=reason))
+    _stopping_event(
+        conn,
+        row.job_id,
+        run_id,
+        RunPhase.STOPPING,
+        row.stop_by,
+        reason=reason,
+        at=at,
+        actor=actor,
+        replaces=row.stop_reason,
+    )
+
+
+def _stopping_event(
+    conn: Connection,
+    job_id: int,
+    run_id: str,
+    from_phase: RunPhase,
+    stop_by: float | None,
+    *,
+    reason: str,
+    at: float,
+    actor: str,
+    **data: object,
+) -> None:
+    """The ``stopping`` event of a run (the job stays running while its run stops)."""
     events.append(
         conn,
         events.event_values(
             at=at,
             kind="stopping",
-            job_id=row.job_id,
+            job_id=job_id,
             from_state=JobState.RUNNING.value,
             to_state=JobState.RUNNING.value,
             actor=actor,
@@ -214,9 +223,9 @@ def restate_stop(conn: Connection, run_id: str, *, reason: str, at: float, actor
             data={
                 "run_id": run_id,
                 "phase": RunPhase.STOPPING.value,
-                "from_phase": RunPhase.STOPPING.value,
-                "stop_by": row.stop_by,
-                "replaces": row.stop_reason,
+                "from_phase": from_phase.value,
+                "stop_by": stop_by,
+                **data,
             },
         ),
     )
