@@ -6,9 +6,9 @@ JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
 - ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
 - ``allocations.devices``: a list of device indices.
 
-``jobs.tasks`` and the ``tasks`` rows hold the same tasks; job records decode the JSON column,
-which comes with the job's row (no query per job), while per-task SQL (allocations, sums) uses
-the rows.
+``jobs.tasks`` and the ``tasks`` rows hold the same tasks; the store's own reads (job records,
+starting and ending runs) decode the JSON column, which comes with the job's row at no extra
+query, and the rows are there for SQL over tasks (reports, joins with allocations).
 
 Invariant: a ``JobRecord`` carries its current run (``current_run_id``) with the placement
 rebuilt from the run's allocations in task order; jobs without a current run carry None.

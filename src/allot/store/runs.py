@@ -26,7 +26,7 @@ from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transitio
 from allot.store import events
 from allot.store.jobs import get as get_job
 from allot.store.reads import ALLOCATIONS, RUNS, allocations_by_run, run_record
-from allot.store.tables import AllocationRow, JobRow, RunRow, TaskRow
+from allot.store.tables import AllocationRow, JobRow, RunRow
 
 _INSERT_RUN = insert(RunRow)
 _INSERT_ALLOCATION = insert(AllocationRow)
@@ -61,15 +61,11 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
             start_time=func.coalesce(JobRow.start_time, run.started_at),
             reason=reason,
         )
-        .returning(JobRow.run_count)
+        .returning(JobRow.tasks, JobRow.run_count)
     ).one_or_none()
     if claimed is None:
         return False
-    tasks = conn.execute(
-        select(TaskRow.cpu_milli, TaskRow.memory_mib)
-        .where(TaskRow.job_id == run.job_id)
-        .order_by(TaskRow.task_index)
-    ).all()
+    tasks = claimed.tasks  # the JSON copy of the tasks rows, read with the claim
     if len(run.placement) != len(tasks):
         raise ConflictError(
             f"run {run.run_id}: placement has {len(run.placement)} tasks, "
@@ -99,8 +95,8 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
                 "node": placement.node,
                 "devices": list(placement.devices),
                 "gpu_milli_per_device": placement.gpu_milli_per_device,
-                "cpu_milli": task.cpu_milli,
-                "memory_mib": task.memory_mib,
+                "cpu_milli": task["cpu_milli"],
+                "memory_mib": task["memory_mib"],
                 "released": False,
                 "exit_code": None,
             }
@@ -259,7 +255,7 @@ def end_run(
     reason = reason or f"run ended: {outcome}"
     run = _locked_run(conn, run_id)
     job = conn.execute(
-        select(JobRow.state, JobRow.attained_service, JobRow.current_run_id)
+        select(JobRow.state, JobRow.tasks, JobRow.attained_service, JobRow.current_run_id)
         .where(JobRow.id == run.job_id)
         .with_for_update()
     ).one()
@@ -281,17 +277,12 @@ def end_run(
             f"run {run_id} is not the current run of job {run.job_id} "
             f"(that is {job.current_run_id})"
         )
-    tasks, gpu_milli = conn.execute(
-        select(func.count(), func.coalesce(func.sum(TaskRow.gpu_milli), 0)).where(
-            TaskRow.job_id == run.job_id
-        )
-    ).one()
-    if exit_codes and len(exit_codes) != tasks:
+    if exit_codes and len(exit_codes) != len(job.tasks):
         raise ValueError(
-            f"exit_codes: run {run_id} has {tasks} tasks, got {len(exit_codes)} exit codes"
+            f"exit_codes: run {run_id} has {len(job.tasks)} tasks, got {len(exit_codes)} exit codes"
         )
 
-    gpus = gpu_milli / MILLI_PER_GPU
+    gpus = sum(task["gpu_milli"] for task in job.tasks) / MILLI_PER_GPU
     held_for = max(0.0, at - run.started_at)
     conn.execute(
         update(RunRow)
