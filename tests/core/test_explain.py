@@ -133,7 +133,7 @@ def test_a_shortfall_of_one_gpu_is_singular() -> None:
 def test_waiting_for_preempted_names_the_victims_and_their_deadline() -> None:
     plain = Explanation(Reason.WAITING_FOR_PREEMPTED)
     assert plain.message() == "waits for jobs being preempted to stop; it fits once they have"
-    many = Explanation(Reason.WAITING_FOR_PREEMPTED, {"victims": (12, 14), "stop_by": 5400.0})
+    many = Explanation(Reason.WAITING_FOR_PREEMPTED, {"victims": "12, 14", "stop_by": 5400.0})
     assert many.message() == (
         "waits for jobs 12, 14 to stop (by t=5400) to take the room they free"
     )

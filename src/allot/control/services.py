@@ -18,7 +18,7 @@ from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, S
 from allot.control.reasons import Explained, wall_time
 from allot.control.reconcile import CANCELLED
 from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase
-from allot.core.explain import Explanation
+from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
 from allot.core.placement.diagnose import screen
 from allot.core.quota.config import QuotaConfig
@@ -321,7 +321,7 @@ _LIMIT_FIELDS = {
 def _field_of(reason: Explanation) -> str:
     """The field to name for a job that can never run: the resource its preferred flavor
     lacks (``limit_resource``), or ``flavors`` when none of them exists."""
-    if str(reason.reason) == "no_flavor":
+    if reason.reason is Reason.NO_FLAVOR:
         return "flavors"
     first = str(reason.fields.get("limit_resource", "")).split(",")[0]
     return _LIMIT_FIELDS.get(first, "tasks")

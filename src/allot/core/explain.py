@@ -131,15 +131,11 @@ def _never_fits_remedy(f: Mapping[str, FieldValue]) -> str:
     return "ask for less per task or split the job into more, smaller tasks"
 
 
-def _job_ids(value: object) -> list[str]:
-    """Job ids given as a tuple of ids, one id, or a comma-separated string."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, int):
-        return [str(value)]
-    if isinstance(value, tuple | list):
-        return [str(v) for v in value]
-    return []
+def _job_ids(value: FieldValue | None) -> list[str]:
+    """Job ids given as a comma-separated string (or one id)."""
+    if value is None:
+        return []
+    return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
 def _jobs(ids: Sequence[str]) -> str:

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+from allot.core.explain import quantity
 from allot.core.model import MILLI_PER_CPU, Node
 
 Source = Literal["nvml", "declared", "none"]
@@ -106,10 +107,6 @@ def describe_devices(names: tuple[str, ...]) -> str:
     return ", ".join(f"{n} x {name}" for name, n in Counter(names).items())
 
 
-def _gpus(count: int) -> str:
-    return "1 GPU" if count == 1 else f"{count} GPUs"
-
-
 def detect(
     gpus: int | None,
     node_name: str | None,
@@ -135,8 +132,9 @@ def detect(
             detail = f"declared {gpus} of {detected} detected {flavor} (--gpus {gpus})"
         else:
             count = detected
+            declared = quantity(gpus, "GPU")
             detail = (
-                f"declared {_gpus(gpus)} (--gpus {gpus}) but NVML detected only {detected} "
+                f"declared {declared} (--gpus {gpus}) but NVML detected only {detected} "
                 f"{flavor}; using {detected}"
             )
         if mixed:
@@ -148,7 +146,8 @@ def detect(
         why = found.error or "NVML found no GPU"
         if gpus:
             count, flavor, source = gpus, DECLARED_FLAVOR, "declared"
-            detail = f"declared {_gpus(gpus)} (--gpus {gpus}); no GPU was detected (NVML: {why})"
+            declared = quantity(gpus, "GPU")
+            detail = f"declared {declared} (--gpus {gpus}); no GPU was detected (NVML: {why})"
         else:
             count, flavor, source = 0, CPU_FLAVOR, "none"
             detail = f"no GPU detected (NVML: {why}); CPU-only"

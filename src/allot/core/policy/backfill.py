@@ -102,12 +102,10 @@ class Shadow:
     holds: list[HoldAmounts]
 
 
-def _holds(
-    snap: Snapshot,
-    spec: JobSpec,
-    placement: Sequence[TaskPlacement],
-    at_t: dict[int, tuple[list[int], int, int]],
+def placement_need(
+    snap: Snapshot, spec: JobSpec, placement: Sequence[TaskPlacement]
 ) -> list[HoldAmounts]:
+    """What ``placement`` of ``spec`` takes, node by node: milli-GPU per device, CPU, memory."""
     need: dict[int, tuple[dict[int, int], list[int]]] = {}
     for task, where in zip(spec.tasks, placement, strict=True):
         i = snap.node_index[where.node]
@@ -116,8 +114,17 @@ def _holds(
             devices[d] = devices.get(d, 0) + where.gpu_milli_per_device
         cpu_mem[0] += task.cpu_milli
         cpu_mem[1] += task.memory_mib
+    return [(i, devices, cpu, mem) for i, (devices, (cpu, mem)) in need.items()]
+
+
+def hold_amounts(
+    snap: Snapshot, need: Sequence[HoldAmounts], at_t: dict[int, tuple[list[int], int, int]]
+) -> list[HoldAmounts]:
+    """What must be held now so that ``need`` is free at a later time whose free capacity is
+    ``at_t``: per device (and CPU, memory) ``max(0, need - (free_then - free_now))``; nodes
+    with nothing to hold are left out."""
     holds: list[HoldAmounts] = []
-    for i, (devices, (cpu, mem)) in need.items():
+    for i, devices, cpu, mem in need:
         dev_t, cpu_t, mem_t = at_t[i]
         dev_now = snap.dev_free[i]
         held = {
@@ -171,7 +178,7 @@ def find_shadow(snap: Snapshot, spec: JobSpec, flavors: Sequence[str], now: floa
         for undo in reversed(undos):
             undo()
     reservation = Reservation(spec.id, at, flavor, placement)
-    return Shadow(reservation, _holds(snap, spec, placement, at_t))
+    return Shadow(reservation, hold_amounts(snap, placement_need(snap, spec, placement), at_t))
 
 
 def _place_on_released(
@@ -218,23 +225,6 @@ def _shadow_by_trying(
     finally:
         for undo in reversed(undos):
             undo()
-
-
-def hold_after(snap: Snapshot, spec: JobSpec, flavor: str, removed: Sequence[int]) -> Hold | None:
-    """A hold on what ``spec`` will need once the running jobs ``removed`` are gone (a
-    preemptor waiting for its victims): its placement in that state, less what those jobs
-    free. Engaged, it keeps later jobs from taking the room the preemptor counts on."""
-    undos = [snap.finish(job_id) for job_id in removed if job_id in snap.running]
-    try:
-        placement = choose_placement(snap, spec, flavor)
-        if placement is None:
-            return None
-        used = {snap.node_index[p.node] for p in placement}
-        at_t = {i: (list(snap.dev_free[i]), snap.cpu_free[i], snap.mem_free[i]) for i in used}
-    finally:
-        for undo in reversed(undos):
-            undo()
-    return Hold(snap, _holds(snap, spec, placement, at_t))
 
 
 class Hold:

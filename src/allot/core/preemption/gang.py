@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
 from allot.core.placement.feasibility import tasks_on_node
-from allot.core.preemption.search import Victims, VictimSearch, cost, holders_by_node, preference
+from allot.core.preemption.search import (
+    Victims,
+    VictimSearch,
+    cost,
+    holders_by_node,
+    node_order,
+    preference,
+)
 
 Choice = tuple[int, list[tuple[int, int]]]  # (victims counted, [(node, tasks there)])
 
@@ -62,9 +69,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
         if node.flavor != search.p.flavor or not snap.schedulable(i):
             continue
         held = by_node.get(i, {})
-        local = sorted(
-            (jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], preference(j))
-        )
+        local = node_order(held, jobs_by_id)
         sets = _sets_on_node(search, i, local, count)
         if len(sets) > 1:
             options.append((i, sets))

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from allot.core.model import JobId, JobSpec, TaskPlacement
+from allot.core.model import JobId, JobSpec
 from allot.core.placement.select import choose_placement
-from allot.core.policy.backfill import Hold, HoldAmounts
+from allot.core.policy.backfill import Hold, HoldAmounts, hold_amounts, placement_need
 from allot.core.quota import request_of
 from allot.core.quota.tree import QuotaTree, Request
 from allot.core.snapshot import Snapshot, Undo
@@ -43,17 +43,6 @@ class Holder:
     flavor: str
     need: list[HoldAmounts]  # its whole placement
     held: Hold  # the part not freed by the stopping jobs, taken out of free capacity
-
-
-def _need(snap: Snapshot, spec: JobSpec, placement: tuple[TaskPlacement, ...]) -> list[HoldAmounts]:
-    amounts: dict[int, tuple[dict[int, int], list[int]]] = {}
-    for task, where in zip(spec.tasks, placement, strict=True):
-        devices, cpu_mem = amounts.setdefault(snap.node_index[where.node], ({}, [0, 0]))
-        for d in where.devices:
-            devices[d] = devices.get(d, 0) + where.gpu_milli_per_device
-        cpu_mem[0] += task.cpu_milli
-        cpu_mem[1] += task.memory_mib
-    return [(i, devices, cpu, mem) for i, (devices, (cpu, mem)) in amounts.items()]
 
 
 def _minus(need: list[HoldAmounts], held: list[HoldAmounts]) -> list[HoldAmounts]:
@@ -137,26 +126,14 @@ class PreemptorHolds:
             placement = choose_placement(snap, spec, flavor)
             if placement is None:
                 return None
-            need = _need(snap, spec, placement)
+            need = placement_need(snap, spec, placement)
             then = {
                 i: (list(snap.dev_free[i]), snap.cpu_free[i], snap.mem_free[i]) for i, *_ in need
             }
         finally:
             for undo in reversed(undos):
                 undo()
-        amounts: list[HoldAmounts] = []
-        for i, devices, cpu, mem in need:
-            dev_then, cpu_then, mem_then = then[i]
-            dev_now = snap.dev_free[i]
-            held = {
-                d: amount - (dev_then[d] - dev_now[d])
-                for d, amount in devices.items()
-                if amount > dev_then[d] - dev_now[d]
-            }
-            hold_cpu = max(0, cpu - (cpu_then - snap.cpu_free[i]))
-            hold_mem = max(0, mem - (mem_then - snap.mem_free[i]))
-            amounts.append((i, held, hold_cpu, hold_mem))
-        held_now = Hold(snap, amounts)
+        held_now = Hold(snap, hold_amounts(snap, need, then))
         held_now.engage()
         self.holders.append(Holder(spec.id, spec.queue, flavor, need, held_now))
         future = self.future_tree()

@@ -249,3 +249,9 @@ def holders_by_node(snap: Snapshot, jobs: Iterable[RunningJob]) -> dict[int, dic
                 devices = by_node.setdefault(i, {})
                 devices[job.spec.id] = devices.get(job.spec.id, 0) + len(where.devices)
     return by_node
+
+
+def node_order(held: dict[int, int], jobs_by_id: dict[int, RunningJob]) -> list[RunningJob]:
+    """The candidates holding devices on one node (``held``: job id -> devices there), the
+    largest holder first, then by preference."""
+    return sorted((jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], preference(j)))

@@ -34,7 +34,7 @@ from allot.core.preemption.search import (
     VictimSearch,
     cost,
     holders_by_node,
-    preference,
+    node_order,
 )
 from allot.core.quota.tree import QuotaTree
 from allot.core.snapshot import Snapshot
@@ -118,9 +118,7 @@ def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
         if best_cost is not None and bound > best_cost[0]:
             break
         held = by_node[i]
-        local = sorted(
-            (jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], preference(j))
-        )
+        local = node_order(held, jobs_by_id)
         try:
             result = _on_node(search, i, local, everyone)
         finally:
