@@ -41,8 +41,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from allot.api.schemas import JobSubmission
 from allot.client import Client
+from allot.wire.schemas import JobSubmission
 
 CLIENTS = 8
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from allot.api import create_app
 from allot.api.auth import hash_token
+from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
 from allot.control.loop import SchedulingLoop
 from allot.control.services import ControlPlane
@@ -27,7 +28,6 @@ from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
 from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory, detect
 from allot.executors.local import LocalExecutor
-from allot.sim.quotas import check_against_cluster, load_quotas
 from allot.store import SqlStore, default_database_url
 
 log = logging.getLogger("allot.server")

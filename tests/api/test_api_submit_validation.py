@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from allot.api.schemas import MAX_BODY_BYTES
+from allot.wire.schemas import MAX_BODY_BYTES
 from harness import Harness
 
 VALID: dict[str, Any] = {"command": ["python", "train.py"], "resources": {"gpus": 1}}

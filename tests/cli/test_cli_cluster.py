@@ -24,7 +24,7 @@ from allot.api.app import create_app
 from allot.cli import output
 from allot.cli.main import app
 from allot.client import Client, NodeOut, QueueOut
-from allot.sim.quotas import parse_quotas
+from allot.config.quotas import parse_quotas
 from harness import Harness, InProcessTransport, make_harness
 
 TOKEN = "tok-cli-cluster-0123456789"

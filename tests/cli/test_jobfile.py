@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from allot.api.schemas import JobSubmission, TaskResources
 from allot.cli.jobfile import JobDraft, JobFileError, apply_flags, load_job_file, parse_duration
+from allot.wire.schemas import JobSubmission, TaskResources
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 SECRET = "s3cr3t-value"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from allot.api.auth import hash_token
+from allot.config.errors import ConfigError
 from allot.server import ServerConfig, build
-from allot.sim.workload import TraceError
 
 
 def config(tmp_path: Path, **changes: object) -> ServerConfig:
@@ -48,7 +48,7 @@ def test_a_quota_file_is_checked_against_the_cluster(tmp_path: Path) -> None:
         "tenants:\n  - name: a\nqueues:\n  - name: q\n    tenant: a\n"
         "    quotas:\n      H100:\n        gpu: 1\n"
     )
-    with pytest.raises(TraceError, match="unknown flavor 'H100'; the cluster has: gpu"):
+    with pytest.raises(ConfigError, match="unknown flavor 'H100'; the cluster has: gpu"):
         build(config(tmp_path, quotas_file=quotas)).loop.close()
     quotas.write_text(quotas.read_text().replace("H100", "gpu"))
     server = build(config(tmp_path, quotas_file=quotas))

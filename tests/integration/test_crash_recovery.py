@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from allot.api.schemas import JobSubmission
 from allot.client import ApiError, Client, Unreachable
+from allot.wire.schemas import JobSubmission
 
 JOBS = 120
 KILLS = 4

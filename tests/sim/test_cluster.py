@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from allot.config.errors import ConfigError
 from allot.core.model import Node
 from allot.sim.cluster import ClusterConfig, FailureModel, load_cluster
-from allot.sim.workload import TraceError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -163,7 +163,7 @@ def test_errors_name_file_line_and_field(
     tmp_path: Path, text: str, line: int, field: str, rule: str
 ) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(TraceError) as err:
+    with pytest.raises(ConfigError) as err:
         load_cluster(path)
     message = str(err.value)
     assert message.startswith(f"{path}:{line}: field '{field}':"), message
@@ -172,9 +172,9 @@ def test_errors_name_file_line_and_field(
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     path = write(tmp_path, "node_groups:\n  - {name: a\n")
-    with pytest.raises(TraceError, match=r"cluster.yaml:\d+: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"cluster.yaml:\d+: invalid YAML"):
         load_cluster(path)
-    with pytest.raises(TraceError, match=r"nope.yaml: no such file"):
+    with pytest.raises(ConfigError, match=r"nope.yaml: no such file"):
         load_cluster(tmp_path / "nope.yaml")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from allot.config.errors import ConfigError
 from allot.core.model import Resources, SpecError
 from allot.sim.traces.synthetic import (
     LognormalDuration,
@@ -15,7 +16,6 @@ from allot.sim.traces.synthetic import (
     generate,
     load_synthetic_spec,
 )
-from allot.sim.workload import TraceError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -135,7 +135,7 @@ def test_errors_name_file_line_and_field(
 ) -> None:
     assert old in SPEC
     path = write(tmp_path, SPEC.replace(old, new))
-    with pytest.raises(TraceError) as err:
+    with pytest.raises(ConfigError) as err:
         load_synthetic_spec(path)
     message = str(err.value)
     assert message.startswith(f"{path}:{line}: field '{field}':"), message

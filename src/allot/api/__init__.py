@@ -1,11 +1,10 @@
 """The REST API (FastAPI, versioned under ``/v1``): ``create_app(control)`` builds it.
 
-Modules: ``schemas`` (wire models, shared with ``allot.client``), ``wire`` (records to wire
-models and back), ``problems`` (errors as RFC 9457 problem details), ``auth`` (bearer tokens),
-``body_limit``, ``context`` and ``routes/`` (thin routes over ``ControlPlane``).
+Modules: ``wire`` (records to the wire models of ``allot.wire.schemas`` and back),
+``problems`` (errors as RFC 9457 problem details), ``auth`` (bearer tokens), ``body_limit``,
+``context`` and ``routes/`` (thin routes over ``ControlPlane``).
 
-``create_app`` is imported lazily, so importing ``allot.api.schemas`` (as the SDK does) does not
-import FastAPI.
+``create_app`` is imported lazily, so importing ``allot.api`` for a type does not import FastAPI.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from allot.api.body_limit import BodySizeLimit
 from allot.api.context import close_intake
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
 from allot.api.routes import cluster, jobs
-from allot.api.schemas import MAX_BODY_BYTES, Health
 from allot.control.services import ControlPlane
+from allot.wire.schemas import MAX_BODY_BYTES, Health
 
 API_PREFIX = "/v1"
 

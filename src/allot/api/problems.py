@@ -26,10 +26,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from allot.api.schemas import FieldProblem, Problem
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.services import RejectedError
 from allot.core.model import SpecError
+from allot.wire.schemas import FieldProblem, Problem
 
 log = logging.getLogger("allot.api")
 

@@ -1,4 +1,4 @@
-"""Translation between wire models (``allot.api.schemas``) and control-plane records.
+"""Translation between wire models (``allot.wire.schemas``) and control-plane records.
 
 Inbound: a ``JobSubmission`` becomes a ``NewJob`` (units to milli-units, a shell string to
 ``/bin/sh -c``, priority class names to numbers, defaults for tenant and user). Outbound: records
@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 
 from pydantic import JsonValue, TypeAdapter
 
-from allot.api.schemas import (
+from allot.control.records import EventRecord, JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.control.services import Explained, LogChunk, QueueView, RejectedError
+from allot.core.model import JobState, Node, NodeState, Resources
+from allot.wire.schemas import (
     MILLI,
     EventOut,
     ExplainOut,
@@ -33,9 +36,6 @@ from allot.api.schemas import (
     RunOut,
     RunPhaseName,
 )
-from allot.control.records import EventRecord, JobRecord, Launch, NewJob, RunPhase, RunRecord
-from allot.control.services import Explained, LogChunk, QueueView, RejectedError
-from allot.core.model import JobState, Node, NodeState, Resources
 
 DEFAULT_TENANT = "default"
 

@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from allot.api.schemas import JobSubmission
-from allot.sim.workload import TraceError
-from allot.sim.yamldoc import YamlMap, YamlNode, load_yaml
+from allot.config.errors import ConfigError
+from allot.config.yamldoc import YamlMap, YamlNode, load_yaml
+from allot.wire.schemas import JobSubmission
 
 FILE_KEYS = (
     "name",
@@ -113,7 +113,7 @@ class Origin:
         """``rule`` prefixed with this place, as yamldoc words it for the file's own errors."""
         if self.line is None:
             return f"{self.source}: {rule}"
-        return str(TraceError(self.source, rule, line=self.line, field=self.key))
+        return str(ConfigError(self.source, rule, line=self.line, field=self.key))
 
 
 @dataclass
@@ -165,7 +165,7 @@ def load_job_file(path: str | Path) -> JobDraft:
     unknown key or a value of the wrong type."""
     try:
         return _read(load_yaml(path), Path(path).parent)
-    except TraceError as exc:
+    except ConfigError as exc:
         raise JobFileError([str(exc)]) from None
 
 

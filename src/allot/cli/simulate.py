@@ -30,6 +30,8 @@ from rich.progress import (
 )
 
 from allot.cli.simulate_table import comparison_table
+from allot.config.errors import ConfigError
+from allot.config.quotas import check_against_cluster, load_quotas
 from allot.core.model import SpecError
 from allot.core.policy import Policy, UnknownPolicyError, get_policy
 from allot.sim.cluster import load_cluster
@@ -40,11 +42,10 @@ from allot.sim.engine import (
     with_estimates,
 )
 from allot.sim.metrics import compute_metrics
-from allot.sim.quotas import check_against_cluster, load_quotas
 from allot.sim.report import write_plots, write_report
 from allot.sim.result import SimResult
 from allot.sim.traces import TRACE_FORMATS, load_trace
-from allot.sim.workload import TraceError, TraceJob
+from allot.sim.workload import TraceJob
 
 
 class TraceFormat(StrEnum):
@@ -77,7 +78,7 @@ def _infer_format(trace: Path) -> str:
         return "synthetic"
     if suffix in (".csv", ".parquet"):
         return "allot"
-    raise TraceError(
+    raise ConfigError(
         str(trace),
         f"cannot tell the format from the name; pass --trace-format ({', '.join(TRACE_FORMATS)})",
     )
@@ -93,7 +94,7 @@ def _read_trace(
     fmt = _infer_format(trace)
     try:
         return fmt, load_trace(trace, fmt, limit=limit)
-    except TraceError as err:
+    except ConfigError as err:
         if not trace.is_file():
             raise
         hint = f"(format inferred as {fmt!r} from the {trace.suffix} suffix; pass --trace-format)"
@@ -157,7 +158,7 @@ def simulate(
         check_some_job_fits(
             config.cluster, workload, cluster_file=str(cluster), trace_file=str(trace)
         )
-    except (TraceError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
+    except (ConfigError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 

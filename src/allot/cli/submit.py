@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
-from allot.api.schemas import MAX_BATCH
 from allot.cli import output
 from allot.cli.jobfile import JobDraft, Origin, apply_flags, array_jobs, load_job_file, parse_array
 from allot.cli.output import (
@@ -23,6 +22,7 @@ from allot.cli.output import (
     UrlOption,
     reported,
 )
+from allot.wire.schemas import MAX_BATCH
 
 ARGV = "allot.argv"  # where CommandAfterDashes keeps the words after ``--``
 

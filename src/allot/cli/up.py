@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from allot.config.errors import ConfigError
 from allot.core.model import SpecError
 from allot.core.policy import POLICIES
 from allot.datadir import default_data_dir
-from allot.sim.workload import TraceError
 
 
 def up(
@@ -65,7 +65,7 @@ def up(
     )
     try:
         server = build(config)
-    except (TraceError, SpecError, OSError) as err:
+    except (ConfigError, SpecError, OSError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     url = f"http://{host}:{port}"

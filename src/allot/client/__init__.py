@@ -11,12 +11,24 @@ REST API with httpx, and return the API's own wire models (``JobOut``, ``JobPage
 
 Failures raise ``ApiError`` subclasses: ``Invalid``, ``NotFound``, ``Conflict``,
 ``Unauthorized``, ``ServerError`` and ``Unreachable``. The SDK imports httpx, Pydantic and
-``allot.api.schemas`` only, so it needs neither FastAPI nor the server's code.
+``allot.wire.schemas`` only, so it needs neither FastAPI nor the server's code.
 """
 
 from __future__ import annotations
 
-from allot.api.schemas import (
+from allot.client._async import AsyncClient
+from allot.client._errors import (
+    ApiError,
+    Conflict,
+    Invalid,
+    NotFound,
+    ServerError,
+    Unauthorized,
+    Unreachable,
+)
+from allot.client._routes import DEFAULT_URL
+from allot.client._sync import Client
+from allot.wire.schemas import (
     EventOut,
     ExplainOut,
     FieldProblem,
@@ -32,18 +44,6 @@ from allot.api.schemas import (
     RunOut,
     TaskResources,
 )
-from allot.client._async import AsyncClient
-from allot.client._errors import (
-    ApiError,
-    Conflict,
-    Invalid,
-    NotFound,
-    ServerError,
-    Unauthorized,
-    Unreachable,
-)
-from allot.client._routes import DEFAULT_URL
-from allot.client._sync import Client
 
 __all__ = [
     "DEFAULT_URL",

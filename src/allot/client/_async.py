@@ -1,6 +1,6 @@
 """``AsyncClient``: the asynchronous SDK, method for method the same as ``Client`` (each one a
 coroutine; ``follow_logs`` an async generator). Every method returns wire models from
-``allot.api.schemas`` and raises an ``ApiError`` subclass when the call fails.
+``allot.wire.schemas`` and raises an ``ApiError`` subclass when the call fails.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import TypeVar
 
 import httpx
 
-from allot.api.schemas import (
+from allot.client import _routes as routes
+from allot.client._errors import unreachable
+from allot.wire.schemas import (
     EventOut,
     ExplainOut,
     Health,
@@ -24,8 +26,6 @@ from allot.api.schemas import (
     NodeOut,
     QueueOut,
 )
-from allot.client import _routes as routes
-from allot.client._errors import unreachable
 
 T = TypeVar("T")
 

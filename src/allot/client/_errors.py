@@ -14,7 +14,7 @@ import json
 import httpx
 from pydantic import ValidationError
 
-from allot.api.schemas import FieldProblem, Problem
+from allot.wire.schemas import FieldProblem, Problem
 
 
 class ApiError(Exception):

@@ -16,7 +16,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from allot.api.schemas import (
+from allot.client._errors import ApiError, error_from_response
+from allot.wire.schemas import (
     EventOut,
     ExplainOut,
     Health,
@@ -27,7 +28,6 @@ from allot.api.schemas import (
     NodeOut,
     QueueOut,
 )
-from allot.client._errors import ApiError, error_from_response
 
 T = TypeVar("T")
 QueryValue = str | int | float | bool | None

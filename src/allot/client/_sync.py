@@ -1,5 +1,5 @@
 """``Client``: the synchronous SDK. One method per API route; every method returns wire models
-from ``allot.api.schemas`` and raises an ``ApiError`` subclass when the call fails.
+from ``allot.wire.schemas`` and raises an ``ApiError`` subclass when the call fails.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import TypeVar
 
 import httpx
 
-from allot.api.schemas import (
+from allot.client import _routes as routes
+from allot.client._errors import unreachable
+from allot.wire.schemas import (
     EventOut,
     ExplainOut,
     Health,
@@ -23,8 +25,6 @@ from allot.api.schemas import (
     NodeOut,
     QueueOut,
 )
-from allot.client import _routes as routes
-from allot.client._errors import unreachable
 
 T = TypeVar("T")
 

@@ -24,6 +24,8 @@ from enum import StrEnum
 
 MILLI_PER_GPU = 1000
 MILLI_PER_CPU = 1000
+MIB_PER_GIB = 1024
+SECONDS_PER_HOUR = 3600.0
 
 JobId = int
 

@@ -16,7 +16,7 @@ A cluster file is YAML with a ``name``, a list of ``node_groups`` (identical nod
       mtbf_hours: 720       # mean time between failures per node (exponential)
       mttr_hours: 4         # mean time to repair
 
-Invariants: every error names the file, line and field (``TraceError``); group names are unique,
+Invariants: every error names the file, line and field (``ConfigError``); group names are unique,
 so node names are unique across the cluster (a node name is its group's name, a dash and digits);
 nodes keep the file's order, which is the order the core breaks ties in.
 """
@@ -26,11 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from allot.core.model import MILLI_PER_CPU, Cluster, Node, SpecError
-from allot.sim.yamldoc import YamlMap, YamlNode, load_yaml
-
-MIB_PER_GIB = 1024
-SECONDS_PER_HOUR = 3600.0
+from allot.config.yamldoc import YamlMap, YamlNode, load_yaml
+from allot.core.model import MIB_PER_GIB, MILLI_PER_CPU, SECONDS_PER_HOUR, Cluster, Node, SpecError
 
 _TOP_KEYS = ("name", "node_groups", "failures")
 _GROUP_KEYS = ("name", "count", "flavor", "gpus", "cpu", "memory_gib", "memory_mib", "topology")
@@ -63,7 +60,7 @@ class ClusterConfig:
 
 
 def load_cluster(path: str | Path) -> ClusterConfig:
-    """Read and validate the cluster file at ``path``; raise ``TraceError`` on any problem."""
+    """Read and validate the cluster file at ``path``; raise ``ConfigError`` on any problem."""
     doc = load_yaml(path)
     doc.check_keys(_TOP_KEYS, required=("node_groups",))
     name = doc.get_str("name", default=Path(path).stem)

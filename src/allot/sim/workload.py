@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from allot.config.errors import ConfigError
 from allot.core.model import JobSpec
 
 
@@ -21,15 +22,5 @@ class TraceJob:
     duration: float
 
 
-class TraceError(ValueError):
-    """Bad input in a trace or cluster file; the message names the file, line and field."""
-
-    def __init__(
-        self, path: str, message: str, *, line: int | None = None, field: str = ""
-    ) -> None:
-        where = path if line is None else f"{path}:{line}"
-        what = f" field {field!r}:" if field else ""
-        super().__init__(f"{where}:{what} {message}")
-        self.path = path
-        self.line = line
-        self.field = field
+class TraceError(ConfigError):
+    """Bad input in a trace file; the message names the file, line and field."""

@@ -11,8 +11,8 @@ from allot.api import wire
 from allot.api.auth import Actor
 from allot.api.context import Control
 from allot.api.problems import documented
-from allot.api.schemas import NodeOut, QueueOut
 from allot.core.model import NodeState
+from allot.wire.schemas import NodeOut, QueueOut
 
 router = APIRouter(tags=["cluster"])
 

@@ -21,7 +21,9 @@ from allot.api import wire
 from allot.api.auth import Actor
 from allot.api.context import Control, Intake
 from allot.api.problems import documented
-from allot.api.schemas import (
+from allot.control.records import JobFilter
+from allot.core.model import JobState
+from allot.wire.schemas import (
     MAX_IDEMPOTENCY_KEY,
     EventOut,
     ExplainOut,
@@ -32,8 +34,6 @@ from allot.api.schemas import (
     JobSubmission,
     LogChunkOut,
 )
-from allot.control.records import JobFilter
-from allot.core.model import JobState
 
 MAX_PAGE = 1000
 MAX_LOG_CHUNK = 1 << 20

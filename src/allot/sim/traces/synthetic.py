@@ -31,13 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
-from allot.core.model import MILLI_PER_CPU, MILLI_PER_GPU, JobSpec, Resources, SpecError, gang
+from allot.config.errors import ConfigError
+from allot.config.yamldoc import YamlMap, load_yaml
+from allot.core.model import (
+    MIB_PER_GIB,
+    MILLI_PER_CPU,
+    MILLI_PER_GPU,
+    SECONDS_PER_HOUR,
+    JobSpec,
+    Resources,
+    SpecError,
+    gang,
+)
 from allot.sim.traces.philly import gang_shape
-from allot.sim.workload import TraceError, TraceJob
-from allot.sim.yamldoc import YamlMap, load_yaml
+from allot.sim.workload import TraceJob
 
-MIB_PER_GIB = 1024
-SECONDS_PER_HOUR = 3600.0
 PROBABILITY_TOLERANCE = 1e-6
 
 _KEYS = (
@@ -143,7 +151,7 @@ def _check_gpu_count(count: float) -> None:
 
 
 def load_synthetic_spec(path: str | Path) -> SyntheticSpec:
-    """Read and validate a synthetic workload spec; raise ``TraceError`` naming the line."""
+    """Read and validate a synthetic workload spec; raise ``ConfigError`` naming the line."""
     doc = load_yaml(path)
     doc.check_keys(_KEYS, required=tuple(k for k in _KEYS if k != "flavors"))
     duration_map = doc.get_map("duration")
@@ -179,8 +187,8 @@ def load_synthetic_spec(path: str | Path) -> SyntheticSpec:
         raise _at_line(doc, exc) from None
 
 
-def _at_line(doc: YamlMap, exc: SpecError) -> TraceError:
-    """The ``SpecError`` as a ``TraceError`` at the line of the field it names."""
+def _at_line(doc: YamlMap, exc: SpecError) -> ConfigError:
+    """The ``SpecError`` as a ``ConfigError`` at the line of the field it names."""
     head, _, rest = exc.field.partition(".")
     if rest and head in doc:
         return doc.get_map(head).error(rest, exc.rule)

@@ -27,7 +27,7 @@ A quota file is YAML (the full format is in ``docs/quotas.md``)::
 Units as written: ``gpu`` in GPUs (stored as milli-GPU), ``cpu`` in cores (milli-cores),
 ``memory_gib`` in GiB or ``memory_mib`` in MiB (both stored as MiB under the core's ``memory``).
 
-Invariants: every problem raises ``TraceError`` naming the file, the line and the field; the
+Invariants: every problem raises ``ConfigError`` naming the file, the line and the field; the
 tree's own rules (known tenants and cohorts, no cycles, ...) are the core's ``QuotaConfig``
 checks, and each ``SpecError`` they raise is mapped back to the line it concerns; an amount is
 accepted only when it is a whole number of the stored unit, so nothing is silently rounded; a
@@ -43,7 +43,9 @@ from typing import NamedTuple, TypeVar
 
 import yaml
 
-from allot.core.model import MILLI_PER_CPU, MILLI_PER_GPU, SpecError
+from allot.config.errors import ConfigError
+from allot.config.yamldoc import YamlMap, YamlNode, load_yaml, parse_yaml
+from allot.core.model import MIB_PER_GIB, MILLI_PER_CPU, MILLI_PER_GPU, SECONDS_PER_HOUR, SpecError
 from allot.core.quota.config import (
     CohortSpec,
     FairShareRule,
@@ -56,9 +58,6 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
-from allot.sim.cluster import MIB_PER_GIB, SECONDS_PER_HOUR
-from allot.sim.workload import TraceError
-from allot.sim.yamldoc import YamlMap, YamlNode, load_yaml, parse_yaml
 
 DEFAULT_HALF_LIFE_HOURS = 168.0  # one week, Slurm's PriorityDecayHalfLife default is 7 days
 
@@ -90,7 +89,7 @@ _UNITS: dict[str, _Unit] = {
 
 
 def load_quotas(path: str | Path) -> QuotaConfig:
-    """Read and validate the quota file at ``path``; raise ``TraceError`` on any problem."""
+    """Read and validate the quota file at ``path``; raise ``ConfigError`` on any problem."""
     return _read(load_yaml(path))[0]
 
 
@@ -102,7 +101,7 @@ def parse_quotas(text: str, source: str) -> QuotaConfig:
 def check_against_cluster(
     config: QuotaConfig, cluster_flavors: Iterable[str], source: str | Path
 ) -> None:
-    """Raise ``TraceError`` naming ``source`` when a quota names a flavor the cluster lacks.
+    """Raise ``ConfigError`` naming ``source`` when a quota names a flavor the cluster lacks.
 
     The error points at the flavor's key when ``source`` is the file ``config`` was read from.
     """
@@ -112,18 +111,18 @@ def check_against_cluster(
         raise _flavor_error(str(source), exc) from None
 
 
-def _flavor_error(source: str, exc: SpecError) -> TraceError:
+def _flavor_error(source: str, exc: SpecError) -> ConfigError:
     # A QuotaConfig is a core value and keeps no lines, so the file is read again to find the
     # flavor's key. The field is "<owner>.quotas.<flavor>.<resource>"; resource names have no
     # dots, so dropping the last part leaves the flavor even when its name has dots.
     flavor_field = exc.field.rpartition(".")[0]
     try:
         _, locator = _read(load_yaml(source))
-    except TraceError:
-        return TraceError(source, f"{exc.field}: {exc.rule}")
+    except ConfigError:
+        return ConfigError(source, f"{exc.field}: {exc.rule}")
     node = locator.nodes.get(flavor_field)
     if node is None:
-        return TraceError(source, f"{exc.field}: {exc.rule}")
+        return ConfigError(source, f"{exc.field}: {exc.rule}")
     return node.error(exc.rule)
 
 
@@ -139,8 +138,8 @@ class _Locator:
         if node is not None:
             self.nodes[field] = node
 
-    def error(self, exc: SpecError) -> TraceError:
-        """The ``TraceError`` for ``exc`` at the nearest recorded field."""
+    def error(self, exc: SpecError) -> ConfigError:
+        """The ``ConfigError`` for ``exc`` at the nearest recorded field."""
         field = exc.field
         while field:
             node = self.nodes.get(field)
@@ -148,7 +147,7 @@ class _Locator:
                 rest = exc.field[len(field) + 1 :]
                 return node.error(f"{rest}: {exc.rule}" if rest else exc.rule)
             field = field.rpartition(".")[0]
-        return TraceError(self.doc.source, f"{exc.field}: {exc.rule}", line=self.doc.line)
+        return ConfigError(self.doc.source, f"{exc.field}: {exc.rule}", line=self.doc.line)
 
 
 def _read(doc: YamlMap) -> tuple[QuotaConfig, _Locator]:

@@ -7,7 +7,7 @@ the ``YamlNode`` / ``YamlMap`` wrappers read typed values out of it.
 
 Invariants:
 - every problem (unreadable file, bad syntax, duplicate or unknown key, wrong type, value out of
-  range) raises ``TraceError`` naming the file, the 1-based line and the dotted field path;
+  range) raises ``ConfigError`` naming the file, the 1-based line and the dotted field path;
 - scalars are resolved with PyYAML's safe rules, so ``true`` is a bool and ``8`` an int;
 - a mapping never silently keeps the last of two equal keys: that is an error.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from allot.sim.workload import TraceError
+from allot.config.errors import ConfigError
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -34,9 +34,9 @@ def load_yaml(path: str | Path) -> YamlMap:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TraceError(source, "no such file") from None
+        raise ConfigError(source, "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(source, f"cannot read: {exc}") from None
+        raise ConfigError(source, f"cannot read: {exc}") from None
     return parse_yaml(text, source)
 
 
@@ -49,13 +49,13 @@ def parse_yaml(text: str, source: str) -> YamlMap:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         problem = exc.problem or exc.context or "invalid YAML"
-        raise TraceError(source, f"invalid YAML: {problem}", line=line) from None
+        raise ConfigError(source, f"invalid YAML: {problem}", line=line) from None
     except yaml.YAMLError as exc:
-        raise TraceError(source, f"invalid YAML: {exc}") from None
+        raise ConfigError(source, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
     if root is None:
-        raise TraceError(source, "the document is empty; expected a mapping", line=1)
+        raise ConfigError(source, "the document is empty; expected a mapping", line=1)
     return YamlNode(source, root, "", loader).as_map()
 
 
@@ -75,9 +75,9 @@ class YamlNode:
         """The 1-based line where this value starts."""
         return int(self.node.start_mark.line) + 1
 
-    def error(self, rule: str) -> TraceError:
-        """A ``TraceError`` for this value: file, line and field, then ``rule``."""
-        return TraceError(self.source, rule, line=self.line, field=self.field)
+    def error(self, rule: str) -> ConfigError:
+        """A ``ConfigError`` for this value: file, line and field, then ``rule``."""
+        return ConfigError(self.source, rule, line=self.line, field=self.field)
 
     def _kind(self) -> str:
         if isinstance(self.node, yaml.MappingNode):
@@ -222,9 +222,9 @@ class YamlMap:
         entry = self._entries.get(key)
         return self.line if entry is None else entry.line
 
-    def error(self, key: str, rule: str) -> TraceError:
-        """A ``TraceError`` naming ``key`` (at its line when present, else the mapping's)."""
-        return TraceError(self.source, rule, line=self.line_of(key), field=self.field_name(key))
+    def error(self, key: str, rule: str) -> ConfigError:
+        """A ``ConfigError`` naming ``key`` (at its line when present, else the mapping's)."""
+        return ConfigError(self.source, rule, line=self.line_of(key), field=self.field_name(key))
 
     def check_keys(self, allowed: Iterable[str], *, required: Iterable[str] = ()) -> None:
         """Reject keys outside ``allowed`` and report the first missing ``required`` key."""

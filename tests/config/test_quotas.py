@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from allot.config.errors import ConfigError
+from allot.config.quotas import check_against_cluster, load_quotas, parse_quotas
 from allot.core.quota.config import (
     CohortSpec,
     PreemptionRules,
@@ -19,8 +21,6 @@ from allot.core.quota.config import (
 )
 from allot.core.quota.tree import QuotaTree
 from allot.sim.cluster import load_cluster
-from allot.sim.quotas import check_against_cluster, load_quotas, parse_quotas
-from allot.sim.workload import TraceError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 A100_GPU = ("A100-80G", "gpu")
@@ -41,9 +41,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def expect_error(tmp_path: Path, text: str, line: int, field: str, *words: str) -> TraceError:
+def expect_error(tmp_path: Path, text: str, line: int, field: str, *words: str) -> ConfigError:
     path = write(tmp_path, text)
-    with pytest.raises(TraceError) as caught:
+    with pytest.raises(ConfigError) as caught:
         load_quotas(path)
     message = str(caught.value)
     assert message.startswith(f"{path}:{line}: field {field!r}:"), message
@@ -235,7 +235,7 @@ def test_queue_without_quotas_in_a_cohort(tmp_path: Path) -> None:
 def test_unknown_flavor_against_the_cluster(tmp_path: Path) -> None:
     path = write(tmp_path, BASE + "    quotas:\n      H100-80G:\n        gpu: 8\n")
     config = load_quotas(path)
-    with pytest.raises(TraceError) as caught:
+    with pytest.raises(ConfigError) as caught:
         check_against_cluster(config, ["A100-80G"], path)
     message = str(caught.value)
     assert message.startswith(f"{path}:7: field 'queues[0].quotas.H100-80G':"), message
@@ -245,7 +245,7 @@ def test_unknown_flavor_against_the_cluster(tmp_path: Path) -> None:
 
 def test_unknown_flavor_without_the_file_still_names_it() -> None:
     config = parse_quotas(BASE + "    quotas: {H100: {gpu: 8}}\n", "<text>")
-    with pytest.raises(TraceError, match=r"^<text>: queue train\.quotas\.H100\.gpu: unknown"):
+    with pytest.raises(ConfigError, match=r"^<text>: queue train\.quotas\.H100\.gpu: unknown"):
         check_against_cluster(config, ["A100-80G"], "<text>")
 
 

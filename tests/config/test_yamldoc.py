@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from allot.sim.workload import TraceError
-from allot.sim.yamldoc import YamlMap, load_yaml, parse_yaml
+from allot.config.errors import ConfigError
+from allot.config.yamldoc import YamlMap, load_yaml, parse_yaml
 
 
 def doc(text: str) -> YamlMap:
@@ -74,7 +74,7 @@ def test_errors_name_file_line_and_field(
     text: str, call: Callable[[YamlMap], object], line: int, field: str, rule: str
 ) -> None:
     m = doc(text)
-    with pytest.raises(TraceError) as err:
+    with pytest.raises(ConfigError) as err:
         call(m)
     assert f"spec.yaml:{line}: field '{field}':" in str(err.value)
     assert rule in str(err.value)
@@ -85,45 +85,45 @@ def test_errors_name_file_line_and_field(
 def test_unknown_key_lists_the_allowed_ones() -> None:
     m = doc("name: a\ncuont: 3\n")
     with pytest.raises(
-        TraceError, match=r"spec.yaml:2: field 'cuont': unknown key; allowed keys: count, name"
+        ConfigError, match=r"spec.yaml:2: field 'cuont': unknown key; allowed keys: count, name"
     ):
         m.check_keys(("name", "count"))
 
 
 def test_missing_required_key_is_reported_at_the_mapping() -> None:
     m = doc("\n\nname: a\n")
-    with pytest.raises(TraceError, match=r"spec.yaml:3: field 'count': is required"):
+    with pytest.raises(ConfigError, match=r"spec.yaml:3: field 'count': is required"):
         m.check_keys(("name", "count"), required=("count",))
 
 
 def test_duplicate_key_is_an_error() -> None:
     with pytest.raises(
-        TraceError, match=r"spec.yaml:2: field 'a': key 'a' repeats the one on line 1"
+        ConfigError, match=r"spec.yaml:2: field 'a': key 'a' repeats the one on line 1"
     ):
         doc("a: 1\na: 2\n")
 
 
 def test_syntax_error_names_the_line() -> None:
-    with pytest.raises(TraceError, match=r"spec.yaml:3: invalid YAML") as err:
+    with pytest.raises(ConfigError, match=r"spec.yaml:3: invalid YAML") as err:
         doc("a: 1\nb: [1, 2\nc: 3\n")
     assert err.value.line == 3
 
 
 def test_top_level_must_be_a_mapping() -> None:
-    with pytest.raises(TraceError, match=r"spec.yaml:1: must be a mapping"):
+    with pytest.raises(ConfigError, match=r"spec.yaml:1: must be a mapping"):
         doc("- 1\n- 2\n")
-    with pytest.raises(TraceError, match=r"spec.yaml:1: the document is empty"):
+    with pytest.raises(ConfigError, match=r"spec.yaml:1: the document is empty"):
         doc("# only a comment\n")
 
 
 def test_keys_must_be_text() -> None:
-    with pytest.raises(TraceError, match=r"keys must be text"):
+    with pytest.raises(ConfigError, match=r"keys must be text"):
         doc("1: a\n")
 
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.yaml"
-    with pytest.raises(TraceError, match=r"absent.yaml: no such file"):
+    with pytest.raises(ConfigError, match=r"absent.yaml: no such file"):
         load_yaml(path)
 
 
