@@ -9,6 +9,8 @@
   its shadow time once the jobs expected to end by then have ended.
 - The same inputs always give the same Plan, and ``schedule`` leaves the snapshot unchanged.
 - Any sequence of snapshot edits undone in reverse restores the snapshot exactly.
+- An owner-scoped admission check refuses exactly its owners' jobs: no verdict about one job
+  is reused for a same-shape job of another owner.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from allot.core.checks import CacheScope, CheckBlock
 from allot.core.cycle import schedule
-from allot.core.explain import Reason
+from allot.core.explain import Explanation, Reason
 from allot.core.model import (
     MILLI_PER_GPU,
     Cluster,
@@ -32,8 +35,10 @@ from allot.core.model import (
     RunningJob,
 )
 from allot.core.placement import choose_placement
+from allot.core.placement.diagnose import screen
 from allot.core.plan import Plan
 from allot.core.policy import POLICIES, get_policy
+from allot.core.quota.tree import Request
 from allot.core.snapshot import Snapshot
 
 FLAVORS = ("A100", "H100", "L4")
@@ -253,3 +258,62 @@ def test_edits_undone_in_reverse_restore_the_snapshot(scenario: Scenario, picks:
     for undo in reversed(undos):
         undo()
     assert _state(snap) == before
+
+
+@dataclass(frozen=True)
+class _RefusedUsers:
+    """An owner-scoped admission check (as a per-user budget): refuses the given users."""
+
+    users: frozenset[str]
+    scope: CacheScope = CacheScope.OWNER
+    name: str = "refused-users"
+    reasons: frozenset[Reason] = frozenset({Reason.QUOTA})
+
+    def block(
+        self, snap: Snapshot, spec: JobSpec, flavor: str, request: Request
+    ) -> CheckBlock | None:
+        if spec.user not in self.users:
+            return None
+        return CheckBlock(self.name, Explanation(Reason.QUOTA, {"queue": spec.queue}))
+
+
+@st.composite
+def twins(draw: st.DrawFn) -> list[JobSpec]:
+    """Pending jobs of few shapes, so same-shape jobs of different owners are common."""
+    shapes = [Resources(1000, 1000, 1024), Resources(2000, 1000, 1024), Resources(500, 0, 0)]
+    return [
+        JobSpec(
+            k + 1,
+            "t1",
+            draw(st.sampled_from(("ann", "bob", "cat"))),
+            "q",
+            (draw(st.sampled_from(shapes)),) * draw(st.sampled_from((1, 1, 2))),
+            priority=draw(st.integers(0, 2)),
+            submit_time=float(k),
+            runtime_estimate=draw(st.one_of(st.none(), st.integers(1, 400).map(float))),
+        )
+        for k in range(draw(st.integers(2, 14)))
+    ]
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    twins(),
+    st.sampled_from(["besteffort", "priority", "sjf", "backfill"]),
+    st.frozensets(st.sampled_from(("ann", "bob", "cat")), min_size=1, max_size=2),
+)
+def test_an_owner_check_refuses_exactly_its_owners_jobs(
+    scenario: Scenario, pending: list[JobSpec], name: str, refused: frozenset[str]
+) -> None:
+    # Jobs of one shape and queue that differ only in their owner share no verdict: with the
+    # check, the plan starts what the same cycle starts without the refused owners' jobs.
+    policy = get_policy(name)
+    checked = Snapshot(scenario.cluster, scenario.running, checks=(_RefusedUsers(refused),))
+    plan = schedule(checked, pending, policy, scenario.now)
+    allowed = [j for j in pending if j.user not in refused]
+    expected = schedule(Snapshot(scenario.cluster, scenario.running), allowed, policy, scenario.now)
+    assert plan.starts == expected.starts
+    for spec in pending:
+        if spec.user in refused and screen(checked, spec) is None:
+            assert plan.pending[spec.id].reason is Reason.QUOTA
