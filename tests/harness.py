@@ -29,7 +29,9 @@ from allot.control.records import (
     NewJob,
     RunPhase,
     RunRecord,
+    StopCause,
     TokenRecord,
+    UsageRecord,
 )
 from allot.control.services import ControlPlane
 from allot.core.explain import Explanation
@@ -78,6 +80,7 @@ class MemoryStore:
         self._quotas = quotas or DEFAULT_QUOTAS
         self._tokens: dict[str, TokenRecord] = {}
         self._events: list[EventRecord] = []
+        self._usage: list[UsageRecord] = []
         self._job_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
         self._token_ids = itertools.count(1)
@@ -221,24 +224,26 @@ class MemoryStore:
                             from_phase=str(run.phase))  # fmt: skip
 
     def request_stop(
-        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+        self, run_id: str, *, stop_by: float, cause: StopCause, reason: str, at: float, actor: str
     ) -> None:
         with self._lock:
             run = self._runs[run_id]
             if run.phase in (RunPhase.STOPPING, RunPhase.ENDED):
                 return
             self._set_run(replace(run, phase=RunPhase.STOPPING, stop_by=stop_by,
-                                  stop_reason=reason))  # fmt: skip
+                                  stop_cause=cause, stop_reason=reason))  # fmt: skip
             record = self._jobs[run.job_id]
             self._event(at, "stopping", record, record.state, actor, reason, run_id=run_id,
                         phase=str(RunPhase.STOPPING), from_phase=str(run.phase))  # fmt: skip
 
-    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
+    def restate_stop(
+        self, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+    ) -> None:
         with self._lock:
             run = self._runs[run_id]
-            if run.phase is not RunPhase.STOPPING or run.stop_reason == reason:
+            if run.phase is not RunPhase.STOPPING or run.stop_cause is cause:
                 return
-            self._set_run(replace(run, stop_reason=reason))
+            self._set_run(replace(run, stop_cause=cause, stop_reason=reason))
             record = self._jobs[run.job_id]
             self._event(at, "stopping", record, record.state, actor, reason, run_id=run_id,
                         phase=str(RunPhase.STOPPING), from_phase=str(RunPhase.STOPPING),
@@ -261,6 +266,14 @@ class MemoryStore:
                              exit_code=exit_code if terminal else None, reason=reason,
                              attained_service=attained)  # fmt: skip
             self._jobs[run.job_id] = record
+            job = before.job
+            self._usage.append(
+                UsageRecord(len(self._usage) + 1, run.job_id, run_id, job.tenant, job.user,
+                            job.queue, run.flavor, run.started_at, max(at, run.started_at),
+                            sum(t.gpu_milli for t in job.tasks),
+                            sum(t.cpu_milli for t in job.tasks),
+                            sum(t.memory_mib for t in job.tasks))
+            )  # fmt: skip
             data = {"run_id": run_id, "phase": str(RunPhase.ENDED), "from_phase": str(run.phase)}
             if outcome is JobState.PENDING:  # a preemption: preempted, then requeued
                 preempted = replace(record, state=JobState.PREEMPTED)
@@ -273,6 +286,13 @@ class MemoryStore:
     def runs_of(self, job_id: int) -> list[RunRecord]:
         with self._lock:
             return [self._runs[r] for r in self._runs_of.get(job_id, [])]
+
+    def usage(self, *, after: int = 0, ended_after: float | None = None) -> list[UsageRecord]:
+        with self._lock:
+            return [
+                u for u in self._usage[after:]
+                if ended_after is None or u.ended_at > ended_after
+            ]  # fmt: skip
 
     def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
         with self._lock:
@@ -372,10 +392,11 @@ class FakeScheduler:
     def wake(self) -> None:
         self.wakes += 1
 
-    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+    def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         now = self.clock.now()
+        stop_by = now + self.grace_seconds
         self.store.request_stop(
-            run.run_id, stop_by=now + self.grace_seconds, reason=reason, at=now, actor=actor
+            run.run_id, stop_by=stop_by, cause=cause, reason=reason, at=now, actor=actor
         )
 
     def explanation(self, job_id: int) -> Explanation | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from allot.control.records import EventRecord, RunPhase
+from allot.control.records import EventRecord, RunPhase, StopCause
 from allot.core.model import JobState, NodeState
 from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
 from allot.store import SqlStore
@@ -44,7 +44,12 @@ def test_a_job_held_released_preempted_requeued_and_succeeding(store: SqlStore) 
     store.begin_run(run_for(job_id, "r1", at=10.0), actor="scheduler")
     store.mark_running("r1", at=11.0)
     store.request_stop(
-        "r1", stop_by=60.0, reason="preempted for job 9 (priority)", at=30.0, actor="scheduler"
+        "r1",
+        stop_by=60.0,
+        cause=StopCause.PREEMPTED,
+        reason="preempted for job 9 (priority)",
+        at=30.0,
+        actor="scheduler",
     )
     store.end_run(
         "r1",
@@ -124,7 +129,9 @@ def test_cancelling_stopping_and_failing_keep_the_rules(store: SqlStore) -> None
 
     stopped = store.submit(new_job("s"), at=1.0, actor="ada")[0].id
     store.begin_run(run_for(stopped, "s1", at=10.0), actor="scheduler")
-    store.request_stop("s1", stop_by=40.0, reason="", at=12.0, actor="ada")
+    store.request_stop(
+        "s1", stop_by=40.0, cause=StopCause.CANCELLED, reason="", at=12.0, actor="ada"
+    )
     store.end_run(
         "s1",
         outcome=JobState.CANCELLED,

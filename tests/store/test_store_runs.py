@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from allot.control.ports import ConflictError, NotFoundError
-from allot.control.records import RunPhase
+from allot.control.records import RunPhase, StopCause
 from allot.core.model import JobState, TaskPlacement
 from allot.store import SqlStore
 from allot.store.tables import AllocationRow, JobRow
@@ -146,7 +146,14 @@ def test_preemption_requeues_the_job_and_keeps_its_service(store: SqlStore) -> N
     job_id = store.submit(new_job(gpus=4), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, "r1", at=100.0, gpus=4), actor="scheduler")
     store.mark_running("r1", at=101.0)
-    store.request_stop("r1", stop_by=430.0, reason="preempted", at=400.0, actor="scheduler")
+    store.request_stop(
+        "r1",
+        stop_by=430.0,
+        cause=StopCause.PREEMPTED,
+        reason="preempted",
+        at=400.0,
+        actor="scheduler",
+    )
     stopping = store.get_job(job_id).run
     assert stopping is not None
     assert (stopping.phase, stopping.stop_by, stopping.stop_reason) == (
@@ -186,8 +193,22 @@ def test_preemption_requeues_the_job_and_keeps_its_service(store: SqlStore) -> N
 def test_request_stop_is_a_no_op_once_stopping_or_ended(store: SqlStore) -> None:
     job_id = store.submit(new_job(), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id), actor="scheduler")
-    store.request_stop("run-1", stop_by=50.0, reason="cancelled by ada", at=20.0, actor="ada")
-    store.request_stop("run-1", stop_by=99.0, reason="time limit", at=21.0, actor="scheduler")
+    store.request_stop(
+        "run-1",
+        stop_by=50.0,
+        cause=StopCause.CANCELLED,
+        reason="cancelled by ada",
+        at=20.0,
+        actor="ada",
+    )
+    store.request_stop(
+        "run-1",
+        stop_by=99.0,
+        cause=StopCause.TIME_LIMIT,
+        reason="time limit",
+        at=21.0,
+        actor="scheduler",
+    )
     store.mark_running("run-1", at=22.0)  # a late launch confirmation keeps it stopping
     run = store.get_job(job_id).run
     assert run is not None
@@ -204,7 +225,9 @@ def test_request_stop_is_a_no_op_once_stopping_or_ended(store: SqlStore) -> None
         at=30.0,
         actor="executor",
     )
-    store.request_stop("run-1", stop_by=99.0, reason="late", at=31.0, actor="scheduler")
+    store.request_stop(
+        "run-1", stop_by=99.0, cause=StopCause.CANCELLED, reason="late", at=31.0, actor="scheduler"
+    )
     assert [e.kind for e in store.events(job_id)] == [
         "submitted",
         "starting",
@@ -212,7 +235,9 @@ def test_request_stop_is_a_no_op_once_stopping_or_ended(store: SqlStore) -> None
         "cancelled",
     ]
     with pytest.raises(NotFoundError, match="run nope does not exist"):
-        store.request_stop("nope", stop_by=1.0, reason="x", at=1.0, actor="x")
+        store.request_stop(
+            "nope", stop_by=1.0, cause=StopCause.CANCELLED, reason="x", at=1.0, actor="x"
+        )
 
 
 def test_ending_a_run_twice_names_both_states(store: SqlStore) -> None:

@@ -14,25 +14,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 
+from allot.control.observers import Applied
 from allot.control.ports import Clock, Executor, Store
-from allot.control.reconcile import ACTOR, PREEMPTED, task_launches
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.reconcile import ACTOR, task_launches
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.core.model import JobState
 from allot.core.plan import Plan
 
 log = logging.getLogger("allot.control")
-
-
-@dataclass(slots=True)
-class Applied:
-    """What applying one plan did."""
-
-    started: list[int]
-    preempted: list[int]
-    refused: list[int]  # jobs begin_run refused (changed since the snapshot)
-    failed: list[int]  # launches that failed outright
 
 
 def apply_plan(
@@ -51,10 +41,11 @@ def apply_plan(
         victim = jobs.get(preemption.victim)
         if victim is None or victim.run is None or victim.run.phase is RunPhase.ENDED:
             continue
-        reason = f"{PREEMPTED} for job {preemption.preemptor} ({preemption.strategy})"
+        reason = f"preempted for job {preemption.preemptor} ({preemption.strategy})"
         store.request_stop(
             victim.run.run_id,
             stop_by=preemption.stop_by,
+            cause=StopCause.PREEMPTED,
             reason=reason,
             at=clock.now(),
             actor=ACTOR,

@@ -2,7 +2,8 @@
 
 One thread runs cycles. A cycle: (1) reconcile what the executor reports with the store;
 (2) build a snapshot from the store (nodes, running jobs with their placements, quotas,
-decayed usage, attained service) and call the core; (3) apply the Plan. Cycles run when
+decayed usage derived from the usage ledger and the active runs (``usage_history``), attained
+service) and call the core; (3) apply the Plan. Cycles run when
 something changed (``wake``: a submission, a cancel, a release) and at least every
 ``interval`` seconds (completions are noticed by polling the executor), but never closer
 together than ``min_gap`` so a burst of submissions is handled in few cycles.
@@ -15,32 +16,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
-from allot.control.apply import Applied, apply_plan
+from allot.control.apply import apply_plan
+from allot.control.observers import CycleObserver, CycleReport, Observers
 from allot.control.ports import Clock, Executor, Store
 from allot.control.reconcile import reconcile, stop
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
+from allot.control.usage_history import LedgerHistory
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, RunningJob
 from allot.core.plan import Plan
 from allot.core.policy import Policy
-from allot.core.quota.fair_share import UsageHistory
 from allot.core.snapshot import OverAllocationError, Snapshot
 
 log = logging.getLogger("allot.control")
-
-
-@dataclass(frozen=True, slots=True)
-class CycleReport:
-    """What one cycle did and how long it took (seconds of wall time)."""
-
-    plan: Plan
-    applied: Applied
-    pending: int
-    running: int
-    seconds: float
 
 
 class SchedulingLoop:
@@ -70,11 +60,10 @@ class SchedulingLoop:
         self._thread: threading.Thread | None = None
         self._explanations: dict[int, Explanation] = {}
         self._nominated: set[int] = set()
-        quotas = store.quotas()
-        self._half_life = quotas.usage_half_life
-        self._history = UsageHistory(clock.now())
+        self._usage = LedgerHistory(store, store.quotas().usage_half_life, clock.now())
         self.last: CycleReport | None = None
         self.cycles = 0
+        self.observers = Observers()
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -82,13 +71,14 @@ class SchedulingLoop:
         """Run a cycle soon."""
         self._wake.set()
 
-    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+    def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """SIGTERM the run now; the loop SIGKILLs it when the grace period is over."""
         with self._lock:
             stop(
                 self.store,
                 self.executor,
                 run,
+                cause=cause,
                 reason=reason,
                 at=self.clock.now(),
                 grace=self.grace,
@@ -99,6 +89,10 @@ class SchedulingLoop:
     def explanation(self, job_id: int) -> Explanation | None:
         """Why the job did not start in the latest cycle."""
         return self._explanations.get(job_id)
+
+    def subscribe(self, observer: CycleObserver) -> None:
+        """Send every cycle's report to ``observer`` (see ``allot.control.observers``)."""
+        self.observers.subscribe(observer)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -137,7 +131,6 @@ class SchedulingLoop:
             active = self.store.active_jobs()
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
-            self._advance_history(now, active)
             plan = self._decide(active, pending, now)
             jobs = {r.id: r for r in (*active, *pending)}
             applied = apply_plan(
@@ -151,9 +144,10 @@ class SchedulingLoop:
             self._explanations = dict(plan.pending)
             self.cycles += 1
             self.last = CycleReport(
-                plan, applied, len(pending), len(active), self.clock.now() - started
+                now, plan, applied, len(pending), len(active), self.clock.now() - started
             )
-            return self.last
+        self.observers.publish(self.last)
+        return self.last
 
     def _decide(self, active: list[JobRecord], pending: list[JobRecord], now: float) -> Plan:
         running = [
@@ -174,7 +168,7 @@ class SchedulingLoop:
                 Cluster(tuple(self.store.nodes())),
                 running,
                 quotas=self.store.quotas(),
-                history=self._history,
+                history=self._usage.at(now, active),
                 attained=attained,
             )
         except OverAllocationError:
@@ -184,13 +178,3 @@ class SchedulingLoop:
         self._nominated &= ids | {r.id for r in active}
         snap.nominated = self._nominated & ids
         return schedule(snap, [r.spec() for r in pending], self.policy, now)
-
-    def _advance_history(self, now: float, active: list[JobRecord]) -> None:
-        tenants: dict[str, float] = {}
-        users: dict[tuple[str, str], float] = {}
-        for r in active:
-            gpus = sum(t.gpu_milli for t in r.job.tasks) / 1000
-            tenants[r.job.tenant] = tenants.get(r.job.tenant, 0.0) + gpus
-            key = (r.job.tenant, r.job.user)
-            users[key] = users.get(key, 0.0) + gpus
-        self._history = self._history.advanced(now, tenants, users, self._half_life)

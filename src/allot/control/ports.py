@@ -25,7 +25,9 @@ from allot.control.records import (
     Launch,
     NewJob,
     RunRecord,
+    StopCause,
     TokenRecord,
+    UsageRecord,
 )
 from allot.core.explain import Explanation
 from allot.core.model import JobState, Node, NodeState, TaskPlacement
@@ -123,15 +125,24 @@ class Store(Protocol):
         ...
 
     def request_stop(
-        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+        self,
+        run_id: str,
+        *,
+        stop_by: float,
+        cause: StopCause,
+        reason: str,
+        at: float,
+        actor: str,
     ) -> None:
-        """Move a run to stopping (no-op if it is already stopping or ended)."""
+        """Move a run to stopping, recording why (no-op if it is already stopping or ended)."""
         ...
 
-    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
-        """Give a run that is already stopping a new stop reason (its deadline stays), as when
-        a job being preempted is cancelled: the reason decides how the job ends. No-op for a
-        run that is not stopping."""
+    def restate_stop(
+        self, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+    ) -> None:
+        """Give a run that is already stopping a new stop cause (its deadline stays), as when
+        a job being preempted is cancelled: the cause decides how the job ends. No-op for a
+        run that is not stopping or already stops for this cause."""
         ...
 
     def end_run(
@@ -153,6 +164,12 @@ class Store(Protocol):
 
     def runs_of(self, job_id: int) -> list[RunRecord]:
         """Every run of the job, oldest first."""
+        ...
+
+    def usage(self, *, after: int = 0, ended_after: float | None = None) -> list[UsageRecord]:
+        """The usage ledger: records with an id above ``after`` (and that ended after
+        ``ended_after``, when given), in the order they were written (``end_run`` appends
+        one per run, in its transaction)."""
         ...
 
     # -- cluster
@@ -200,7 +217,7 @@ class Scheduler(Protocol):
         """Run a cycle soon (something changed)."""
         ...
 
-    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+    def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """Stop a run: SIGTERM now, SIGKILL when its grace period is over."""
         ...
 

@@ -23,14 +23,11 @@ import logging
 from dataclasses import dataclass
 
 from allot.control.ports import Clock, Executor, RunState, RunStatus, Store, TaskLaunch
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.core.model import JobState
 
 log = logging.getLogger("allot.control")
 ACTOR = "scheduler"
-PREEMPTED = "preempted"
-CANCELLED = "cancelled"
-TIME_LIMIT = "time limit"
 
 
 @dataclass(slots=True)
@@ -62,11 +59,12 @@ def task_launches(record: JobRecord, run: RunRecord) -> list[TaskLaunch]:
 def _outcome(run: RunRecord, status: RunStatus, limit: float | None) -> tuple[JobState, str]:
     """The job state a finished run leads to, and why."""
     reason = run.stop_reason or ""
-    if run.phase is RunPhase.STOPPING and reason.startswith(PREEMPTED):
+    stopping = run.phase is RunPhase.STOPPING
+    if stopping and run.stop_cause is StopCause.PREEMPTED:
         return JobState.PENDING, reason
-    if run.phase is RunPhase.STOPPING and reason.startswith(CANCELLED):
+    if stopping and run.stop_cause is StopCause.CANCELLED:
         return JobState.CANCELLED, reason
-    if status.timed_out or reason.startswith(TIME_LIMIT):
+    if status.timed_out or run.stop_cause is StopCause.TIME_LIMIT:
         return JobState.FAILED, f"time limit of {limit or 0:g} s exceeded"
     if status.state is RunState.LOST:
         return JobState.FAILED, status.detail or "a task process disappeared without reporting"
@@ -138,6 +136,7 @@ def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> O
                 store,
                 executor,
                 run,
+                cause=StopCause.GANG_FAILED,
                 reason=f"task {failed[0]} failed; stopping the gang",
                 at=now,
                 grace=grace,
@@ -145,7 +144,10 @@ def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> O
             seen.stopped += 1
         elif limit is not None and now - run.started_at > limit + grace:
             # The runner enforces limits itself; this catches a runner that could not.
-            stop(store, executor, run, reason=f"{TIME_LIMIT} of {limit:g} s", at=now, grace=grace)
+            reason = f"time limit of {limit:g} s"
+            stop(
+                store, executor, run, cause=StopCause.TIME_LIMIT, reason=reason, at=now, grace=grace
+            )
             seen.stopped += 1
     return seen
 
@@ -155,11 +157,14 @@ def stop(
     executor: Executor,
     run: RunRecord,
     *,
+    cause: StopCause,
     reason: str,
     at: float,
     grace: float,
     actor: str = ACTOR,
 ) -> None:
-    """Record that ``run`` must be gone by ``at + grace`` and send SIGTERM."""
-    store.request_stop(run.run_id, stop_by=at + grace, reason=reason, at=at, actor=actor)
+    """Record that ``run`` must be gone by ``at + grace``, and why, and send SIGTERM."""
+    store.request_stop(
+        run.run_id, stop_by=at + grace, cause=cause, reason=reason, at=at, actor=actor
+    )
     executor.signal(run.run_id, kill=False)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from allot.control import reasons
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.reasons import Explained, wall_time
-from allot.control.reconcile import CANCELLED
-from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase
+from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase, StopCause
 from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
 from allot.core.placement.diagnose import screen
@@ -207,17 +206,22 @@ class ControlPlane:
             self.loop.wake()
             return record
         if record.state is JobState.RUNNING and record.run is not None:
-            reason = f"{CANCELLED} by {actor}"
+            reason = f"cancelled by {actor}"
+            cause = StopCause.CANCELLED
             if record.run.phase is RunPhase.STOPPING:
                 # Already asked to stop: no second SIGTERM (it could abort the task's
                 # checkpoint), but a preemption or time limit becomes a cancel, so the job
                 # ends cancelled instead of being requeued.
-                if not (record.run.stop_reason or "").startswith(CANCELLED):
+                if record.run.stop_cause is not cause:
                     self.store.restate_stop(
-                        record.run.run_id, reason=reason, at=self.clock.now(), actor=actor
+                        record.run.run_id,
+                        cause=cause,
+                        reason=reason,
+                        at=self.clock.now(),
+                        actor=actor,
                     )
                 return self.store.get_job(job_id)
-            self.loop.stop_run(record.run, reason=reason, actor=actor)
+            self.loop.stop_run(record.run, cause=cause, reason=reason, actor=actor)
             return self.store.get_job(job_id)
         raise ConflictError(f"job {job_id} is already {record.state}; nothing to cancel")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, select
 
-from allot.control.records import JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.control.records import JobRecord, Launch, NewJob, RunPhase, RunRecord, StopCause
 from allot.core.model import JobState, Resources, TaskPlacement
 from allot.store.tables import AllocationRow, JobRow, RunRow
 
@@ -172,10 +172,12 @@ def run_record(row: Row[Any], allocations: Sequence[Row[Any]]) -> RunRecord:
         placement=placement,
         started_at=row.started_at,
         stop_by=row.stop_by,
+        stop_cause=None if row.stop_cause is None else StopCause(row.stop_cause),
         stop_reason=row.stop_reason,
         ended_at=row.ended_at,
         exit_code=row.exit_code,
         exit_codes=tuple(a.exit_code for a in allocations) if ended else (),
+        executor=row.executor,
     )
 
 

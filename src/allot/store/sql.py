@@ -29,7 +29,16 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError
 
 from allot.control.ports import ConflictError, Store
-from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunRecord, TokenRecord
+from allot.control.records import (
+    EventRecord,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    RunRecord,
+    StopCause,
+    TokenRecord,
+    UsageRecord,
+)
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import QuotaConfig
 from allot.store import cluster, events, jobs, quotas, runs, tokens
@@ -219,16 +228,33 @@ class SqlStore(Store):
             runs.mark_running(conn, run_id, at=at)
 
     def request_stop(
-        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+        self,
+        run_id: str,
+        *,
+        stop_by: float,
+        cause: StopCause,
+        reason: str,
+        at: float,
+        actor: str,
     ) -> None:
-        """Move a run to stopping (no-op if it is already stopping or ended)."""
+        """Move a run to stopping, for ``cause`` (no-op if it is already stopping or ended)."""
         with self._writing() as conn:
-            runs.request_stop(conn, run_id, stop_by=stop_by, reason=reason, at=at, actor=actor)
+            runs.request_stop(
+                conn, run_id, stop_by=stop_by, cause=cause, reason=reason, at=at, actor=actor
+            )
 
-    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
-        """Replace a stopping run's stop reason (its deadline stays); no-op otherwise."""
+    def restate_stop(
+        self, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+    ) -> None:
+        """Replace a stopping run's stop cause (its deadline stays); no-op otherwise."""
         with self._writing() as conn:
-            runs.restate_stop(conn, run_id, reason=reason, at=at, actor=actor)
+            runs.restate_stop(conn, run_id, cause=cause, reason=reason, at=at, actor=actor)
+
+    def usage(self, *, after: int = 0, ended_after: float | None = None) -> list[UsageRecord]:
+        """Usage records with an id above ``after`` (ended after ``ended_after``, when
+        given), in the order they were written."""
+        with self._reading() as conn:
+            return runs.usage(conn, after=after, ended_after=ended_after)
 
     def end_run(
         self,
