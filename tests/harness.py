@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
@@ -294,10 +294,15 @@ class MemoryStore:
                 if ended_after is None or u.ended_at > ended_after
             ]  # fmt: skip
 
-    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
+    def sync_nodes(
+        self, nodes: Sequence[Node], *, at: float, pool: str | None = None
+    ) -> list[Node]:
         with self._lock:
             stored = dict(self._nodes)
-            self._nodes = {name: replace(n, state=NodeState.DOWN) for name, n in stored.items()}
+            self._nodes = {
+                name: n if pool is not None and n.pool != pool else replace(n, state=NodeState.DOWN)
+                for name, n in stored.items()
+            }
             for node in nodes:
                 old = stored.get(node.name)
                 kept = old is not None and old.state is NodeState.DRAINING  # an admin's drain
@@ -365,6 +370,12 @@ class FakeExecutor:
 
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
         return RunStatus(run_id, RunState.UNKNOWN)
+
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        return [self.status(run_id, n) for run_id, n in runs]
+
+    def notify_on_exit(self, callback: Callable[[str], None]) -> None:
+        return None  # it starts nothing, so nothing ever exits
 
     def signal(self, run_id: str, *, kill: bool) -> None:
         self.signals.append((run_id, kill))

@@ -108,7 +108,6 @@ def build(config: ServerConfig) -> Server:
         interval=config.interval,
         grace_seconds=config.grace_seconds,
     )
-    executor.notify_on_exit(loop.wake)
     loop.start()
     control = ControlPlane(store, executor, clock, loop)
     return Server(config, store, executor, inventory, loop, control, token_path)

@@ -1,8 +1,8 @@
 """Invariants of the scheduling core over random clusters, running jobs and job streams.
 
 - A plan never over-allocates a node (checked by independent accounting, not the snapshot's).
-- A gang starts whole or not at all; each task lands on one up node of an accepted flavor with
-  exactly the devices it asked for.
+- A gang starts whole or not at all, within one node pool; each task lands on one up node of
+  an accepted flavor with exactly the devices it asked for.
 - Every pending job is either started or explained, never both.
 - Strict FIFO starts nothing behind the first job that does not fit.
 - EASY backfill never delays the reserved head: after the plan's starts, the head still fits at
@@ -64,6 +64,7 @@ def nodes(draw: st.DrawFn) -> tuple[Node, ...]:
             draw(st.sampled_from((4_000, 16_000, 64_000))),
             draw(st.sampled_from((8_192, 65_536, 524_288))),
             state=draw(st.sampled_from((NodeState.UP,) * 4 + (NodeState.DRAINING, NodeState.DOWN))),
+            pool=draw(st.sampled_from(("", "", "other"))),
         )
         for i in range(count)
     )
@@ -170,6 +171,7 @@ def test_plans_never_over_allocate_and_start_gangs_whole(scenario: Scenario, nam
     for start in plan.starts:
         spec = by_id[start.job_id]
         assert len(start.placement) == len(spec.tasks)  # the whole gang, one place per task
+        assert len({nodes_by_name[p.node].pool for p in start.placement}) == 1  # one pool
         assert not spec.flavors or start.flavor in spec.flavors
         for task, where in zip(spec.tasks, start.placement, strict=True):
             host = nodes_by_name[where.node]

@@ -1,12 +1,16 @@
 """The live scheduling loop: the same ``schedule()`` the simulator drives, on real state.
 
-One thread runs cycles. A cycle: (1) reconcile what the executor reports with the store;
+One thread runs cycles. A cycle: (0) every ``inventory_interval``, store what each pool's
+executor reports (``sync_inventory``); (1) reconcile what the executors report with the store:
+the runs whose exits they pushed (``exited``), and every active run at start-up and every
+``interval`` as the safety net;
 (2) build a snapshot from the store (nodes, running jobs with their placements, quotas,
 decayed usage derived from the usage ledger and the active runs (``usage_history``), attained
-service) and call the core; (3) apply the Plan. Cycles run when
-something changed (``wake``: a submission, a cancel, a release) and at least every
-``interval`` seconds (completions are noticed by polling the executor), but never closer
-together than ``min_gap`` so a burst of submissions is handled in few cycles.
+service) and call the core; (3) apply the Plan, each start through the executor of its
+pool; (4) publish the cycle's report to the observers. Cycles run when something changed
+(``wake``: a submission, a cancel, a release, an exit pushed by an executor) and at least
+every ``interval`` seconds, but never closer together than ``min_gap`` so a burst of
+submissions is handled in few cycles.
 
 Everything that changes a run goes through ``_lock``: cycles, and stops asked for by the API.
 The latest Plan's explanations are kept for ``allot explain``.
@@ -16,16 +20,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from allot.control.apply import apply_plan
 from allot.control.observers import CycleObserver, CycleReport, Observers
 from allot.control.ports import Clock, Executor, Store
 from allot.control.reconcile import reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
+from allot.control.registry import ExecutorRegistry
 from allot.control.usage_history import LedgerHistory
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
-from allot.core.model import Cluster, RunningJob
+from allot.core.model import Cluster, Node, RunningJob
 from allot.core.plan import Plan
 from allot.core.policy import Policy
 from allot.core.snapshot import OverAllocationError, Snapshot
@@ -39,16 +45,17 @@ class SchedulingLoop:
     def __init__(
         self,
         store: Store,
-        executor: Executor,
+        executors: ExecutorRegistry | Executor,
         clock: Clock,
         policy: Policy,
         *,
         interval: float = 1.0,
         min_gap: float = 0.02,
         grace_seconds: float = 30.0,
+        inventory_interval: float = 30.0,
     ) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = ExecutorRegistry.of(executors)
         self.clock = clock
         self.policy = policy
         self.interval = interval
@@ -61,9 +68,16 @@ class SchedulingLoop:
         self._explanations: dict[int, Explanation] = {}
         self._nominated: set[int] = set()
         self._usage = LedgerHistory(store, store.quotas().usage_half_life, clock.now())
+        self.inventory_interval = inventory_interval
+        self._inventory_at: float | None = None  # when the inventory was last synced
+        self._polled_at: float | None = None  # when every active run was last asked about
+        self._exited: set[str] = set()  # runs whose exits the executors pushed since
+        self._exited_lock = threading.Lock()
+        self.executors.notify_on_exit(self.exited)
         self.last: CycleReport | None = None
         self.cycles = 0
         self.observers = Observers()
+        self._nodes: dict[str, Node] = {}
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -71,12 +85,18 @@ class SchedulingLoop:
         """Run a cycle soon."""
         self._wake.set()
 
+    def exited(self, run_id: str) -> None:
+        """An executor's push: a task of ``run_id`` ended; reconcile it in a cycle now."""
+        with self._exited_lock:
+            self._exited.add(run_id)
+        self._wake.set()
+
     def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """SIGTERM the run now; the loop SIGKILLs it when the grace period is over."""
         with self._lock:
             stop(
                 self.store,
-                self.executor,
+                self.executors,
                 run,
                 cause=cause,
                 reason=reason,
@@ -123,11 +143,38 @@ class SchedulingLoop:
 
     # ------------------------------------------------------------------ one cycle
 
+    def sync_inventory(self) -> None:
+        """Store what each pool's executor reports now (a pool whose executor fails keeps its
+        last known nodes, and the failure is logged)."""
+        now = self.clock.now()
+        for pool in self.executors.pools:
+            try:
+                nodes = self.executors.inventory(pool)
+            except (OSError, ValueError, LookupError) as err:
+                log.warning("pool %s: inventory failed: %s", pool, err)
+                continue
+            self.store.sync_nodes(nodes, at=now, pool=pool)
+        self._inventory_at = now
+
+    def _due(self, last: float | None, every: float, now: float) -> bool:
+        return last is None or now - last >= every
+
     def run_once(self) -> CycleReport:
         """Reconcile, decide and apply once (synchronously; tests call this directly)."""
         with self._lock:
-            started = self.clock.now()
-            reconcile(self.store, self.executor, self.clock, self.grace)
+            started = time.perf_counter()
+            now = self.clock.now()
+            if self._due(self._inventory_at, self.inventory_interval, now):
+                self.sync_inventory()
+            with self._exited_lock:
+                pushed, self._exited = self._exited, set()
+            # Every run is asked about at start-up and every ``interval`` (the safety net for
+            # a lost push); otherwise only the runs whose exits were pushed.
+            if self._due(self._polled_at, self.interval, now):
+                self._polled_at = now
+                reconcile(self.store, self.executors, self.clock, self.grace)
+            else:
+                reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
             active = self.store.active_jobs()
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
@@ -136,15 +183,16 @@ class SchedulingLoop:
             applied = apply_plan(
                 plan,
                 jobs=jobs,
+                nodes=self._nodes,
                 store=self.store,
-                executor=self.executor,
+                executors=self.executors,
                 clock=self.clock,
                 nominated=self._nominated,
             )
             self._explanations = dict(plan.pending)
             self.cycles += 1
             self.last = CycleReport(
-                now, plan, applied, len(pending), len(active), self.clock.now() - started
+                now, plan, applied, len(pending), len(active), time.perf_counter() - started
             )
         self.observers.publish(self.last)
         return self.last
@@ -163,9 +211,11 @@ class SchedulingLoop:
             if r.run is not None
         ]
         attained = {r.id: r.attained_service for r in pending if r.attained_service > 0}
+        nodes = self.store.nodes()
+        self._nodes = {n.name: n for n in nodes}
         try:
             snap = Snapshot(
-                Cluster(tuple(self.store.nodes())),
+                Cluster(tuple(nodes)),
                 running,
                 quotas=self.store.quotas(),
                 history=self._usage.at(now, active),

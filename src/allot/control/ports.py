@@ -13,7 +13,7 @@ Crash safety rests on three rules the implementations keep:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -173,9 +173,12 @@ class Store(Protocol):
         ...
 
     # -- cluster
-    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
-        """Insert or update nodes from the executor's inventory, keeping an admin's drain;
-        nodes no longer reported go down. Returns every node with its stored state."""
+    def sync_nodes(
+        self, nodes: Sequence[Node], *, at: float, pool: str | None = None
+    ) -> list[Node]:
+        """Insert or update nodes from an executor's inventory, keeping an admin's drain;
+        nodes no longer reported go down (only nodes of ``pool``, when given: each executor
+        reports its own pool). Returns every node with its stored state."""
         ...
 
     def nodes(self) -> list[Node]:
@@ -284,6 +287,16 @@ class Executor(Protocol):
 
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
         """What is known about a run now."""
+        ...
+
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        """``status`` of each (run id, task count), in one call (an engine may answer a batch
+        with one query)."""
+        ...
+
+    def notify_on_exit(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` (from any thread; it must be quick) as soon as a task of
+        a run this executor started has ended, so the control plane need not poll."""
         ...
 
     def signal(self, run_id: str, *, kill: bool) -> None:

@@ -17,6 +17,7 @@ from allot.control import reasons
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.reasons import Explained, wall_time
 from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase, StopCause
+from allot.control.registry import ExecutorRegistry
 from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
 from allot.core.placement.diagnose import screen
@@ -72,9 +73,15 @@ class QueueView:
 class ControlPlane:
     """The use cases, over a store, an executor, a clock and the scheduling loop."""
 
-    def __init__(self, store: Store, executor: Executor, clock: Clock, loop: Scheduler) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executors: ExecutorRegistry | Executor,
+        clock: Clock,
+        loop: Scheduler,
+    ) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = ExecutorRegistry.of(executors)
         self.clock = clock
         self.loop = loop
         self._view: _ClusterView | None = None
@@ -183,7 +190,7 @@ class ControlPlane:
     def get(self, job_id: int) -> JobRecord:
         """The job, with the reason users see (``reasons.with_reason``: why a pending job
         waits, what the executor notes about a running one); raises NotFoundError."""
-        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executor)
+        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executors)
 
     def list_jobs(self, where: JobFilter) -> list[JobRecord]:
         """Jobs matching ``where``, newest first, a pending job with why it waits."""
@@ -246,12 +253,12 @@ class ControlPlane:
         if not runs:
             return LogChunk(None, b"", 0, record.state.is_terminal)
         run = runs[-1]
-        data, following = self.executor.read_log(run.run_id, task, offset, limit)
+        data, following = self.executors.read_log(run, task, offset, limit)
         return LogChunk(run.run_id, data, following, run.phase is RunPhase.ENDED)
 
     def explain(self, job_id: int) -> Explained:
         """Why the job is pending (from the latest scheduling cycle) or where it is."""
-        return reasons.explain(self.store.get_job(job_id), self.loop, self.executor)
+        return reasons.explain(self.store.get_job(job_id), self.loop, self.executors)
 
     # ------------------------------------------------------------------ cluster
 
@@ -260,8 +267,9 @@ class ControlPlane:
         return self.store.nodes()
 
     def inventory_source(self) -> str:
-        """How the executor found its nodes' GPUs: ``nvml``, ``declared`` or ``none``."""
-        return self.executor.inventory_source()
+        """How the executors found their nodes' GPUs: ``nvml``, ``declared`` or ``none``
+        (per pool when there are several)."""
+        return self.executors.inventory_source()
 
     def set_node_state(self, name: str, state: NodeState, *, actor: str) -> Node:
         """Drain (no new work), undrain (up) or mark a node down."""

@@ -116,6 +116,9 @@ class Node:
     memory_mib: int
     topology: tuple[str, ...] = ()
     state: NodeState = NodeState.UP
+    # The node pool whose executor runs work here (the local machine, a Slurm partition, a
+    # Ray cluster); a gang never spans pools.
+    pool: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -119,6 +119,15 @@ class Snapshot:
         # cleared whenever a node changes state, so they survive across scheduling cycles.
         self.memo: dict[object, object] = {}
         self.screened: dict[object, object] = {}
+        # flavor -> [(pool, bitset of its nodes)], only for flavors whose nodes span pools.
+        self.pools: dict[str, list[tuple[str, int]]] = {}
+        by_pool: dict[str, dict[str, int]] = {}
+        for i, node in enumerate(self.nodes):
+            masks = by_pool.setdefault(node.flavor, {})
+            masks[node.pool] = masks.get(node.pool, 0) | 1 << i
+        for flavor, masks in by_pool.items():
+            if len(masks) > 1:
+                self.pools[flavor] = sorted(masks.items())
         for i, node in enumerate(self.nodes):
             if node.state is NodeState.UP:
                 self.buckets[node.flavor][node.gpus] |= 1 << i

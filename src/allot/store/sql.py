@@ -291,11 +291,14 @@ class SqlStore(Store):
 
     # -- cluster
 
-    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
-        """Insert or update nodes from the executor's inventory, keeping an admin's drain;
-        nodes no longer reported go down. Returns every node with its stored state."""
+    def sync_nodes(
+        self, nodes: Sequence[Node], *, at: float, pool: str | None = None
+    ) -> list[Node]:
+        """Insert or update nodes from an executor's inventory, keeping an admin's drain;
+        nodes no longer reported (of ``pool``, when given) go down. Returns every node with
+        its stored state."""
         with self._writing() as conn:
-            return cluster.sync(conn, nodes, at=at)
+            return cluster.sync(conn, nodes, at=at, pool=pool)
 
     def nodes(self) -> list[Node]:
         """Every node with its stored state, by name."""

@@ -140,6 +140,7 @@ class NodeRow(Base):
     state: Mapped[str]
     drained: Mapped[bool]
     reported: Mapped[bool]
+    pool: Mapped[str]  # the node pool (executor) that reports it
     updated_at: Mapped[float]
 
 

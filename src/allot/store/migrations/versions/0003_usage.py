@@ -1,9 +1,10 @@
-"""Why a run stopped, which executor runs it, and the usage ledger: ``runs.stop_cause``,
-``runs.executor`` and the ``usage_records`` table.
+"""Why a run stopped, which executor runs it, the node pools, and the usage ledger:
+``runs.stop_cause``, ``runs.executor``, ``nodes.pool`` and the ``usage_records`` table.
 
 Existing rows: a stopping or ended run's cause is read once from the words of its
 ``stop_reason`` (the only form earlier revisions kept); every run so far ran on the local
-executor; every ended run gets its usage record, in the order the runs ended.
+executor, so every node belongs to its pool, ``local``; every ended run gets its usage
+record, in the order the runs ended.
 
 Revision ID: 0003
 Revises: 0002
@@ -152,6 +153,8 @@ def _held(conn: sa.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:
 
 def upgrade() -> None:
     """Add the columns and the ledger, then fill them from the stored runs."""
+    with op.batch_alter_table("nodes") as batch:
+        batch.add_column(sa.Column("pool", sa.String(), nullable=False, server_default="local"))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("stop_cause", sa.String(), nullable=True))
         batch.add_column(sa.Column("executor", sa.String(), nullable=False, server_default="local"))
@@ -189,3 +192,5 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("executor")
         batch.drop_column("stop_cause")
+    with op.batch_alter_table("nodes") as batch:
+        batch.drop_column("pool")
