@@ -17,11 +17,22 @@ from datetime import UTC, datetime
 
 from pydantic import JsonValue, TypeAdapter
 
-from allot.control.records import EventRecord, JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.control.records import (
+    Condition,
+    Dependency,
+    EventRecord,
+    JobRecord,
+    Launch,
+    NewJob,
+    RunPhase,
+    RunRecord,
+)
 from allot.control.services import Explained, LogChunk, QueueView, RejectedError
 from allot.core.model import JobState, Node, NodeState, Resources
+from allot.wire import schemas
 from allot.wire.schemas import (
     MILLI,
+    ConditionName,
     EventOut,
     ExplainOut,
     JobOut,
@@ -60,6 +71,13 @@ NODE_STATES: dict[NodeState, NodeStateName] = {
     NodeState.DRAINING: "draining",
     NodeState.DOWN: "down",
 }
+
+CONDITIONS: dict[Condition, ConditionName] = {
+    Condition.OK: "ok",
+    Condition.FAILED: "failed",
+    Condition.ANY: "any",
+}
+_CONDITION_OF = {name: condition for condition, name in CONDITIONS.items()}
 
 _json_fields: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
 
@@ -102,6 +120,7 @@ def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
         checkpointable=s.checkpointable,
         preemptible=s.preemptible,
         held=s.hold,
+        after=tuple(Dependency(d.job, _CONDITION_OF[d.condition]) for d in s.after),
     )
 
 
@@ -167,6 +186,10 @@ def job_out(record: JobRecord) -> JobOut:
         attained_gpu_seconds=record.attained_service,
         run_count=record.run_count,
         run=run_out(record.run) if record.run is not None else None,
+        after=[
+            schemas.Dependency(job=d.job_id, condition=CONDITIONS[d.condition]) for d in job.after
+        ],
+        array_id=record.array_id,
     )
 
 

@@ -29,6 +29,7 @@ from allot.client._errors import (
 from allot.client._routes import DEFAULT_URL
 from allot.client._sync import Client
 from allot.wire.schemas import (
+    Dependency,
     EventOut,
     ExplainOut,
     FieldProblem,
@@ -51,6 +52,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "Conflict",
+    "Dependency",
     "EventOut",
     "ExplainOut",
     "FieldProblem",
