@@ -106,6 +106,7 @@ def submit(
     after: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="ID[:COND]",
             help="Start after job ID succeeds; ID:failed, ID:any; repeat or 12,13:any."
             " An array's id waits for all of it.",
         ),
