@@ -85,9 +85,12 @@ _json_fields: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValu
 def request_hash(submission: JobSubmission) -> str:
     """SHA-256 of the submission's canonical JSON (sorted keys, defaults filled in), so a
     retry that spells the same request differently still matches."""
-    canonical = json.dumps(
-        submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-    )
+    data = submission.model_dump(mode="json")
+    if not data["after"]:
+        # A submission without dependencies hashes as it did before they existed, so a retry
+        # across an upgrade of the server still matches its first request.
+        del data["after"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
