@@ -20,6 +20,7 @@ TABLES = {
     "api_tokens",
     "cohorts",
     "events",
+    "job_dependencies",
     "jobs",
     "nodes",
     "queues",
@@ -45,7 +46,7 @@ def test_migrate_twice_changes_nothing(store: SqlStore) -> None:
     store.migrate()
     with store.engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    assert versions == ["0002"]
+    assert versions == ["0003"]
     assert set(inspect(store.engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -79,6 +80,7 @@ def test_the_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_tasks.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0003_dependencies.py").is_file()
 
 
 def test_default_database_url_names_the_file_in_the_data_dir(tmp_path: Path) -> None:

@@ -7,8 +7,15 @@ something changed (``wake``: a submission, a cancel, a release) and at least eve
 ``interval`` seconds (completions are noticed by polling the executor), but never closer
 together than ``min_gap`` so a burst of submissions is handled in few cycles.
 
+Dependencies (``allot.control.dependencies``) are settled before the core is called: the core
+sees only pending jobs whose dependencies are all met. One read per cycle gets the progress of
+every job and array the pending jobs wait for; a job whose dependency can never be met is
+cancelled with the reason (all such jobs in one transaction), and a cycle that cancelled any
+runs again soon, so a chain of dependents ends within a few cycles.
+
 Everything that changes a run goes through ``_lock``: cycles, and stops asked for by the API.
-The latest Plan's explanations are kept for ``allot explain``.
+The latest Plan's explanations, and what each waiting job waits for, are kept for
+``allot explain``.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import threading
 from dataclasses import dataclass
 
 from allot.control.apply import Applied, apply_plan
+from allot.control.dependencies import DependencyWait, judge_job
 from allot.control.ports import Clock, Executor, Store
-from allot.control.reconcile import reconcile, stop
+from allot.control.reconcile import ACTOR, reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
@@ -41,6 +49,8 @@ class CycleReport:
     pending: int
     running: int
     seconds: float
+    waiting: int = 0  # pending jobs whose dependencies are not all met yet
+    unsatisfiable: tuple[int, ...] = ()  # jobs cancelled: a dependency can never be met
 
 
 class SchedulingLoop:
@@ -69,6 +79,7 @@ class SchedulingLoop:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._explanations: dict[int, Explanation] = {}
+        self._waits: dict[int, DependencyWait] = {}
         self._nominated: set[int] = set()
         quotas = store.quotas()
         self._half_life = quotas.usage_half_life
@@ -99,6 +110,10 @@ class SchedulingLoop:
     def explanation(self, job_id: int) -> Explanation | None:
         """Why the job did not start in the latest cycle."""
         return self._explanations.get(job_id)
+
+    def dependency_wait(self, job_id: int) -> DependencyWait | None:
+        """What the job waited for in the latest cycle, if its dependencies were not met."""
+        return self._waits.get(job_id)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -137,6 +152,7 @@ class SchedulingLoop:
             active = self.store.active_jobs()
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
+            pending, waits, ended = self._settle_dependencies(pending, now)
             self._advance_history(now, active)
             plan = self._decide(active, pending, now)
             jobs = {r.id: r for r in (*active, *pending)}
@@ -149,11 +165,46 @@ class SchedulingLoop:
                 nominated=self._nominated,
             )
             self._explanations = dict(plan.pending)
+            self._waits = waits
             self.cycles += 1
             self.last = CycleReport(
-                plan, applied, len(pending), len(active), self.clock.now() - started
+                plan,
+                applied,
+                len(pending),
+                len(active),
+                self.clock.now() - started,
+                len(waits),
+                tuple(ended),
             )
+            if ended:
+                self.wake()  # their own dependents can now be settled too
             return self.last
+
+    def _settle_dependencies(
+        self, pending: list[JobRecord], now: float
+    ) -> tuple[list[JobRecord], dict[int, DependencyWait], list[int]]:
+        """The pending jobs whose dependencies are all met, what the others wait for, and the
+        jobs cancelled because a dependency can never be met."""
+        targets = {d.job_id for r in pending for d in r.job.after}
+        if not targets:
+            return pending, {}, []
+        progress = self.store.dependency_progress(targets)
+        eligible: list[JobRecord] = []
+        waits: dict[int, DependencyWait] = {}
+        never: dict[int, str] = {}
+        for record in pending:
+            if not record.job.after:
+                eligible.append(record)
+                continue
+            verdict = judge_job(record.job.after, progress)
+            if verdict.eligible:
+                eligible.append(record)
+            elif verdict.never is not None:
+                never[record.id] = verdict.never
+            elif verdict.wait is not None:
+                waits[record.id] = verdict.wait
+        ended = self.store.cancel_pending_many(never, at=now, actor=ACTOR) if never else []
+        return eligible, waits, ended
 
     def _decide(self, active: list[JobRecord], pending: list[JobRecord], now: float) -> Plan:
         running = [
