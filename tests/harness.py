@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
@@ -21,8 +21,11 @@ from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
 from allot.api.auth import hash_token
+from allot.control.dependencies import DependencyWait
 from allot.control.ports import ConflictError, NotFoundError, RunState, RunStatus, TaskLaunch
 from allot.control.records import (
+    NEW_ARRAY,
+    DependencyProgress,
     EventRecord,
     JobFilter,
     JobRecord,
@@ -122,6 +125,7 @@ class MemoryStore:
         actor: str,
         idempotency_keys: Sequence[str | None],
         request_hashes: Sequence[str | None],
+        array: int | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         with self._lock:
             # All or nothing, as in one transaction: find a conflicting key before storing any.
@@ -129,10 +133,23 @@ class MemoryStore:
             for key, digest in zip(idempotency_keys, request_hashes, strict=True):
                 if key is not None and seen.setdefault((actor, key), (0, digest))[1] != digest:
                     raise ConflictError(f"key {key!r} was used for another request")
-            return [
+            if array not in (None, NEW_ARRAY) and (
+                array not in self._jobs or self._jobs[array].array_id != array
+            ):
+                raise NotFoundError(f"array {array} does not exist")
+            results = [
                 self.submit(job, at=at, actor=actor, idempotency_key=key, request_hash=digest)
                 for job, key, digest in zip(jobs, idempotency_keys, request_hashes, strict=True)
             ]
+            if array is None or not results:
+                return results
+            array_id = results[0][0].id if array == NEW_ARRAY else array
+            out = []
+            for record, created in results:
+                if created:
+                    record = self._jobs[record.id] = replace(record, array_id=array_id)
+                out.append((record, created))
+            return out
 
     def find_idempotent(
         self, actor: str, idempotency_key: str, request_hash: str | None
@@ -169,6 +186,32 @@ class MemoryStore:
     def active_jobs(self) -> list[JobRecord]:
         with self._lock:
             return [r for r in self._jobs.values() if r.run is not None]
+
+    def dependency_progress(self, job_ids: Collection[int]) -> dict[int, DependencyProgress]:
+        with self._lock:
+            found = {}
+            for target in set(job_ids):
+                named = self._jobs.get(target)
+                if named is None:
+                    continue
+                array = named.array_id == target
+                members = (
+                    [r for r in self._jobs.values() if r.array_id == target] if array else [named]
+                )
+                bad = sorted((r.id, r.state) for r in members
+                             if r.state in (JobState.FAILED, JobState.CANCELLED))  # fmt: skip
+                ok = sum(r.state is JobState.SUCCEEDED for r in members)
+                found[target] = DependencyProgress(target, array, len(members), ok, len(bad),
+                                                   bad[0] if bad else None)  # fmt: skip
+            return found
+
+    def cancel_pending_many(self, reasons: Mapping[int, str], *, at: float,
+                            actor: str) -> list[int]:  # fmt: skip
+        with self._lock:
+            pending = [i for i in sorted(reasons) if self._jobs[i].state is JobState.PENDING]
+            for job_id in pending:
+                self.cancel_pending(job_id, at=at, actor=actor, reason=reasons[job_id])
+            return pending
 
     def _pending(self, job_id: int, what: str) -> JobRecord:
         record = self.get_job(job_id)
@@ -399,6 +442,7 @@ class FakeScheduler:
     grace_seconds: float = 30.0
     wakes: int = 0
     explanations: dict[int, Explanation] = field(default_factory=dict)
+    waits: dict[int, DependencyWait] = field(default_factory=dict)
 
     def wake(self) -> None:
         self.wakes += 1
@@ -412,6 +456,9 @@ class FakeScheduler:
 
     def explanation(self, job_id: int) -> Explanation | None:
         return self.explanations.get(job_id)
+
+    def dependency_wait(self, job_id: int) -> DependencyWait | None:
+        return self.waits.get(job_id)
 
 
 def default_nodes() -> list[Node]:

@@ -42,7 +42,7 @@ def test_an_array_submits_one_job_per_index(monkeypatch: pytest.MonkeyPatch) -> 
     )
     result = CliRunner().invoke(app, ["submit", "--array", "0-4", "--name", "sweep", "--", "true"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "Submitted array of 5 jobs: 1-5\n"
+    assert result.stdout == "Submitted array 1 of 5 jobs: 1-5\n"
     jobs = [harness.store.get_job(i) for i in range(1, 6)]
     assert [j.job.name for j in jobs] == [f"sweep[{i}]" for i in range(5)]
     assert [j.job.launch.env["ALLOT_ARRAY_INDEX"] for j in jobs] == ["0", "1", "2", "3", "4"]

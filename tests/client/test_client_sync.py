@@ -12,6 +12,7 @@ from allot.client import (
     ApiError,
     Client,
     Conflict,
+    Dependency,
     Invalid,
     JobSubmission,
     NotFound,
@@ -257,3 +258,20 @@ def test_url_and_token_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         client.health()
     assert client.url == DEFAULT_URL
     assert "Authorization" not in seen[1].headers
+
+
+def test_dependencies_and_arrays(client: Client, harness: Harness) -> None:
+    first = client.submit(SLEEP)
+    array = client.submit_many([SLEEP, SLEEP], array=True)
+    assert [j.array_id for j in array] == [array[0].id] * 2
+    more = client.submit_many([SLEEP], array_id=array[0].id)
+    assert more[0].array_id == array[0].id
+    after = [Dependency(job=first.id), Dependency(job=array[0].id, condition="any")]
+    job = client.submit(SLEEP.model_copy(update={"after": after}))
+    assert job.after == after
+    assert [d.job_id for d in harness.store.get_job(job.id).job.after] == [first.id, array[0].id]
+    with pytest.raises(Invalid) as refused:
+        client.submit(SLEEP.model_copy(update={"after": [Dependency(job=999)]}))
+    assert [(p.field, p.rule) for p in refused.value.errors] == [
+        ("after[0].job", "job 999 does not exist")
+    ]

@@ -21,6 +21,7 @@ TABLES = {
     "api_tokens",
     "cohorts",
     "events",
+    "job_dependencies",
     "jobs",
     "nodes",
     "queues",
@@ -83,7 +84,8 @@ def test_the_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_tasks.py").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0003_usage.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0003_dependencies.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0004_usage.py").is_file()
 
 
 def test_default_database_url_names_the_file_in_the_data_dir(tmp_path: Path) -> None:

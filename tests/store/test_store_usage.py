@@ -1,6 +1,6 @@
 """The usage ledger and stop causes: every ended run appends one usage record in the
 transaction that ends it, in write order, whatever the outcome; a stop's cause is stored and
-read back; revision 0003 fills both in for runs recorded before it."""
+read back; revision 0004 fills both in for runs recorded before it."""
 
 from __future__ import annotations
 
@@ -78,18 +78,18 @@ def test_restating_a_stop_changes_its_cause(store: SqlStore) -> None:
 
 
 @pytest.fixture
-def store_at_0002(database_url: str) -> Iterator[SqlStore]:
+def store_at_0003(database_url: str) -> Iterator[SqlStore]:
     opened = SqlStore(database_url)
     with opened.engine.begin() as conn:
-        command.upgrade(alembic_config(opened.engine.url, conn), "0002")
+        command.upgrade(alembic_config(opened.engine.url, conn), "0003")
     try:
         yield opened
     finally:
         opened.close()
 
 
-def test_revision_0003_fills_causes_and_the_ledger(store_at_0002: SqlStore) -> None:
-    store = store_at_0002
+def test_revision_0004_fills_causes_and_the_ledger(store_at_0003: SqlStore) -> None:
+    store = store_at_0003
     values = job_values(new_job(gpus=2), at=1.0, actor="ada", idempotency_key=None,
                         request_hash=None)  # fmt: skip
     runs = [

@@ -17,11 +17,22 @@ from datetime import UTC, datetime
 
 from pydantic import JsonValue, TypeAdapter
 
-from allot.control.records import EventRecord, JobRecord, Launch, NewJob, RunPhase, RunRecord
+from allot.control.records import (
+    Condition,
+    Dependency,
+    EventRecord,
+    JobRecord,
+    Launch,
+    NewJob,
+    RunPhase,
+    RunRecord,
+)
 from allot.control.services import Explained, LogChunk, QueueView, RejectedError
 from allot.core.model import JobState, Node, NodeState, Resources
+from allot.wire import schemas
 from allot.wire.schemas import (
     MILLI,
+    ConditionName,
     EventOut,
     ExplainOut,
     JobOut,
@@ -61,15 +72,25 @@ NODE_STATES: dict[NodeState, NodeStateName] = {
     NodeState.DOWN: "down",
 }
 
+CONDITIONS: dict[Condition, ConditionName] = {
+    Condition.OK: "ok",
+    Condition.FAILED: "failed",
+    Condition.ANY: "any",
+}
+_CONDITION_OF = {name: condition for condition, name in CONDITIONS.items()}
+
 _json_fields: TypeAdapter[dict[str, JsonValue]] = TypeAdapter(dict[str, JsonValue])
 
 
 def request_hash(submission: JobSubmission) -> str:
     """SHA-256 of the submission's canonical JSON (sorted keys, defaults filled in), so a
     retry that spells the same request differently still matches."""
-    canonical = json.dumps(
-        submission.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-    )
+    data = submission.model_dump(mode="json")
+    if not data["after"]:
+        # A submission without dependencies hashes as it did before they existed, so a retry
+        # across an upgrade of the server still matches its first request.
+        del data["after"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -102,6 +123,7 @@ def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
         checkpointable=s.checkpointable,
         preemptible=s.preemptible,
         held=s.hold,
+        after=tuple(Dependency(d.job, _CONDITION_OF[d.condition]) for d in s.after),
     )
 
 
@@ -167,6 +189,10 @@ def job_out(record: JobRecord) -> JobOut:
         attained_gpu_seconds=record.attained_service,
         run_count=record.run_count,
         run=run_out(record.run) if record.run is not None else None,
+        after=[
+            schemas.Dependency(job=d.job_id, condition=CONDITIONS[d.condition]) for d in job.after
+        ],
+        array_id=record.array_id,
     )
 
 

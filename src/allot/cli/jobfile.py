@@ -10,7 +10,10 @@ Invariants:
   'key':`` for the file, the flag's name for the command line;
 - an environment variable's value never appears in a message, only its name;
 - only the fields the user gave are set, so the server's defaults apply to the rest;
-- durations are seconds: ``90``, ``90s``, ``30m``, ``2h``, ``1d``, or sums like ``1h30m``.
+- durations are seconds: ``90``, ``90s``, ``30m``, ``2h``, ``1d``, or sums like ``1h30m``;
+- dependencies (``after``, ``--after``) are ``ID`` or ``ID:CONDITION``, comma-separated, with
+  CONDITION ``ok`` (the default), ``failed`` or ``any``; they become the wire's
+  ``[{"job": ID, "condition": CONDITION}]``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ FILE_KEYS = (
     "checkpointable",
     "preemptible",
     "hold",
+    "after",
 )
 RESOURCE_KEYS = ("gpus", "cpus", "memory_mib", "memory_gib")
 DURATION_KEYS = {"runtime_estimate": "runtime_estimate_seconds", "time_limit": "time_limit_seconds"}
@@ -66,7 +70,9 @@ FLAG_FIELDS = {
     "--checkpointable": "checkpointable",
     "--preemptible": "preemptible",
     "--hold": "hold",
+    "--after": "after",
 }
+CONDITIONS = ("ok", "failed", "any")
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
@@ -75,6 +81,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _SUM_OF_TERMS = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _TERM = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DEPENDENCY = re.compile(r"\s*(\d+)\s*(?::\s*(\w+)\s*)?")
 
 
 def parse_duration(text: str) -> float:
@@ -90,6 +97,26 @@ def parse_duration(text: str) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"must be longer than 0 seconds, got {text!r}")
     return seconds
+
+
+def parse_after(text: str) -> list[dict[str, object]]:
+    """The dependencies in ``text``: ``12``, ``12:any``, ``12,13:failed`` (each ``ID`` or
+    ``ID:CONDITION``, comma-separated); raises ValueError saying the rule."""
+    found: list[dict[str, object]] = []
+    for part in text.split(","):
+        match = _DEPENDENCY.fullmatch(part)
+        if match is None:
+            raise ValueError(
+                f"{part.strip()!r} is not ID or ID:CONDITION (CONDITION: ok, failed or any)"
+            )
+        condition = (match.group(2) or "ok").lower()
+        if condition not in CONDITIONS:
+            raise ValueError(
+                f"{part.strip()!r}: unknown condition {match.group(2)!r}; one of: ok (succeeded,"
+                " the default), failed (ended without success), any (ended)"
+            )
+        found.append({"job": int(match.group(1)), "condition": condition})
+    return found
 
 
 class JobFileError(ValueError):
@@ -200,7 +227,37 @@ def _read(doc: YamlMap, base: Path) -> JobDraft:
     for key in ("checkpointable", "preemptible", "hold"):
         if (entry := doc.optional(key)) is not None:
             draft.set(key, entry.as_bool(), _origin(entry))
+    if (entry := doc.optional("after")) is not None:
+        draft.set("after", _after(entry), _origin(entry))
     return draft
+
+
+def _after(entry: YamlNode) -> list[dict[str, object]]:
+    """``after``: one dependency or a list of them, each an id, ``"ID:CONDITION"`` (or several
+    comma-separated), or a mapping ``{job: ID, condition: ok|failed|any}``."""
+    items = entry.as_list() if isinstance(entry.node, yaml.SequenceNode) else [entry]
+    found: list[dict[str, object]] = []
+    for item in items:
+        if isinstance(item.node, yaml.MappingNode):
+            mapping = item.as_map()
+            mapping.check_keys(("job", "condition"), required=("job",))
+            dependency: dict[str, object] = {"job": mapping.get_int("job", minimum=1)}
+            if "condition" in mapping:
+                condition = mapping.get_str("condition")
+                if condition not in CONDITIONS:
+                    raise mapping.error(
+                        "condition", f"must be one of ok, failed, any; got {condition!r}"
+                    )
+                dependency["condition"] = condition
+            found.append(dependency)
+        elif _scalar_tag(item) in (_INT_TAG, _STR_TAG):
+            try:
+                found.extend(parse_after(str(item.node.value)))
+            except ValueError as exc:
+                raise item.error(str(exc)) from None
+        else:
+            raise item.error("must be a job id, 'ID:CONDITION' or {job: ID, condition: ...}")
+    return found
 
 
 def _read_resources(resources: YamlMap, draft: JobDraft) -> None:
@@ -284,6 +341,11 @@ def apply_flags(draft: JobDraft, flags: Mapping[str, object], env: Sequence[str]
                 raise JobFileError([f"{flag}: {exc}"]) from None
         elif flag == "--workdir" and isinstance(given, str):
             value = absolute_path(given, Path.cwd())
+        elif flag == "--after" and isinstance(given, list):
+            try:
+                value = [d for text in given for d in parse_after(text)]
+            except ValueError as exc:
+                raise JobFileError([f"{flag}: {exc}"]) from None
         draft.set(FLAG_FIELDS[flag], value, Origin(flag))
     for pair in env:
         name, eq, value = pair.partition("=")

@@ -117,6 +117,8 @@ def show(
         "time limit": elapsed(job.time_limit_seconds),
         "checkpointable": "yes" if job.checkpointable else "no",
         "preemptible": "yes" if job.preemptible else "no",
+        "after": ", ".join(f"{d.job}:{d.condition}" for d in job.after) or "-",
+        "array": "-" if job.array_id is None else str(job.array_id),
         "submitted": when(job.submitted_at),
         "started": when(job.started_at),
         "ended": when(job.ended_at),

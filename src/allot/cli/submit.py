@@ -103,6 +103,18 @@ def submit(
         str | None,
         typer.Option(help="A job array: 0-99, 0-99:2 or 1,3,5; each gets ALLOT_ARRAY_INDEX."),
     ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="ID[:COND]",
+            help="Start after job ID succeeds; ID:failed, ID:any; repeat or 12,13:any."
+            " An array's id waits for all of it.",
+        ),
+    ] = None,
+    parsable: Annotated[
+        bool,
+        typer.Option("--parsable", help="Print only the job id (an array's: its id)."),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
@@ -142,6 +154,7 @@ def submit(
             "--checkpointable": checkpointable,
             "--preemptible": preemptible,
             "--hold": hold,
+            "--after": after,
         }
         apply_flags(draft, flags, env or [])
         submission = draft.submission()
@@ -151,20 +164,27 @@ def submit(
             except ValueError as err:
                 raise InputError(str(err)) from None
             with output.make_client(url, token) as allot:
-                # One request per thousand jobs: far faster than a submission each.
-                jobs = [
-                    j
-                    for k in range(0, len(members), MAX_BATCH)
-                    for j in allot.submit_many(members[k : k + MAX_BATCH])
-                ]
+                # One request per thousand jobs: far faster than a submission each. The first
+                # makes the array; the others add to it.
+                jobs = allot.submit_many(members[:MAX_BATCH], array=True)
+                for k in range(MAX_BATCH, len(members), MAX_BATCH):
+                    chunk = members[k : k + MAX_BATCH]
+                    jobs += allot.submit_many(chunk, array_id=jobs[0].array_id)
             if fmt is OutputFormat.json:
                 output.print_json(jobs)
+            elif parsable:
+                output.write(f"{jobs[0].array_id}\n")
             else:
-                output.say(f"Submitted array of {len(jobs)} jobs: {jobs[0].id}-{jobs[-1].id}")
+                output.say(
+                    f"Submitted array {jobs[0].array_id} of {len(jobs)} jobs: "
+                    f"{jobs[0].id}-{jobs[-1].id}"
+                )
             return
         with output.make_client(url, token) as allot:
             job = allot.submit(submission)
     if fmt is OutputFormat.json:
         output.print_json(job)
+    elif parsable:
+        output.write(f"{job.id}\n")
     else:
         output.say(f"Submitted job {job.id}" + (" (held)" if job.held else ""))

@@ -92,13 +92,26 @@ def submit(submission: JobSubmission, idempotency_key: str) -> Call[JobOut]:
     )
 
 
-def submit_many(submissions: Sequence[JobSubmission], idempotency_key: str) -> Call[list[JobOut]]:
-    """POST /v1/jobs/batch; safe to retry: job i is keyed '<key>:<i>' on the server."""
+def submit_many(
+    submissions: Sequence[JobSubmission],
+    idempotency_key: str,
+    array: bool = False,
+    array_id: int | None = None,
+) -> Call[list[JobOut]]:
+    """POST /v1/jobs/batch; safe to retry: job i is keyed '<key>:<i>' on the server. ``array``
+    and ``array_id`` are sent only when given, so a plain batch reaches older servers too."""
+    body: dict[str, Any] = {
+        "jobs": [s.model_dump(mode="json", exclude_unset=True) for s in submissions]
+    }
+    if array:
+        body["array"] = True
+    if array_id is not None:
+        body["array_id"] = array_id
     return Call(
         "POST",
         "/v1/jobs/batch",
         _jobs.validate_json,
-        body={"jobs": [s.model_dump(mode="json", exclude_unset=True) for s in submissions]},
+        body=body,
         headers={"Idempotency-Key": idempotency_key},
         retry_safe=True,
     )

@@ -96,14 +96,22 @@ class Client:
         return self._send(routes.submit(submission, key))
 
     def submit_many(
-        self, submissions: Sequence[JobSubmission], idempotency_key: str | None = None
+        self,
+        submissions: Sequence[JobSubmission],
+        idempotency_key: str | None = None,
+        *,
+        array: bool = False,
+        array_id: int | None = None,
     ) -> list[JobOut]:
         """Submit up to 1,000 jobs in one request (a job array, a sweep); returns them as
         stored, in the order given. All are checked before any is stored, and all are stored
         together; a retry with the same key returns the same jobs. Raises like ``submit``
-        (``Invalid`` names the job by index, e.g. ``jobs[3].resources.gpus``)."""
+        (``Invalid`` names the job by index, e.g. ``jobs[3].resources.gpus``). With ``array``
+        the jobs form a new job array, named by the first one's id (each job's ``array_id``):
+        a dependency on that id waits for every job of it; ``array_id`` adds the jobs to an
+        existing array (an array of more than 1,000 jobs is sent in several batches)."""
         key = idempotency_key or str(uuid.uuid4())
-        return self._send(routes.submit_many(submissions, key))
+        return self._send(routes.submit_many(submissions, key, array, array_id))
 
     def jobs(
         self,

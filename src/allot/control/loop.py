@@ -12,8 +12,15 @@ pool; (4) publish the cycle's report to the observers. Cycles run when something
 every ``interval`` seconds, but never closer together than ``min_gap`` so a burst of
 submissions is handled in few cycles.
 
+Dependencies (``allot.control.dependencies``) are settled before the core is called: the core
+sees only pending jobs whose dependencies are all met. One read per cycle gets the progress of
+every job and array the pending jobs wait for; a job whose dependency can never be met is
+cancelled with the reason (all such jobs in one transaction), and a cycle that cancelled any
+runs again soon, so a chain of dependents ends within a few cycles.
+
 Everything that changes a run goes through ``_lock``: cycles, and stops asked for by the API.
-The latest Plan's explanations are kept for ``allot explain``.
+The latest Plan's explanations, and what each waiting job waits for, are kept for
+``allot explain``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import threading
 import time
 
 from allot.control.apply import apply_plan
+from allot.control.dependencies import DependencyWait, judge_job
 from allot.control.observers import CycleObserver, CycleReport, Observers
 from allot.control.ports import Clock, Executor, Store
-from allot.control.reconcile import reconcile, stop
+from allot.control.reconcile import ACTOR, reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.control.registry import ExecutorRegistry
 from allot.control.usage_history import LedgerHistory
@@ -66,6 +74,7 @@ class SchedulingLoop:
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._explanations: dict[int, Explanation] = {}
+        self._waits: dict[int, DependencyWait] = {}
         self._nominated: set[int] = set()
         self._usage = LedgerHistory(store, store.quotas().usage_half_life, clock.now())
         self.inventory_interval = inventory_interval
@@ -109,6 +118,10 @@ class SchedulingLoop:
     def explanation(self, job_id: int) -> Explanation | None:
         """Why the job did not start in the latest cycle."""
         return self._explanations.get(job_id)
+
+    def dependency_wait(self, job_id: int) -> DependencyWait | None:
+        """What the job waited for in the latest cycle, if its dependencies were not met."""
+        return self._waits.get(job_id)
 
     def subscribe(self, observer: CycleObserver) -> None:
         """Send every cycle's report to ``observer`` (see ``allot.control.observers``)."""
@@ -178,6 +191,7 @@ class SchedulingLoop:
             active = self.store.active_jobs()
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
+            pending, waits, ended = self._settle_dependencies(pending, now)
             plan = self._decide(active, pending, now)
             jobs = {r.id: r for r in (*active, *pending)}
             applied = apply_plan(
@@ -190,12 +204,48 @@ class SchedulingLoop:
                 nominated=self._nominated,
             )
             self._explanations = dict(plan.pending)
+            self._waits = waits
             self.cycles += 1
             self.last = CycleReport(
-                now, plan, applied, len(pending), len(active), time.perf_counter() - started
+                now,
+                plan,
+                applied,
+                len(pending),
+                len(active),
+                time.perf_counter() - started,
+                len(waits),
+                tuple(ended),
             )
+            if ended:
+                self.wake()  # their own dependents can now be settled too
         self.observers.publish(self.last)
         return self.last
+
+    def _settle_dependencies(
+        self, pending: list[JobRecord], now: float
+    ) -> tuple[list[JobRecord], dict[int, DependencyWait], list[int]]:
+        """The pending jobs whose dependencies are all met, what the others wait for, and the
+        jobs cancelled because a dependency can never be met."""
+        targets = {d.job_id for r in pending for d in r.job.after}
+        if not targets:
+            return pending, {}, []
+        progress = self.store.dependency_progress(targets)
+        eligible: list[JobRecord] = []
+        waits: dict[int, DependencyWait] = {}
+        never: dict[int, str] = {}
+        for record in pending:
+            if not record.job.after:
+                eligible.append(record)
+                continue
+            verdict = judge_job(record.job.after, progress)
+            if verdict.eligible:
+                eligible.append(record)
+            elif verdict.never is not None:
+                never[record.id] = verdict.never
+            elif verdict.wait is not None:
+                waits[record.id] = verdict.wait
+        ended = self.store.cancel_pending_many(never, at=now, actor=ACTOR) if never else []
+        return eligible, waits, ended
 
     def _decide(self, active: list[JobRecord], pending: list[JobRecord], now: float) -> Plan:
         running = [

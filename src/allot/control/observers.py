@@ -40,6 +40,8 @@ class CycleReport:
     pending: int
     running: int
     seconds: float
+    waiting: int = 0  # pending jobs whose dependencies are not all met yet
+    unsatisfiable: tuple[int, ...] = ()  # jobs cancelled: a dependency can never be met
 
     @property
     def pending_by_reason(self) -> Mapping[str, int]:

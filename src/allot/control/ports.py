@@ -9,16 +9,22 @@ Crash safety rests on three rules the implementations keep:
    starts the task again, even across a crash of the server (the executor claims each run
    with an atomic marker before starting it). So reconcile may always re-launch a run that is
    ``starting``: either it starts now, or it is already running and is adopted.
+
+Dependencies need no rule of their own: ``submit`` stores them with the job, and the loop
+derives eligibility afresh from stored job states each cycle; a met dependency stays met
+(ended jobs never change), so ``begin_run`` need not check them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from allot.control.dependencies import DependencyWait
 from allot.control.records import (
+    DependencyProgress,
     EventRecord,
     JobFilter,
     JobRecord,
@@ -78,8 +84,11 @@ class Store(Protocol):
         actor: str,
         idempotency_keys: Sequence[str | None],
         request_hashes: Sequence[str | None],
+        array: int | None = None,
     ) -> list[tuple[JobRecord, bool]]:
-        """``submit`` for each job, in one transaction (all or none)."""
+        """``submit`` for each job, in one transaction (all or none). ``array``: None for
+        separate jobs; ``NEW_ARRAY`` to make them one new array, whose id is its first job's
+        id; an array's id to add them to that array (raises NotFoundError when it is none)."""
         ...
 
     def find_idempotent(
@@ -105,12 +114,25 @@ class Store(Protocol):
         """Every job with a run that has not ended, with that run."""
         ...
 
+    def dependency_progress(self, job_ids: Collection[int]) -> dict[int, DependencyProgress]:
+        """For each id that names a job: how far it has got, or, when it is an array's id,
+        how far every member has got. Ids of no job are left out. A bounded number of
+        queries however many ids (the loop asks once per cycle)."""
+        ...
+
     def set_held(self, job_id: int, held: bool, *, at: float, actor: str) -> JobRecord:
         """Hold or release a pending job; raises ConflictError if it is not pending."""
         ...
 
     def cancel_pending(self, job_id: int, *, at: float, actor: str, reason: str) -> JobRecord:
         """Cancel a job that is pending; raises ConflictError if it is not."""
+        ...
+
+    def cancel_pending_many(
+        self, reasons: Mapping[int, str], *, at: float, actor: str
+    ) -> list[int]:
+        """Cancel each job of ``reasons`` that is still pending, with its reason, in one
+        transaction; returns the ids cancelled (others are left as they are)."""
         ...
 
     # -- runs
@@ -226,6 +248,10 @@ class Scheduler(Protocol):
 
     def explanation(self, job_id: int) -> Explanation | None:
         """Why a pending job did not start in the latest cycle (None before its first)."""
+        ...
+
+    def dependency_wait(self, job_id: int) -> DependencyWait | None:
+        """The dependency a pending job waited for in the latest cycle (None if none)."""
         ...
 
 

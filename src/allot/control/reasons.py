@@ -3,9 +3,10 @@ and the REASON column of ``allot jobs``.
 
 A pending job's reason comes from the scheduling loop's latest explanation (the core's
 ``Explanation``: a stable code and one sentence), as squeue's REASON column does; a held job's
-is ``held``. A running job's comes from the executor's notes about its tasks (a task that runs
-without its runner, so its exit code will never be known). A job that has ended keeps the
-reason its last transition recorded.
+is ``held``; one whose dependencies are not all met has ``dependency`` (``waits for job 12 to
+succeed``), the loop's latest view of them. A running job's comes from the executor's notes
+about its tasks (a task that runs without its runner, so its exit code will never be known).
+A job that has ended keeps the reason its last transition recorded.
 
 Invariants: nothing here changes state; an executor that cannot answer (its records are gone)
 only leaves the notes out.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from allot.control.dependencies import DEPENDENCY
 from allot.control.ports import Scheduler
 from allot.control.records import JobRecord, RunPhase
 from allot.control.registry import ExecutorRegistry
@@ -60,7 +62,8 @@ def _explained(job_id: int, state: JobState, why: Explanation) -> Explained:
 
 
 def explain_pending(record: JobRecord, loop: Scheduler) -> Explained:
-    """Why a pending job has not started: held, or the loop's latest explanation."""
+    """Why a pending job has not started: held, waiting for its dependencies, or the loop's
+    latest explanation."""
     if record.held:
         return Explained(
             record.id,
@@ -69,6 +72,11 @@ def explain_pending(record: JobRecord, loop: Scheduler) -> Explained:
             "held; release it to let it be scheduled",
             f"allot release {record.id}",
             {},
+        )
+    wait = loop.dependency_wait(record.id)
+    if wait is not None:
+        return Explained(
+            record.id, record.state, DEPENDENCY, wait.message, wait.remedy, wait.fields
         )
     why = loop.explanation(record.id)
     if why is None:

@@ -5,6 +5,11 @@ Nomenclature
   estimates) plus how to launch it (``Launch``: argv, working directory, environment).
 - ``JobRecord``: a job as stored: its ``NewJob``, its state in the job state machine, and its
   current run, if any.
+- ``Dependency``: a job another job waits for (``after``), with the ``Condition`` its end must
+  meet: ``ok`` (Slurm's afterok), ``failed`` (afternotok: any end but success) or ``any``
+  (afterany). A dependency on an array's id means every member of that array.
+- array: jobs submitted together as one job array; each member's ``array_id`` is the id of its
+  first member, the id users name the array by.
 - ``RunRecord``: one attempt to run a job: a run id (unique, never reused), the placement it
   was given, and its phase. A job that is preempted and started again gets a new run.
 - run phases: ``starting`` (the intent is recorded; the executor may or may not have launched
@@ -34,6 +39,46 @@ class Launch:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+class Condition(StrEnum):
+    """What a dependency's end must be for the job waiting on it to start."""
+
+    OK = "ok"  # it succeeded (afterok)
+    FAILED = "failed"  # it ended without success: failed or cancelled (afternotok)
+    ANY = "any"  # it ended, however (afterany)
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """One job (or, when ``job_id`` is an array's id, every member of that array) that a job
+    waits for, and the condition its end must meet."""
+
+    job_id: int
+    condition: Condition = Condition.OK
+
+
+NEW_ARRAY = 0
+"""``Store.submit_many(array=NEW_ARRAY)``: the batch is a new array, named by its first job's id."""
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyProgress:
+    """How far the jobs a dependency names have got: the one job, or every member of the array
+    it names. ``first_unsuccessful`` is the lowest-id member that ended without success, with
+    its state (failed or cancelled), or None."""
+
+    job_id: int
+    array: bool
+    members: int
+    succeeded: int
+    unsuccessful: int
+    first_unsuccessful: tuple[int, JobState] | None = None
+
+    @property
+    def ended(self) -> int:
+        """Members that have ended, however."""
+        return self.succeeded + self.unsuccessful
+
+
 @dataclass(frozen=True, slots=True)
 class NewJob:
     """A validated submission."""
@@ -51,6 +96,7 @@ class NewJob:
     checkpointable: bool = False
     preemptible: bool = True
     held: bool = False
+    after: tuple[Dependency, ...] = ()  # all must hold before it may start
 
 
 class StopCause(StrEnum):
@@ -126,6 +172,7 @@ class JobRecord:
     attained_service: float = 0.0  # GPU-seconds over all ended runs
     run_count: int = 0
     run: RunRecord | None = None  # the current run, if one has not ended
+    array_id: int | None = None  # the array it is a member of (its first member's id)
 
     def spec(self) -> JobSpec:
         """The scheduling core's view of this job."""

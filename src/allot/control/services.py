@@ -3,7 +3,10 @@
 Each use case validates, changes the store in one transaction, and wakes the scheduling loop
 when something it acts on changed. Validation that needs the cluster (flavors, queues, whether
 the job could ever fit) happens here, so a rejected request changes nothing; a job that can
-never run is refused naming the field that asks too much (``resources.cpus``, ``tasks``, ...).
+never run is refused naming the field that asks too much (``resources.cpus``, ``tasks``, ...),
+and one whose dependency names no job, or can already never be met, names it (``after[0]``).
+A job can only wait for jobs that exist when it is submitted, whose ids are all lower than its
+own, so it can never wait for itself and dependencies never form a cycle.
 The reasons users see (why a job waits, what the executor notes about a running one) are
 worded by ``allot.control.reasons``.
 """
@@ -14,9 +17,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from allot.control import reasons
+from allot.control.dependencies import problem_at_submit
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.reasons import Explained, wall_time
-from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase, StopCause
+from allot.control.records import (
+    NEW_ARRAY,
+    EventRecord,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    RunPhase,
+    StopCause,
+)
 from allot.control.registry import ExecutorRegistry
 from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
@@ -101,6 +113,9 @@ class ControlPlane:
         ConflictError for an idempotency key reused with a different request."""
         try:
             self._check_runnable(job)
+            problem = self._dependency_problems([job]).get(0)
+            if problem is not None:
+                raise problem
         except RejectedError:
             # A retry answers with the job already accepted, even if the cluster changed since.
             if idempotency_key is not None:
@@ -126,12 +141,18 @@ class ControlPlane:
         actor: str,
         idempotency_keys: Sequence[str | None],
         request_hashes: Sequence[str | None],
+        array: int | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         """Accept many jobs at once: every job is checked first (a RejectedError names the
-        job by its index, ``jobs[3].tasks``), then all are stored in one transaction."""
+        job by its index, ``jobs[3].tasks``), then all are stored in one transaction.
+        ``array``: None, ``NEW_ARRAY`` (they form a new array) or the id of an array to add
+        them to (``array_id``)."""
+        problems = self._dependency_problems(jobs, array)
         for index, job in enumerate(jobs):
             try:
                 self._check_runnable(job)
+                if index in problems:
+                    raise problems[index]
             except RejectedError as err:
                 key = idempotency_keys[index]
                 if key is not None and self.store.find_idempotent(
@@ -145,6 +166,7 @@ class ControlPlane:
             actor=actor,
             idempotency_keys=idempotency_keys,
             request_hashes=request_hashes,
+            array=array,
         )
         if any(created and not record.held for record, created in results):
             self.loop.wake()
@@ -186,6 +208,27 @@ class ControlPlane:
         reason = screen(view.empty, spec)
         if reason is not None:
             raise RejectedError(_field_of(reason), reason.message())
+
+    def _dependency_problems(
+        self, jobs: Sequence[NewJob], array: int | None = None
+    ) -> dict[int, RejectedError]:
+        """What is wrong with each job's dependencies, by index in ``jobs`` (read in one go);
+        raises RejectedError when ``array`` names no array."""
+        joins = None if array in (None, NEW_ARRAY) else array
+        targets = {d.job_id for job in jobs for d in job.after}
+        if joins is not None:
+            targets.add(joins)
+        progress = self.store.dependency_progress(targets) if targets else {}
+        if joins is not None and not (joins in progress and progress[joins].array):
+            raise RejectedError(
+                "array_id", f"job {joins} does not name an array (an array's first job's id)"
+            )
+        problems: dict[int, RejectedError] = {}
+        for index, job in enumerate(jobs):
+            problem = problem_at_submit(job.after, progress, joins)
+            if problem is not None:
+                problems[index] = RejectedError(*problem)
+        return problems
 
     def get(self, job_id: int) -> JobRecord:
         """The job, with the reason users see (``reasons.with_reason``: why a pending job

@@ -2,7 +2,8 @@
 
 Every function runs inside the caller's transaction (``conn``) and appends the event of each
 change it makes. ``submit`` is the hot path: one INSERT for the job, one for its ``tasks`` rows
-and one for its event; ``submit_batch`` takes the same three statements for a whole batch.
+and one for its event (and one for its ``job_dependencies`` rows, if it has any);
+``submit_batch`` takes the same statements for a whole batch, plus one to name a new array.
 
 Idempotency: ``(submitted_by, idempotency_key)`` is unique, so two concurrent submits with one
 key cannot both insert; the loser gets an IntegrityError, and the caller re-reads the winner
@@ -16,10 +17,16 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from allot.control.ports import ConflictError, NotFoundError
-from allot.control.records import JobFilter, JobRecord, NewJob
+from allot.control.records import NEW_ARRAY, JobFilter, JobRecord, NewJob
 from allot.core.model import JobState
-from allot.store import events
-from allot.store.reads import job_record_by_id, job_records, select_jobs, tasks_json
+from allot.store import dependencies, events
+from allot.store.reads import (
+    dependencies_json,
+    job_record_by_id,
+    job_records,
+    select_jobs,
+    tasks_json,
+)
 from allot.store.tables import JobRow, TaskRow
 
 _INSERT = insert(JobRow).returning(JobRow.id)
@@ -68,6 +75,7 @@ def job_values(
     actor: str,
     idempotency_key: str | None,
     request_hash: str | None,
+    array_id: int | None = None,
 ) -> dict[str, Any]:
     """The column values of a newly submitted (pending) job."""
     return {
@@ -98,6 +106,8 @@ def job_values(
         "submitted_by": actor,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
+        "array_id": array_id,
+        "dependencies": dependencies_json(job.after),
     }
 
 
@@ -117,6 +127,7 @@ def submit(
     )
     job_id: int = conn.execute(_INSERT, values).scalar_one()
     _insert_tasks(conn, task_rows(job_id, job))
+    dependencies.insert_rows(conn, [(job_id, job)])
     events.append(conn, submitted_event(job_id, job, at=at, actor=actor))
     return JobRecord(job_id, job, JobState.PENDING, at, held=job.held)
 
@@ -129,11 +140,15 @@ def submit_batch(
     actor: str,
     idempotency_keys: list[str | None],
     request_hashes: list[str | None],
+    array: int | None = None,
 ) -> list[tuple[JobRecord, bool]]:
     """``submit`` for many jobs in four statements: one lookup of every key, one multi-row
     insert of the new jobs (ids returned in order), one of all their tasks and one of their
-    events. A key already used answers with its job (ConflictError when the request hash
-    differs)."""
+    events (and one of their dependencies). A key already used answers with its job
+    (ConflictError when the request hash differs). ``array``: see ``Store.submit_many``; a new
+    array takes its first job's id (the stored one, for a retried batch)."""
+    if array is not None and array != NEW_ARRAY:
+        dependencies.check_array(conn, array)
     keys = [k for k in idempotency_keys if k is not None]
     known: dict[str, tuple[int, str | None]] = {}
     for first in range(0, len(keys), 500):  # stay under every database's parameter limit
@@ -151,6 +166,7 @@ def submit_batch(
             actor=actor,
             idempotency_key=idempotency_keys[i],
             request_hash=request_hashes[i],
+            array_id=None if array == NEW_ARRAY else array,
         )
         for i in fresh
     ]
@@ -162,14 +178,22 @@ def submit_batch(
         ids = [row[0] for row in inserted]
         new = list(zip(fresh, ids, strict=True))
         _insert_tasks(conn, [row for i, job_id in new for row in task_rows(job_id, batch[i])])
+        dependencies.insert_rows(conn, [(job_id, batch[i]) for i, job_id in new])
         events.append(
             conn, *(submitted_event(job_id, batch[i], at=at, actor=actor) for i, job_id in new)
         )
     created = dict(zip(fresh, ids, strict=True))  # index in the batch -> new job id
+    array_id = None if array == NEW_ARRAY else array
+    if array == NEW_ARRAY and batch:
+        array_id = created.get(0) or known[idempotency_keys[0] or ""][0]
+        dependencies.set_array(conn, ids, array_id)
     out: list[tuple[JobRecord, bool]] = []
     for i, job in enumerate(batch):
         if i in created:
-            out.append((JobRecord(created[i], job, JobState.PENDING, at, held=job.held), True))
+            record = JobRecord(
+                created[i], job, JobState.PENDING, at, held=job.held, array_id=array_id
+            )
+            out.append((record, True))
             continue
         key = idempotency_keys[i]
         assert key is not None

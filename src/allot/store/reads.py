@@ -4,6 +4,8 @@ many jobs are read).
 JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
 - ``jobs.tasks``: ``[{"gpu_milli": int, "cpu_milli": int, "memory_mib": int}, ...]``, one per task;
 - ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
+- ``jobs.dependencies``: ``[{"job": int, "condition": "ok"|"failed"|"any"}, ...]`` or NULL
+  for none (the same as the job's ``job_dependencies`` rows);
 - ``allocations.devices``: a list of device indices.
 
 ``jobs.tasks`` and the ``tasks`` rows hold the same tasks; the store's own reads (job records,
@@ -21,7 +23,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, select
 
-from allot.control.records import JobRecord, Launch, NewJob, RunPhase, RunRecord, StopCause
+from allot.control.records import (
+    Condition,
+    Dependency,
+    JobRecord,
+    Launch,
+    NewJob,
+    RunPhase,
+    RunRecord,
+    StopCause,
+)
 from allot.core.model import JobState, Resources, TaskPlacement
 from allot.store.tables import AllocationRow, JobRow, RunRow
 
@@ -55,6 +66,23 @@ def tasks_from_json(
     return tuple(tasks)
 
 
+def dependencies_json(after: Sequence[Dependency]) -> list[dict[str, Any]] | None:
+    """The JSON form of a job's dependencies (None for none)."""
+    if not after:
+        return None
+    return [{"job": d.job_id, "condition": d.condition.value} for d in after]
+
+
+_CONDITIONS = {c.value: c for c in Condition}
+
+
+def dependencies_from_json(data: Iterable[Any] | None) -> tuple[Dependency, ...]:
+    """Dependencies from their JSON form (NULL: none)."""
+    if not data:
+        return ()
+    return tuple(Dependency(item["job"], _CONDITIONS[item["condition"]]) for item in data)
+
+
 # The columns a job record is built from, in the order ``job_record`` unpacks them.
 JOB_COLUMNS = (
     JobRow.id,
@@ -81,6 +109,8 @@ JOB_COLUMNS = (
     JobRow.reason,
     JobRow.attained_service,
     JobRow.run_count,
+    JobRow.array_id,
+    JobRow.dependencies,
     JobRow.current_run_id,
 )
 _CURRENT_RUN = len(JOB_COLUMNS) - 1
@@ -125,6 +155,8 @@ def job_record(
         reason,
         attained_service,
         run_count,
+        array_id,
+        dependencies,
         _current_run_id,
     ) = row
     job = NewJob(
@@ -141,6 +173,7 @@ def job_record(
         checkpointable,
         preemptible,
         held,
+        dependencies_from_json(dependencies),
     )
     return JobRecord(
         job_id,
@@ -155,6 +188,7 @@ def job_record(
         attained_service,
         run_count,
         run,
+        array_id,
     )
 
 

@@ -19,7 +19,7 @@ few commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from allot.control.ports import ConflictError, Store
 from allot.control.records import (
+    DependencyProgress,
     EventRecord,
     JobFilter,
     JobRecord,
@@ -41,7 +42,7 @@ from allot.control.records import (
 )
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import QuotaConfig
-from allot.store import cluster, events, jobs, quotas, runs, tokens
+from allot.store import cluster, dependencies, events, jobs, quotas, runs, tokens
 from allot.store.migrations import alembic_config
 
 _BEGIN = "allot_begin"  # execution option: the statement that opens a SQLite transaction
@@ -154,6 +155,7 @@ class SqlStore(Store):
         actor: str,
         idempotency_keys: Sequence[str | None],
         request_hashes: Sequence[str | None],
+        array: int | None = None,
     ) -> list[tuple[JobRecord, bool]]:
         # Keys already used answer with their job; the rest are inserted together. A key that
         # another request inserts meanwhile makes the insert fail, and the retry finds it.
@@ -167,6 +169,7 @@ class SqlStore(Store):
                         actor=actor,
                         idempotency_keys=list(idempotency_keys),
                         request_hashes=list(request_hashes),
+                        array=array,
                     )
             except IntegrityError:
                 continue
@@ -198,6 +201,11 @@ class SqlStore(Store):
         with self._reading() as conn:
             return jobs.in_state(conn, JobState.RUNNING)
 
+    def dependency_progress(self, job_ids: Collection[int]) -> dict[int, DependencyProgress]:
+        """How far each named job, or each named array's members, have got."""
+        with self._reading() as conn:
+            return dependencies.progress(conn, job_ids)
+
     def set_held(self, job_id: int, held: bool, *, at: float, actor: str) -> JobRecord:
         """Hold or release a pending job; raises ConflictError if it is not pending."""
         with self._writing() as conn:
@@ -207,6 +215,15 @@ class SqlStore(Store):
         """Cancel a job that is pending; raises ConflictError if it is not."""
         with self._writing() as conn:
             return jobs.cancel_pending(conn, job_id, at=at, actor=actor, reason=reason)
+
+    def cancel_pending_many(
+        self, reasons: Mapping[int, str], *, at: float, actor: str
+    ) -> list[int]:
+        """Cancel each job of ``reasons`` still pending, with its reason; returns their ids."""
+        if not reasons:
+            return []
+        with self._writing() as conn:
+            return dependencies.cancel_many(conn, reasons, at=at, actor=actor)
 
     # -- runs
 

@@ -6,6 +6,12 @@ Invariants the tables carry (the migrations in ``migrations/versions`` create ex
   deleted;
 - a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
   foreign key because jobs and runs would then reference each other;
+- a job's dependencies are its ``job_dependencies`` rows (one per job or array named, written
+  with the job and never changed); ``jobs.dependencies`` holds the same list as JSON for the
+  bulk reads, or NULL for none (revision 0002 databases had neither);
+- a job array's members carry the id of its first member in ``array_id`` (NULL for a job of no
+  array), so ``array_id = id`` marks the job that names its array; it has no foreign key, since
+  the first member's id is known only once it is inserted;
 - a job's tasks are its ``tasks`` rows in ``task_index`` order (0, 1, ...), written with the
   job and never changed; ``jobs.tasks`` holds the same list as JSON (the form the bulk reads of
   job records decode; revision 0001 databases had only it);
@@ -151,6 +157,7 @@ class JobRow(Base):
     __table_args__ = (
         UniqueConstraint("submitted_by", "idempotency_key"),
         Index("ix_jobs_state_id", "state", "id"),
+        Index("ix_jobs_array_id", "array_id"),
     )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
@@ -181,6 +188,24 @@ class JobRow(Base):
     submitted_by: Mapped[str]
     idempotency_key: Mapped[str | None]
     request_hash: Mapped[str | None]
+    array_id: Mapped[int | None] = mapped_column(BIG_ID)
+    dependencies: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class DependencyRow(Base):
+    """One job or array a job waits for, and the condition its end must meet (``ok``,
+    ``failed`` or ``any``)."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (Index("ix_job_dependencies_depends_on", "depends_on"),)
+
+    job_id: Mapped[int] = mapped_column(
+        BIG_ID, ForeignKey("jobs.id"), primary_key=True, autoincrement=False
+    )
+    depends_on: Mapped[int] = mapped_column(
+        BIG_ID, ForeignKey("jobs.id"), primary_key=True, autoincrement=False
+    )
+    condition: Mapped[str]
 
 
 class TaskRow(Base):

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 MAX_BODY_BYTES = 1 << 20  # larger request bodies are refused with 413 before parsing
 MAX_IDEMPOTENCY_KEY = 200
@@ -84,6 +84,28 @@ class TaskResources(BaseModel):
 
 
 MAX_BATCH = 1000
+MAX_DEPENDENCIES = 100
+
+ConditionName = Literal["ok", "failed", "any"]
+
+
+class Dependency(BaseModel):
+    """A job (or, by its id, a whole job array) that a job waits for, and how it must end."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    job: int = Field(
+        ge=1,
+        lt=1 << 63,
+        description="The job's id; an array's id (its first job's id) means every job of it.",
+    )
+    condition: ConditionName = Field(
+        default="ok",
+        description="ok: it succeeded (Slurm's afterok); failed: it ended without success,"
+        " failed or cancelled (afternotok); any: it ended, however (afterany). For an array:"
+        " ok when every job succeeded, failed when every job ended and one did not succeed,"
+        " any when every job ended.",
+    )
 
 
 class JobSubmission(BaseModel):
@@ -119,6 +141,12 @@ class JobSubmission(BaseModel):
     checkpointable: bool = False
     preemptible: bool = True
     hold: bool = Field(default=False, description="Submit held: it waits until released.")
+    after: list[Dependency] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="Jobs this one waits for: it starts once every condition holds, and is"
+        " cancelled when one never can (like sbatch --dependency=afterok:12,afterany:13).",
+    )
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -169,6 +197,16 @@ class JobSubmission(BaseModel):
             raise ValueError("a flavor name must not be empty")
         if len(set(value)) != len(value):
             raise ValueError(f"lists a flavor twice: {value}")
+        return value
+
+    @field_validator("after")
+    @classmethod
+    def _each_job_named_once(cls, value: list[Dependency]) -> list[Dependency]:
+        named: set[int] = set()
+        for dependency in value:
+            if dependency.job in named:
+                raise ValueError(f"names job {dependency.job} twice")
+            named.add(dependency.job)
         return value
 
     @field_validator("env")
@@ -247,6 +285,12 @@ class JobOut(BaseModel):
     attained_gpu_seconds: float
     run_count: int
     run: RunOut | None
+    after: list[Dependency] = Field(
+        default_factory=list, description="The jobs and arrays it waits for (as submitted)."
+    )
+    array_id: int | None = Field(
+        default=None, description="The array it belongs to (its first job's id), if any."
+    )
 
 
 class JobPage(BaseModel):
@@ -344,6 +388,8 @@ class Problem(BaseModel):
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_IDEMPOTENCY_KEY",
+    "ConditionName",
+    "Dependency",
     "EventOut",
     "ExplainOut",
     "FieldProblem",
@@ -372,3 +418,20 @@ class JobBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)
+    array: bool = Field(
+        default=False,
+        description="The jobs form a new job array, named by its first job's id (its array_id);"
+        " a dependency on that id waits for every job of the array.",
+    )
+    array_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="Add the jobs to this existing array (for arrays of more than 1,000 jobs,"
+        " sent in several batches).",
+    )
+
+    @model_validator(mode="after")
+    def _one_array(self) -> JobBatch:
+        if self.array and self.array_id is not None:
+            raise ValueError("give array (a new array) or array_id (an existing one), not both")
+        return self

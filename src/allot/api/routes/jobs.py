@@ -21,7 +21,7 @@ from allot.api import wire
 from allot.api.auth import Actor
 from allot.api.context import Control, Intake
 from allot.api.problems import documented
-from allot.control.records import JobFilter
+from allot.control.records import NEW_ARRAY, JobFilter
 from allot.core.model import JobState
 from allot.wire.schemas import (
     MAX_IDEMPOTENCY_KEY,
@@ -103,7 +103,8 @@ def submit_jobs(
     ] = None,
 ) -> list[JobOut]:
     """Submit up to 1,000 jobs at once (a job array, a sweep): all are checked before any is
-    stored, and all are stored together. Returns them in the order given."""
+    stored, and all are stored together. Returns them in the order given. With ``array`` they
+    form a new job array named by the first job's id; ``array_id`` adds them to one."""
     classes = control.quotas().priority_classes if _named_priorities(batch) else {}
     jobs = [
         wire.new_job(
@@ -119,6 +120,7 @@ def submit_jobs(
         actor=actor,
         idempotency_keys=keys,
         request_hashes=[wire.request_hash(submission) for submission in batch.jobs],
+        array=NEW_ARRAY if batch.array else batch.array_id,
     )
     return [wire.job_out(record) for record, _ in results]
 
