@@ -297,3 +297,12 @@ def test_quota_on_cpu_and_memory_names_the_flavor_of_the_nodes() -> None:
 )
 def test_memory_reads_in_gib_from_one_gib(mib: int, words: str) -> None:
     assert memory(mib) == words
+
+
+def test_a_gang_without_room_counts_the_tasks_that_fit() -> None:
+    snap = _small()
+    _busy(snap, 901, "ws", (0,), Resources(1000, 500, 1024))
+    why = explain_no_fit(snap, _spec(*[Resources(1000, 500, 1024)] * 2))
+    assert why.message() == (
+        "needs 2 tasks x 1 GPU of gpu; only 1 of its 2 tasks fit on the free GPUs of gpu"
+    )

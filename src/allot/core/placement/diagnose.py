@@ -175,7 +175,7 @@ def explain_no_fit(snap: Snapshot, spec: JobSpec) -> Explanation:
             elif fit < len(spec.tasks):
                 fitting = "none" if fit == 0 else f"only {fit}"
                 parts.append(
-                    f"{fitting} of its {len(spec.tasks)} tasks fit on the free {flavor} GPUs"
+                    f"{fitting} of its {len(spec.tasks)} tasks fit on the free GPUs of {flavor}"
                 )
             else:
                 room = [i for i in _up_nodes(snap, flavor) if snap.whole_free[i] >= g]
