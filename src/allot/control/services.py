@@ -6,20 +6,25 @@ the job could ever fit) happens here, so a rejected request changes nothing; a j
 never run is refused naming the field that asks too much (``resources.cpus``, ``tasks``, ...).
 The reasons users see (why a job waits, what the executor notes about a running one) are
 worded by ``allot.control.reasons``.
+
+A submitted task's CPU or memory of 0 means "not given" (the API accepts no 0 there): before
+its checks, a submission gets the defaults of ``allot.core.defaults`` from the node shape, and
+the job is stored with the amounts it resolved to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from allot.control import reasons
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.reasons import Explained, wall_time
 from allot.control.reconcile import CANCELLED
 from allot.control.records import EventRecord, JobFilter, JobRecord, NewJob, RunPhase
+from allot.core.defaults import fill_task
 from allot.core.explain import Explanation, Reason
-from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
+from allot.core.model import Cluster, JobState, Node, NodeState, Resources, SpecError
 from allot.core.placement.diagnose import screen
 from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
@@ -33,8 +38,9 @@ class _ClusterView:
     and empty (a job that cannot fit that can never run here)."""
 
     read_at: float
-    queues: frozenset[str]
+    queues: tuple[str, ...]  # in the order the quotas list them
     flavors: list[str]
+    nodes: tuple[Node, ...]
     empty: Snapshot
 
 
@@ -94,7 +100,7 @@ class ControlPlane:
         never run here (unknown queue or flavor, larger than any node or gang can get) and
         ConflictError for an idempotency key reused with a different request."""
         try:
-            self._check_runnable(job)
+            job = self._check_runnable(job)
         except RejectedError:
             # A retry answers with the job already accepted, even if the cluster changed since.
             if idempotency_key is not None:
@@ -123,9 +129,10 @@ class ControlPlane:
     ) -> list[tuple[JobRecord, bool]]:
         """Accept many jobs at once: every job is checked first (a RejectedError names the
         job by its index, ``jobs[3].tasks``), then all are stored in one transaction."""
+        jobs = list(jobs)
         for index, job in enumerate(jobs):
             try:
-                self._check_runnable(job)
+                jobs[index] = self._check_runnable(job)
             except RejectedError as err:
                 key = idempotency_keys[index]
                 if key is not None and self.store.find_idempotent(
@@ -154,18 +161,18 @@ class ControlPlane:
             up = tuple(
                 Node(n.name, n.flavor, n.gpus, n.cpu_milli, n.memory_mib, n.topology) for n in nodes
             )
-            queues = frozenset(q.name for q in self.store.quotas().queues)
+            queues = tuple(q.name for q in self.store.quotas().queues)
             view = self._view = _ClusterView(
-                now, queues, sorted({n.flavor for n in nodes}), Snapshot(Cluster(up))
+                now, queues, sorted({n.flavor for n in nodes}), up, Snapshot(Cluster(up))
             )
         return view
 
-    def _check_runnable(self, job: NewJob) -> None:
+    def _check_runnable(self, job: NewJob) -> NewJob:
+        """The job with its default CPU and memory filled in, if it could ever run here."""
         view = self._cluster()
         queues = view.queues
         if job.queue not in queues:
-            known = ", ".join(sorted(queues)) or "none"
-            raise RejectedError("queue", f"unknown queue {job.queue!r}; known queues: {known}")
+            raise RejectedError("queue", _unknown_queue(job.queue, queues))
         flavors = view.flavors
         for flavor in job.flavors:
             if flavor not in flavors:
@@ -173,13 +180,15 @@ class ControlPlane:
                 raise RejectedError(
                     "flavors", f"unknown flavor {flavor!r}; the cluster has: {known}"
                 )
-        spec = JobRecord(0, job, JobState.PENDING, 0.0).spec()
         if not view.empty.nodes:
             raise RejectedError("tasks", "the cluster has no nodes yet")
+        job = _with_defaults(job, view.nodes)
+        spec = JobRecord(0, job, JobState.PENDING, 0.0).spec()
         # The view's snapshot is shared: screening only reads it (and memoises per shape).
         reason = screen(view.empty, spec)
         if reason is not None:
             raise RejectedError(_field_of(reason), reason.message())
+        return job
 
     def get(self, job_id: int) -> JobRecord:
         """The job, with the reason users see (``reasons.with_reason``: why a pending job
@@ -306,6 +315,34 @@ class ControlPlane:
                 )
             )
         return views
+
+
+def _with_defaults(job: NewJob, nodes: tuple[Node, ...]) -> NewJob:
+    """``job`` with each task's missing (0) CPU and memory taken from the node shape."""
+    if all(t.cpu_milli and t.memory_mib for t in job.tasks):
+        return job
+    filled: dict[Resources, Resources] = {}
+    for t in job.tasks:
+        if t not in filled:
+            filled[t] = fill_task(
+                nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+            )
+    return replace(job, tasks=tuple(filled[t] for t in job.tasks))
+
+
+def _unknown_queue(name: str, queues: tuple[str, ...]) -> str:
+    """Which queues exist and how to pick one; a job that named none went to ``default``."""
+    if not queues:
+        return f"unknown queue {name!r}; no queues are configured"
+    known = ", ".join(sorted(queues))
+    if name == "default":
+        first = queues[0]
+        return (
+            f"unknown queue 'default' (the queue a job without one goes to): this cluster's"
+            f" quotas have no queue 'default'; known queues: {known}; pick one, e.g."
+            f" --queue {first} (or 'queue: {first}' in a job file)"
+        )
+    return f"unknown queue {name!r}; known queues: {known}"
 
 
 # The submission field that a job which never fits asks too much of, by what runs short.
