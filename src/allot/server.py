@@ -2,11 +2,14 @@
 together and serves them (``allot up``). This is the one place that knows every adapter; every
 other command talks to a running server through ``allot.client``.
 
-Start-up, in order: create the data directory (mode 0700); open the store and run its
-migrations; make sure an admin token exists (written once to ``<data dir>/admin-token`` with
-mode 0600; only its hash is stored); load quotas (a file given with ``--quotas``, else what
-the store has, else one unconstrained queue ``default`` of tenant ``default``); take the
-executor's inventory; reconcile whatever a previous process left running; then serve.
+Start-up, in order: claim the listening address and lock the data directory
+(``allot.instance``: a second server on either is refused before anything is touched); take
+the executor's inventory; read and check a quota file given with ``--quotas`` (a bad one is
+refused before the store is opened); open the store and run its migrations; make sure an
+admin token exists (written once to ``<data dir>/admin-token`` with mode 0600; only its hash
+is stored); activate the quotas (``allot.quota_source``: the file's, the built-in default's,
+or those the store already has); reconcile whatever a previous process left running; then
+serve on the claimed socket.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +28,12 @@ from allot.control.clock import SystemClock
 from allot.control.loop import SchedulingLoop
 from allot.control.services import ControlPlane
 from allot.core.policy import get_policy
-from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
+from allot.core.quota.config import QuotaConfig
 from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory, detect
 from allot.executors.local import LocalExecutor
+from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
 
 log = logging.getLogger("allot.server")
@@ -44,9 +50,47 @@ class ServerConfig:
     gpus: int | None = None
     database_url: str | None = None
     quotas_file: Path | None = None
+    default_quotas: bool = False  # ``--quotas default``: back to the built-in default
     policy: str = "allot"
     interval: float = 1.0
     grace_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.default_quotas and self.quotas_file is not None:
+            raise ValueError("quotas_file and default_quotas: give one of them, not both")
+
+
+@dataclass(slots=True)
+class Claims:
+    """What a server holds before it starts: its bound socket and its data directory's lock."""
+
+    sock: socket.socket
+    lock: DataDirLock
+
+    def release(self) -> None:
+        self.sock.close()
+        self.lock.release()
+
+
+def claim(config: ServerConfig) -> Claims:
+    """Bind the address, then lock the data directory; raises ClaimError (holding nothing)
+    when either is taken. Nothing else is touched."""
+    try:
+        sock = bind_address(config.host, config.port)
+    except ClaimError as err:
+        holder = data_dir_holder(config.data_dir)
+        if holder is None:
+            raise
+        raise ClaimError(
+            f"{err}; allot is already running on the data directory {config.data_dir}"
+            f" ({holder.describe()})"
+        ) from None
+    try:
+        lock = lock_data_dir(config.data_dir, host=config.host, port=config.port)
+    except BaseException:
+        sock.close()
+        raise
+    return Claims(sock, lock)
 
 
 def ensure_admin_token(store: SqlStore, data_dir: Path, now: float) -> Path:
@@ -65,11 +109,6 @@ def ensure_admin_token(store: SqlStore, data_dir: Path, now: float) -> Path:
     return path
 
 
-def default_quotas() -> QuotaConfig:
-    """One tenant ``default`` with one queue ``default`` that any job may use."""
-    return QuotaConfig((TenantSpec("default"),), (QueueSpec("default", "default"),))
-
-
 @dataclass(slots=True)
 class Server:
     """A wired-up server, ready to serve."""
@@ -81,25 +120,35 @@ class Server:
     loop: SchedulingLoop
     control: ControlPlane
     token_path: Path
+    quotas: ActiveQuotas
+
+
+def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
+    """What ``--quotas`` asks for, read and checked; None when it was not given."""
+    if config.default_quotas:
+        return default_quotas()
+    if config.quotas_file is None:
+        return None
+    quotas = load_quotas(config.quotas_file)
+    check_against_cluster(quotas, {n.flavor for n in inventory.nodes}, config.quotas_file)
+    return quotas
 
 
 def build(config: ServerConfig) -> Server:
-    """Open and prepare everything; starts the scheduling loop (which first reconciles)."""
+    """Open and prepare everything; starts the scheduling loop (which first reconciles).
+    The caller has claimed the data directory (``claim``) when other servers may be about."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     clock = SystemClock()
+    inventory = detect(config.gpus, None)
+    loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
     store.migrate()
     token_path = ensure_admin_token(store, config.data_dir, clock.now())
-    inventory = detect(config.gpus, None)
     executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
     store.sync_nodes(inventory.nodes, at=clock.now())
-    if config.quotas_file is not None:
-        quotas = load_quotas(config.quotas_file)
-        check_against_cluster(quotas, {n.flavor for n in inventory.nodes}, config.quotas_file)
-        store.save_quotas(quotas, at=clock.now())
-    elif not store.quotas().queues:
-        store.save_quotas(default_quotas(), at=clock.now())
+    quota_file = None if config.quotas_file is None else config.quotas_file.resolve()
+    quotas = activate(store, config.data_dir, loaded=loaded, file=quota_file, at=clock.now())
     loop = SchedulingLoop(
         store,
         executor,
@@ -110,22 +159,19 @@ def build(config: ServerConfig) -> Server:
     )
     loop.start()
     control = ControlPlane(store, executor, clock, loop)
-    return Server(config, store, executor, inventory, loop, control, token_path)
+    return Server(config, store, executor, inventory, loop, control, token_path, quotas)
 
 
-def serve(server: Server) -> None:
-    """Serve the API until interrupted, then stop the scheduling loop (jobs keep running)."""
+def serve(server: Server, sock: socket.socket) -> None:
+    """Serve the API on ``sock`` (bound by ``claim``) until interrupted, then stop the
+    scheduling loop (jobs keep running)."""
     import uvicorn
 
     config = server.config
     log.info("allot serving on http://%s:%d", config.host, config.port)
     try:
-        uvicorn.run(
-            create_app(server.control),
-            host=config.host,
-            port=config.port,
-            log_level="warning",
-            access_log=False,
-        )
+        uvicorn.Server(
+            uvicorn.Config(create_app(server.control), log_level="warning", access_log=False)
+        ).run(sockets=[sock])
     finally:
         server.loop.close()

@@ -3,11 +3,13 @@ inspect, cancel, hold, release, events, explain and idempotent retries."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
+from allot.control.records import JobFilter
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobState, Resources
 from allot.core.quota.config import QuotaConfig
@@ -257,3 +259,39 @@ def test_an_idempotency_key_over_200_characters_is_refused(api: httpx.Client) ->
     response = api.post("/v1/jobs", json=TRAIN, headers={"Idempotency-Key": "k" * 201})
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["idempotency-key"]
+
+
+def test_cpus_and_memory_left_out_come_from_the_node_shape(
+    api: httpx.Client, harness: Harness
+) -> None:
+    # Both harness nodes have 8 CPUs and 64 GiB per GPU.
+    job = submit(api, resources={"gpus": 2}, flavors=["A100-40G"])
+    assert job["resources"] == {"gpus": 2.0, "cpus": 16.0, "memory_mib": 131072}
+    assert harness.store.get_job(job["id"]).job.tasks[0] == Resources(2000, 16000, 131072)
+    half = submit(api, resources={"gpus": 0.5, "cpus": 1})
+    assert half["resources"] == {"gpus": 0.5, "cpus": 1.0, "memory_mib": 32768}
+    cpu_only = submit(api, resources={"cpus": None, "memory_mib": None})
+    assert cpu_only["resources"] == {"gpus": 0.0, "cpus": 1.0, "memory_mib": 1024}
+
+
+def test_the_openapi_document_says_how_cpus_default(anon: httpx.Client) -> None:
+    schema = anon.get("/v1/openapi.json").json()["components"]["schemas"]["TaskResources"]
+    assert "node's CPUs" in schema["properties"]["cpus"]["description"]
+    assert "node's memory" in schema["properties"]["memory_mib"]["description"]
+    assert "cpus" not in schema.get("required", [])
+
+
+def test_without_a_default_queue_the_error_names_the_queues_and_how_to_pick_one(
+    api: httpx.Client, harness: Harness
+) -> None:
+    quotas = harness.store.quotas()
+    queues = (replace(quotas.queues[0], name="train"), replace(quotas.queues[0], name="eval"))
+    harness.store.save_quotas(QuotaConfig(quotas.tenants, queues), at=0)
+    response = api.post("/v1/jobs", json={"command": "true"})
+    assert response.status_code == 422
+    (problem,) = response.json()["errors"]
+    assert problem["field"] == "queue"
+    assert "no queue 'default'" in problem["rule"]
+    assert "known queues: eval, train" in problem["rule"]
+    assert "--queue train" in problem["rule"]
+    assert harness.store.list_jobs(JobFilter()) == []

@@ -66,7 +66,7 @@ def test_a_running_job_shows_what_the_executor_notes(
 
 
 def test_a_running_job_without_notes_keeps_its_reason(api: httpx.Client, harness: Harness) -> None:
-    job = submit(api)
+    job = submit(api, resources={"gpus": 1})
     harness.start(job["id"])
     explained = api.get(f"/v1/jobs/{job['id']}/explain").json()
     assert explained["message"].startswith("running on gpu-1 (H100-80G) since ")
@@ -96,3 +96,31 @@ def test_cancelling_a_job_already_stopping_changes_nothing(
     assert stops == ["cancelled by alice"]
     kinds = [e.kind for e in harness.store.events(job["id"])]
     assert kinds.count("stopping") == 1
+
+
+def test_a_cpu_only_job_is_described_without_gpu_words(api: httpx.Client, harness: Harness) -> None:
+    refused = api.post("/v1/jobs", json={"command": "x", "resources": {"gpus": 0, "cpus": 100}})
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error["field"] == "resources.cpus"
+    assert error["rule"] == "needs 100 CPUs per task on one node; the largest node has 64 CPUs"
+    job = submit(api, resources={"gpus": 0, "cpus": 2})
+    harness.start(job["id"])
+    explained = api.get(f"/v1/jobs/{job['id']}/explain").json()
+    assert explained["message"].startswith("running on gpu-1 since ")
+    assert "H100" not in explained["message"]
+
+
+def test_a_job_behind_an_unreservable_head_is_told_what_helps(
+    api: httpx.Client, harness: Harness
+) -> None:
+    job = submit(api)
+    harness.loop.explanations[job["id"]] = Explanation(Reason.NO_RESERVATION, {"head": 8})
+    explained = api.get(f"/v1/jobs/{job['id']}/explain").json()
+    assert explained["reason"] == "no_reservation"
+    assert explained["message"].endswith(
+        "jobs with a --time-limit let the scheduler reserve a start and backfill around it"
+    )
+    assert explained["remedy"].startswith("submit jobs with a --time-limit")
+    listed = api.get(f"/v1/jobs/{job['id']}").json()["reason"]
+    assert listed.startswith("no_reservation: waits behind job 8, which does not fit yet")

@@ -132,3 +132,36 @@ def test_bad_input_with_json_is_a_problem_document_too(server: KeptOpen) -> None
     problem = json.loads(result.stderr)
     assert problem["title"] == "Invalid input"
     assert "unknown state 'done'" in problem["detail"]
+
+
+def test_a_cpu_only_submission_too_large_names_cpus_on_a_node(server: KeptOpen) -> None:
+    result = allot("submit", "--gpus", 0, "--cpus", 100, "--", "x")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: resources.cpus: needs 100 CPUs per task on one node; the largest node has 64 CPUs"
+    )
+
+
+def test_explain_says_what_only_cpu_lacks_and_what_helps(
+    server: KeptOpen, harness: Harness
+) -> None:
+    ok(allot("submit", "--gpus", 1, "--cpus", 8, "--", "x"))
+    harness.loop.explanations[1] = Explanation(
+        Reason.NO_CAPACITY,
+        {
+            "tasks": 1,
+            "gpu_milli_per_task": 1000,
+            "flavors": "H100-80G",
+            "shortfall": "not enough free CPU: at most 2 CPUs are free on one H100-80G node"
+            " with 1 free GPU; it needs 8 CPUs",
+        },
+    )
+    lines = ok(allot("explain", 1)).splitlines()
+    assert lines[0] == (
+        "Job 1 (pending): needs 1 GPU of H100-80G on one node; not enough free CPU: at most 2"
+        " CPUs are free on one H100-80G node with 1 free GPU; it needs 8 CPUs"
+    )
+    harness.loop.explanations[1] = Explanation(Reason.NO_RESERVATION, {"head": 8})
+    lines = ok(allot("explain", 1)).splitlines()
+    assert "jobs with a --time-limit let the scheduler reserve a start" in lines[0]
+    assert lines[1].startswith("To unblock it: submit jobs with a --time-limit")

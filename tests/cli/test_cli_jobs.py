@@ -293,7 +293,7 @@ def test_show_prints_fields_run_placement_and_events(server: KeptOpen, harness: 
     harness.start(1)
     out = ok(allot("show", 1))
     assert out.startswith("Job 1\n")
-    expected = ["ddp", "running", "2 x (2 GPUs, 1 CPU, 4 GiB)", "torchrun train.py", "1:00:00"]
+    expected = ["ddp", "running", "2 x (2 GPUs, 16 CPUs, 128 GiB)", "torchrun train.py", "1:00:00"]
     expected += ["TASK", "gpu-1", "0,1", "2,3", "submitted", "pending -> running"]
     for text in expected:
         assert text in out, text

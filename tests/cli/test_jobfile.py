@@ -66,12 +66,13 @@ def test_every_example_reads() -> None:
         "env-workdir-limit",
     } <= set(examples)
     train = examples["train-1gpu"]
-    assert train.resources == TaskResources(gpus=1, cpus=8, memory_mib=32 * 1024)
-    assert (train.runtime_estimate_seconds, train.checkpointable) == (6 * 3600, True)
+    assert train.resources == TaskResources(gpus=1, cpus=1, memory_mib=1024)
+    assert (train.runtime_estimate_seconds, train.checkpointable) == (120, True)
+    assert train.workdir == str(EXAMPLES.parents[1])  # ../.. from the file: the repository
     gang = examples["gang-2task"]
     assert (gang.tasks, gang.resources.gpus) == (2, 1)
     assert isinstance(gang.command, str)
-    assert "$RANK" in gang.command
+    assert "$ALLOT_JOB_ID" in gang.command
     assert examples["inference-half-gpu"].resources.gpus == 0.5
     assert examples["preprocess-cpu"].resources.gpus == 0
     env_job = examples["env-workdir-limit"]

@@ -61,7 +61,7 @@ def test_easy_backfill_starts_only_what_cannot_delay_the_head(half_busy: Snapsho
     assert reservation.start_time == 100.0
     assert plan.pending[2].reason is Reason.RESERVED
     assert plan.pending[4].reason is Reason.BEHIND_RESERVATION
-    assert "behind reservation for job 2 until t=100" in plan.pending[4].message()
+    assert "not to delay job 2, which has room reserved from t=100" in plan.pending[4].message()
 
 
 def test_easy_backfill_judges_a_job_by_its_estimate_else_its_time_limit(
@@ -80,7 +80,9 @@ def test_easy_backfill_judges_a_job_by_its_estimate_else_its_time_limit(
     assert _started(plan) == [2, 4]
     for held in (3, 5):
         assert plan.pending[held].reason is Reason.BEHIND_RESERVATION
-        assert "behind reservation for job 1 until t=100" in plan.pending[held].message()
+        assert (
+            "not to delay job 1, which has room reserved from t=100" in plan.pending[held].message()
+        )
 
 
 def test_backfill_long_job_may_use_capacity_the_head_does_not_need() -> None:
@@ -158,7 +160,7 @@ def test_no_capacity_message_names_the_largest_free_block(half_busy: Snapshot) -
     _busy(half_busy, 901, "n1", 4, 100.0)
     plan = schedule(half_busy, [job(1).gpus(8).build()], get_policy("fifo"), 0.0)
     assert plan.pending[1].message() == (
-        "needs 8 GPUs of H100 on one node; largest free block of H100 is 4 GPUs"
+        "needs 8 GPUs of H100 on one node; at most 4 GPUs of H100 are free on one node"
     )
     assert plan.pending[1].to_dict()["reason"] == "no_capacity"
 

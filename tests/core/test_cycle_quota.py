@@ -55,7 +55,7 @@ def test_borrowing_limit_is_named_in_the_explanation() -> None:
     assert reason.reason is Reason.QUOTA
     assert reason.fields["limit"] == "borrowing_limit"
     assert reason.message() == (
-        "queue x would exceed its borrowing limit of H100 gpu: needs 4 GPUs, 3 GPUs left"
+        "queue x would exceed its borrowing limit of H100 GPUs: needs 4 GPUs, 3 GPUs left"
     )
 
 
@@ -71,7 +71,7 @@ def test_cohort_limit_is_named_when_the_pool_runs_dry() -> None:
 def test_nominal_quota_outside_a_cohort_and_uncovered_flavors() -> None:
     snap = Snapshot(cluster(node("a")), quotas=config(("x", 2, None), cohort=False))
     plan = schedule(snap, [in_queue(1, "x", 4)], get_policy("fifo"), 0.0)
-    assert "would exceed its nominal quota of H100 gpu" in plan.pending[1].message()
+    assert "would exceed its nominal quota of H100 GPUs" in plan.pending[1].message()
     snap = Snapshot(cluster(node("a"), node("l").flavor("L4")), quotas=config(("x", 2, None)))
     plan = schedule(snap, [replace(in_queue(1, "x"), flavors=("L4",))], get_policy("fifo"), 0.0)
     assert plan.pending[1].message() == "queue x has no quota for flavor L4"

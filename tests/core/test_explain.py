@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from allot.core.explain import Explanation, Reason, quantity
+from allot.core.explain import Explanation, Reason, memory, quantity
 from allot.core.model import Cluster, JobSpec, Node, Resources, RunningJob, TaskPlacement
 from allot.core.placement.diagnose import explain_no_fit, screen
 from allot.core.snapshot import Snapshot
@@ -50,7 +50,7 @@ def test_amounts_are_singular_only_for_one() -> None:
         (
             Resources(0, 1000, 999_999_999),
             "memory",
-            "needs 999999999 MiB of memory per task on one gpu node; the largest has 24105 MiB"
+            "needs 976562.5 GiB of memory per task on one node; the largest has 23.54 GiB"
             " of memory",
         ),
         (
@@ -84,7 +84,7 @@ def test_one_gpu_short_reads_in_the_singular() -> None:
         Snapshot(Cluster((Node("n", "cpu", 0, 1000, 8192),))), _spec(Resources(0, 2000, 1))
     )
     assert cpu is not None
-    assert cpu.message() == "needs 2 CPUs per task on one cpu node; the largest has 1 CPU"
+    assert cpu.message() == "needs 2 CPUs per task on one node; the largest has 1 CPU"
 
 
 def test_a_gang_larger_than_all_nodes_names_the_tasks() -> None:
@@ -104,7 +104,7 @@ def test_a_task_no_one_node_holds_whole_names_its_shape() -> None:
     assert why is not None
     assert why.fields["limit_resource"] == "shape"
     assert why.message() == (
-        "needs 4 GPUs, 4 CPUs and 1024 MiB of memory together on one H100 node; no node has"
+        "needs 4 GPUs, 4 CPUs and 1 GiB of memory together on one H100 node; no node has"
         " all of that at once"
     )
 
@@ -127,7 +127,9 @@ def test_a_shortfall_of_one_gpu_is_singular() -> None:
     busy = JobSpec(901, "t", "u", "q", (Resources(1000, 500, 1024),))
     snap.start(RunningJob(busy, 0.0, (TaskPlacement("ws", (0,), 1000),), "gpu"))
     why = explain_no_fit(snap, _spec(Resources(2000, 1000, 1024)))
-    assert why.message() == ("needs 2 GPUs of gpu on one node; largest free block of gpu is 1 GPU")
+    assert (
+        why.message() == "needs 2 GPUs of gpu on one node; at most 1 GPU of gpu is free on one node"
+    )
 
 
 def test_waiting_for_preempted_names_the_victims_and_their_deadline() -> None:
@@ -143,10 +145,16 @@ def test_waiting_for_preempted_names_the_victims_and_their_deadline() -> None:
 
 
 def test_preempting_agrees_in_number() -> None:
-    one = Explanation(Reason.PREEMPTING, {"victims": "3", "strategy": "priority", "until": 60})
-    assert one.message() == "preempting job 3 (priority); starts once it stops, by t=60"
+    one = Explanation(Reason.PREEMPTING, {"victims": "3", "strategy": "within_queue", "until": 60})
+    assert one.message() == (
+        "preempting job 3 to make room for it (lower priority in the same queue); starts once"
+        " it stops, by t=60"
+    )
     two = Explanation(Reason.PREEMPTING, {"victims": "3, 4", "strategy": "reclaim", "until": 60})
-    assert two.message() == "preempting jobs 3, 4 (reclaim); starts once they stop, by t=60"
+    assert two.message() == (
+        "preempting jobs 3, 4 to make room for it (reclaiming quota lent to another queue);"
+        " starts once they stop, by t=60"
+    )
 
 
 def test_quota_amounts_agree_in_number() -> None:
@@ -156,5 +164,145 @@ def test_quota_amounts_agree_in_number() -> None:
          "limit": "nominal", "node": "x"},
     )  # fmt: skip
     assert why.message() == (
-        "queue x would exceed its nominal quota of H100 gpu: needs 1 GPU, 0 GPUs left"
+        "queue x would exceed its nominal quota of H100 GPUs: needs 1 GPU, 0 GPUs left"
+    )
+
+
+def _busy(
+    snap: Snapshot, job_id: int, node: str, devices: tuple[int, ...], used: Resources
+) -> None:
+    """Start a running job holding ``devices`` of ``node`` and ``used`` CPU and memory."""
+    spec = JobSpec(job_id, "t", "u", "q", (used,))
+    placement = TaskPlacement(node, devices, used.gpu_milli // max(len(devices), 1))
+    snap.start(RunningJob(spec, 0.0, (placement,), snap.flavor_of[snap.node_index[node]]))
+
+
+def test_a_cpu_only_job_that_never_fits_is_told_of_nodes_not_gpu_nodes() -> None:
+    why = screen(_small(), _spec(Resources(0, 16000, 1024)))
+    assert why is not None
+    assert why.message() == "needs 16 CPUs per task on one node; the largest has 2 CPUs"
+    assert "gpu" not in why.message().lower()
+    # Over several flavors, one sentence about the largest node of all.
+    snap = Snapshot(Cluster((Node("a", "A100", 4, 8000, 65536), Node("h", "H100", 8, 4000, 65536))))
+    many = screen(snap, _spec(Resources(0, 16000, 1024)))
+    assert many is not None
+    assert many.message() == "needs 16 CPUs per task on one node; the largest node has 8 CPUs"
+    gang = screen(_small(), _spec(*[Resources(0, 2000, 1024)] * 2))
+    assert gang is not None
+    assert gang.message() == "needs 2 tasks of 2 CPUs each at once; all nodes together hold only 1"
+
+
+def test_only_cpu_short_names_cpu_with_the_amounts() -> None:
+    snap = Snapshot(Cluster((Node("n", "H100", 8, 16000, 262144),)))
+    _busy(snap, 901, "n", (0,), Resources(1000, 14000, 1024))
+    why = explain_no_fit(snap, _spec(Resources(4000, 8000, 32768)))
+    assert why.message() == (
+        "needs 4 GPUs of H100 on one node; not enough free CPU: at most 2 CPUs are free on one"
+        " H100 node with 4 free GPUs; it needs 8 CPUs"
+    )
+    assert "memory" not in why.message()
+    assert why.fields["most_free_cpu_milli:H100"] == 2000
+
+
+def test_only_memory_short_names_memory_with_the_amounts() -> None:
+    snap = Snapshot(Cluster((Node("n", "H100", 8, 64000, 65536),)))
+    _busy(snap, 901, "n", (0,), Resources(1000, 1000, 53248))
+    why = explain_no_fit(snap, _spec(Resources(1000, 2000, 32768)))
+    assert why.fields["shortfall"] == (
+        "not enough free memory: at most 12 GiB of memory is free on one H100 node with 1 free"
+        " GPU; it needs 32 GiB of memory"
+    )
+
+
+def test_cpu_and_memory_both_short_name_both() -> None:
+    snap = Snapshot(Cluster((Node("n", "H100", 8, 16000, 65536),)))
+    _busy(snap, 901, "n", (0,), Resources(1000, 15000, 60000))
+    why = explain_no_fit(snap, _spec(Resources(1000, 4000, 16384)))
+    assert why.fields["shortfall"] == (
+        "not enough free CPU and memory: at most 1 CPU and 5.41 GiB of memory are free on one"
+        " H100 node with 1 free GPU; it needs 4 CPUs and 16 GiB of memory"
+    )
+
+
+def test_cpu_and_memory_free_on_different_nodes() -> None:
+    snap = Snapshot(Cluster((Node("a", "cpu", 0, 8000, 8192), Node("b", "cpu", 0, 8000, 8192))))
+    _busy(snap, 901, "a", (), Resources(0, 1000, 8000))  # a: CPUs free, memory gone
+    _busy(snap, 902, "b", (), Resources(0, 7000, 1024))  # b: memory free, CPUs gone
+    why = explain_no_fit(snap, _spec(Resources(0, 4000, 4096)))
+    assert why.message() == (
+        "needs 4 CPUs on one node; no node has 4 CPUs and 4 GiB of memory free at the same time"
+    )
+
+
+def test_a_cpu_only_job_without_room_uses_no_gpu_words() -> None:
+    snap = _small()
+    _busy(snap, 901, "ws", (), Resources(0, 1500, 1024))
+    why = explain_no_fit(snap, _spec(Resources(0, 1000, 1024)))
+    assert why.message() == (
+        "needs 1 CPU on one node; not enough free CPU: at most 0.5 CPUs are free on one node;"
+        " it needs 1 CPU"
+    )
+
+
+def test_a_share_of_a_gpu_names_the_most_free_on_one_device() -> None:
+    snap = _small()
+    _busy(snap, 901, "ws", (0,), Resources(800, 100, 64))
+    _busy(snap, 902, "ws", (1,), Resources(700, 100, 64))
+    why = explain_no_fit(snap, _spec(Resources(500, 100, 64)))
+    assert (
+        why.fields["shortfall"] == "it needs 0.5 of one GPU; at most 0.3 of one GPU of gpu is free"
+    )
+
+
+def test_no_reservation_says_what_a_user_can_do() -> None:
+    why = Explanation(Reason.NO_RESERVATION, {"head": 8})
+    assert why.message().startswith("waits behind job 8, which does not fit yet")
+    assert "jobs with a --time-limit let the scheduler reserve a start and backfill" in (
+        why.message()
+    )
+    assert "--time-limit" in why.remedy()
+    assert "job 8" in why.remedy()
+
+
+def test_behind_reservation_and_reserved_read_plainly() -> None:
+    behind = Explanation(Reason.BEHIND_RESERVATION, {"head": 812, "until": 5400})
+    assert behind.message() == (
+        "waits so as not to delay job 812, which has room reserved from t=5400: started now,"
+        " it might still be running then"
+    )
+    assert behind.remedy().startswith("a time limit or runtime estimate (--time-limit, --estimate)")
+    reserved = Explanation(
+        Reason.RESERVED,
+        {"tasks": 1, "gpu_milli_per_task": 8000, "flavors": "H100", "at": 60, "nodes": "n1"},
+    )
+    assert reserved.message() == (
+        "needs 8 GPUs of H100 on one node; it is next: room is reserved for it on n1 from t=60"
+    )
+
+
+def test_quota_on_cpu_and_memory_names_the_flavor_of_the_nodes() -> None:
+    cpu = Explanation(
+        Reason.QUOTA,
+        {"queue": "x", "flavor": "H100", "resource": "cpu", "needed": 4000, "available": 1000,
+         "limit": "borrowing_limit", "node": "x"},
+    )  # fmt: skip
+    assert cpu.message() == (
+        "queue x would exceed its borrowing limit of CPUs on H100 nodes: needs 4 CPUs, 1 CPU left"
+    )
+
+
+@pytest.mark.parametrize(
+    ("mib", "words"),
+    [(512, "512 MiB of memory"), (1024, "1 GiB of memory"), (24105, "23.54 GiB of memory")],
+)
+def test_memory_reads_in_gib_from_one_gib(mib: int, words: str) -> None:
+    assert memory(mib) == words
+
+
+def test_a_gang_without_room_counts_the_tasks_that_fit() -> None:
+    snap = _small()
+    _busy(snap, 901, "ws", (0,), Resources(1000, 500, 1024))
+    why = explain_no_fit(snap, _spec(*[Resources(1000, 500, 1024)] * 2))
+    assert why.message() == (
+        "needs 2 tasks x 1 GPU of gpu; only 1 of its 2 tasks fit on the free GPUs of gpu"
     )

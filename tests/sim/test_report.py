@@ -1,4 +1,5 @@
-"""report.json against a golden file, its timeline samples, and the plots.
+"""report.json against a golden file, its timeline samples, and the plots: titles that name
+the run, and policies whose lines coincide told apart (their own styles and a legend note).
 
 Refresh the golden file after an intended change with ``ALLOT_UPDATE_GOLDEN=1 pytest ...``.
 """
@@ -10,11 +11,14 @@ import os
 from pathlib import Path
 
 import pytest
+from matplotlib.figure import Figure
 
 from allot.sim.metrics import Metrics, compute_metrics
 from allot.sim.report import (
     TIMELINE_POINTS,
+    jct_cdf_figure,
     plot_jct_cdf,
+    timeline_figure,
     timeline_samples,
     write_plots,
     write_report,
@@ -228,3 +232,52 @@ def test_jct_cdf_with_zero_completion_times(tmp_path: Path) -> None:
     path = tmp_path / "cdf.png"
     plot_jct_cdf([result], path)
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+SUBJECT = "philly-sample.csv on small (8 GPUs, 4 jobs)"
+
+
+def test_plot_titles_name_the_trace_and_the_cluster() -> None:
+    results = sample_results()
+    cdf = jct_cdf_figure(results, subject=SUBJECT)
+    assert cdf.axes[0].get_title() == f"Job completion time CDF\n{SUBJECT}"
+    timeline = timeline_figure(results, 8, subject=SUBJECT)
+    assert timeline.axes[0].get_title() == f"GPU allocation and queue length\n{SUBJECT}"
+    assert jct_cdf_figure(results).axes[0].get_title() == "Job completion time CDF"
+
+
+def _legend(figure: Figure) -> list[str]:
+    legend = figure.axes[0].get_legend()
+    assert legend is not None
+    return [text.get_text() for text in legend.get_texts()]
+
+
+def test_policies_with_identical_results_are_noted_and_drawn_apart() -> None:
+    fifo, backfill = sample_results()
+    twin = SimResult(
+        policy="sjf",
+        cluster_gpus=8,
+        jobs=fifo.jobs,
+        timeline=fifo.timeline,
+        end_time=fifo.end_time,
+    )
+    results = [fifo, backfill, twin]
+    cdf = jct_cdf_figure(results, subject=SUBJECT)
+    assert _legend(cdf) == ["fifo", "backfill", "sjf (same as fifo)"]
+    timeline = timeline_figure(results, 8, subject=SUBJECT)
+    assert _legend(timeline) == ["fifo", "backfill", "sjf (same as fifo)", "capacity"]
+    for figure in (cdf, timeline):
+        lines = figure.axes[0].get_lines()[:3]
+        looks = {(line.get_linestyle(), line.get_marker()) for line in lines}
+        assert len(looks) == 3  # each policy its own line style and marker
+        assert all(line.get_marker() not in (None, "None", "") for line in lines)
+
+
+def test_different_results_get_no_note() -> None:
+    assert _legend(jct_cdf_figure(sample_results())) == ["fifo", "backfill"]
+
+
+def test_write_plots_takes_the_subject_of_the_titles(tmp_path: Path) -> None:
+    paths = write_plots(tmp_path, sample_results(), cluster_gpus=8, subject=SUBJECT)
+    for path in paths:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from allot.control.ports import ConflictError, RunState, RunStatus, TaskLaunch
 from allot.control.reconcile import reconcile
+from allot.control.registry import ExecutorRegistry
 from allot.control.records import RunPhase
 from allot.core.model import JobState, Resources
 from allot.store import SqlStore
@@ -150,6 +151,9 @@ class _ExitedExecutor:
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
         return RunStatus(run_id, RunState.EXITED, self.codes)
 
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        return [self.status(run_id, n) for run_id, n in runs]
+
     def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         raise AssertionError("nothing is launched again")
 
@@ -161,7 +165,8 @@ def test_reconcile_hands_the_executors_codes_to_the_store(store: SqlStore) -> No
     job_id = store.submit(new_job(tasks=2), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, nodes=("n1", "n2"), at=5.0), actor="scheduler")
     store.mark_running("run-1", at=6.0)
-    seen = reconcile(store, _ExitedExecutor((0, 3)), ManualClock(50.0), 30.0)  # type: ignore[arg-type]
+    executors = ExecutorRegistry.of(_ExitedExecutor((0, 3)))  # type: ignore[arg-type]
+    seen = reconcile(store, executors, ManualClock(50.0), 30.0)
     assert seen.ended == 1
     record = store.get_job(job_id)
     assert (record.state, record.exit_code, record.reason) == (

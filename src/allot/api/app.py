@@ -1,7 +1,8 @@
 """The application factory: ``create_app(control)`` builds the FastAPI app over a control plane.
 
-Layout of the app: ``/healthz`` (no token) and ``/v1/...`` (every route needs a bearer token;
-the OpenAPI document is served at ``/v1/openapi.json`` and its browsable form at ``/v1/docs``).
+Layout of the app: ``/healthz`` (no token) and ``/v1/...`` (every route needs a bearer token,
+except the API's description: the OpenAPI document at ``/v1/openapi.json`` and its browsable
+form at ``/v1/docs``, whose files this server serves itself, see ``allot.api.docs``).
 Around the routes, from the outside in: unexpected errors become a 500 problem, bodies over
 ``MAX_BODY_BYTES`` are refused with 413, and known exceptions become problem documents.
 """
@@ -18,6 +19,7 @@ from allot import __version__
 from allot.api.auth import TokenVerifier, authenticate, store_verifier
 from allot.api.body_limit import BodySizeLimit
 from allot.api.context import close_intake
+from allot.api.docs import install_docs
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
 from allot.api.routes import cluster, jobs
 from allot.control.services import ControlPlane
@@ -45,7 +47,7 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
         summary="A compute platform for teams that share GPUs.",
         version=__version__,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served by install_docs, from local files instead of a CDN
         redoc_url=None,
         generate_unique_id_function=_operation_id,
         lifespan=_lifespan,
@@ -63,6 +65,9 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
     v1.include_router(jobs.router)
     v1.include_router(cluster.router)
     app.include_router(v1)
+    install_docs(
+        app, docs_url=f"{API_PREFIX}/docs", openapi_url=f"{API_PREFIX}/openapi.json", title="allot"
+    )
 
     @app.get("/healthz", tags=["health"])
     def health() -> Health:

@@ -1,7 +1,8 @@
 """Translation between wire models (``allot.wire.schemas``) and control-plane records.
 
 Inbound: a ``JobSubmission`` becomes a ``NewJob`` (units to milli-units, a shell string to
-``/bin/sh -c``, priority class names to numbers, defaults for tenant and user). Outbound: records
+``/bin/sh -c``, priority class names to numbers, defaults for tenant and user; CPU or memory
+not given becomes 0, which the control plane fills in from the node shape). Outbound: records
 become response models, in whole units and UTC timestamps.
 
 Invariant: no outbound model carries an environment variable's value, only its name.
@@ -108,7 +109,9 @@ def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
     """The control plane's form of a submission made by ``actor``."""
     s = submission
     argv = tuple(s.command) if isinstance(s.command, list) else ("/bin/sh", "-c", s.command)
-    task = Resources(s.resources.gpu_milli, s.resources.cpu_milli, s.resources.memory_mib)
+    # 0 stands for "not given": the control plane fills it in from the node shape.
+    r = s.resources
+    task = Resources(r.gpu_milli, r.cpu_milli or 0, r.memory_mib or 0)
     return NewJob(
         name=s.name,
         tenant=s.tenant or DEFAULT_TENANT,

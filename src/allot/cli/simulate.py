@@ -215,15 +215,15 @@ def simulate(
     }
     report = write_report(out, results=results, metrics=metrics, meta=meta)
     written = [report]
-    if plots:
-        written += write_plots(out, results, config.cluster.total_gpus)
-    if output is OutputFormat.json:
-        typer.echo(json.dumps(json.loads(report.read_text()), indent=2))
-        return
     title = (
         f"{trace.name} on {config.cluster.name} "
         f"({config.cluster.total_gpus} GPUs, {len(workload):,} jobs)"
     )
+    if plots:
+        written += write_plots(out, results, config.cluster.total_gpus, subject=title)
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(json.loads(report.read_text()), indent=2))
+        return
     console.print(comparison_table(metrics, title))
     for name, seconds in wall.items():
         events = next(r.events for r in results if r.policy == name)

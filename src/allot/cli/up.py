@@ -1,6 +1,9 @@
 """``allot up``: run the allot server on this machine (the embedded default: SQLite in the
 data directory and the local process executor). Blocks until interrupted; running jobs keep
-running and are adopted by the next ``allot up``."""
+running and are adopted by the next ``allot up``.
+
+A server whose port is taken, or whose data directory another server holds, is refused with
+one ``error:`` line and status 1 before anything is opened (``allot.instance``)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from allot.config.errors import ConfigError
 from allot.core.model import SpecError
 from allot.core.policy import POLICIES
 from allot.datadir import default_data_dir
+
+# ``--quotas default`` restores the built-in quotas; a file of that name is ``./default``.
+DEFAULT_QUOTAS = "default"
 
 
 def up(
@@ -35,21 +41,32 @@ def up(
         ),
     ] = None,
     quotas: Annotated[
-        Path | None, typer.Option(help="Tenants, queues and quotas (YAML, see docs/quotas.md).")
+        str | None,
+        typer.Option(
+            help="Tenants, queues and quotas (YAML, see docs/quotas.md); they stay in force"
+            " for later starts. 'default' goes back to the one queue 'default'.",
+            metavar="FILE|default",
+        ),
     ] = None,
     policy: Annotated[str, typer.Option(help=f"One of: {', '.join(POLICIES)}.")] = "allot",
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
-    from allot.server import ServerConfig, build, serve
+    from allot.banner import queues_line, quotas_line, try_command
+    from allot.instance import ClaimError
+    from allot.server import ServerConfig, build, claim, serve
 
     console = Console(stderr=True)
+
+    def fail(message: str, status: int) -> typer.Exit:
+        console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        return typer.Exit(status)
+
     if policy not in POLICIES:
         known = ", ".join(POLICIES)
-        console.print(
-            f"[red]error:[/red] --policy: unknown policy {escape(policy)!r}; known: {known}"
-        )
-        raise typer.Exit(2)
+        raise fail(f"--policy: unknown policy {policy!r}; known: {known}", 2)
+    if quotas is not None and not quotas:
+        raise fail("--quotas: give a file, or 'default' for the built-in queue", 2)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -60,24 +77,31 @@ def up(
         port=port,
         gpus=gpus,
         database_url=database,
-        quotas_file=quotas,
+        quotas_file=None if quotas in (None, DEFAULT_QUOTAS) else Path(quotas),
+        default_quotas=quotas == DEFAULT_QUOTAS,
         policy=policy,
     )
     try:
-        server = build(config)
-    except (ConfigError, SpecError, OSError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    url = f"http://{host}:{port}"
-    console.print(f"[bold]allot is up[/bold] at {url}  (policy {policy})")
-    console.print(f"  nodes: {escape(server.inventory.detail)}")
-    console.print(f"  data:  {config.data_dir}")
-    console.print(f"  token: {server.token_path}  (the CLI reads it; or export ALLOT_TOKEN)")
-    if any(n.gpus for n in server.inventory.nodes):
-        console.print(
-            "  try:   allot submit --gpus 1 -- sh -c 'echo $CUDA_VISIBLE_DEVICES'; allot jobs"
-        )
-    else:
-        console.print("  no GPU here: jobs may ask for CPUs only (declare GPUs with --gpus N)")
-        console.print("  try:   allot submit --cpus 1 -- echo hello; allot jobs --all")
-    serve(server)
+        claims = claim(config)
+    except (ClaimError, OSError) as err:
+        raise fail(str(err), 1) from None
+    try:
+        try:
+            server = build(config)
+        except (ConfigError, SpecError, OSError) as err:
+            raise fail(str(err), 2) from None
+        nodes = server.inventory.nodes
+        queues = server.quotas.config.queues
+        url = f"http://{host}:{port}"
+        console.print(f"[bold]allot is up[/bold] at {url}  (policy {policy})")
+        console.print(f"  nodes:  {escape(server.inventory.detail)}")
+        console.print(f"  data:   {config.data_dir}")
+        console.print(f"  token:  {server.token_path}  (the CLI reads it; or export ALLOT_TOKEN)")
+        console.print(f"  quotas: {escape(quotas_line(server.quotas))}", soft_wrap=True)
+        console.print(f"  queues: {escape(queues_line(queues))}", soft_wrap=True)
+        if not any(n.gpus for n in nodes):
+            console.print("  no GPU here: jobs may ask for CPUs only (declare GPUs with --gpus N)")
+        console.print(f"  try:    {escape(try_command(queues, nodes))}", soft_wrap=True)
+        serve(server, claims.sock)
+    finally:
+        claims.release()

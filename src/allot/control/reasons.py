@@ -6,7 +6,8 @@ A pending job's reason comes from the scheduling loop's latest explanation (the 
 is ``held``; one whose dependencies are not all met has ``dependency`` (``waits for job 12 to
 succeed``), the loop's latest view of them. A running job's comes from the executor's notes
 about its tasks (a task that runs without its runner, so its exit code will never be known).
-A job that has ended keeps the reason its last transition recorded.
+A job that has ended keeps the reason its last transition recorded. A CPU-only job is
+described without GPU words: where it runs names its nodes, not their GPU flavor.
 
 Invariants: nothing here changes state; an executor that cannot answer (its records are gone)
 only leaves the notes out.
@@ -118,7 +119,9 @@ def explain_running(record: JobRecord, executors: ExecutorRegistry) -> Explained
         message = f"stopping ({run.stop_reason}); it will be gone by {gone_by}{extra}"
         return Explained(record.id, record.state, "stopping", message, remedy, fields)
     nodes = ", ".join(dict.fromkeys(p.node for p in run.placement))
-    message = f"running on {nodes} ({run.flavor}) since {wall_time(run.started_at)}{extra}"
+    # A CPU-only job's node flavor is a GPU type it never asked for: not worth its words.
+    flavor = "" if all(t.gpu_milli == 0 for t in record.job.tasks) else f" ({run.flavor})"
+    message = f"running on {nodes}{flavor} since {wall_time(run.started_at)}{extra}"
     return Explained(record.id, record.state, "running", message, remedy, fields)
 
 

@@ -9,12 +9,16 @@ A job can only wait for jobs that exist when it is submitted, whose ids are all 
 own, so it can never wait for itself and dependencies never form a cycle.
 The reasons users see (why a job waits, what the executor notes about a running one) are
 worded by ``allot.control.reasons``.
+
+A submitted task's CPU or memory of 0 means "not given" (the API accepts no 0 there): before
+its checks, a submission gets the defaults of ``allot.core.defaults`` from the node shape, and
+the job is stored with the amounts it resolved to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from allot.control import reasons
 from allot.control.dependencies import problem_at_submit
@@ -30,8 +34,9 @@ from allot.control.records import (
     StopCause,
 )
 from allot.control.registry import ExecutorRegistry
+from allot.core.defaults import fill_task
 from allot.core.explain import Explanation, Reason
-from allot.core.model import Cluster, JobState, Node, NodeState, SpecError
+from allot.core.model import Cluster, JobState, Node, NodeState, Resources, SpecError
 from allot.core.placement.diagnose import screen
 from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
@@ -45,8 +50,9 @@ class _ClusterView:
     and empty (a job that cannot fit that can never run here)."""
 
     read_at: float
-    queues: frozenset[str]
+    queues: tuple[str, ...]  # in the order the quotas list them
     flavors: list[str]
+    nodes: tuple[Node, ...]
     empty: Snapshot
 
 
@@ -112,7 +118,7 @@ class ControlPlane:
         never run here (unknown queue or flavor, larger than any node or gang can get) and
         ConflictError for an idempotency key reused with a different request."""
         try:
-            self._check_runnable(job)
+            job = self._check_runnable(job)
             problem = self._dependency_problems([job]).get(0)
             if problem is not None:
                 raise problem
@@ -147,10 +153,11 @@ class ControlPlane:
         job by its index, ``jobs[3].tasks``), then all are stored in one transaction.
         ``array``: None, ``NEW_ARRAY`` (they form a new array) or the id of an array to add
         them to (``array_id``)."""
+        jobs = list(jobs)
         problems = self._dependency_problems(jobs, array)
         for index, job in enumerate(jobs):
             try:
-                self._check_runnable(job)
+                jobs[index] = self._check_runnable(job)
                 if index in problems:
                     raise problems[index]
             except RejectedError as err:
@@ -182,18 +189,18 @@ class ControlPlane:
             up = tuple(
                 Node(n.name, n.flavor, n.gpus, n.cpu_milli, n.memory_mib, n.topology) for n in nodes
             )
-            queues = frozenset(q.name for q in self.store.quotas().queues)
+            queues = tuple(q.name for q in self.store.quotas().queues)
             view = self._view = _ClusterView(
-                now, queues, sorted({n.flavor for n in nodes}), Snapshot(Cluster(up))
+                now, queues, sorted({n.flavor for n in nodes}), up, Snapshot(Cluster(up))
             )
         return view
 
-    def _check_runnable(self, job: NewJob) -> None:
+    def _check_runnable(self, job: NewJob) -> NewJob:
+        """The job with its default CPU and memory filled in, if it could ever run here."""
         view = self._cluster()
         queues = view.queues
         if job.queue not in queues:
-            known = ", ".join(sorted(queues)) or "none"
-            raise RejectedError("queue", f"unknown queue {job.queue!r}; known queues: {known}")
+            raise RejectedError("queue", _unknown_queue(job.queue, queues))
         flavors = view.flavors
         for flavor in job.flavors:
             if flavor not in flavors:
@@ -201,13 +208,15 @@ class ControlPlane:
                 raise RejectedError(
                     "flavors", f"unknown flavor {flavor!r}; the cluster has: {known}"
                 )
-        spec = JobRecord(0, job, JobState.PENDING, 0.0).spec()
         if not view.empty.nodes:
             raise RejectedError("tasks", "the cluster has no nodes yet")
+        job = _with_defaults(job, view.nodes)
+        spec = JobRecord(0, job, JobState.PENDING, 0.0).spec()
         # The view's snapshot is shared: screening only reads it (and memoises per shape).
         reason = screen(view.empty, spec)
         if reason is not None:
             raise RejectedError(_field_of(reason), reason.message())
+        return job
 
     def _dependency_problems(
         self, jobs: Sequence[NewJob], array: int | None = None
@@ -361,6 +370,34 @@ class ControlPlane:
                 )
             )
         return views
+
+
+def _with_defaults(job: NewJob, nodes: tuple[Node, ...]) -> NewJob:
+    """``job`` with each task's missing (0) CPU and memory taken from the node shape."""
+    if all(t.cpu_milli and t.memory_mib for t in job.tasks):
+        return job
+    filled: dict[Resources, Resources] = {}
+    for t in job.tasks:
+        if t not in filled:
+            filled[t] = fill_task(
+                nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+            )
+    return replace(job, tasks=tuple(filled[t] for t in job.tasks))
+
+
+def _unknown_queue(name: str, queues: tuple[str, ...]) -> str:
+    """Which queues exist and how to pick one; a job that named none went to ``default``."""
+    if not queues:
+        return f"unknown queue {name!r}; no queues are configured"
+    known = ", ".join(sorted(queues))
+    if name == "default":
+        first = queues[0]
+        return (
+            f"unknown queue 'default' (the queue a job without one goes to): this cluster's"
+            f" quotas have no queue 'default'; known queues: {known}; pick one, e.g."
+            f" --queue {first} (or 'queue: {first}' in a job file)"
+        )
+    return f"unknown queue {name!r}; known queues: {known}"
 
 
 # The submission field that a job which never fits asks too much of, by what runs short.

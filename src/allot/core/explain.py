@@ -5,7 +5,8 @@ make it concrete (the flavor, the GPUs asked for, the largest free block, the jo
 behind, the reservation time). Codes are stable identifiers for scripts and dashboards; the
 sentence is for people. ``message()`` is total: every code renders, and a field it expects
 but does not find gives a plainer sentence, never an error. Amounts read as people write them:
-``1 GPU``, ``2 GPUs``, ``1 CPU``.
+``1 GPU``, ``2 GPUs``, ``1 CPU``, ``32 GiB of memory``. A job that asks for no GPU (a CPU-only
+job) is described without GPU words: its CPUs and memory, on "one node", never "one gpu node".
 
 Fields some codes carry:
 - ``never_fits``: ``limit_resource``, what runs short (``gpu``, ``cpu``, ``memory``; ``tasks``
@@ -21,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from allot.core.model import MIB_PER_GIB
 
 FieldValue = str | int | float
 
@@ -63,8 +66,17 @@ def quantity(value: float, unit: str) -> str:
 
 
 def memory(mib: float) -> str:
-    """An amount of memory in words: ``24105 MiB of memory``."""
-    return f"{number(mib)} MiB of memory"
+    """An amount of memory in words, in GiB from 1 GiB on (as ``allot nodes`` shows it):
+    ``32 GiB of memory``, ``23.54 GiB of memory``, ``512 MiB of memory``."""
+    if mib < MIB_PER_GIB:
+        return f"{number(mib)} MiB of memory"
+    gib = f"{mib / MIB_PER_GIB:.2f}".rstrip("0").rstrip(".")
+    return f"{gib} GiB of memory"
+
+
+def cpu_only(f: Mapping[str, FieldValue]) -> bool:
+    """True for a job whose tasks ask for no GPU (known only when the fields say so)."""
+    return "gpu_milli_per_task" in f and not f["gpu_milli_per_task"]
 
 
 def _per_task(f: Mapping[str, FieldValue], resource: str) -> str:
@@ -78,7 +90,7 @@ def _per_task(f: Mapping[str, FieldValue], resource: str) -> str:
 
 def _main(f: Mapping[str, FieldValue]) -> str:
     """What a task is mostly about: its GPUs, or its CPUs when it asks for no GPU."""
-    return _per_task(f, "gpu" if f.get("gpu_milli_per_task", 0) else "cpu")
+    return _per_task(f, "cpu" if cpu_only(f) else "gpu")
 
 
 def _and(parts: Sequence[str]) -> str:
@@ -89,10 +101,11 @@ def _and(parts: Sequence[str]) -> str:
 
 def _needs(f: Mapping[str, FieldValue]) -> str:
     tasks = int(f.get("tasks", 1))
-    flavors = f.get("flavors", "any flavor")
+    # A CPU-only job runs on any node; the node's GPU flavor is no concern of its own.
+    of = "" if cpu_only(f) else f" of {f.get('flavors', 'any flavor')}"
     if tasks == 1:
-        return f"needs {_main(f)} of {flavors} on one node"
-    return f"needs {tasks} tasks x {_main(f)} of {flavors}"
+        return f"needs {_main(f)}{of} on one node"
+    return f"needs {tasks} tasks x {_main(f)}{of}"
 
 
 # What the ``limit_resource`` of a NEVER_FITS explanation names: a resource no node of an
@@ -108,16 +121,18 @@ def _never_fits(f: Mapping[str, FieldValue]) -> str:
     limits = [r for r in str(f.get("limit_resource", "")).split(",") if r in LIMITS]
     if not limits:
         return f"{_needs(f)}; {limit}"
-    flavors = f.get("flavors", "any flavor")
+    # A CPU-only job's sentence names no GPU flavor: "on one node", not "on one gpu node".
+    flavors = "" if cpu_only(f) else f"{f.get('flavors', 'any flavor')} "
     if "shape" in limits:
         limits = [*limits, *TASK_RESOURCES]
     amounts = [_per_task(f, r) for r in TASK_RESOURCES if r in limits]
     if "tasks" in limits:
         each = ("up to " if f.get("mixed_tasks") else "") + (_and(amounts) or _main(f))
-        return f"needs {f.get('tasks', 1)} tasks of {each} each at once on {flavors} nodes; {limit}"
+        on = f" on {flavors}nodes" if flavors else ""
+        return f"needs {f.get('tasks', 1)} tasks of {each} each at once{on}; {limit}"
     if "shape" in limits:
-        return f"needs {_and(amounts)} together on one {flavors} node; {limit}"
-    return f"needs {_and(amounts)} per task on one {flavors} node; {limit}"
+        return f"needs {_and(amounts)} together on one {flavors}node; {limit}"
+    return f"needs {_and(amounts)} per task on one {flavors}node; {limit}"
 
 
 def _never_fits_remedy(f: Mapping[str, FieldValue]) -> str:
@@ -153,12 +168,24 @@ def _waiting_for_preempted(f: Mapping[str, FieldValue], when: TimeFormat) -> str
     return f"waits for {_jobs(victims)} to stop{by} to take {room}"
 
 
+# Why a preemption strategy may stop a job, in words (the codes of ``preemption.Strategy``).
+_STRATEGY_WORDS = {
+    "within_queue": "lower priority in the same queue",
+    "reclaim": "reclaiming quota lent to another queue",
+    "fair_share": "restoring fair share between queues",
+    "las": "least GPU time served goes first",
+}
+
+
 def _preempting(f: Mapping[str, FieldValue], when: TimeFormat) -> str:
     victims = _job_ids(f.get("victims"))
     until = when(float(f.get("until", 0)))
     they = "it stops" if len(victims) == 1 else "they stop"
     who = _jobs(victims) if victims else "jobs"
-    return f"preempting {who} ({f.get('strategy')}); starts once {they}, by {until}"
+    codes = [part.strip() for part in str(f.get("strategy", "")).split(",") if part.strip()]
+    why = ", ".join(_STRATEGY_WORDS.get(code, code) for code in codes)
+    because = f" ({why})" if why else ""
+    return f"preempting {who} to make room for it{because}; starts once {they}, by {until}"
 
 
 def _amount(resource: FieldValue, amount: FieldValue) -> str:
@@ -168,6 +195,14 @@ def _amount(resource: FieldValue, amount: FieldValue) -> str:
     if resource == "cpu":
         return quantity(value / 1000, "CPU")
     return memory(value)
+
+
+# A quota's flavor and resource in words: "H100 GPUs", "CPUs on H100 nodes".
+_QUOTA_RESOURCE = {
+    "gpu": "{flavor} GPUs",
+    "cpu": "CPUs on {flavor} nodes",
+    "memory": "memory on {flavor} nodes",
+}
 
 
 def _quota(f: Mapping[str, FieldValue]) -> str:
@@ -182,13 +217,17 @@ def _quota(f: Mapping[str, FieldValue]) -> str:
         return f"cohort {cohort} has {left} of {flavor} left to lend; queue {queue} needs {needed}"
     what = "borrowing limit" if limit == "borrowing_limit" else "nominal quota"
     owner = f"queue {queue}" if f.get("node") == queue else f"cohort {f.get('node')}"
-    return f"{owner} would exceed its {what} of {flavor} {resource}: needs {needed}, {left} left"
+    of = _QUOTA_RESOURCE.get(str(resource), "{flavor} " + str(resource)).format(flavor=flavor)
+    return f"{owner} would exceed its {what} of {of}: needs {needed}, {left} left"
 
 
 def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> str:
     match reason:
         case Reason.NO_FLAVOR:
-            return f"accepts flavors {f.get('flavors')}, but the cluster has none of them"
+            return (
+                f"accepts only the flavors (GPU types) {f.get('flavors')}, and the cluster has"
+                " none of them"
+            )
         case Reason.NEVER_FITS:
             return _never_fits(f)
         case Reason.NO_CAPACITY:
@@ -197,19 +236,21 @@ def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
             return f"strict FIFO: waits behind job {f.get('head')}, which does not fit yet"
         case Reason.RESERVED:
             return (
-                f"{_needs(f)}; capacity is reserved for it from {when(float(f.get('at', 0)))}"
-                f" on {f.get('nodes')}"
+                f"{_needs(f)}; it is next: room is reserved for it on {f.get('nodes')} from"
+                f" {when(float(f.get('at', 0)))}"
             )
         case Reason.BEHIND_RESERVATION:
             until = float(f.get("until", 0))
             return (
-                f"behind reservation for job {f.get('head')} until {when(until)}; starting it"
-                " now would still hold capacity reserved for that job then"
+                f"waits so as not to delay job {f.get('head')}, which has room reserved from"
+                f" {when(until)}: started now, it might still be running then"
             )
         case Reason.NO_RESERVATION:
             return (
-                f"waits behind job {f.get('head')}, whose start cannot be reserved because running"
-                " jobs have neither a runtime estimate nor a time limit"
+                f"waits behind job {f.get('head')}, which does not fit yet and whose start"
+                " cannot be reserved: the running jobs have no time limit or runtime estimate;"
+                " jobs with a --time-limit let the scheduler reserve a start and backfill"
+                " around it"
             )
         case Reason.NODES_UNAVAILABLE:
             return f"{_needs(f)}; only nodes that are drained or down could hold it"
@@ -245,11 +286,14 @@ def _remedy(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
             return f"starts at {when(float(f.get('at', 0)))} if running jobs end by their estimates"
         case Reason.BEHIND_RESERVATION:
             return (
-                "a runtime estimate or time limit that ends it by "
+                "a time limit or runtime estimate (--time-limit, --estimate) that ends it by "
                 f"{when(float(f.get('until', 0)))} would let it start now"
             )
         case Reason.NO_RESERVATION:
-            return "runtime estimates or time limits on running jobs let the scheduler plan"
+            return (
+                "submit jobs with a --time-limit (or --estimate): then the scheduler can reserve"
+                f" a start for job {f.get('head')} and start shorter jobs before it"
+            )
         case Reason.NODES_UNAVAILABLE:
             return "an administrator undrains or repairs the nodes it needs"
         case Reason.UNKNOWN_QUEUE:

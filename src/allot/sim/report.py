@@ -7,9 +7,13 @@ sampled as step functions at ``TIMELINE_POINTS`` evenly spaced instants from the
 the end of the run (the value at an instant is the last sample at or before it, so a peak
 shorter than the spacing may fall between instants); each of its lists is written on one line.
 ``write_plots`` draws the JCT CDF and the allocation and queue timelines with matplotlib's
-``Figure`` directly (no pyplot, so no global backend or GUI state). Long timelines are
-downsampled by bucket maxima, which keeps every peak visible. (The comparison table is drawn by
-the CLI, ``allot.cli.simulate_table``.)
+``Figure`` directly (no pyplot, so no global backend or GUI state); ``jct_cdf_figure`` and
+``timeline_figure`` return the figures unsaved. Each title names what ran (the ``subject``: the
+trace and the cluster). Each policy has its own line style and markers (placed apart from the
+other policies'), so lines that lie on top of each other stay visible, and a policy whose
+plotted results equal an earlier policy's says so in the legend (``sjf (same as fifo)``). Long
+timelines are downsampled by bucket maxima, which keeps every peak visible. (The comparison
+table is drawn by the CLI, ``allot.cli.simulate_table``.)
 """
 
 from __future__ import annotations
@@ -170,23 +174,73 @@ def _json_value(value: object, key: str) -> object:
 # Plots
 
 
-def write_plots(out_dir: Path, results: Sequence[SimResult], cluster_gpus: int) -> list[Path]:
-    """Write ``jct_cdf.png`` and ``timeline.png`` into ``out_dir`` (created if needed)."""
+# One look per policy, in order: a line style and a marker (drawn every so often, at an offset
+# of its own, so identical lines still show each policy's markers).
+_LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_MARK_SPACING = 0.12  # between markers, as a fraction of the axes' diagonal
+
+
+def _look(index: int, x: FloatArray | None = None) -> dict[str, Any]:
+    """Matplotlib keywords for the ``index``-th policy's line; with ``x`` (a time axis), its
+    markers sit at evenly spaced instants instead of evenly along the line, which a jagged
+    timeline would crowd with them."""
+    offset = 0.03 * (index % 4) + 0.01
+    markevery: Any = (offset, _MARK_SPACING)
+    if x is not None and x.size:
+        span = float(x[-1] - x[0]) or 1.0
+        instants = x[0] + span * np.arange(offset, 1.0, _MARK_SPACING)
+        markevery = sorted(set(np.searchsorted(x, instants, side="right").clip(1, x.size) - 1))
+        markevery = [int(i) for i in markevery]
+    return {
+        "linestyle": _LINE_STYLES[index % len(_LINE_STYLES)],
+        "marker": _MARKERS[index % len(_MARKERS)],
+        "markevery": markevery,
+        "markersize": 5,
+        "markerfacecolor": "none",
+    }
+
+
+def _labels(names: Sequence[str], keys: Sequence[object]) -> list[str]:
+    """Legend labels: a policy whose ``key`` (what its line plots) equals an earlier one's
+    is marked ``name (same as earlier)``."""
+    labels = []
+    for i, (name, key) in enumerate(zip(names, keys, strict=True)):
+        same = next((names[j] for j in range(i) if keys[j] == key), None)
+        labels.append(name if same is None else f"{name} (same as {same})")
+    return labels
+
+
+def _title(what: str, subject: str | None) -> str:
+    return what if not subject else f"{what}\n{subject}"
+
+
+def write_plots(
+    out_dir: Path, results: Sequence[SimResult], cluster_gpus: int, *, subject: str | None = None
+) -> list[Path]:
+    """Write ``jct_cdf.png`` and ``timeline.png`` into ``out_dir`` (created if needed);
+    ``subject`` (e.g. ``trace.csv on cluster (64 GPUs)``) goes under each title."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cdf_path = out_dir / JCT_CDF_FILE
     timeline_path = out_dir / TIMELINE_FILE
-    plot_jct_cdf(results, cdf_path)
-    plot_timeline(results, timeline_path, cluster_gpus)
+    plot_jct_cdf(results, cdf_path, subject=subject)
+    plot_timeline(results, timeline_path, cluster_gpus, subject=subject)
     return [cdf_path, timeline_path]
 
 
-def plot_jct_cdf(results: Sequence[SimResult], path: Path) -> None:
-    """Draw the CDF of job completion time, one line per policy, on a log axis in hours."""
+def plot_jct_cdf(results: Sequence[SimResult], path: Path, *, subject: str | None = None) -> None:
+    """Draw the CDF of job completion time into ``path`` (see ``jct_cdf_figure``)."""
+    jct_cdf_figure(results, subject=subject).savefig(path, dpi=120)
+
+
+def jct_cdf_figure(results: Sequence[SimResult], *, subject: str | None = None) -> Figure:
+    """The CDF of job completion time, one line per policy, on a log axis in hours."""
     figure = Figure(figsize=(8, 5), layout="constrained")
     axes = figure.add_subplot()
     drawn = False
-    for result in results:
-        hours = np.sort(_completion_hours(result))
+    completions = [np.sort(_completion_hours(result)) for result in results]
+    labels = _labels([r.policy for r in results], [tuple(c) for c in completions])
+    for index, (hours, label) in enumerate(zip(completions, labels, strict=True)):
         step = 1.0 / max(hours.size, 1)
         share = np.arange(1, hours.size + 1, dtype=np.float64) * step
         # A log axis cannot show a zero JCT; such jobs still count in the fraction.
@@ -201,7 +255,7 @@ def plot_jct_cdf(results: Sequence[SimResult], path: Path) -> None:
             ranks = np.linspace(0, hours.size - 1, MAX_PLOT_POINTS).round().astype(np.intp)
             hours, share = hours[ranks], share[ranks]
         if hours.size:
-            axes.step(hours, share, where="post", label=result.policy)
+            axes.step(hours, share, where="post", label=label, **_look(index))
             drawn = True
     if drawn:
         axes.set_xscale("log")
@@ -214,18 +268,36 @@ def plot_jct_cdf(results: Sequence[SimResult], path: Path) -> None:
     axes.set_xlabel("job completion time (hours, log scale)")
     axes.set_ylabel("fraction of completed jobs")
     axes.set_ylim(0.0, 1.0)
-    axes.set_title("Job completion time CDF")
+    axes.set_title(_title("Job completion time CDF", subject))
     axes.grid(True, which="major", alpha=0.3)
-    figure.savefig(path, dpi=120)
+    return figure
 
 
-def plot_timeline(results: Sequence[SimResult], path: Path, cluster_gpus: int) -> None:
-    """Draw GPUs allocated (with capacity dashed) and queue length over days, one line per
-    policy, as step plots sharing the time axis."""
+def plot_timeline(
+    results: Sequence[SimResult], path: Path, cluster_gpus: int, *, subject: str | None = None
+) -> None:
+    """Draw GPU allocation and queue length into ``path`` (see ``timeline_figure``)."""
+    timeline_figure(results, cluster_gpus, subject=subject).savefig(path, dpi=120)
+
+
+def timeline_figure(
+    results: Sequence[SimResult], cluster_gpus: int, *, subject: str | None = None
+) -> Figure:
+    """GPUs allocated (with capacity dashed) and queue length over days, one line per policy,
+    as step plots sharing the time axis."""
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     allocation_axes, queue_axes = figure.subplots(2, 1, sharex=True)
     peak = float(cluster_gpus)
-    for result in results:
+    keys = [
+        (
+            tuple(r.timeline.times),
+            tuple(r.timeline.allocated_gpu_milli),
+            tuple(r.timeline.queue_length),
+        )
+        for r in results
+    ]
+    labels = _labels([r.policy for r in results], keys)
+    for index, (result, label) in enumerate(zip(results, labels, strict=True)):
         timeline = result.timeline
         times = np.asarray(timeline.times, dtype=np.float64)
         allocated = np.asarray(timeline.allocated_gpu_milli, dtype=np.float64) / 1000.0
@@ -233,17 +305,18 @@ def plot_timeline(results: Sequence[SimResult], path: Path, cluster_gpus: int) -
         days, allocated = _step_series(times, allocated, result.end_time)
         _, queue = _step_series(times, queue, result.end_time)
         peak = max(peak, float(allocated.max(initial=0.0)))
+        look = _look(index, days)
         (line,) = allocation_axes.step(
-            days, allocated, where="post", linewidth=1, label=result.policy
+            days, allocated, where="post", linewidth=1, label=label, **look
         )
-        queue_axes.step(days, queue, where="post", linewidth=1, color=line.get_color())
+        queue_axes.step(days, queue, where="post", linewidth=1, color=line.get_color(), **look)
     allocation_axes.axhline(
         cluster_gpus, linestyle="--", color="grey", linewidth=1, label="capacity"
     )
     allocation_axes.set_ylabel("GPUs allocated")
     # Headroom above the top keeps the dashed capacity line and a full cluster visible.
     allocation_axes.set_ylim(0, max(peak, 1.0) * 1.08)
-    allocation_axes.set_title("GPU allocation and queue length")
+    allocation_axes.set_title(_title("GPU allocation and queue length", subject))
     # Outside the axes: a busy cluster fills every corner of the plot.
     allocation_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     queue_axes.set_ylabel("jobs waiting")
@@ -252,7 +325,7 @@ def plot_timeline(results: Sequence[SimResult], path: Path, cluster_gpus: int) -
     queue_axes.set_xlabel("time (days)")
     for axes in (allocation_axes, queue_axes):
         axes.grid(True, alpha=0.3)
-    figure.savefig(path, dpi=120)
+    return figure
 
 
 def _completion_hours(result: SimResult) -> FloatArray:

@@ -39,7 +39,10 @@ def _whole_milli(value: float) -> bool:
 
 
 class TaskResources(BaseModel):
-    """What each task of a job asks for."""
+    """What each task of a job asks for. CPU and memory left out (null) are filled in by the
+    server from the shape of the nodes the job accepts: a GPU task gets its GPUs' share of the
+    node's CPUs and memory (Slurm's DefCpuPerGPU/DefMemPerGPU), a CPU-only task 1 CPU and
+    1024 MiB. The stored job shows the amounts it got."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -49,10 +52,23 @@ class TaskResources(BaseModel):
         le=4096,
         description="GPUs per task: a share of one GPU in steps of 0.001, or whole GPUs.",
     )
-    cpus: float = Field(
-        default=1.0, gt=0, le=1 << 20, description="CPU cores per task, in 0.001 steps."
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        le=1 << 20,
+        description="CPU cores per task, in 0.001 steps. Default (null): for a GPU task, its"
+        " GPUs' share of the node's CPUs (gpus x node CPUs / node GPUs, on the accepted"
+        " flavor's node with the fewest CPUs per GPU, rounded down to 0.001); for a CPU-only"
+        " task, 1.",
     )
-    memory_mib: int = Field(default=4096, gt=0, le=1 << 40, description="Memory per task in MiB.")
+    memory_mib: int | None = Field(
+        default=None,
+        gt=0,
+        le=1 << 40,
+        description="Memory per task in MiB. Default (null): for a GPU task, its GPUs' share"
+        " of the node's memory (as for cpus, rounded down to 1 MiB); for a CPU-only task,"
+        " 1024.",
+    )
 
     @field_validator("gpus")
     @classmethod
@@ -67,8 +83,8 @@ class TaskResources(BaseModel):
 
     @field_validator("cpus")
     @classmethod
-    def _cpus_in_milli_cores(cls, value: float) -> float:
-        if not _whole_milli(value) or round(value * MILLI) == 0:
+    def _cpus_in_milli_cores(cls, value: float | None) -> float | None:
+        if value is not None and (not _whole_milli(value) or round(value * MILLI) == 0):
             raise ValueError(f"must be a whole number of milli-CPU (0.001 steps), got {value}")
         return value
 
@@ -78,9 +94,9 @@ class TaskResources(BaseModel):
         return round(self.gpus * MILLI)
 
     @property
-    def cpu_milli(self) -> int:
-        """CPU per task in milli-cores."""
-        return round(self.cpus * MILLI)
+    def cpu_milli(self) -> int | None:
+        """CPU per task in milli-cores; None: the server's default."""
+        return None if self.cpus is None else round(self.cpus * MILLI)
 
 
 MAX_BATCH = 1000
