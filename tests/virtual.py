@@ -20,8 +20,8 @@ from allot.control.observers import CycleReport
 from allot.control.ports import RunState, RunStatus, TaskLaunch
 from allot.control.records import JobRecord, Launch, NewJob
 from allot.control.services import ControlPlane
+from allot.control.system import SystemConfig, build
 from allot.core.model import Node, Resources
-from allot.core.policy import get_policy
 from allot.core.quota.config import QuotaConfig
 from allot.store import SqlStore, default_database_url
 from harness import ManualClock
@@ -127,15 +127,12 @@ class VirtualPlant:
         self.grace = grace
         self.reports: list[CycleReport] = []
         self.loop, self.control = self._build()
-        self.loop.sync_inventory()
 
     def _build(self) -> tuple[SchedulingLoop, ControlPlane]:
-        loop = SchedulingLoop(
-            self.store, self.executor, self.clock, get_policy(self.policy),
-            grace_seconds=self.grace,
-        )  # fmt: skip
-        loop.subscribe(self)
-        return loop, ControlPlane(self.store, self.executor, self.clock, loop)
+        config = SystemConfig(self.policy, grace_seconds=self.grace)
+        system = build(config, store=self.store, executors=self.executor, clock=self.clock)
+        system.loop.subscribe(self)
+        return system.loop, system.control
 
     def cycle_done(self, report: CycleReport) -> None:
         self.reports.append(report)

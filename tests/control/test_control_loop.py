@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from allot.control.clock import SystemClock
-from allot.control.loop import SchedulingLoop
 from allot.control.reconcile import task_launches
 from allot.control.records import JobFilter, JobRecord, Launch, NewJob, RunPhase, RunRecord
-from allot.control.services import ControlPlane, RejectedError
+from allot.control.services import RejectedError
+from allot.control.system import SystemConfig, build
 from allot.core.model import JobState, Resources, TaskPlacement
-from allot.core.policy import get_policy
 from allot.core.quota.config import PreemptionRules, QueueSpec, QuotaConfig, TenantSpec
 from allot.executors.local import LocalExecutor
 from allot.store import SqlStore, default_database_url
@@ -38,13 +37,15 @@ class Plant:
         self.store.migrate()
         self.executor = LocalExecutor(root, gpus=gpus, grace_seconds=grace)
         self.clock = SystemClock()
-        self.store.sync_nodes(self.executor.inventory(), at=self.clock.now())
         if not self.store.quotas().queues:
             self.store.save_quotas(QUOTAS, at=self.clock.now())
-        self.loop = SchedulingLoop(
-            self.store, self.executor, self.clock, get_policy(policy), grace_seconds=grace
+        system = build(
+            SystemConfig(policy, grace_seconds=grace),
+            store=self.store,
+            executors=self.executor,
+            clock=self.clock,
         )
-        self.control = ControlPlane(self.store, self.executor, self.clock, self.loop)
+        self.loop, self.control = system.loop, system.control
 
     def submit(
         self, command: str, *, gpus: float = 1, tasks: int = 1, **changes: object

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from allot.control.dependencies import DEPENDENCY
-from allot.control.loop import SchedulingLoop
 from allot.control.ports import RunState, RunStatus
 from allot.control.records import (
     NEW_ARRAY,
@@ -22,9 +21,9 @@ from allot.control.records import (
     Launch,
     NewJob,
 )
-from allot.control.services import ControlPlane, RejectedError
+from allot.control.services import RejectedError
+from allot.control.system import SystemConfig, build
 from allot.core.model import JobState, Resources
-from allot.core.policy import get_policy
 from harness import FakeExecutor, ManualClock, MemoryStore, default_nodes
 
 JOB = NewJob(
@@ -68,9 +67,8 @@ class Plant:
         self.clock = ManualClock()
         self.store = CountingStore()
         self.executor = ScriptedExecutor(default_nodes())
-        self.store.sync_nodes(self.executor.inventory(), at=self.clock.now())
-        self.loop = SchedulingLoop(self.store, self.executor, self.clock, get_policy("allot"))
-        self.control = ControlPlane(self.store, self.executor, self.clock, self.loop)
+        system = build(SystemConfig(), store=self.store, executors=self.executor, clock=self.clock)
+        self.loop, self.control = system.loop, system.control
 
     def submit(self, *after: Dependency, name: str = "step") -> int:
         record, _ = self.control.submit(replace(JOB, name=name, after=after), actor="ada")

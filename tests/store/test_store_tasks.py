@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from allot.control.ports import ConflictError, RunState, RunStatus, TaskLaunch
 from allot.control.reconcile import reconcile
-from allot.control.registry import ExecutorRegistry
 from allot.control.records import RunPhase
+from allot.control.registry import ExecutorRegistry
 from allot.core.model import JobState, Resources
 from allot.store import SqlStore
 from allot.store.tables import AllocationRow, JobRow, TaskRow
