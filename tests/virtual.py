@@ -91,6 +91,14 @@ class VirtualExecutor:
     def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
         return b"", offset
 
+    def exits_due(self) -> bool:
+        """True when a run has ended by now whose exit was not pushed yet."""
+        now = self.clock.now()
+        return any(
+            run_id not in self._told and all(t.ends is not None and t.ends <= now for t in tasks)
+            for run_id, tasks in self.runs.items()
+        )
+
     def push_exits(self) -> None:
         """Tell the subscribers of every run whose tasks all ended by now (once per run)."""
         now = self.clock.now()
