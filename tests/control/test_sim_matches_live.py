@@ -1,15 +1,16 @@
-"""The simulator and the live loop make the same decisions on the same inputs: a workload
-replayed by ``allot.sim.engine.Simulation`` and the same jobs submitted to the live loop in
-virtual time (``virtual.VirtualPlant``: a real SQLite store, the real loop) start every job at
-the same instant, on the same flavor, and preempt the same jobs.
+"""The simulator and the live loop make the same decisions on the same inputs: a workload replayed
+by ``allot.sim.engine.Simulation`` and the same jobs submitted to the live loop in virtual time
+(``virtual.VirtualPlant``: a real SQLite store, the real loop) start every job at the same
+instant, on the same flavor, and preempt the same jobs.
 
-The live side steps exactly at the instants the simulator handles (arrivals, completions and
-the deadlines of preempted jobs), one cycle at each, and one more at the same instant when a
-cycle stopped jobs there, as the simulator does. Victims get no grace period: a victim whose
-work would end within its grace period completes in the simulator, but is requeued live (a
-process that exits during its grace period may have checkpointed and stopped early, or
-finished: allot cannot tell, and requeues it, as Slurm does with preemption by requeue). Jobs are not checkpointable and have no time limit, the two places
-where the simulator models a job's work rather than its process.
+The live side steps exactly at the instants the simulator handles (arrivals, completions and the
+deadlines of preempted jobs), one cycle at each, and one more at the same instant when a cycle
+stopped jobs there, as the simulator does. Victims get no grace period: a victim whose work
+would end within its grace period completes in the simulator, but is requeued live (a process
+that exits during its grace period may have checkpointed and stopped early, or finished: allot
+cannot tell, and requeues it, as Slurm does with preemption by requeue). Jobs are not
+checkpointable and have no time limit, the two places where the simulator models a job's work
+rather than its process.
 """
 
 from __future__ import annotations
