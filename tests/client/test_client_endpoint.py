@@ -4,6 +4,7 @@ admin token a local ``allot up`` wrote, which only ever goes to this machine."""
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from allot.client import DEFAULT_URL, Client, EndpointError, find_endpoint
 from allot.client._endpoint import is_local
+from allot.client._routes import settings
 
 
 @pytest.fixture
@@ -98,3 +100,12 @@ def test_the_clients_send_what_the_lookup_finds(data_dir: Path) -> None:
     with Client("https://allot.example.com", transport=httpx.MockTransport(record)) as client:
         client.health()
     assert "Authorization" not in seen[-1].headers
+
+
+def test_an_http_server_gets_a_context_that_trusts_no_certificate(data_dir: Path) -> None:
+    plain = settings("http://127.0.0.1:8765", None)
+    assert isinstance(plain.verify, ssl.SSLContext)
+    # Verification stays on; with no CA loaded, anything over TLS would fail, never pass.
+    assert (plain.verify.verify_mode, plain.verify.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert plain.verify.get_ca_certs() == []
+    assert settings("https://allot.example.com", "t").verify is True

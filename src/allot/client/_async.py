@@ -50,9 +50,14 @@ class AsyncClient:
         timeout: float = 30,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url, headers = routes.settings(url, token)
+        found = routes.settings(url, token)
+        self.url = found.url
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=found.url,
+            headers=found.headers,
+            verify=found.verify,
+            timeout=timeout,
+            transport=transport,
         )
 
     async def __aenter__(self) -> AsyncClient:

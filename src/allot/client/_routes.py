@@ -7,6 +7,7 @@ same reason (where the server is and which token to send come from ``allot.clien
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -52,13 +53,31 @@ class Call(Generic[T]):
     retry_safe: bool = False
 
 
-def settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
-    """The server URL and request headers, found as ``find_endpoint`` says."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a client reaches the server: its URL, the headers of every request, and the TLS
+    verification httpx is to use."""
+
+    url: str
+    headers: dict[str, str]
+    verify: ssl.SSLContext | bool
+
+
+def settings(url: str | None, token: str | None) -> Settings:
+    """The client configuration, with the server and token found as ``find_endpoint`` says.
+
+    For an ``http://`` server, TLS verification gets a context that trusts no certificate
+    instead of the CA bundle: loading the bundle is most of the cost of making a client (a
+    command line feels it), and nothing this client sends uses TLS; were something to, it
+    would fail rather than go unverified."""
     endpoint = find_endpoint(url, token)
     headers = {"Accept": "application/json"}
     if endpoint.token:
         headers["Authorization"] = f"Bearer {endpoint.token}"
-    return endpoint.url, headers
+    verify: ssl.SSLContext | bool = True
+    if endpoint.url.startswith("http://"):
+        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA to trust
+    return Settings(endpoint.url, headers, verify)
 
 
 def decoded(call: Call[T], response: httpx.Response) -> T:

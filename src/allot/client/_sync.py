@@ -50,9 +50,14 @@ class Client:
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url, headers = routes.settings(url, token)
+        found = routes.settings(url, token)
+        self.url = found.url
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=found.url,
+            headers=found.headers,
+            verify=found.verify,
+            timeout=timeout,
+            transport=transport,
         )
 
     def __enter__(self) -> Client:
