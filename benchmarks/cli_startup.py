@@ -134,7 +134,7 @@ def main() -> None:
             f"{statistics.median(cpu) * 1000:.0f}",
             target,
         )
-    console = Console()
+    console = Console(width=110)  # one row per command, also when piped
     profiles = {
         "import allot.cli.main": ["-c", "import allot.cli.main"],
         "imports of allot jobs": ["-m", "allot", "jobs"],

@@ -57,6 +57,9 @@ class _PlainHelp:
     def _plain_help_option(self, option: Any) -> Any:
         if option is not None:
             _shown_plainly(option)
+            # Absent, the flag reads None, which Typer coerces through Pydantic (it skips that
+            # only for a bool): that import alone would double the start of `allot CMD --help`.
+            option.default = False
         return option
 
 
