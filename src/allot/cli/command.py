@@ -126,8 +126,7 @@ class LazyGroup(_PlainHelp, TyperGroup):
         # Stand-ins that carry a name and a line of help: enough to list the commands (and to
         # suggest one for a typo) without importing any.
         self.commands = {
-            name: Command(name, help=entry.help, hidden=False)
-            for name, entry in self.entries.items()
+            name: Command(name, help=entry.help) for name, entry in self.entries.items()
         }
 
     def get_help_option(self, ctx: Any) -> Any:
