@@ -1,6 +1,7 @@
 """Real ``allot`` processes for integration tests: ``LiveServer`` runs ``allot up`` in the
-background on a free port with its own data directory (its output kept in a file), and
-``allot_cli`` runs one CLI command against it, as a user would in a second terminal."""
+background on a free port with its own data directory (its output kept in a file),
+``allot_up`` does the same for the length of a ``with`` block, and ``allot_cli`` runs one CLI
+command against it, as a user would in a second terminal."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -98,6 +100,18 @@ class LiveServer:
         self.proc.kill()
         self.proc.wait()
         self.proc = None
+
+
+@contextmanager
+def allot_up(folder: Path, *, gpus: int = 2) -> Iterator[LiveServer]:
+    """``allot up --gpus N`` run from ``folder``, with its data directory and log there;
+    yields once it answers ``/healthz`` and stops it after."""
+    server = LiveServer(folder / "data", folder / "server.log")
+    server.start("--gpus", str(gpus))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def allot_cli(

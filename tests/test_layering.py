@@ -6,7 +6,8 @@ that do I/O, read a clock or draw random numbers), so the simulator and the live
 can both drive it. ``allot.sim`` may add the numeric, plotting and file-format (pandas,
 pyarrow, YAML) libraries, never anything further out and no terminal library.
 ``allot.control`` drives the core through its ports and knows no adapter; the adapters (store,
-executors, api) depend inward on control and core; the client knows only the wire models; the
+executors, api) depend inward on control and core; the client knows only the wire models
+(and where a local server keeps its token); the
 CLI talks to the server only through the client (``up``, which starts the server, is the one
 exception). Imports are read with ``ast``, so nothing is
 imported to check them.
@@ -159,7 +160,10 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"allot.core", "allot.control", "allot.wire"}),
         frozenset({"fastapi", "starlette", "pydantic"}),
     ),
-    "allot.client": (frozenset({"allot.wire.schemas"}), frozenset({"httpx", "pydantic"})),
+    "allot.client": (
+        frozenset({"allot.wire.schemas", "allot.datadir"}),
+        frozenset({"httpx", "pydantic"}),
+    ),
     "allot.cli": (
         frozenset(
             {

@@ -1,4 +1,9 @@
-"""Where allot keeps its data on this machine, and the admin token file inside it."""
+"""Where allot keeps its data on this machine, and the admin token file inside it.
+
+``allot up`` writes there; the SDK and the CLI read the token from there (through
+``allot.client._endpoint``, the one lookup of server and token). Standard library only: the
+client imports it, and the ``allot`` command must start fast.
+"""
 
 from __future__ import annotations
 

@@ -117,7 +117,17 @@ def test_list_filters_by_state_queue_user_and_tenant(api: httpx.Client, harness:
     assert ids(user="bob") == [first["id"]]
     assert ids(tenant="vision") == [second["id"]]
     assert ids(queue="default") == [third["id"], second["id"], first["id"]]
-    assert ids(queue="other") == []
+    assert ids(queue="default", user="carol") == []
+
+
+def test_an_unknown_queue_is_422_naming_the_known_ones(api: httpx.Client) -> None:
+    submit(api)
+    response = api.get("/v1/jobs", params={"queue": "nope"})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"] == [
+        {"field": "queue", "rule": "unknown queue 'nope'; known queues: default"}
+    ]
 
 
 def test_pages_walk_every_job_once_newest_first(api: httpx.Client) -> None:

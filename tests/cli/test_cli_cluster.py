@@ -1,20 +1,13 @@
 """The cluster commands (nodes, queues, drain, undrain) driven in-process against the real API
 over the in-memory harness, in table and JSON form, and their failures; what every command
-shares (an unreachable server, a bad URL, the local token fallback); and one session with a
-real ``allot up`` in a subprocess, with no token given anywhere."""
+shares (an unreachable server, a bad URL). A real ``allot up`` is in test_cli_live.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -185,75 +178,3 @@ def test_an_unreachable_server_is_named_with_a_hint() -> None:
     assert url in problem["detail"]
     assert "status" not in problem
     assert "--url: must be an http(s) URL" in failed(allot("nodes", "--url", "ftp://x"), 2)
-
-
-def test_the_local_admin_token_is_used_only_for_this_machine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("ALLOT_DATA_DIR", str(tmp_path))
-    (tmp_path / "admin-token").write_text("tok-local\n")
-    assert output.resolve_token("http://127.0.0.1:8765", None) == "tok-local"
-    assert output.resolve_token("http://localhost:1", "") == "tok-local"
-    assert output.resolve_token("http://[::1]:8765", None) == "tok-local"
-    assert output.resolve_token("http://127.0.0.1:8765", "tok-given") == "tok-given"
-    assert output.resolve_token("https://allot.example.com", None) is None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def test_against_a_real_allot_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ALLOT_DATA_DIR": str(tmp_path / "data")}
-    env.pop("ALLOT_TOKEN", None)
-    with (tmp_path / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "allot", "up", "--gpus", "2", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.1)
-        # No token anywhere: the CLI reads the one this `allot up` wrote.
-        monkeypatch.setenv("ALLOT_DATA_DIR", str(tmp_path / "data"))
-        monkeypatch.setenv("ALLOT_URL", url)
-        monkeypatch.delenv("ALLOT_TOKEN", raising=False)
-        assert ok(allot("submit", "--gpus", 1, "--", "sh", "-c", "echo hello")) == (
-            "Submitted job 1\n"
-        )
-        deadline = time.monotonic() + 10
-        while (state := json.loads(ok(allot("show", 1, "-o", "json")))["job"]["state"]) in (
-            "pending",
-            "running",
-        ):
-            assert time.monotonic() < deadline, "the job did not finish"
-            time.sleep(0.2)
-        assert state == "succeeded"
-        assert ok(allot("logs", 1)) == "hello\n"
-    finally:
-        _stop(server)

@@ -24,6 +24,7 @@ from allot.cli.main import app
 from allot.client import Client, EventOut, ExplainOut, JobOut, LogChunkOut
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobState
+from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
 from harness import Harness, InProcessTransport, make_harness
 
 TOKEN = "tok-cli-jobs-0123456789"
@@ -285,6 +286,24 @@ def test_jobs_follows_cursors_up_to_the_limit(
     assert [r.split()[0] for r in ok(allot("jobs", "--user", "bob")).splitlines()] == ["ID"]
 
 
+def test_jobs_in_an_unknown_queue_is_an_error_naming_the_known_ones(
+    server: KeptOpen, harness: Harness
+) -> None:
+    ok(allot("submit", "--", "true"))
+    line = failed(allot("jobs", "-q", "nope"), 2)
+    assert line == "error: queue: unknown queue 'nope'; known queues: default"
+    result = allot("jobs", "--queue", "nope", "-o", "json")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert json.loads(result.stderr)["status"] == 422
+    # A queue that is no longer configured still lists the jobs left in it.
+    others = QuotaConfig((TenantSpec("t"),), (QueueSpec("other", "t"),))
+    harness.store.save_quotas(others, at=harness.clock.now())
+    harness.clock.advance(60)  # past the control plane's cached view of the cluster
+    listed = json.loads(ok(allot("jobs", "-q", "default", "-o", "json")))
+    assert [j["id"] for j in listed] == [1]
+    assert "known queues: other" in failed(allot("jobs", "-q", "nope"), 2)
+
+
 # ---------------------------------------------------------------------------- show
 
 
@@ -327,11 +346,36 @@ def test_cancel_several_like_scancel(server: KeptOpen, harness: Harness) -> None
 def test_hold_and_release(server: KeptOpen, harness: Harness) -> None:
     ok(allot("submit", "--", "true"))
     assert ok(allot("hold", 1)) == "Held job 1\n"
-    assert JobOut.model_validate_json(ok(allot("release", 1, "-o", "json"))).held is False
-    assert JobOut.model_validate_json(ok(allot("hold", 1, "-o", "json"))).held is True
+    released = json.loads(ok(allot("release", 1, "-o", "json")))
+    assert [JobOut.model_validate(j).held for j in released] == [False]
+    held = json.loads(ok(allot("hold", 1, "-o", "json")))
+    assert [JobOut.model_validate(j).held for j in held] == [True]
     assert ok(allot("release", 1)) == "Released job 1\n"
     harness.start(1)
     assert "only a pending job" in failed(allot("hold", 1), 1)
+
+
+def test_hold_and_release_take_several_jobs_like_cancel(server: KeptOpen, harness: Harness) -> None:
+    for _ in range(3):
+        ok(allot("submit", "--", "true"))
+    assert ok(allot("hold", 1, 3)) == "Held job 1\nHeld job 3\n"
+    assert [harness.store.get_job(i).held for i in (1, 2, 3)] == [True, False, True]
+    # Every job is reported, done or why not (naming it); the others are still done.
+    harness.start(2)
+    result = allot("release", 1, 2, 99, 3)
+    assert result.exit_code == 1
+    assert result.stdout == "Released job 1\nReleased job 3\n"
+    errors = result.stderr.splitlines()
+    assert len(errors) == 2
+    assert errors[0] == "error: job 2 is running; only a pending job can be held or released"
+    assert errors[1].startswith("error: ")
+    assert "99" in errors[1]
+    assert [harness.store.get_job(i).held for i in (1, 3)] == [False, False]
+    result = allot("hold", 1, 99, "-o", "json")
+    assert result.exit_code == 1
+    assert [j["id"] for j in json.loads(result.stdout)] == [1]
+    problem = json.loads(result.stderr)
+    assert (problem["status"], problem["job_id"]) == (404, 99)
 
 
 # ---------------------------------------------------------------------------- logs

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 import allot.client
 from allot.client import AsyncClient, Client
 
@@ -21,14 +23,17 @@ METHODS = [
 def test_all_is_sorted_and_names_exactly_the_public_names() -> None:
     exported = allot.client.__all__
     assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    # dir(): the names are loaded on first use, so vars() holds only those used so far.
     public = {
         name
-        for name, value in vars(allot.client).items()
+        for name in dir(allot.client)
         if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
+        and not isinstance(getattr(allot.client, name), types.ModuleType)
         and name != "annotations"
     }
     assert public == set(exported)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = allot.client.Nope  # type: ignore[attr-defined]
 
 
 def test_the_clients_have_the_same_methods() -> None:
@@ -62,3 +67,18 @@ def test_importing_the_sdk_imports_no_server_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_names_load_on_first_use() -> None:
+    """``import allot.client`` is cheap; a sync client never loads asyncio."""
+    probe = (
+        "import sys, allot.client\n"
+        "before = sorted(m for m in ('httpx', 'pydantic') if m in sys.modules)\n"
+        "from allot.client import Client\n"
+        "after = sorted(m for m in ('httpx', 'pydantic', 'asyncio') if m in sys.modules)\n"
+        "print(before, after)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[] ['httpx', 'pydantic']"

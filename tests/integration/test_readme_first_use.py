@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from live_server import LiveServer, allot_cli, banner_line
+from live_server import LiveServer, allot_cli, banner_line, cli_env
 
 
 def wait_until_ended(server: LiveServer, job_id: int) -> dict[str, object]:
@@ -72,13 +73,31 @@ def test_the_readme_first_use_works_on_a_fresh_data_directory(tmp_path: Path) ->
         assert logs.returncode == 0, logs.stderr
         assert logs.stdout == "gpu=0\n"
 
-        # MARKER(submit-workdir): a job submitted from `project` without --workdir will be
-        # checked here to start in `project` (`allot submit -- pwd` prints it) once submit
-        # defaults its working directory to where it is run.
+        # The README's first example, from the user's project folder: the job starts there,
+        # and `python` is the one allot runs with.
+        (project / "train.py").write_text(
+            "import os, sys\nprint('cwd', os.getcwd(), 'args', sys.argv[1:])\n"
+        )
+        readme = allot_cli(
+            server, "submit", "--gpus", "1", "--", "python", "train.py", "--lr", "3e-4",
+            cwd=project,
+        )  # fmt: skip
+        assert readme.returncode == 0, readme.stderr
+        trained = submitted_id(readme.stdout)
+        assert wait_until_ended(server, trained)["state"] == "succeeded"
+        out = allot_cli(server, "logs", str(trained))
+        assert out.stdout == f"cwd {project} args ['--lr', '3e-4']\n"
 
-        # MARKER(sdk-lookup): `allot.client.Client()` without arguments will be checked here
-        # to find this server and its token (ALLOT_URL / the local data directory), as the
-        # CLI does.
+        # The SDK without arguments finds this server and its token, as the CLI does.
+        sdk = subprocess.run(
+            [sys.executable, "-c",
+             "from allot.client import Client\n"
+             "with Client() as allot: print(sorted(j.id for j in allot.jobs(state='succeeded').items))"],
+            env=cli_env(server.data_dir, server.url), capture_output=True, text=True,
+            check=False, timeout=60,
+        )  # fmt: skip
+        assert sdk.returncode == 0, sdk.stderr
+        assert sdk.stdout.strip() == str(sorted([first, second, trained]))
 
         # The docs page, as a browser on a cluster without internet would load it.
         docs = httpx.get(f"{server.url}/v1/docs", timeout=10)

@@ -5,7 +5,7 @@ options, error path and rendering live in ``allot.cli.output``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,9 +20,13 @@ from allot.cli.output import (
     number,
     reported,
 )
-from allot.client import NodeOut
 
-NodeName = Annotated[str, typer.Argument(help="The node's name.", show_default=False)]
+if TYPE_CHECKING:
+    from allot.client import NodeOut
+
+NodeName = Annotated[
+    str, typer.Argument(metavar="NODE", help="The node's name.", show_default=False)
+]
 
 
 def nodes(

@@ -7,9 +7,10 @@ options, error path and rendering in ``allot.cli.output``.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -28,7 +29,9 @@ from allot.cli.output import (
     reported,
     when,
 )
-from allot.client import ApiError, JobOut, LogChunkOut, Unauthorized, Unreachable
+
+if TYPE_CHECKING:  # the SDK is imported where a command talks to the server
+    from allot.client import ApiError, Client, JobOut
 
 ACTIVE_STATES = ("pending", "running")
 # squeue's compact state codes, so ``--state PD,R`` works as it does there.
@@ -44,7 +47,7 @@ JOB_STATES = ("pending", "running", "succeeded", "failed", "cancelled", "preempt
 LAST_EVENTS = 10
 PAGE_SIZE = 200  # jobs per request while following cursors up to --limit
 
-JobId = Annotated[int, typer.Argument(help="The job's id.", show_default=False)]
+JobId = Annotated[int, typer.Argument(metavar="JOB_ID", help="The job's id.", show_default=False)]
 
 
 def _states(given: list[str]) -> list[str]:
@@ -61,11 +64,20 @@ def _states(given: list[str]) -> list[str]:
 def jobs(
     state: Annotated[
         list[str] | None,
-        typer.Option("--state", "-t", help="pending, running, ... or PD, R, CD, F, CA, PR."),
+        typer.Option(
+            "--state",
+            "-t",
+            metavar="STATE",
+            help="pending, running, ... or PD, R, CD, F, CA, PR; repeat or join with commas.",
+        ),
     ] = None,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")] = None,
-    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", metavar="QUEUE", help="Only this queue.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", metavar="USER", help="Only this user's.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N.")] = 100,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include finished jobs.")] = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -154,32 +166,76 @@ def show(
 
 
 def cancel(
-    job_ids: Annotated[list[int], typer.Argument(help="Jobs to cancel.", show_default=False)],
+    job_ids: Annotated[
+        list[int], typer.Argument(metavar="JOB_ID", help="Jobs to cancel.", show_default=False)
+    ],
     url: UrlOption = None,
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
     """Cancel jobs like scancel: a pending job ends now, a running one gets its grace period.
     Every job is reported, cancelled or why not; the exit status is 1 if any was not."""
+    _each(job_ids, lambda allot, job_id: allot.cancel(job_id), _cancelled, url, token, fmt)
+
+
+def hold(
+    job_ids: Annotated[
+        list[int], typer.Argument(metavar="JOB_ID", help="Jobs to hold.", show_default=False)
+    ],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """Keep pending jobs from starting until released.
+    Every job is reported, held or why not; the exit status is 1 if any was not."""
+    _each(job_ids, lambda allot, job_id: allot.hold(job_id), _held, url, token, fmt)
+
+
+def release(
+    job_ids: Annotated[
+        list[int], typer.Argument(metavar="JOB_ID", help="Jobs to release.", show_default=False)
+    ],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    fmt: OutputOption = OutputFormat.table,
+) -> None:
+    """Let held jobs be scheduled again.
+    Every job is reported, released or why not; the exit status is 1 if any was not."""
+    _each(job_ids, lambda allot, job_id: allot.release(job_id), _released, url, token, fmt)
+
+
+def _each(
+    job_ids: list[int],
+    act: Callable[[Client, int], JobOut],
+    said: Callable[[JobOut], str],
+    url: str | None,
+    token: str | None,
+    fmt: OutputFormat,
+) -> None:
+    """Do ``act`` to each job in turn and report it (``said``), or why not, naming the job; go
+    on past a job it cannot be done to, then exit with the worst status. With json, print the
+    list of jobs it was done to."""
     done: list[JobOut] = []
     status = 0
     with reported(fmt=fmt), output.make_client(url, token) as allot:
+        from allot.client import ApiError, Unauthorized, Unreachable
+
         cause: ApiError | None = None  # once set, the server cannot be asked for the rest
         for job_id in job_ids:
             try:
                 if cause is not None:
                     raise cause
-                job = allot.cancel(job_id)
+                job = act(allot, job_id)
             except (Unauthorized, Unreachable) as err:
                 cause = err
                 status = max(status, _refused(job_id, err, fmt))
                 continue
-            except ApiError as err:  # the others may still be cancelled
+            except ApiError as err:  # the others may still be done
                 status = max(status, _refused(job_id, err, fmt))
                 continue
             done.append(job)
             if fmt is OutputFormat.table:
-                output.say(_cancelled(job))
+                output.say(said(job))
     if fmt is OutputFormat.json:
         output.print_json(done)
     if status:
@@ -187,7 +243,7 @@ def cancel(
 
 
 def _refused(job_id: int, err: ApiError, fmt: OutputFormat) -> int:
-    """Tell why ``job_id`` was not cancelled, naming it; returns the exit status."""
+    """Tell why ``job_id`` was not done, naming it; returns the exit status."""
     message, code, doc = output.failure(err)
     if fmt is OutputFormat.json:
         output.print_problem({**doc, "job_id": job_id})
@@ -203,40 +259,19 @@ def _cancelled(job: JobOut) -> str:
     return f"Stopping job {job.id}: it has until {when(job.run.stop_by)} to exit"
 
 
-def hold(
-    job_id: JobId,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    fmt: OutputOption = OutputFormat.table,
-) -> None:
-    """Keep a pending job from starting until it is released."""
-    with reported(fmt=fmt), output.make_client(url, token) as allot:
-        job = allot.hold(job_id)
-    _changed(job, f"Held job {job.id}", fmt)
+def _held(job: JobOut) -> str:
+    return f"Held job {job.id}"
 
 
-def release(
-    job_id: JobId,
-    url: UrlOption = None,
-    token: TokenOption = None,
-    fmt: OutputOption = OutputFormat.table,
-) -> None:
-    """Let a held job be scheduled again."""
-    with reported(fmt=fmt), output.make_client(url, token) as allot:
-        job = allot.release(job_id)
-    _changed(job, f"Released job {job.id}", fmt)
-
-
-def _changed(job: JobOut, message: str, fmt: OutputFormat) -> None:
-    if fmt is OutputFormat.json:
-        output.print_json(job)
-    else:
-        output.say(message)
+def _released(job: JobOut) -> str:
+    return f"Released job {job.id}"
 
 
 def logs(
     job_id: JobId,
-    task: Annotated[int, typer.Option(min=0, help="Which task of a gang.")] = 0,
+    task: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Which task of a gang (from 0).")
+    ] = 0,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
     ] = False,
@@ -264,8 +299,8 @@ def logs(
                 break  # the end, or the job was requeued meanwhile: keep to the run begun with
             chunk = following
     if fmt is OutputFormat.json:
-        whole = {**chunk.model_dump(), "data": "".join(parts)}
-        output.print_json(LogChunkOut.model_validate(whole))
+        whole = chunk.model_copy(update={"data": "".join(parts)})
+        output.print_json(whole)
 
 
 def explain(

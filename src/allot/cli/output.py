@@ -8,7 +8,10 @@ Invariants:
   (ours, or the server's ``Invalid``), 1 for anything else the server or the network did, and
   130 for Ctrl-C; never a traceback; with ``--output json`` the line is the failure's RFC 9457
   problem document instead (one line of JSON per failure), so scripts can parse it;
-- the token is never printed, and the local admin token is only ever sent to this machine.
+- the server and token are found as the SDK finds them (``allot.client.find_endpoint``): the
+  token is never printed, and the local admin token is only ever sent to this machine;
+- importing this module loads neither the SDK (httpx, Pydantic) nor the job file reader: a
+  command's help, and the paths that do not talk to the server, start without them.
 """
 
 from __future__ import annotations
@@ -22,23 +25,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, NoReturn
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from allot.cli.jobfile import JobFileError
-from allot.client import DEFAULT_URL, ApiError, Client, Invalid, JobOut, Unauthorized
-from allot.datadir import local_admin_token
+from allot.client._endpoint import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from allot.client import ApiError, Client, JobOut
 
 BAD_INPUT = 2
 FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class OutputFormat(StrEnum):
@@ -52,22 +55,23 @@ UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
-        envvar="ALLOT_URL",
-        show_envvar=True,
-        help=f"The allot server (default: {DEFAULT_URL}).",
+        metavar="URL",
+        help=f"The allot server (default: $ALLOT_URL, else {DEFAULT_URL}).",
+        show_default=False,
     ),
 ]
 TokenOption = Annotated[
     str | None,
     typer.Option(
         "--token",
-        envvar="ALLOT_TOKEN",
-        show_envvar=True,
-        help="API token (default: the one a local `allot up` wrote).",
+        metavar="TOKEN",
+        help="API token (default: $ALLOT_TOKEN, else the one a local `allot up` wrote).",
+        show_default=False,
     ),
 ]
 OutputOption = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="table, or json (the API's models).")
+    OutputFormat,
+    typer.Option("--output", "-o", metavar="FORMAT", help="table, or json (the API's models)."),
 ]
 
 
@@ -75,30 +79,20 @@ class InputError(Exception):
     """The command line asks for something impossible; the message names the flag and rule."""
 
 
-def server_url(url: str | None) -> str:
-    """The server's URL: ``url``, else ``ALLOT_URL``, else the default; raises InputError for
-    anything but an http(s) URL with a host."""
-    chosen = (url or os.environ.get("ALLOT_URL") or DEFAULT_URL).rstrip("/")
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"--url: must be an http(s) URL such as {DEFAULT_URL}, got {chosen!r}")
-    return chosen
-
-
-def resolve_token(url: str, token: str | None) -> str | None:
-    """``token`` when given (empty counts as not given); else the admin token a local
-    ``allot up`` wrote, but only for a server on this machine: it must not leak elsewhere."""
-    if token:
-        return token
-    if urlsplit(url).hostname in _LOOPBACK:
-        return local_admin_token()
-    return None
-
-
 def make_client(url: str | None, token: str | None) -> Client:
-    """The SDK client every command talks through (tests replace this function)."""
-    chosen = server_url(url)
-    return Client(chosen, resolve_token(chosen, token) or "")
+    """The SDK client every command talks through, to the server and with the token found as
+    the SDK finds them (tests replace this function). Raises InputError for a bad URL."""
+    # httpx imports its own command line (click, pygments, rich's syntax and progress: a
+    # tenth of this command's start-up) unless that import fails, which httpx allows for, as
+    # those are optional there. This process never runs httpx's command line.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    from allot.client import Client, EndpointError, find_endpoint
+
+    try:
+        endpoint = find_endpoint(url, token, url_field="--url")
+    except EndpointError as err:
+        raise InputError(str(err)) from None
+    return Client(endpoint.url, endpoint.token)
 
 
 def complain(message: str) -> None:
@@ -135,18 +129,35 @@ def print_problem(doc: Mapping[str, object]) -> None:
 def failure(err: Exception, subject: str = "") -> tuple[str, int, dict[str, object]]:
     """How a failure is told: the ``error:`` line, the exit status and the problem document.
     ``subject`` (a job file, say) prefixes what the server found invalid."""
-    if isinstance(err, InputError | JobFileError):
+    from allot.client import ApiError, Invalid, Unauthorized
+
+    if not isinstance(err, ApiError):  # ours, or the job file's
         return str(err), BAD_INPUT, {"type": "about:blank", "title": "Invalid input",
                                      "detail": str(err)}  # fmt: skip
-    assert isinstance(err, ApiError)
     if isinstance(err, Invalid):
         message = f"{subject}: {err}" if subject else str(err)
         return message, BAD_INPUT, problem_of(err)
     if isinstance(err, Unauthorized):
-        hint = "pass --token, set ALLOT_TOKEN, or run this where `allot up` wrote its token"
+        hint = (
+            "pass --token or set ALLOT_TOKEN; for a local `allot up`, set ALLOT_DATA_DIR to "
+            "the data directory it uses"
+        )
         return f"{err}; {hint}", FAILED, problem_of(err)
     # NotFound, Conflict, ServerError, Unreachable: the SDK words them.
     return str(err), FAILED, problem_of(err)
+
+
+def _is_failure(err: Exception) -> bool:
+    """True for the failures a command reports as one ``error:`` line: bad input (ours or the
+    job file's) and the SDK's errors; anything else is a bug and keeps its traceback. (The
+    modules are imported here, not at the top, so that a command starts without them.)"""
+    from allot.client import ApiError
+
+    if isinstance(err, InputError | ApiError):
+        return True
+    from allot.cli.jobfile import JobFileError
+
+    return isinstance(err, JobFileError)
 
 
 def tell(err: Exception, fmt: OutputFormat, subject: str = "") -> int:
@@ -172,7 +183,9 @@ def reported(subject: str = "", fmt: OutputFormat = OutputFormat.table) -> Itera
     except BrokenPipeError:  # the reader went away while a chunk was being written
         _discard_stdout()
         raise typer.Exit(FAILED) from None
-    except (InputError, JobFileError, ApiError) as err:
+    except Exception as err:
+        if not _is_failure(err):
+            raise
         raise typer.Exit(tell(err, fmt, subject)) from None
 
 
@@ -234,6 +247,8 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, object]) -> No
 
 
 def _plain(value: object) -> object:
+    from pydantic import BaseModel  # loaded already: the value came from the SDK
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):

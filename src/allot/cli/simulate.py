@@ -15,37 +15,13 @@ import json
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from allot.cli.simulate_table import comparison_table
-from allot.config.errors import ConfigError
-from allot.config.quotas import check_against_cluster, load_quotas
-from allot.core.model import SpecError
-from allot.core.policy import Policy, UnknownPolicyError, get_policy
-from allot.sim.cluster import load_cluster
-from allot.sim.engine import (
-    Simulation,
-    SimulationError,
-    check_some_job_fits,
-    with_estimates,
-)
-from allot.sim.metrics import compute_metrics
-from allot.sim.report import write_plots, write_report
-from allot.sim.result import SimResult
-from allot.sim.traces import TRACE_FORMATS, load_trace
-from allot.sim.workload import TraceJob
+if TYPE_CHECKING:  # the simulator is imported inside the command: `allot --help` stays fast
+    from allot.core.policy import Policy
+    from allot.sim.workload import TraceJob
 
 
 class TraceFormat(StrEnum):
@@ -73,6 +49,9 @@ class OutputFormat(StrEnum):
 
 
 def _infer_format(trace: Path) -> str:
+    from allot.config.errors import ConfigError
+    from allot.sim.traces import TRACE_FORMATS
+
     suffix = trace.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return "synthetic"
@@ -89,6 +68,9 @@ def _read_trace(
 ) -> tuple[str, list[TraceJob]]:
     """The trace's format and jobs. When the format was inferred from the file name, a trace
     that fails to parse says so, since the name may be what misled."""
+    from allot.config.errors import ConfigError
+    from allot.sim.traces import load_trace
+
     if chosen is not None:
         return chosen.value, load_trace(trace, chosen.value, limit=limit)
     fmt = _infer_format(trace)
@@ -103,6 +85,8 @@ def _read_trace(
 
 
 def _policies(names: str) -> list[Policy]:
+    from allot.core.policy import UnknownPolicyError, get_policy
+
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
         raise UnknownPolicyError("--policy: give at least one policy name")
@@ -112,39 +96,73 @@ def _policies(names: str) -> list[Policy]:
 
 
 def simulate(
-    trace: Annotated[Path, typer.Option(help="Trace file (CSV/Parquet) or synthetic spec (YAML).")],
-    cluster: Annotated[Path, typer.Option(help="Cluster description (YAML).")],
+    trace: Annotated[
+        Path,
+        typer.Option(metavar="FILE", help="Trace file (CSV/Parquet) or synthetic spec (YAML)."),
+    ],
+    cluster: Annotated[Path, typer.Option(metavar="FILE", help="Cluster description (YAML).")],
     quotas: Annotated[
         Path | None,
-        typer.Option(help="Tenants, queues, cohorts and quotas (YAML, see docs/quotas.md)."),
+        typer.Option(
+            metavar="FILE", help="Tenants, queues, cohorts and quotas (YAML, see docs/quotas.md)."
+        ),
     ] = None,
     trace_format: Annotated[
         TraceFormat | None,
         typer.Option(
             case_sensitive=False,
-            help="Trace format; inferred from the name if omitted (.csv/.parquet: allot, "
-            ".yaml: synthetic).",
+            metavar="FORMAT",
+            help="philly, alibaba2023, allot or synthetic; inferred from the name if omitted "
+            "(.csv/.parquet: allot, .yaml: synthetic).",
         ),
     ] = None,
-    policy: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = (
-        "fifo,backfill"
-    ),
-    out: Annotated[Path, typer.Option(help="Directory for report.json and plots.")] = Path(
-        "out/simulate"
-    ),
-    limit: Annotated[int | None, typer.Option(min=1, help="Replay only the first N jobs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for random node failures.")] = 0,
+    policy: Annotated[
+        str, typer.Option(metavar="NAMES", help="Comma-separated policies to compare.")
+    ] = ("fifo,backfill"),
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Directory for report.json and plots.")
+    ] = Path("out/simulate"),
+    limit: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Replay only the first N jobs.")
+    ] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed for random node failures.")] = 0,
     estimates: Annotated[
         Estimates,
         typer.Option(
+            metavar="KIND",
             help="Runtime estimates the scheduler sees: the trace's real duration (exact), "
-            "none, or what the trace carries (keep)."
+            "none, or what the trace carries (keep).",
         ),
     ] = Estimates.exact,
-    output: Annotated[OutputFormat, typer.Option(help="table or json.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option(metavar="FORMAT", help="table or json.")
+    ] = OutputFormat.table,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
     """Replay a trace on a cluster under each policy and compare them side by side."""
+    # The simulator, its plots and the progress bar load here, only for this command.
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from allot.cli.simulate_table import comparison_table
+    from allot.config.errors import ConfigError
+    from allot.config.quotas import check_against_cluster, load_quotas
+    from allot.core.model import SpecError
+    from allot.core.policy import UnknownPolicyError
+    from allot.sim.cluster import load_cluster
+    from allot.sim.engine import Simulation, SimulationError, check_some_job_fits, with_estimates
+    from allot.sim.metrics import compute_metrics
+    from allot.sim.report import write_plots, write_report
+    from allot.sim.result import SimResult
+
     console = Console(stderr=output is OutputFormat.json)
     try:
         chosen = _policies(policy)

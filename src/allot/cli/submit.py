@@ -1,19 +1,21 @@
 """``allot submit``: a job from a job file, or the command after ``--``, like sbatch; a job
 array with ``--array``. The job file format lives in ``allot.cli.jobfile``; flags override the
-file's values. A thin layer over the SDK's ``submit`` and ``submit_many``.
+file's values. As with sbatch, a job starts in the directory it was submitted from unless the
+job file or ``--workdir`` says otherwise. A thin layer over the SDK's ``submit`` and
+``submit_many``.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from allot.cli import output
-from allot.cli.jobfile import JobDraft, Origin, apply_flags, array_jobs, load_job_file, parse_array
+from allot.cli.command import ARGV
 from allot.cli.output import (
     InputError,
     OutputFormat,
@@ -22,24 +24,9 @@ from allot.cli.output import (
     UrlOption,
     reported,
 )
-from allot.wire.schemas import MAX_BATCH
 
-ARGV = "allot.argv"  # where CommandAfterDashes keeps the words after ``--``
-
-
-class CommandAfterDashes(TyperCommand):
-    """A command whose words after ``--`` are a program's argv, kept away from its options."""
-
-    # Typer's Click is vendored privately, so its Context type cannot be named here; what
-    # arrives is the typer.Context it makes.
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
-        if "--" in args:
-            at = args.index("--")
-            ctx.meta[ARGV] = args[at + 1 :]
-            args = args[:at]
-        # Words left over are most likely a command missing its --; the command says so.
-        ctx.allow_extra_args = True
-        return super().parse_args(ctx, args)
+if TYPE_CHECKING:
+    from allot.cli.jobfile import JobDraft
 
 
 def submit(
@@ -52,32 +39,54 @@ def submit(
             show_default=False,
         ),
     ] = None,
-    gpus: Annotated[float | None, typer.Option("--gpus", "-G", help="GPUs per task.")] = None,
-    tasks: Annotated[
-        int | None, typer.Option("--tasks", "-n", help="Tasks; >1 is a gang that starts whole.")
+    gpus: Annotated[
+        float | None, typer.Option("--gpus", "-G", metavar="N", help="GPUs per task.")
     ] = None,
-    cpus: Annotated[float | None, typer.Option("--cpus", "-c", help="CPU cores per task.")] = None,
-    memory_mib: Annotated[int | None, typer.Option(help="Memory per task in MiB.")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue to wait in.")] = None,
+    tasks: Annotated[
+        int | None,
+        typer.Option("--tasks", "-n", metavar="N", help="Tasks; >1 is a gang that starts whole."),
+    ] = None,
+    cpus: Annotated[
+        float | None, typer.Option("--cpus", "-c", metavar="N", help="CPU cores per task.")
+    ] = None,
+    memory_mib: Annotated[
+        int | None, typer.Option(metavar="MIB", help="Memory per task in MiB.")
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", metavar="QUEUE", help="Queue to wait in.")
+    ] = None,
     priority: Annotated[
-        str | None, typer.Option(help="An integer or a priority class name.")
+        str | None, typer.Option(metavar="PRIORITY", help="An integer or a priority class name.")
     ] = None,
     flavor: Annotated[
-        list[str] | None, typer.Option(help="Accepted GPU flavor; repeat, preferred first.")
+        list[str] | None,
+        typer.Option(metavar="FLAVOR", help="Accepted GPU flavor; repeat, preferred first."),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", "-J", help="The job's name.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-J", metavar="NAME", help="The job's name.")
+    ] = None,
     workdir: Annotated[
-        str | None, typer.Option("--workdir", "-D", help="Directory to start in.")
+        str | None,
+        typer.Option(
+            "--workdir",
+            "-D",
+            metavar="DIR",
+            help="Directory to start in (default: the job file's workdir, else this one).",
+        ),
     ] = None,
     env: Annotated[
         list[str] | None,
-        typer.Option(help="K=V (repeatable); K alone passes on this shell's value."),
+        typer.Option(metavar="K=V", help="Set K to V (repeat); K alone passes on this shell's."),
     ] = None,
     time_limit: Annotated[
-        str | None, typer.Option(help="Stop it after this long: 90 (seconds), 30m, 2h, 1d.")
+        str | None,
+        typer.Option(
+            metavar="DURATION", help="Stop it after this long: 90 (seconds), 30m, 2h, 1d."
+        ),
     ] = None,
     estimate: Annotated[
-        str | None, typer.Option(help="How long it should run (helps backfill).")
+        str | None,
+        typer.Option(metavar="DURATION", help="How long it should run (helps backfill)."),
     ] = None,
     checkpointable: Annotated[
         bool | None,
@@ -101,7 +110,10 @@ def submit(
     ] = None,
     array: Annotated[
         str | None,
-        typer.Option(help="A job array: 0-99, 0-99:2 or 1,3,5; each gets ALLOT_ARRAY_INDEX."),
+        typer.Option(
+            metavar="INDICES",
+            help="A job array: 0-99, 0-99:2 or 1,3,5; each gets ALLOT_ARRAY_INDEX.",
+        ),
     ] = None,
     after: Annotated[
         list[str] | None,
@@ -123,6 +135,17 @@ def submit(
 
     allot submit train.yaml --gpus 2   |   allot submit --gpus 1 -- python train.py --lr 3e-4
     """
+    # Imported here, not at the top: `allot submit --help` starts without them.
+    from allot.cli.jobfile import (
+        JobDraft,
+        Origin,
+        apply_flags,
+        array_jobs,
+        load_job_file,
+        parse_array,
+    )
+    from allot.wire.schemas import MAX_BATCH
+
     argv: list[str] | None = ctx.meta.get(ARGV)
     subject = "" if job_file is None else str(job_file)
     with reported(subject, fmt):
@@ -157,6 +180,7 @@ def submit(
             "--after": after,
         }
         apply_flags(draft, flags, env or [])
+        _start_here(draft)
         submission = draft.submission()
         if array is not None:
             try:
@@ -188,3 +212,19 @@ def submit(
         output.write(f"{job.id}\n")
     else:
         output.say(f"Submitted job {job.id}" + (" (held)" if job.held else ""))
+
+
+def _start_here(draft: JobDraft) -> None:
+    """Without a workdir from the job file or ``--workdir``, the job starts where it was
+    submitted, as with sbatch (the server's own default would be a folder of its own)."""
+    from allot.cli.jobfile import Origin
+
+    if "workdir" in draft.fields:
+        return
+    try:
+        here = os.getcwd()
+    except OSError as err:  # the folder was removed under this shell
+        raise InputError(
+            f"--workdir: the current folder is not usable ({err.strerror}); give --workdir DIR"
+        ) from None
+    draft.set("workdir", here, Origin("the current folder"))

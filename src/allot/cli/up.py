@@ -53,8 +53,11 @@ def up(
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
     from allot.banner import queues_line, quotas_line, try_command
+    from allot.cli import restore_plugins
     from allot.instance import ClaimError
     from allot.server import ServerConfig, build, claim, serve
+
+    restore_plugins()  # the server and its tasks get the user's environment as it was
 
     console = Console(stderr=True)
 

@@ -5,7 +5,6 @@ coroutine; ``follow_logs`` an async generator). Every method returns wire models
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
@@ -33,9 +32,14 @@ T = TypeVar("T")
 class AsyncClient:
     """A connection to an allot server, for asyncio code.
 
-    ``url`` defaults to ``ALLOT_URL`` (else ``http://127.0.0.1:8765``) and ``token`` to
-    ``ALLOT_TOKEN``. ``transport`` replaces httpx's network transport (tests pass one that
-    calls the app in-process). Use it as an async context manager, or await ``close()``.
+    The server and token are found as the ``allot`` command finds them, each from the first
+    that gives one: the argument; ``ALLOT_URL`` / ``ALLOT_TOKEN``; else
+    ``http://127.0.0.1:8765`` and the admin token a local ``allot up`` wrote into its data
+    directory (``$ALLOT_DATA_DIR``, else ``~/.local/share/allot``), a token only ever sent to
+    a server on this machine. So ``Client()`` with no arguments talks to a local ``allot up``.
+    Raises ``EndpointError`` (a ``ValueError``) for a URL that is not http(s). ``transport``
+    replaces httpx's network transport (tests pass one that calls the app in-process).
+    Use it as an async context manager, or await ``close()``.
     """
 
     def __init__(
@@ -46,9 +50,14 @@ class AsyncClient:
         timeout: float = 30,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url, headers = routes.settings(url, token)
+        found = routes.settings(url, token)
+        self.url = found.url
         self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=found.url,
+            headers=found.headers,
+            verify=found.verify,
+            timeout=timeout,
+            transport=transport,
         )
 
     async def __aenter__(self) -> AsyncClient:
@@ -192,6 +201,8 @@ class AsyncClient:
         """Text of one task's output as it is written, until the run has ended and all of it
         has been read (waits for a pending job to start). Checks every ``poll`` seconds when
         nothing is new. Raises like ``logs``."""
+        import asyncio  # here, not at the top: `import allot.client` stays fast for sync code
+
         follower = routes.LogFollower(job_id, task)
         while not follower.done:
             text, wait = follower.take(await self._send(follower.call()))

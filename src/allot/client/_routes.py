@@ -2,12 +2,12 @@
 The sync and async clients send these ``Call``s through their own httpx client and read the
 answers with ``decoded``, so what each endpoint means is written once. ``LogFollower`` is the
 loop of ``follow_logs`` as a state machine, and ``settings`` the client configuration, for the
-same reason.
+same reason (where the server is and which token to send come from ``allot.client._endpoint``).
 """
 
 from __future__ import annotations
 
-import os
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from allot.client._endpoint import find_endpoint
 from allot.client._errors import ApiError, error_from_response
 from allot.wire.schemas import (
     EventOut,
@@ -31,8 +32,6 @@ from allot.wire.schemas import (
 
 T = TypeVar("T")
 QueryValue = str | int | float | bool | None
-
-DEFAULT_URL = "http://127.0.0.1:8765"
 
 _events: TypeAdapter[list[EventOut]] = TypeAdapter(list[EventOut])
 _nodes: TypeAdapter[list[NodeOut]] = TypeAdapter(list[NodeOut])
@@ -54,14 +53,31 @@ class Call(Generic[T]):
     retry_safe: bool = False
 
 
-def settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
-    """The server URL and request headers, from the arguments or ``ALLOT_URL``/``ALLOT_TOKEN``."""
-    base = (url or os.environ.get("ALLOT_URL") or DEFAULT_URL).rstrip("/")
-    secret = token if token is not None else os.environ.get("ALLOT_TOKEN")
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a client reaches the server: its URL, the headers of every request, and the TLS
+    verification httpx is to use."""
+
+    url: str
+    headers: dict[str, str]
+    verify: ssl.SSLContext | bool
+
+
+def settings(url: str | None, token: str | None) -> Settings:
+    """The client configuration, with the server and token found as ``find_endpoint`` says.
+
+    For an ``http://`` server, TLS verification gets a context that trusts no certificate
+    instead of the CA bundle: loading the bundle is most of the cost of making a client (a
+    command line feels it), and nothing this client sends uses TLS; were something to, it
+    would fail rather than go unverified."""
+    endpoint = find_endpoint(url, token)
     headers = {"Accept": "application/json"}
-    if secret:
-        headers["Authorization"] = f"Bearer {secret}"
-    return base, headers
+    if endpoint.token:
+        headers["Authorization"] = f"Bearer {endpoint.token}"
+    verify: ssl.SSLContext | bool = True
+    if endpoint.url.startswith("http://"):
+        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA to trust
+    return Settings(endpoint.url, headers, verify)
 
 
 def decoded(call: Call[T], response: httpx.Response) -> T:

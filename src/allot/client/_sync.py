@@ -32,9 +32,14 @@ T = TypeVar("T")
 class Client:
     """A connection to an allot server.
 
-    ``url`` defaults to ``ALLOT_URL`` (else ``http://127.0.0.1:8765``) and ``token`` to
-    ``ALLOT_TOKEN``. ``transport`` replaces httpx's network transport (tests pass one that
-    calls the app in-process). Use it as a context manager, or call ``close()``.
+    The server and token are found as the ``allot`` command finds them, each from the first
+    that gives one: the argument; ``ALLOT_URL`` / ``ALLOT_TOKEN``; else
+    ``http://127.0.0.1:8765`` and the admin token a local ``allot up`` wrote into its data
+    directory (``$ALLOT_DATA_DIR``, else ``~/.local/share/allot``), a token only ever sent to
+    a server on this machine. So ``Client()`` with no arguments talks to a local ``allot up``.
+    Raises ``EndpointError`` (a ``ValueError``) for a URL that is not http(s). ``transport``
+    replaces httpx's network transport (tests pass one that calls the app in-process).
+    Use it as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -45,9 +50,14 @@ class Client:
         timeout: float = 30,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url, headers = routes.settings(url, token)
+        found = routes.settings(url, token)
+        self.url = found.url
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=found.url,
+            headers=found.headers,
+            verify=found.verify,
+            timeout=timeout,
+            transport=transport,
         )
 
     def __enter__(self) -> Client:

@@ -245,8 +245,19 @@ class ControlPlane:
         return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executors)
 
     def list_jobs(self, where: JobFilter) -> list[JobRecord]:
-        """Jobs matching ``where``, newest first, a pending job with why it waits."""
-        return [reasons.with_reason(r, self.loop) for r in self.store.list_jobs(where)]
+        """Jobs matching ``where``, newest first, a pending job with why it waits. When none
+        matches and ``where.queue`` is not a configured queue, raises RejectedError naming the
+        known ones: a mistyped queue is an error, not an empty list (jobs left in a queue that
+        is no longer configured are still listed)."""
+        found = self.store.list_jobs(where)
+        if not found and where.queue is not None:
+            queues = self._cluster().queues
+            if where.queue not in queues:
+                known = ", ".join(sorted(queues)) or "none"
+                raise RejectedError(
+                    "queue", f"unknown queue {where.queue!r}; known queues: {known}"
+                )
+        return [reasons.with_reason(r, self.loop) for r in found]
 
     def events(self, job_id: int) -> list[EventRecord]:
         """The job's event log, oldest first; raises NotFoundError."""

@@ -8,11 +8,17 @@ Invariants
 - Variables that would describe the server's own place in a job (``RANK``, ...) are dropped
   from the server's environment; a gang task gets its own, for torch.distributed's ``env://``
   rendezvous, with one ``MASTER_PORT`` for the whole run.
+- A server run from a virtual environment (``.venv/bin/allot up``) gives its tasks that
+  environment as if it were activated: its ``bin`` first on ``PATH`` and ``VIRTUAL_ENV`` set,
+  so ``python train.py`` runs the Python allot is installed in, with what is installed beside
+  it (``server_python``).
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from collections.abc import Mapping
 
 from allot.control.ports import TaskLaunch
@@ -75,6 +81,25 @@ def task_environment(
         env["MASTER_ADDR"] = MASTER_ADDR
         if master_port is not None:
             env["MASTER_PORT"] = str(master_port)
+    return env
+
+
+def server_python(
+    server_env: Mapping[str, str],
+    *,
+    prefix: str = sys.prefix,
+    base_prefix: str = sys.base_prefix,
+) -> dict[str, str]:
+    """``server_env`` with the server's virtual environment activated (unchanged when the
+    server does not run in one, or it is active already)."""
+    env = dict(server_env)
+    if prefix == base_prefix:
+        return env
+    bin_dir = os.path.join(prefix, "bin")
+    path = env.get("PATH", os.defpath).split(os.pathsep)
+    if not path or path[0] != bin_dir:
+        env["PATH"] = os.pathsep.join([bin_dir, *(p for p in path if p != bin_dir)])
+    env["VIRTUAL_ENV"] = prefix
     return env
 
 

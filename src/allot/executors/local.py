@@ -38,7 +38,12 @@ from pathlib import Path
 from allot.control.ports import RunStatus, TaskLaunch
 from allot.core.model import Node
 from allot.executors import runner
-from allot.executors.environment import SECRET_VARIABLES, free_port, task_environment
+from allot.executors.environment import (
+    SECRET_VARIABLES,
+    free_port,
+    server_python,
+    task_environment,
+)
 from allot.executors.inventory import Inventory, detect
 from allot.executors.task_state import Processes, TaskPhase, read_task, run_status
 
@@ -275,7 +280,7 @@ class LocalExecutor:
                 peers = sorted(i for i, node in node_of.items() if node == task.placement.node)
                 env = task_environment(
                     task,
-                    os.environ,
+                    server_python(os.environ),
                     master_port=port,
                     local_rank=peers.index(task.task_index),
                     local_world_size=len(peers),

@@ -14,7 +14,10 @@ and starts this runner detached, in a session of its own. The runner:
    runner's session, output to the log, and forwards each SIGTERM it receives to that group;
 4. enforces the time limit itself (SIGTERM to the task's group at the limit, SIGKILL after
    the grace period), so a limit holds while the server is down;
-5. writes ``exit.json``: the exit code (negative: the signal that ended the task), whether the
+5. says in the task's log, on a line starting ``allot:``, whenever allot stops the task: each
+   SIGTERM it sends or forwards, and the SIGKILL after the grace period (its own, or the
+   executor's, which it sees in the ``stop`` marker and the way the task ended);
+6. writes ``exit.json``: the exit code (negative: the signal that ended the task), whether the
    time limit stopped it, whether it was asked to stop (and how many SIGTERMs it received),
    and when it finished.
 
@@ -125,6 +128,8 @@ class Runner:
         self.terms_received = 0
         self.terms_forwarded = 0
         self.log_fd = -1
+        self.grace = 0.0  # seconds between SIGTERM and SIGKILL, from the spec
+        self.kill_noted = False
 
     def path(self, name: str) -> str:
         return os.path.join(self.task_dir, name)
@@ -138,8 +143,22 @@ class Runner:
     def on_sigterm(self, signum: int, frame: object) -> None:
         self.terms_received += 1
         if self.task_group is not None:
-            self.terms_forwarded += 1
-            signal_group(self.task_group, signal.SIGTERM)
+            self.forward_term()
+
+    def forward_term(self) -> None:
+        """Pass a stop on to the task's group, and say so in its log."""
+        assert self.task_group is not None
+        self.terms_forwarded += 1
+        signal_group(self.task_group, signal.SIGTERM)
+        self.note(f"asked to stop: sent SIGTERM; {self.kill_warning()}")
+
+    def kill_warning(self) -> str:
+        return f"SIGKILL follows if the task still runs after the {self.grace:g} s grace period"
+
+    def note_kill(self) -> None:
+        if not self.kill_noted:
+            self.kill_noted = True
+            self.note(f"sent SIGKILL after the {self.grace:g} s grace period")
 
     def stop_requested(self) -> str | None:
         try:
@@ -201,6 +220,7 @@ class Runner:
             return self.supervise(spec, own_start, boot)
         finally:
             os.close(self.log_fd)
+            self.log_fd = -1
 
     def supervise(
         self, spec: Mapping[str, object], own_start: tuple[int, str] | None, boot: str
@@ -212,6 +232,7 @@ class Runner:
             self.note("stopped before the task started")
             self.finish(-(signal.SIGKILL if stop == "kill" else signal.SIGTERM))
             return 0
+        self.grace = _number(spec.get("grace_seconds")) or 0.0
         argv = _strings(spec.get("argv"))
         env = {str(k): str(v) for k, v in _mapping(spec.get("env")).items()}
         workdir = str(spec.get("workdir") or ".")
@@ -229,14 +250,21 @@ class Runner:
         if self.stop_requested() == "kill":
             signal_group(self.task_pid, signal.SIGKILL)
         if self.terms_received and not self.terms_forwarded:  # TERM arrived while spawning
-            self.terms_forwarded += 1
-            signal_group(self.task_pid, signal.SIGTERM)
+            self.forward_term()
         limit = _number(spec.get("time_limit"))
-        grace = _number(spec.get("grace_seconds")) or 0.0
         term_at = None if limit is None else started + limit
-        exit_code, timed_out = self.wait(self.task_pid, term_at, grace, limit)
+        exit_code, timed_out = self.wait(self.task_pid, term_at, self.grace, limit)
         self.finish(exit_code, timed_out=timed_out)
         return 0
+
+    def killed_by_executor(self, ended: os.waitid_result) -> bool:
+        """True when the task died of the SIGKILL the executor sends once the grace period of
+        a stop is over (it writes the ``kill`` marker before it signals)."""
+        return (
+            ended.si_code == os.CLD_KILLED
+            and ended.si_status == signal.SIGKILL
+            and self.stop_requested() == "kill"
+        )
 
     def cannot_start(self, reason: str, err: OSError) -> int:
         self.note(reason)
@@ -287,17 +315,21 @@ class Runner:
                 # WNOWAIT: the task stays a zombie, holding its group id, until we reap below.
                 done = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 if done is not None and done.si_pid == pid:
+                    if self.killed_by_executor(done):
+                        self.note_kill()
                     break
                 now = time.monotonic()
                 if kill_at is not None and now >= kill_at:
-                    self.note(f"still running {grace:g} s after SIGTERM; sending SIGKILL")
                     signal_group(pid, signal.SIGKILL)
+                    self.note_kill()
                     kill_at = None
                     term_at = None
                 elif term_at is not None and now >= term_at and not timed_out:
                     timed_out = True
-                    self.note(f"time limit of {limit:g} s reached; sending SIGTERM")
                     signal_group(pid, signal.SIGTERM)
+                    self.note(
+                        f"time limit of {limit:g} s reached: sent SIGTERM; {self.kill_warning()}"
+                    )
                     kill_at = now + grace
                 next_at = kill_at if kill_at is not None else term_at if not timed_out else None
                 timeout = None if next_at is None else max(0.0, next_at - time.monotonic())

@@ -143,7 +143,7 @@ def _cursor(before: str | None) -> int | None:
     raise RequestValidationError([error])
 
 
-@router.get("")
+@router.get("", responses=documented(422))
 def list_jobs(
     control: Control,
     state: Annotated[list[JobStateName] | None, Query(description="Repeat for several.")] = None,
@@ -153,7 +153,8 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     before: Annotated[str | None, Query(description="The 'next' cursor of a page.")] = None,
 ) -> JobPage:
-    """Jobs matching every given filter, newest first, one page at a time."""
+    """Jobs matching every given filter, newest first, one page at a time; 422 for an unknown
+    queue (the problem names the known ones)."""
     where = JobFilter(
         states=tuple(JobState(s) for s in state or ()),
         queue=queue,
