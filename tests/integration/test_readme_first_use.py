@@ -92,7 +92,8 @@ def test_the_readme_first_use_works_on_a_fresh_data_directory(tmp_path: Path) ->
         sdk = subprocess.run(
             [sys.executable, "-c",
              "from allot.client import Client\n"
-             "with Client() as allot: print(sorted(j.id for j in allot.jobs(state='succeeded').items))"],
+             "with Client() as allot:\n"
+             "    print(sorted(j.id for j in allot.jobs(state='succeeded').items))"],
             env=cli_env(server.data_dir, server.url), capture_output=True, text=True,
             check=False, timeout=60,
         )  # fmt: skip
