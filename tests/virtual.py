@@ -18,6 +18,7 @@ from pathlib import Path
 from allot.control.loop import SchedulingLoop
 from allot.control.observers import CycleReport
 from allot.control.ports import RunState, RunStatus, TaskLaunch
+from allot.control.principal import Principal
 from allot.control.records import JobRecord, Launch, NewJob
 from allot.control.services import ControlPlane
 from allot.control.system import SystemConfig, build
@@ -173,7 +174,7 @@ class VirtualPlant:
             runtime_estimate=runs_for,
             **fields,  # type: ignore[arg-type]
         )
-        record, _ = self.control.submit(job, actor=user)
+        record, _ = self.control.submit(job, principal=Principal.admin(user))
         if runs_for is not None:
             self.executor.durations[record.id] = runs_for
         return record

@@ -11,6 +11,7 @@ import pytest
 
 from allot.control.dependencies import DEPENDENCY
 from allot.control.ports import RunState, RunStatus
+from allot.control.principal import Principal
 from allot.control.records import (
     NEW_ARRAY,
     Condition,
@@ -71,14 +72,16 @@ class Plant:
         self.loop, self.control = system.loop, system.control
 
     def submit(self, *after: Dependency, name: str = "step") -> int:
-        record, _ = self.control.submit(replace(JOB, name=name, after=after), actor="ada")
+        record, _ = self.control.submit(
+            replace(JOB, name=name, after=after), principal=Principal.admin("ada")
+        )
         return record.id
 
     def array(self, size: int, *after: Dependency) -> list[int]:
         job = replace(JOB, after=after)
         results = self.control.submit_many(
             [job] * size,
-            actor="ada",
+            principal=Principal.admin("ada"),
             idempotency_keys=[None] * size,
             request_hashes=[None] * size,
             array=NEW_ARRAY,
@@ -189,9 +192,9 @@ def test_a_dependency_that_can_never_be_met_ends_the_chain(plant: Plant) -> None
 
 def test_a_cancelled_dependency_ends_an_ok_dependent(plant: Plant) -> None:
     pre = plant.submit()
-    plant.control.hold(pre, actor="ada")
+    plant.control.hold(pre, principal=Principal.admin("ada"))
     train = plant.submit(Dependency(pre))
-    plant.control.cancel(pre, actor="ada")
+    plant.control.cancel(pre, principal=Principal.admin("ada"))
     plant.cycle()
     assert plant.job(train).reason == f"dependency never satisfied: job {pre} was cancelled"
 
@@ -279,7 +282,7 @@ def test_adding_to_an_array_checks_it(plant: Plant) -> None:
     def add(array: int, *after: Dependency) -> list[tuple[JobRecord, bool]]:
         return plant.control.submit_many(
             [replace(JOB, after=after)],
-            actor="ada",
+            principal=Principal.admin("ada"),
             idempotency_keys=[None],
             request_hashes=[None],
             array=array,
