@@ -50,7 +50,6 @@ from allot.wire.schemas import (
     RunPhaseName,
 )
 
-
 # The wire names of the core's states, spelled out so a renamed state cannot silently change
 # the API (a test checks that every state has one).
 JOB_STATES: dict[JobState, JobStateName] = {
