@@ -120,7 +120,7 @@ def test_get_returns_the_job_and_404_for_an_unknown_one(api: httpx.Client) -> No
     assert api.get(f"/v1/jobs/{job['id']}").json() == job
     missing = api.get("/v1/jobs/999")
     assert missing.status_code == 404
-    assert missing.json()["detail"] == "no job 999"
+    assert missing.json()["detail"] == "job 999 does not exist"
 
 
 def test_list_filters_by_state_queue_user_and_tenant(
