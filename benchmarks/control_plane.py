@@ -209,13 +209,12 @@ def sbatch_rate(count: int) -> tuple[float | None, str]:
 def cycle_time(database: str, pending: int) -> float:
     """Median of 5 ``run_once`` with ``pending`` jobs that cannot start."""
     from allot.control.clock import SystemClock
-    from allot.control.loop import SchedulingLoop
     from allot.control.ports import RunState
     from allot.control.records import Launch, NewJob
+    from allot.control.system import SystemConfig, build
     from allot.core.model import Resources
-    from allot.core.policy import get_policy
     from allot.executors.local import LocalExecutor
-    from allot.server import default_quotas
+    from allot.quota_source import default_quotas
     from allot.store import SqlStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,9 +222,8 @@ def cycle_time(database: str, pending: int) -> float:
         store.migrate()
         executor = LocalExecutor(Path(tmp), gpus=8)
         clock = SystemClock()
-        store.sync_nodes(executor.inventory(), at=clock.now())
         store.save_quotas(default_quotas(), at=clock.now())
-        loop = SchedulingLoop(store, executor, clock, get_policy("allot"))
+        loop = build(SystemConfig(), store=store, executors=executor, clock=clock).loop
         launch = Launch(("sleep", "600"))
         whole = NewJob(
             "blocker",

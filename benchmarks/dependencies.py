@@ -36,12 +36,11 @@ from sqlalchemy.pool import NullPool
 
 from allot.control.clock import SystemClock
 from allot.control.dependencies import judge_job
-from allot.control.loop import SchedulingLoop
 from allot.control.records import NEW_ARRAY, Dependency, Launch, NewJob
+from allot.control.system import SystemConfig, build
 from allot.core.model import Resources
-from allot.core.policy import get_policy
 from allot.executors.local import LocalExecutor
-from allot.server import default_quotas
+from allot.quota_source import default_quotas
 from allot.store import SqlStore, default_database_url
 
 BATCH = 1000
@@ -110,10 +109,9 @@ def measure(url: str, scenario: Scenario, pending: int) -> tuple[float, float, i
         try:
             executor = LocalExecutor(Path(tmp), gpus=0)
             clock = SystemClock()
-            store.sync_nodes(executor.inventory(), at=clock.now())
             store.save_quotas(default_quotas(), at=clock.now())
+            loop = build(SystemConfig(), store=store, executors=executor, clock=clock).loop
             scenario(store, pending)
-            loop = SchedulingLoop(store, executor, clock, get_policy("allot"))
             cycles, steps = [], []
             for _ in range(5):
                 started = time.perf_counter()

@@ -174,6 +174,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.sim",
                 "allot.core.model",
                 "allot.core.policy",
+                "allot.core.units",
                 "allot.cli",
             }
         ),

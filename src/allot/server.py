@@ -26,11 +26,13 @@ from allot.api.auth import hash_token
 from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
 from allot.control.loop import SchedulingLoop
+from allot.control.registry import LOCAL, ExecutorRegistry
 from allot.control.services import ControlPlane
-from allot.core.policy import get_policy
+from allot.control.system import SystemConfig
+from allot.control.system import build as build_system
 from allot.core.quota.config import QuotaConfig
 from allot.datadir import TOKEN_FILE
-from allot.executors.inventory import Inventory, detect
+from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.quota_source import ActiveQuotas, activate, default_quotas
@@ -140,27 +142,24 @@ def build(config: ServerConfig) -> Server:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     clock = SystemClock()
-    inventory = detect(config.gpus, None)
+    executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
+    inventory = executor.inventory_report()
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
     store.migrate()
     token_path = ensure_admin_token(store, config.data_dir, clock.now())
-    executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
-    store.sync_nodes(inventory.nodes, at=clock.now())
     quota_file = None if config.quotas_file is None else config.quotas_file.resolve()
     quotas = activate(store, config.data_dir, loaded=loaded, file=quota_file, at=clock.now())
-    loop = SchedulingLoop(
-        store,
-        executor,
-        clock,
-        get_policy(config.policy),
-        interval=config.interval,
-        grace_seconds=config.grace_seconds,
+    system = build_system(
+        SystemConfig(config.policy, config.interval, grace_seconds=config.grace_seconds),
+        store=store,
+        executors=ExecutorRegistry({LOCAL: executor}),
+        clock=clock,
     )
-    executor.notify_on_exit(loop.wake)
-    loop.start()
-    control = ControlPlane(store, executor, clock, loop)
-    return Server(config, store, executor, inventory, loop, control, token_path, quotas)
+    system.start()
+    return Server(
+        config, store, executor, inventory, system.loop, system.control, token_path, quotas
+    )
 
 
 def serve(server: Server, sock: socket.socket) -> None:

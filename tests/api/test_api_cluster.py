@@ -31,7 +31,7 @@ def test_drain_and_undrain(api: httpx.Client, harness: Harness) -> None:
     assert harness.store.nodes()[1].state is NodeState.DRAINING
     assert harness.loop.wakes == 1
     events = harness.store.events()
-    assert (events[-1].actor, events[-1].data) == ("alice", {"node": "gpu-2"})
+    assert (events[-1].actor, events[-1].data["node"]) == ("alice", "gpu-2")
     assert api.post("/v1/nodes/gpu-2/undrain").json()["state"] == "up"
 
 
@@ -47,7 +47,7 @@ def test_drain_and_undrain_answer_the_node_as_the_list_does(api: httpx.Client) -
 def test_draining_an_unknown_node_is_404(api: httpx.Client) -> None:
     response = api.post("/v1/nodes/gpu-9/drain")
     assert response.status_code == 404
-    assert response.json()["detail"] == "no node 'gpu-9'"
+    assert response.json()["detail"] == "node gpu-9 does not exist"
 
 
 def test_queues_show_quota_use_and_counts(api: httpx.Client, harness: Harness) -> None:

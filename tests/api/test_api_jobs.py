@@ -8,12 +8,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from allot.api.auth import hash_token
 from allot.control.records import JobFilter
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobState, Resources
-from allot.core.quota.config import QuotaConfig
-from harness import Harness
+from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
+from harness import Harness, InProcessTransport
+
+BOB = "tok-bob-0123456789"
+BASE_URL = "http://allot.test"
 
 TRAIN: dict[str, Any] = {
     "name": "train",
@@ -86,9 +91,28 @@ def test_a_priority_class_name_becomes_its_number(api: httpx.Client, harness: Ha
     ]
 
 
-def test_tenant_user_and_hold_are_taken_from_the_submission(api: httpx.Client) -> None:
-    job = submit(api, tenant="vision", user="bob", hold=True)
-    assert (job["tenant"], job["user"], job["held"]) == ("vision", "bob", True)
+TWO_TENANTS = QuotaConfig(
+    (TenantSpec("default"), TenantSpec("vision")),
+    (QueueSpec("default", "default"), QueueSpec("vision", "vision")),
+)
+
+
+def test_the_user_is_the_caller_and_the_tenant_the_queues(
+    api: httpx.Client, harness: Harness
+) -> None:
+    harness.store.save_quotas(TWO_TENANTS, at=0)
+    job = submit(api, queue="vision", hold=True)
+    assert (job["tenant"], job["user"], job["held"]) == ("vision", "alice", True)
+    assert submit(api, queue="vision", tenant="vision")["tenant"] == "vision"
+    other = api.post("/v1/jobs", json={"command": "true", "queue": "vision", "tenant": "default"})
+    assert other.status_code == 422
+    assert other.json()["errors"] == [
+        {"field": "tenant", "rule": "queue vision belongs to tenant 'vision', not 'default'"}
+    ]
+    # Nothing in the body says who submits.
+    spoof = api.post("/v1/jobs", json={"command": "true", "user": "bob"})
+    assert spoof.status_code == 422
+    assert spoof.json()["errors"][0]["field"] == "user"
 
 
 def test_get_returns_the_job_and_404_for_an_unknown_one(api: httpx.Client) -> None:
@@ -96,12 +120,21 @@ def test_get_returns_the_job_and_404_for_an_unknown_one(api: httpx.Client) -> No
     assert api.get(f"/v1/jobs/{job['id']}").json() == job
     missing = api.get("/v1/jobs/999")
     assert missing.status_code == 404
-    assert missing.json()["detail"] == "no job 999"
+    assert missing.json()["detail"] == "job 999 does not exist"
 
 
-def test_list_filters_by_state_queue_user_and_tenant(api: httpx.Client, harness: Harness) -> None:
-    first = submit(api, user="bob")
-    second = submit(api, tenant="vision")
+def test_list_filters_by_state_queue_user_and_tenant(
+    api: httpx.Client, app: FastAPI, harness: Harness
+) -> None:
+    harness.store.add_token("bob", "admin", hash_token(BOB), at=0)
+    harness.store.save_quotas(TWO_TENANTS, at=0)
+    with httpx.Client(
+        transport=InProcessTransport(app),
+        base_url=BASE_URL,
+        headers={"Authorization": f"Bearer {BOB}"},
+    ) as bob:
+        first = submit(bob)
+    second = submit(api, queue="vision")
     third = submit(api)
     harness.start(third["id"])
     api.post(f"/v1/jobs/{first['id']}/cancel")
@@ -116,7 +149,7 @@ def test_list_filters_by_state_queue_user_and_tenant(api: httpx.Client, harness:
     assert ids(state=["running", "cancelled"]) == [third["id"], first["id"]]
     assert ids(user="bob") == [first["id"]]
     assert ids(tenant="vision") == [second["id"]]
-    assert ids(queue="default") == [third["id"], second["id"], first["id"]]
+    assert ids(queue="default") == [third["id"], first["id"]]
     assert ids(queue="default", user="carol") == []
 
 

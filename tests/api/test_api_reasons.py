@@ -82,9 +82,9 @@ def test_cancelling_a_job_already_stopping_changes_nothing(
     stops: list[str] = []
     stop_run = harness.loop.stop_run
 
-    def counted(run: Any, *, reason: str, actor: str) -> None:
+    def counted(run: Any, *, cause: Any, reason: str, actor: str) -> None:
         stops.append(reason)
-        stop_run(run, reason=reason, actor=actor)
+        stop_run(run, cause=cause, reason=reason, actor=actor)
 
     monkeypatch.setattr(harness.loop, "stop_run", counted)
     first = api.post(f"/v1/jobs/{job['id']}/cancel")

@@ -145,7 +145,7 @@ def test_failures() -> None:
     result = allot("undrain", "nope", "-o", "json")
     assert (result.exit_code, result.stdout) == (1, "")
     problem = json.loads(result.stderr)  # with --output json, the problem document itself
-    assert (problem["status"], problem["detail"]) == (404, "no node 'nope'")
+    assert (problem["status"], problem["detail"]) == (404, "node nope does not exist")
     assert problem["instance"] == "/v1/nodes/nope/undrain"
     line = failed(allot("queues", "--token", "tok-not-valid"), 1)
     assert "API token is not valid" in line

@@ -367,7 +367,7 @@ def test_hold_and_release_take_several_jobs_like_cancel(server: KeptOpen, harnes
     assert result.stdout == "Released job 1\nReleased job 3\n"
     errors = result.stderr.splitlines()
     assert len(errors) == 2
-    assert errors[0] == "error: job 2 is running; only a pending job can be held or released"
+    assert errors[0] == "error: job 2 is running; only a pending job can be released"
     assert errors[1].startswith("error: ")
     assert "99" in errors[1]
     assert [harness.store.get_job(i).held for i in (1, 3)] == [False, False]

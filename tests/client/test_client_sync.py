@@ -180,7 +180,7 @@ def test_errors_map_to_api_error_subclasses(
 ) -> None:
     with pytest.raises(NotFound) as missing:
         client.job(999)
-    assert (missing.value.status, missing.value.detail) == (404, "no job 999")
+    assert (missing.value.status, missing.value.detail) == (404, "job 999 does not exist")
     assert missing.value.type == "https://allot.dev/problems/not-found"
     assert missing.value.instance == "/v1/jobs/999"
     with pytest.raises(Invalid) as rejected:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from allot.control.clock import SystemClock
-from allot.control.loop import SchedulingLoop
+from allot.control.principal import Principal
 from allot.control.reconcile import task_launches
 from allot.control.records import JobFilter, JobRecord, Launch, NewJob, RunPhase, RunRecord
-from allot.control.services import ControlPlane, RejectedError
+from allot.control.services import RejectedError
+from allot.control.system import SystemConfig, build
 from allot.core.model import JobState, Resources, TaskPlacement
-from allot.core.policy import get_policy
 from allot.core.quota.config import PreemptionRules, QueueSpec, QuotaConfig, TenantSpec
 from allot.executors.local import LocalExecutor
 from allot.store import SqlStore, default_database_url
@@ -38,13 +38,15 @@ class Plant:
         self.store.migrate()
         self.executor = LocalExecutor(root, gpus=gpus, grace_seconds=grace)
         self.clock = SystemClock()
-        self.store.sync_nodes(self.executor.inventory(), at=self.clock.now())
         if not self.store.quotas().queues:
             self.store.save_quotas(QUOTAS, at=self.clock.now())
-        self.loop = SchedulingLoop(
-            self.store, self.executor, self.clock, get_policy(policy), grace_seconds=grace
+        system = build(
+            SystemConfig(policy, grace_seconds=grace),
+            store=self.store,
+            executors=self.executor,
+            clock=self.clock,
         )
-        self.control = ControlPlane(self.store, self.executor, self.clock, self.loop)
+        self.loop, self.control = system.loop, system.control
 
     def submit(
         self, command: str, *, gpus: float = 1, tasks: int = 1, **changes: object
@@ -57,7 +59,9 @@ class Plant:
             tasks=(Resources.of(gpus=gpus, cpus=0.1, memory_mib=64),) * tasks,
             launch=Launch(("/bin/sh", "-c", command)),
         )
-        record, created = self.control.submit(replace(job, **changes), actor="tester")  # type: ignore[arg-type]
+        record, created = self.control.submit(
+            replace(job, **changes), principal=Principal.admin("tester")
+        )  # type: ignore[arg-type]
         assert created
         return record
 
@@ -125,7 +129,7 @@ def test_cancel_stops_a_running_job_and_kills_one_that_ignores_sigterm(plant: Pl
     job = plant.submit("trap '' TERM; sleep 60")
     plant.until(job.id, lambda r: r.run is not None and r.run.phase is RunPhase.RUNNING)
     time.sleep(0.3)  # let the shell install its trap
-    plant.control.cancel(job.id, actor="tester")
+    plant.control.cancel(job.id, principal=Principal.admin("tester"))
     record = plant.until(job.id, ended)
     assert record.state is JobState.CANCELLED
     assert record.reason == "cancelled by tester"
@@ -137,11 +141,14 @@ def test_cancel_a_pending_job_and_hold_release(plant: Plant) -> None:
     waiting = plant.submit("true")
     plant.loop.run_once()
     assert plant.control.explain(waiting.id).reason == "no_capacity"
-    plant.control.hold(waiting.id, actor="tester")
+    plant.control.hold(waiting.id, principal=Principal.admin("tester"))
     assert plant.control.explain(waiting.id).reason == "held"
-    plant.control.release(waiting.id, actor="tester")
-    assert plant.control.cancel(waiting.id, actor="tester").state is JobState.CANCELLED
-    plant.control.cancel(blocker.id, actor="tester")
+    plant.control.release(waiting.id, principal=Principal.admin("tester"))
+    assert (
+        plant.control.cancel(waiting.id, principal=Principal.admin("tester")).state
+        is JobState.CANCELLED
+    )
+    plant.control.cancel(blocker.id, principal=Principal.admin("tester"))
     plant.until(blocker.id, ended)
 
 
@@ -174,8 +181,10 @@ def test_a_task_whose_runner_was_killed_is_shown_as_running_without_it(plant: Pl
     assert record.state is JobState.RUNNING  # it still holds its GPU
     explained = plant.control.explain(job.id)
     assert (explained.reason, note in explained.message) == ("running", True)
-    plant.control.cancel(job.id, actor="tester")
-    plant.control.cancel(job.id, actor="tester")  # already stopping: changes nothing
+    plant.control.cancel(job.id, principal=Principal.admin("tester"))
+    plant.control.cancel(
+        job.id, principal=Principal.admin("tester")
+    )  # already stopping: changes nothing
     assert [e.kind for e in plant.store.events(job.id)].count("stopping") == 1
     record = plant.until(job.id, ended)
     assert (record.state, record.exit_code) == (JobState.CANCELLED, None)
@@ -192,7 +201,7 @@ def test_higher_priority_preempts_and_the_victim_is_requeued(plant: Plant) -> No
     assert "preempted" in kinds
     assert "requeued" in kinds
     assert victim.run_count >= 1
-    plant.control.cancel(low.id, actor="tester")
+    plant.control.cancel(low.id, principal=Principal.admin("tester"))
     plant.until(low.id, ended)
 
 
@@ -208,7 +217,7 @@ def test_a_job_cancelled_while_being_preempted_ends_cancelled_not_requeued(
     stopping = plant.until(low.id, lambda r: r.run is not None and r.run.phase is RunPhase.STOPPING)
     assert stopping.run is not None
     assert (stopping.run.stop_reason or "").startswith("preempted")
-    plant.control.cancel(low.id, actor="tester")
+    plant.control.cancel(low.id, principal=Principal.admin("tester"))
     record = plant.until(low.id, ended)
     assert record.state is JobState.CANCELLED
     assert record.reason == "cancelled by tester"

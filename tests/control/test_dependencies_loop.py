@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from allot.control.dependencies import DEPENDENCY
-from allot.control.loop import SchedulingLoop
 from allot.control.ports import RunState, RunStatus
+from allot.control.principal import Principal
 from allot.control.records import (
     NEW_ARRAY,
     Condition,
@@ -22,9 +22,9 @@ from allot.control.records import (
     Launch,
     NewJob,
 )
-from allot.control.services import ControlPlane, RejectedError
+from allot.control.services import RejectedError
+from allot.control.system import SystemConfig, build
 from allot.core.model import JobState, Resources
-from allot.core.policy import get_policy
 from harness import FakeExecutor, ManualClock, MemoryStore, default_nodes
 
 JOB = NewJob(
@@ -68,19 +68,20 @@ class Plant:
         self.clock = ManualClock()
         self.store = CountingStore()
         self.executor = ScriptedExecutor(default_nodes())
-        self.store.sync_nodes(self.executor.inventory(), at=self.clock.now())
-        self.loop = SchedulingLoop(self.store, self.executor, self.clock, get_policy("allot"))
-        self.control = ControlPlane(self.store, self.executor, self.clock, self.loop)
+        system = build(SystemConfig(), store=self.store, executors=self.executor, clock=self.clock)
+        self.loop, self.control = system.loop, system.control
 
     def submit(self, *after: Dependency, name: str = "step") -> int:
-        record, _ = self.control.submit(replace(JOB, name=name, after=after), actor="ada")
+        record, _ = self.control.submit(
+            replace(JOB, name=name, after=after), principal=Principal.admin("ada")
+        )
         return record.id
 
     def array(self, size: int, *after: Dependency) -> list[int]:
         job = replace(JOB, after=after)
         results = self.control.submit_many(
             [job] * size,
-            actor="ada",
+            principal=Principal.admin("ada"),
             idempotency_keys=[None] * size,
             request_hashes=[None] * size,
             array=NEW_ARRAY,
@@ -191,9 +192,9 @@ def test_a_dependency_that_can_never_be_met_ends_the_chain(plant: Plant) -> None
 
 def test_a_cancelled_dependency_ends_an_ok_dependent(plant: Plant) -> None:
     pre = plant.submit()
-    plant.control.hold(pre, actor="ada")
+    plant.control.hold(pre, principal=Principal.admin("ada"))
     train = plant.submit(Dependency(pre))
-    plant.control.cancel(pre, actor="ada")
+    plant.control.cancel(pre, principal=Principal.admin("ada"))
     plant.cycle()
     assert plant.job(train).reason == f"dependency never satisfied: job {pre} was cancelled"
 
@@ -281,7 +282,7 @@ def test_adding_to_an_array_checks_it(plant: Plant) -> None:
     def add(array: int, *after: Dependency) -> list[tuple[JobRecord, bool]]:
         return plant.control.submit_many(
             [replace(JOB, after=after)],
-            actor="ada",
+            principal=Principal.admin("ada"),
             idempotency_keys=[None],
             request_hashes=[None],
             array=array,

@@ -12,6 +12,7 @@ import pytest
 
 from allot.control.intake import SubmissionIntake
 from allot.control.ports import ConflictError
+from allot.control.principal import Principal
 from allot.control.records import JobFilter, JobRecord, Launch, NewJob
 from allot.control.services import RejectedError
 from allot.core.model import Resources
@@ -39,7 +40,9 @@ def intake(harness: Harness) -> Iterator[SubmissionIntake]:
 def test_a_lone_submission_is_stored_and_answered(
     harness: Harness, intake: SubmissionIntake
 ) -> None:
-    record, created = intake.submit(submission(), actor="ada").result(timeout=10)
+    record, created = intake.submit(submission(), principal=Principal.admin("ada")).result(
+        timeout=10
+    )
     assert created
     assert harness.store.get_job(record.id).job.name == "train"
     assert harness.loop.wakes >= 1
@@ -53,7 +56,9 @@ def test_concurrent_submissions_are_each_stored_once(
 
     def client(n: int) -> None:
         for i in range(25):
-            future = intake.submit(submission(f"c{n}-{i}"), actor=f"user-{n % 3}")
+            future = intake.submit(
+                submission(f"c{n}-{i}"), principal=Principal.admin(f"user-{n % 3}")
+            )
             with lock:
                 answers.append(future)
 
@@ -86,10 +91,10 @@ def gate(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 def test_a_rejected_job_fails_alone_and_its_group_is_stored(
     harness: Harness, intake: SubmissionIntake, gate: threading.Event
 ) -> None:
-    first = intake.submit(submission("first"), actor="ada")
-    good = intake.submit(submission("good"), actor="ada")
-    bad = intake.submit(submission("bad", queue="nope"), actor="ada")
-    also = intake.submit(submission("also"), actor="ada")
+    first = intake.submit(submission("first"), principal=Principal.admin("ada"))
+    good = intake.submit(submission("good"), principal=Principal.admin("ada"))
+    bad = intake.submit(submission("bad", queue="nope"), principal=Principal.admin("ada"))
+    also = intake.submit(submission("also"), principal=Principal.admin("ada"))
     gate.set()
     assert first.result(timeout=10)[1]
     assert good.result(timeout=10)[1]
@@ -103,10 +108,16 @@ def test_a_rejected_job_fails_alone_and_its_group_is_stored(
 def test_one_key_twice_in_a_group_gives_one_job(
     harness: Harness, intake: SubmissionIntake, gate: threading.Event
 ) -> None:
-    blocker = intake.submit(submission("blocker"), actor="ada")
-    a = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
-    b = intake.submit(submission("a"), actor="ada", idempotency_key="k", request_hash="h")
-    c = intake.submit(submission("c"), actor="ada", idempotency_key="k", request_hash="x")
+    blocker = intake.submit(submission("blocker"), principal=Principal.admin("ada"))
+    a = intake.submit(
+        submission("a"), principal=Principal.admin("ada"), idempotency_key="k", request_hash="h"
+    )
+    b = intake.submit(
+        submission("a"), principal=Principal.admin("ada"), idempotency_key="k", request_hash="h"
+    )
+    c = intake.submit(
+        submission("c"), principal=Principal.admin("ada"), idempotency_key="k", request_hash="x"
+    )
     gate.set()
     blocker.result(timeout=10)
     (ra, created_a), (rb, created_b) = a.result(timeout=10), b.result(timeout=10)
@@ -120,8 +131,8 @@ def test_one_key_twice_in_a_group_gives_one_job(
 def test_a_cancelled_submission_is_not_stored(
     harness: Harness, intake: SubmissionIntake, gate: threading.Event
 ) -> None:
-    blocker = intake.submit(submission("blocker"), actor="ada")
-    gone = intake.submit(submission("gone"), actor="ada")
+    blocker = intake.submit(submission("blocker"), principal=Principal.admin("ada"))
+    gone = intake.submit(submission("gone"), principal=Principal.admin("ada"))
     assert gone.cancel()
     gate.set()
     blocker.result(timeout=10)
@@ -131,11 +142,13 @@ def test_a_cancelled_submission_is_not_stored(
 
 def test_close_stores_what_was_queued_then_refuses(harness: Harness) -> None:
     intake = SubmissionIntake(harness.control)
-    futures = [intake.submit(submission(f"j{i}"), actor="ada") for i in range(50)]
+    futures = [
+        intake.submit(submission(f"j{i}"), principal=Principal.admin("ada")) for i in range(50)
+    ]
     intake.close()
     assert all(f.done() and f.result()[1] for f in futures)
     with pytest.raises(RuntimeError, match="closed"):
-        intake.submit(submission(), actor="ada")
+        intake.submit(submission(), principal=Principal.admin("ada"))
     intake.close()  # twice is fine
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from allot.core.model import NodeState, RunningJob, TaskPlacement
+from allot.core.model import Cluster, Node, NodeState, RunningJob, TaskPlacement
 from allot.core.placement import choose_placement
 from allot.core.snapshot import Snapshot
 from builders import cluster, job, node
@@ -89,3 +89,22 @@ def test_only_up_nodes_take_work() -> None:
 def test_unknown_flavor_places_nothing() -> None:
     snap = Snapshot(cluster(node("a")))
     assert choose_placement(snap, job(1).build(), "A100") is None
+
+
+def test_a_gang_never_spans_node_pools() -> None:
+    # One 4-GPU node in each of two pools of the same flavor: a gang of two 3-GPU tasks would
+    # need both nodes, so it does not fit; two 2-GPU tasks fit on one node.
+    snap = Snapshot(
+        Cluster(
+            (
+                Node("local-0", "H100", 4, 64_000, 65_536, pool="local"),
+                Node("slurm-0", "H100", 4, 64_000, 65_536, pool="slurm:gpu"),
+            )
+        )
+    )
+    assert choose_placement(snap, job(1).gpus(3).tasks(2).build(), "H100") is None
+    placed = choose_placement(snap, job(2).gpus(2).tasks(2).build(), "H100")
+    assert placed is not None
+    assert {p.node for p in placed} == {"local-0"}
+    single = choose_placement(snap, job(3).gpus(4).build(), "H100")
+    assert single is not None

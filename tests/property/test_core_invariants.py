@@ -1,14 +1,16 @@
 """Invariants of the scheduling core over random clusters, running jobs and job streams.
 
 - A plan never over-allocates a node (checked by independent accounting, not the snapshot's).
-- A gang starts whole or not at all; each task lands on one up node of an accepted flavor with
-  exactly the devices it asked for.
+- A gang starts whole or not at all, within one node pool; each task lands on one up node of
+  an accepted flavor with exactly the devices it asked for.
 - Every pending job is either started or explained, never both.
 - Strict FIFO starts nothing behind the first job that does not fit.
 - EASY backfill never delays the reserved head: after the plan's starts, the head still fits at
   its shadow time once the jobs expected to end by then have ended.
 - The same inputs always give the same Plan, and ``schedule`` leaves the snapshot unchanged.
 - Any sequence of snapshot edits undone in reverse restores the snapshot exactly.
+- An owner-scoped admission check refuses exactly its owners' jobs: no verdict about one job
+  is reused for a same-shape job of another owner.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from allot.core.checks import CacheScope, CheckBlock
 from allot.core.cycle import schedule
-from allot.core.explain import Reason
+from allot.core.explain import Explanation, Reason
 from allot.core.model import (
     MILLI_PER_GPU,
     Cluster,
@@ -32,8 +35,10 @@ from allot.core.model import (
     RunningJob,
 )
 from allot.core.placement import choose_placement
+from allot.core.placement.diagnose import screen
 from allot.core.plan import Plan
 from allot.core.policy import POLICIES, get_policy
+from allot.core.quota.tree import Request
 from allot.core.snapshot import Snapshot
 
 FLAVORS = ("A100", "H100", "L4")
@@ -59,6 +64,7 @@ def nodes(draw: st.DrawFn) -> tuple[Node, ...]:
             draw(st.sampled_from((4_000, 16_000, 64_000))),
             draw(st.sampled_from((8_192, 65_536, 524_288))),
             state=draw(st.sampled_from((NodeState.UP,) * 4 + (NodeState.DRAINING, NodeState.DOWN))),
+            pool=draw(st.sampled_from(("", "", "other"))),
         )
         for i in range(count)
     )
@@ -165,6 +171,7 @@ def test_plans_never_over_allocate_and_start_gangs_whole(scenario: Scenario, nam
     for start in plan.starts:
         spec = by_id[start.job_id]
         assert len(start.placement) == len(spec.tasks)  # the whole gang, one place per task
+        assert len({nodes_by_name[p.node].pool for p in start.placement}) == 1  # one pool
         assert not spec.flavors or start.flavor in spec.flavors
         for task, where in zip(spec.tasks, start.placement, strict=True):
             host = nodes_by_name[where.node]
@@ -253,3 +260,64 @@ def test_edits_undone_in_reverse_restore_the_snapshot(scenario: Scenario, picks:
     for undo in reversed(undos):
         undo()
     assert _state(snap) == before
+
+
+@dataclass(frozen=True)
+class _RefusedUsers:
+    """An owner-scoped admission check (as a per-user budget): refuses the given users."""
+
+    users: frozenset[str]
+    scope: CacheScope = CacheScope.OWNER
+    name: str = "refused-users"
+    reasons: frozenset[Reason] = frozenset({Reason.QUOTA})
+
+    def block(
+        self, snap: Snapshot, spec: JobSpec, flavor: str, request: Request
+    ) -> CheckBlock | None:
+        if spec.user not in self.users:
+            return None
+        return CheckBlock(self.name, Explanation(Reason.QUOTA, {"queue": spec.queue}))
+
+
+@st.composite
+def twins(draw: st.DrawFn) -> list[JobSpec]:
+    """Pending jobs of few shapes, so same-shape jobs of different owners are common."""
+    shapes = [Resources(1000, 1000, 1024), Resources(2000, 1000, 1024), Resources(500, 0, 0)]
+    return [
+        JobSpec(
+            k + 1,
+            "t1",
+            draw(st.sampled_from(("ann", "bob", "cat"))),
+            "q",
+            (draw(st.sampled_from(shapes)),) * draw(st.sampled_from((1, 1, 2))),
+            priority=draw(st.integers(0, 2)),
+            submit_time=float(k),
+            runtime_estimate=draw(st.one_of(st.none(), st.integers(1, 400).map(float))),
+        )
+        for k in range(draw(st.integers(2, 14)))
+    ]
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    twins(),
+    st.sampled_from(["besteffort", "priority", "sjf", "backfill"]),
+    st.frozensets(st.sampled_from(("ann", "bob", "cat")), min_size=1, max_size=2),
+)
+def test_an_owner_check_refuses_exactly_its_owners_jobs(
+    scenario: Scenario, pending: list[JobSpec], name: str, refused: frozenset[str]
+) -> None:
+    # Jobs of one shape and queue that differ only in their owner share no verdict: with the
+    # check, the plan starts what the same cycle starts without the refused owners' jobs.
+    policy = get_policy(name)
+    checked = Snapshot(scenario.cluster, scenario.running, checks=(_RefusedUsers(refused),))
+    plan = schedule(checked, pending, policy, scenario.now)
+    allowed = [j for j in pending if j.user not in refused]
+    expected = schedule(Snapshot(scenario.cluster, scenario.running), allowed, policy, scenario.now)
+    assert plan.starts == expected.starts
+    # A refused job is told so, unless a blocked head holds everyone behind it.
+    told = {Reason.QUOTA, Reason.NO_RESERVATION, Reason.BLOCKED_BY_HEAD, Reason.BLOCKED_IN_QUEUE}
+    for spec in pending:
+        if spec.user in refused and screen(checked, spec) is None:
+            assert plan.pending[spec.id].reason in told

@@ -1,6 +1,7 @@
 """Bearer-token authentication: who is asking. Every ``/v1`` route depends on ``authenticate``,
-which turns ``Authorization: Bearer <token>`` into the token's name, the actor the control
-plane records.
+which turns ``Authorization: Bearer <token>`` into the caller's ``Principal`` (user, tenants,
+roles): the one identity the use cases act for and record; nothing in a request body is
+trusted to say who is asking.
 
 Tokens are stored only as their SHA-256; the default verifier hashes what is presented and
 looks the hash up, so no stored secret is ever compared byte by byte (and a lookup's timing
@@ -21,6 +22,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from allot.api.problems import UNAUTHORIZED, ProblemError
+from allot.control.principal import Principal
 from allot.control.records import TokenRecord
 from allot.control.services import ControlPlane
 
@@ -76,8 +78,8 @@ def _unauthorized(detail: str) -> ProblemError:
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The name of the token presented with the request; raises a 401 problem without one.
+) -> Principal:
+    """The principal the presented token speaks for; raises a 401 problem without one.
     ``async`` to avoid a worker-thread hop per request; the verifier's store read happens only
     when a token is not in its short-lived cache."""
     if credentials is None or not credentials.credentials:
@@ -87,7 +89,13 @@ async def authenticate(
     record = verify(token) if len(token) <= MAX_TOKEN_CHARS else None
     if record is None or record.revoked_at is not None:
         raise _unauthorized("the API token is not valid (unknown or revoked)")
-    return record.name
+    return principal_of(record)
 
 
-Actor = Annotated[str, Depends(authenticate)]
+def principal_of(record: TokenRecord) -> Principal:
+    """Who a token speaks for. Every token is a cluster admin's until tenants and roles are
+    configured; the user is the token's name."""
+    return Principal.admin(record.name)
+
+
+Caller = Annotated[Principal, Depends(authenticate)]

@@ -6,7 +6,8 @@ This module owns the mapping from exceptions to problems:
 - request validation (Pydantic) and ``SpecError`` -> 422 ``validation``
 - ``RejectedError`` (well formed, but never satisfiable here: unknown queue, flavor, task,
   more than any node has) -> 422 ``rejected``
-- ``NotFoundError`` -> 404 ``not-found``; ``ConflictError`` -> 409 ``conflict``
+- ``NotFoundError`` -> 404 ``not-found``; ``ConflictError`` -> 409 ``conflict``;
+  ``ForbiddenError`` (the caller may not do this) -> 403 ``forbidden``
 - ``ProblemError`` raised by the API itself (401 ``unauthorized``); the body size limit
   answers 413 ``too-large`` itself; Starlette's own 404 and 405 keep their status
 - anything else -> 500 ``internal`` with a generic detail; the traceback goes to the log, the
@@ -27,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allot.control.ports import ConflictError, NotFoundError
+from allot.control.principal import ForbiddenError
 from allot.control.services import RejectedError
 from allot.core.model import SpecError
 from allot.wire.schemas import FieldProblem, Problem
@@ -40,6 +42,7 @@ VALIDATION = PROBLEM_BASE + "validation"
 REJECTED = PROBLEM_BASE + "rejected"
 NOT_FOUND = PROBLEM_BASE + "not-found"
 CONFLICT = PROBLEM_BASE + "conflict"
+FORBIDDEN = PROBLEM_BASE + "forbidden"
 UNAUTHORIZED = PROBLEM_BASE + "unauthorized"
 TOO_LARGE = PROBLEM_BASE + "too-large"
 INTERNAL = PROBLEM_BASE + "internal"
@@ -173,6 +176,10 @@ async def _on_conflict(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(409, CONFLICT, "Conflict", str(exc), request.url.path)
 
 
+async def _on_forbidden(request: Request, exc: Exception) -> JSONResponse:
+    return problem_response(403, FORBIDDEN, "Forbidden", str(exc), request.url.path)
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return problem_response(
@@ -207,6 +214,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RejectedError, _on_rejected)
     app.add_exception_handler(NotFoundError, _on_not_found)
     app.add_exception_handler(ConflictError, _on_conflict)
+    app.add_exception_handler(ForbiddenError, _on_forbidden)
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 

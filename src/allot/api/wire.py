@@ -1,7 +1,8 @@
 """Translation between wire models (``allot.wire.schemas``) and control-plane records.
 
 Inbound: a ``JobSubmission`` becomes a ``NewJob`` (units to milli-units, a shell string to
-``/bin/sh -c``, priority class names to numbers, defaults for tenant and user; CPU or memory
+``/bin/sh -c``, priority class names to numbers; the user and tenant are left to the control
+plane, which takes them from the caller and the queue, never from the body; CPU or memory
 not given becomes 0, which the control plane fills in from the node shape). Outbound: records
 become response models, in whole units and UTC timestamps.
 
@@ -49,8 +50,6 @@ from allot.wire.schemas import (
     RunPhaseName,
 )
 
-DEFAULT_TENANT = "default"
-
 # The wire names of the core's states, spelled out so a renamed state cannot silently change
 # the API (a test checks that every state has one).
 JOB_STATES: dict[JobState, JobStateName] = {
@@ -87,6 +86,7 @@ def request_hash(submission: JobSubmission) -> str:
     """SHA-256 of the submission's canonical JSON (sorted keys, defaults filled in), so a
     retry that spells the same request differently still matches."""
     data = submission.model_dump(mode="json")
+    data["user"] = None  # a field submissions once had: hashes stay as they were
     if not data["after"]:
         # A submission without dependencies hashes as it did before they existed, so a retry
         # across an upgrade of the server still matches its first request.
@@ -105,8 +105,9 @@ def resolve_priority(priority: int | str, classes: Mapping[str, int]) -> int:
     raise RejectedError("priority", f"unknown priority class {priority!r}; known: {known}")
 
 
-def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
-    """The control plane's form of a submission made by ``actor``."""
+def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
+    """The control plane's form of a submission. Its user and (unless named) tenant are left
+    empty: the control plane sets them from the caller and the queue."""
     s = submission
     argv = tuple(s.command) if isinstance(s.command, list) else ("/bin/sh", "-c", s.command)
     # 0 stands for "not given": the control plane fills it in from the node shape.
@@ -114,8 +115,8 @@ def new_job(submission: JobSubmission, *, actor: str, priority: int) -> NewJob:
     task = Resources(r.gpu_milli, r.cpu_milli or 0, r.memory_mib or 0)
     return NewJob(
         name=s.name,
-        tenant=s.tenant or DEFAULT_TENANT,
-        user=s.user or actor,
+        tenant=s.tenant or "",
+        user="",
         queue=s.queue,
         tasks=(task,) * s.tasks,
         launch=Launch(argv, s.workdir, dict(s.env)),

@@ -17,9 +17,9 @@ from allot.cli.output import (
     TokenOption,
     UrlOption,
     memory,
-    number,
     reported,
 )
+from allot.core.units import number
 
 if TYPE_CHECKING:
     from allot.client import NodeOut

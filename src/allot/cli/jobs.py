@@ -22,13 +22,12 @@ from allot.cli.output import (
     OutputOption,
     TokenOption,
     UrlOption,
-    amount,
     elapsed,
     memory,
-    number,
     reported,
     when,
 )
+from allot.core.units import number, quantity
 
 if TYPE_CHECKING:  # the SDK is imported where a command talks to the server
     from allot.client import ApiError, Client, JobOut
@@ -119,7 +118,7 @@ def show(
         "queue": f"{job.queue} (tenant {job.tenant})",
         "user": job.user,
         "priority": str(job.priority),
-        "tasks": f"{job.tasks} x ({amount(r.gpus, 'GPU')}, {amount(r.cpus, 'CPU')}, "
+        "tasks": f"{job.tasks} x ({quantity(r.gpus, 'GPU')}, {quantity(r.cpus, 'CPU')}, "
         f"{memory(r.memory_mib)})",
         "flavors": ", ".join(job.flavors) or "any",
         "command": shlex.join(job.command),

@@ -33,6 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from allot.client._endpoint import DEFAULT_URL
+from allot.core.units import memory_size, number
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -266,21 +267,9 @@ def table(*headers: str) -> Table:
     return grid
 
 
-def number(value: float) -> str:
-    """``1.0`` as ``1``, ``0.5`` as ``0.5``."""
-    return f"{value:g}"
-
-
-def amount(value: float, unit: str) -> str:
-    """A count with its unit, singular only for exactly one: ``1 GPU``, ``2 GPUs``."""
-    return f"{number(value)} {unit}" if value == 1 else f"{number(value)} {unit}s"
-
-
 def memory(mib: int) -> str:
-    """MiB in GiB from 1 GiB on: ``4 GiB``, ``23.5 GiB``, ``512 MiB``."""
-    if mib < 1024:
-        return f"{mib} MiB"
-    return f"{round(mib / 1024, 1):g} GiB"
+    """MiB in GiB from 1 GiB on, to a tenth: ``4 GiB``, ``23.5 GiB``, ``512 MiB``."""
+    return memory_size(mib, places=1)
 
 
 def elapsed(seconds: float | None) -> str:

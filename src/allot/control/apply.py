@@ -2,11 +2,11 @@
 
 The only place where decisions become actions. Order matters:
 1. Preemptions: record the stop (with the victim's grace deadline) before signalling.
-2. Starts: record the intent (``Store.begin_run``: run id and placement, job moved to
-   running) before ``Executor.launch``; only then mark the run running. If the server dies in
-   between, reconcile finds the run ``starting`` and launches it again, which the executor
-   turns into a no-op when it already started. If the job changed meanwhile (cancelled, held),
-   ``begin_run`` refuses and nothing is launched.
+2. Starts: record the intent (``Store.begin_run``: run id, placement and the pool whose executor
+   runs it, job moved to running) before ``Executor.launch``; only then mark the run running. If
+   the server dies in between, reconcile finds the run ``starting`` and launches it again, which
+   the executor turns into a no-op when it already started. If the job changed meanwhile
+   (cancelled, held), ``begin_run`` refuses and nothing is launched.
 A launch that fails outright ends the run as failed with the error in words.
 """
 
@@ -14,56 +14,57 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from allot.control.ports import Clock, Executor, Store
-from allot.control.reconcile import ACTOR, PREEMPTED, task_launches
-from allot.control.records import JobRecord, RunPhase, RunRecord
-from allot.core.model import JobState
+from allot.control.observers import Applied
+from allot.control.ports import Clock, Store
+from allot.control.reconcile import ACTOR, task_launches
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
+from allot.control.registry import ExecutorRegistry
+from allot.core.model import JobState, Node
 from allot.core.plan import Plan
 
 log = logging.getLogger("allot.control")
-
-
-@dataclass(slots=True)
-class Applied:
-    """What applying one plan did."""
-
-    started: list[int]
-    preempted: list[int]
-    refused: list[int]  # jobs begin_run refused (changed since the snapshot)
-    failed: list[int]  # launches that failed outright
 
 
 def apply_plan(
     plan: Plan,
     *,
     jobs: dict[int, JobRecord],
+    nodes: Mapping[str, Node],
     store: Store,
-    executor: Executor,
+    executors: ExecutorRegistry,
     clock: Clock,
     nominated: set[int],
 ) -> Applied:
-    """Carry out ``plan``. ``jobs`` holds every job the plan may name (pending and active);
+    """Carry out ``plan``. ``jobs`` holds every job the plan may name (pending and active),
+    ``nodes`` every node it may place on (by name; a run goes to the executor of their pool);
     ``nominated`` is updated: preemptors join it, started jobs leave it."""
     done = Applied([], [], [], [])
     for preemption in plan.preemptions:
         victim = jobs.get(preemption.victim)
         if victim is None or victim.run is None or victim.run.phase is RunPhase.ENDED:
             continue
-        reason = f"{PREEMPTED} for job {preemption.preemptor} ({preemption.strategy})"
+        reason = f"preempted for job {preemption.preemptor} ({preemption.strategy})"
         store.request_stop(
             victim.run.run_id,
             stop_by=preemption.stop_by,
+            cause=StopCause.PREEMPTED,
             reason=reason,
             at=clock.now(),
             actor=ACTOR,
         )
-        executor.signal(victim.run.run_id, kill=False)
+        executors.signal(victim.run, kill=False)
         nominated.add(preemption.preemptor)
         done.preempted.append(preemption.victim)
     for start in plan.starts:
         record = jobs[start.job_id]
+        try:
+            pool = executors.pool_of(start.placement, nodes)
+        except (LookupError, ValueError) as err:
+            log.warning("job %d: not started: %s", record.id, err)
+            done.refused.append(record.id)
+            continue
         run = RunRecord(
             uuid.uuid4().hex,
             record.id,
@@ -71,13 +72,14 @@ def apply_plan(
             start.flavor,
             start.placement,
             clock.now(),
+            executor=pool,
         )
         if not store.begin_run(run, actor=ACTOR):
             done.refused.append(record.id)
             continue
         nominated.discard(record.id)
         try:
-            executor.launch(task_launches(record, run))
+            executors.launch(run, task_launches(record, run))
         except OSError as err:
             log.warning("job %d: launch failed: %s", record.id, err)
             store.end_run(

@@ -25,6 +25,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from allot.control.principal import Principal
 from allot.control.records import JobRecord, NewJob
 from allot.control.services import ControlPlane
 
@@ -37,7 +38,7 @@ Accepted = tuple[JobRecord, bool]
 @dataclass(slots=True)
 class _Submission:
     job: NewJob
-    actor: str
+    principal: Principal
     idempotency_key: str | None
     request_hash: str | None
     answer: Future[Accepted] = field(default_factory=Future)
@@ -61,13 +62,13 @@ class SubmissionIntake:
         self,
         job: NewJob,
         *,
-        actor: str,
+        principal: Principal,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> Future[Accepted]:
         """Queue ``job`` for storing. The future gives what ``ControlPlane.submit`` returns
         and raises what it raises (RejectedError, ConflictError); RuntimeError once closed."""
-        item = _Submission(job, actor, idempotency_key, request_hash)
+        item = _Submission(job, principal, idempotency_key, request_hash)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the submission intake is closed")
@@ -107,19 +108,19 @@ class SubmissionIntake:
                 return
 
     def _store(self, group: list[_Submission]) -> None:
-        by_actor: dict[str, list[_Submission]] = {}
+        by_caller: dict[Principal, list[_Submission]] = {}
         for item in group:
             if not item.answer.set_running_or_notify_cancel():
                 continue  # the caller gave up before it was stored
-            by_actor.setdefault(item.actor, []).append(item)
-        for actor, items in by_actor.items():
+            by_caller.setdefault(item.principal, []).append(item)
+        for principal, items in by_caller.items():
             if len(items) == 1:
                 self._store_alone(items[0])
                 continue
             try:
                 results = self._control.submit_many(
                     [i.job for i in items],
-                    actor=actor,
+                    principal=principal,
                     idempotency_keys=[i.idempotency_key for i in items],
                     request_hashes=[i.request_hash for i in items],
                 )
@@ -134,7 +135,7 @@ class SubmissionIntake:
         try:
             result = self._control.submit(
                 item.job,
-                actor=item.actor,
+                principal=item.principal,
                 idempotency_key=item.idempotency_key,
                 request_hash=item.request_hash,
             )

@@ -1,11 +1,16 @@
 """The live scheduling loop: the same ``schedule()`` the simulator drives, on real state.
 
-One thread runs cycles. A cycle: (1) reconcile what the executor reports with the store;
+One thread runs cycles. A cycle: (0) every ``inventory_interval``, store what each pool's
+executor reports (``sync_inventory``); (1) reconcile what the executors report with the store:
+the runs whose exits they pushed (``exited``), and every active run at start-up and every
+``interval`` as the safety net;
 (2) build a snapshot from the store (nodes, running jobs with their placements, quotas,
-decayed usage, attained service) and call the core; (3) apply the Plan. Cycles run when
-something changed (``wake``: a submission, a cancel, a release) and at least every
-``interval`` seconds (completions are noticed by polling the executor), but never closer
-together than ``min_gap`` so a burst of submissions is handled in few cycles.
+decayed usage derived from the usage ledger and the active runs (``usage_history``), attained
+service) and call the core; (3) apply the Plan, each start through the executor of its
+pool; (4) publish the cycle's report to the observers. Cycles run when something changed
+(``wake``: a submission, a cancel, a release, an exit pushed by an executor) and at least
+every ``interval`` seconds, but never closer together than ``min_gap`` so a burst of
+submissions is handled in few cycles.
 
 Dependencies (``allot.control.dependencies``) are settled before the core is called: the core
 sees only pending jobs whose dependencies are all met. One read per cycle gets the progress of
@@ -22,35 +27,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+import time
 
-from allot.control.apply import Applied, apply_plan
+from allot.control.apply import apply_plan
 from allot.control.dependencies import DependencyWait, judge_job
+from allot.control.observers import CycleObserver, CycleReport, Observers
 from allot.control.ports import Clock, Executor, Store
 from allot.control.reconcile import ACTOR, reconcile, stop
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
+from allot.control.registry import ExecutorRegistry
+from allot.control.usage_history import LedgerHistory
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
-from allot.core.model import Cluster, RunningJob
+from allot.core.model import Cluster, Node, RunningJob
 from allot.core.plan import Plan
 from allot.core.policy import Policy
-from allot.core.quota.fair_share import UsageHistory
 from allot.core.snapshot import OverAllocationError, Snapshot
 
 log = logging.getLogger("allot.control")
-
-
-@dataclass(frozen=True, slots=True)
-class CycleReport:
-    """What one cycle did and how long it took (seconds of wall time)."""
-
-    plan: Plan
-    applied: Applied
-    pending: int
-    running: int
-    seconds: float
-    waiting: int = 0  # pending jobs whose dependencies are not all met yet
-    unsatisfiable: tuple[int, ...] = ()  # jobs cancelled: a dependency can never be met
 
 
 class SchedulingLoop:
@@ -59,16 +53,17 @@ class SchedulingLoop:
     def __init__(
         self,
         store: Store,
-        executor: Executor,
+        executors: ExecutorRegistry | Executor,
         clock: Clock,
         policy: Policy,
         *,
         interval: float = 1.0,
         min_gap: float = 0.02,
         grace_seconds: float = 30.0,
+        inventory_interval: float = 30.0,
     ) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = ExecutorRegistry.of(executors)
         self.clock = clock
         self.policy = policy
         self.interval = interval
@@ -81,11 +76,17 @@ class SchedulingLoop:
         self._explanations: dict[int, Explanation] = {}
         self._waits: dict[int, DependencyWait] = {}
         self._nominated: set[int] = set()
-        quotas = store.quotas()
-        self._half_life = quotas.usage_half_life
-        self._history = UsageHistory(clock.now())
+        self._usage = LedgerHistory(store, store.quotas().usage_half_life, clock.now())
+        self.inventory_interval = inventory_interval
+        self._inventory_at: float | None = None  # when the inventory was last synced
+        self._polled_at: float | None = None  # when every active run was last asked about
+        self._exited: set[str] = set()  # runs whose exits the executors pushed since
+        self._exited_lock = threading.Lock()
+        self.executors.notify_on_exit(self.exited)
         self.last: CycleReport | None = None
         self.cycles = 0
+        self.observers = Observers()
+        self._nodes: dict[str, Node] = {}
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -93,13 +94,20 @@ class SchedulingLoop:
         """Run a cycle soon."""
         self._wake.set()
 
-    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+    def exited(self, run_id: str) -> None:
+        """An executor's push: a task of ``run_id`` ended; reconcile it in a cycle now."""
+        with self._exited_lock:
+            self._exited.add(run_id)
+        self._wake.set()
+
+    def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """SIGTERM the run now; the loop SIGKILLs it when the grace period is over."""
         with self._lock:
             stop(
                 self.store,
-                self.executor,
+                self.executors,
                 run,
+                cause=cause,
                 reason=reason,
                 at=self.clock.now(),
                 grace=self.grace,
@@ -114,6 +122,10 @@ class SchedulingLoop:
     def dependency_wait(self, job_id: int) -> DependencyWait | None:
         """What the job waited for in the latest cycle, if its dependencies were not met."""
         return self._waits.get(job_id)
+
+    def subscribe(self, observer: CycleObserver) -> None:
+        """Send every cycle's report to ``observer`` (see ``allot.control.observers``)."""
+        self.observers.subscribe(observer)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -144,23 +156,50 @@ class SchedulingLoop:
 
     # ------------------------------------------------------------------ one cycle
 
+    def sync_inventory(self) -> None:
+        """Store what each pool's executor reports now (a pool whose executor fails keeps its
+        last known nodes, and the failure is logged)."""
+        now = self.clock.now()
+        for pool in self.executors.pools:
+            try:
+                nodes = self.executors.inventory(pool)
+            except (OSError, ValueError, LookupError) as err:
+                log.warning("pool %s: inventory failed: %s", pool, err)
+                continue
+            self.store.sync_nodes(nodes, at=now, pool=pool)
+        self._inventory_at = now
+
+    def _due(self, last: float | None, every: float, now: float) -> bool:
+        return last is None or now - last >= every
+
     def run_once(self) -> CycleReport:
         """Reconcile, decide and apply once (synchronously; tests call this directly)."""
         with self._lock:
-            started = self.clock.now()
-            reconcile(self.store, self.executor, self.clock, self.grace)
+            started = time.perf_counter()
+            now = self.clock.now()
+            if self._due(self._inventory_at, self.inventory_interval, now):
+                self.sync_inventory()
+            with self._exited_lock:
+                pushed, self._exited = self._exited, set()
+            # Every run is asked about at start-up and every ``interval`` (the safety net for
+            # a lost push); otherwise only the runs whose exits were pushed.
+            if self._due(self._polled_at, self.interval, now):
+                self._polled_at = now
+                reconcile(self.store, self.executors, self.clock, self.grace)
+            else:
+                reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
             active = self.store.active_jobs()
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
             pending, waits, ended = self._settle_dependencies(pending, now)
-            self._advance_history(now, active)
             plan = self._decide(active, pending, now)
             jobs = {r.id: r for r in (*active, *pending)}
             applied = apply_plan(
                 plan,
                 jobs=jobs,
+                nodes=self._nodes,
                 store=self.store,
-                executor=self.executor,
+                executors=self.executors,
                 clock=self.clock,
                 nominated=self._nominated,
             )
@@ -168,17 +207,19 @@ class SchedulingLoop:
             self._waits = waits
             self.cycles += 1
             self.last = CycleReport(
+                now,
                 plan,
                 applied,
                 len(pending),
                 len(active),
-                self.clock.now() - started,
+                time.perf_counter() - started,
                 len(waits),
                 tuple(ended),
             )
             if ended:
                 self.wake()  # their own dependents can now be settled too
-            return self.last
+        self.observers.publish(self.last)
+        return self.last
 
     def _settle_dependencies(
         self, pending: list[JobRecord], now: float
@@ -220,12 +261,14 @@ class SchedulingLoop:
             if r.run is not None
         ]
         attained = {r.id: r.attained_service for r in pending if r.attained_service > 0}
+        nodes = self.store.nodes()
+        self._nodes = {n.name: n for n in nodes}
         try:
             snap = Snapshot(
-                Cluster(tuple(self.store.nodes())),
+                Cluster(tuple(nodes)),
                 running,
                 quotas=self.store.quotas(),
-                history=self._history,
+                history=self._usage.at(now, active),
                 attained=attained,
             )
         except OverAllocationError:
@@ -235,13 +278,3 @@ class SchedulingLoop:
         self._nominated &= ids | {r.id for r in active}
         snap.nominated = self._nominated & ids
         return schedule(snap, [r.spec() for r in pending], self.policy, now)
-
-    def _advance_history(self, now: float, active: list[JobRecord]) -> None:
-        tenants: dict[str, float] = {}
-        users: dict[tuple[str, str], float] = {}
-        for r in active:
-            gpus = sum(t.gpu_milli for t in r.job.tasks) / 1000
-            tenants[r.job.tenant] = tenants.get(r.job.tenant, 0.0) + gpus
-            key = (r.job.tenant, r.job.user)
-            users[key] = users.get(key, 0.0) + gpus
-        self._history = self._history.advanced(now, tenants, users, self._half_life)

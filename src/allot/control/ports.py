@@ -17,7 +17,7 @@ derives eligibility afresh from stored job states each cycle; a met dependency s
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -31,7 +31,9 @@ from allot.control.records import (
     Launch,
     NewJob,
     RunRecord,
+    StopCause,
     TokenRecord,
+    UsageRecord,
 )
 from allot.core.explain import Explanation
 from allot.core.model import JobState, Node, NodeState, TaskPlacement
@@ -145,15 +147,24 @@ class Store(Protocol):
         ...
 
     def request_stop(
-        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+        self,
+        run_id: str,
+        *,
+        stop_by: float,
+        cause: StopCause,
+        reason: str,
+        at: float,
+        actor: str,
     ) -> None:
-        """Move a run to stopping (no-op if it is already stopping or ended)."""
+        """Move a run to stopping, recording why (no-op if it is already stopping or ended)."""
         ...
 
-    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
-        """Give a run that is already stopping a new stop reason (its deadline stays), as when
-        a job being preempted is cancelled: the reason decides how the job ends. No-op for a
-        run that is not stopping."""
+    def restate_stop(
+        self, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+    ) -> None:
+        """Give a run that is already stopping a new stop cause (its deadline stays), as when
+        a job being preempted is cancelled: the cause decides how the job ends. No-op for a
+        run that is not stopping or already stops for this cause."""
         ...
 
     def end_run(
@@ -177,10 +188,19 @@ class Store(Protocol):
         """Every run of the job, oldest first."""
         ...
 
+    def usage(self, *, after: int = 0, ended_after: float | None = None) -> list[UsageRecord]:
+        """The usage ledger: records with an id above ``after`` (and that ended after
+        ``ended_after``, when given), in the order they were written (``end_run`` appends
+        one per run, in its transaction)."""
+        ...
+
     # -- cluster
-    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
-        """Insert or update nodes from the executor's inventory, keeping an admin's drain;
-        nodes no longer reported go down. Returns every node with its stored state."""
+    def sync_nodes(
+        self, nodes: Sequence[Node], *, at: float, pool: str | None = None
+    ) -> list[Node]:
+        """Insert or update nodes from an executor's inventory, keeping an admin's drain;
+        nodes no longer reported go down (only nodes of ``pool``, when given: each executor
+        reports its own pool). Returns every node with its stored state."""
         ...
 
     def nodes(self) -> list[Node]:
@@ -222,7 +242,7 @@ class Scheduler(Protocol):
         """Run a cycle soon (something changed)."""
         ...
 
-    def stop_run(self, run: RunRecord, *, reason: str, actor: str) -> None:
+    def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """Stop a run: SIGTERM now, SIGKILL when its grace period is over."""
         ...
 
@@ -293,6 +313,16 @@ class Executor(Protocol):
 
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
         """What is known about a run now."""
+        ...
+
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        """``status`` of each (run id, task count), in one call (an engine may answer a batch
+        with one query)."""
+        ...
+
+    def notify_on_exit(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` (from any thread; it must be quick) as soon as a task of
+        a run this executor started has ended, so the control plane need not poll."""
         ...
 
     def signal(self, run_id: str, *, kill: bool) -> None:

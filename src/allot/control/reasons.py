@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from allot.control.dependencies import DEPENDENCY
-from allot.control.ports import Executor, Scheduler
+from allot.control.ports import Scheduler
 from allot.control.records import JobRecord, RunPhase
+from allot.control.registry import ExecutorRegistry
 from allot.core.explain import Explanation
 from allot.core.model import JobState
 
@@ -91,22 +92,22 @@ def explain_pending(record: JobRecord, loop: Scheduler) -> Explained:
     return _explained(record.id, record.state, why)
 
 
-def run_notes(record: JobRecord, executor: Executor) -> tuple[str, ...]:
+def run_notes(record: JobRecord, executors: ExecutorRegistry) -> tuple[str, ...]:
     """What the executor says a user should know about the job's running tasks."""
     run = record.run
     if run is None or run.phase is RunPhase.ENDED:
         return ()
     try:
-        return executor.status(run.run_id, len(run.placement)).notes
+        return executors.status(run).notes
     except (OSError, ValueError):  # its records are unreadable: nothing to add
         return ()
 
 
-def explain_running(record: JobRecord, executor: Executor) -> Explained:
+def explain_running(record: JobRecord, executors: ExecutorRegistry) -> Explained:
     """Where a running job runs (or that it is stopping), with the executor's notes."""
     run = record.run
     assert run is not None
-    notes = run_notes(record, executor)
+    notes = run_notes(record, executors)
     fields: dict[str, object] = {"run_id": run.run_id}
     remedy = ""
     if notes:
@@ -124,12 +125,12 @@ def explain_running(record: JobRecord, executor: Executor) -> Explained:
     return Explained(record.id, record.state, "running", message, remedy, fields)
 
 
-def explain(record: JobRecord, loop: Scheduler, executor: Executor) -> Explained:
+def explain(record: JobRecord, loop: Scheduler, executors: ExecutorRegistry) -> Explained:
     """Why the job is where it is (see the module docstring)."""
     if record.state is JobState.PENDING:
         return explain_pending(record, loop)
     if record.state is JobState.RUNNING and record.run is not None:
-        return explain_running(record, executor)
+        return explain_running(record, executors)
     return Explained(
         record.id,
         record.state,
@@ -140,10 +141,12 @@ def explain(record: JobRecord, loop: Scheduler, executor: Executor) -> Explained
     )
 
 
-def with_reason(record: JobRecord, loop: Scheduler, executor: Executor | None = None) -> JobRecord:
+def with_reason(
+    record: JobRecord, loop: Scheduler, executors: ExecutorRegistry | None = None
+) -> JobRecord:
     """``record`` with the reason users see: a pending job's latest explanation as
     ``code: sentence`` (``held`` for a held one; the stored reason, empty or why it was
-    requeued, until the loop has considered it), and, when ``executor`` is given, a running
+    requeued, until the loop has considered it), and, when ``executors`` is given, a running
     job's notes."""
     if record.state is JobState.PENDING:
         why = explain_pending(record, loop)
@@ -152,8 +155,8 @@ def with_reason(record: JobRecord, loop: Scheduler, executor: Executor | None = 
         if why.reason == NOT_YET_CONSIDERED:
             return record  # as submitted, or why it was requeued
         return replace(record, reason=why.line)
-    if record.state is JobState.RUNNING and executor is not None:
-        notes = run_notes(record, executor)
+    if record.state is JobState.RUNNING and executors is not None:
+        notes = run_notes(record, executors)
         if notes:
             return replace(record, reason="; ".join(notes))
     return record

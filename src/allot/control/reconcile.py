@@ -1,7 +1,9 @@
 """Reconcile: bring the store in line with what the executor reports about each active run.
 
-Run at every cycle and at start-up (when it is the crash recovery). For each job with a run
-that has not ended:
+Run at every cycle and at start-up (when it is the crash recovery). The executors are asked
+about the runs whose exits they pushed and the runs still starting, and, at start-up and every
+so often (the loop's safety net for a lost push), about every run; the others are checked
+against their deadlines only. For each job with a run that has not ended:
 
 - starting, with tasks no runner has claimed: the server died between recording the intent
   and launching; launch again (launch is idempotent per run id and each task is claimed
@@ -20,17 +22,16 @@ that has not ended:
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from allot.control.ports import Clock, Executor, RunState, RunStatus, Store, TaskLaunch
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.ports import Clock, RunState, RunStatus, Store, TaskLaunch
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
+from allot.control.registry import ExecutorRegistry
 from allot.core.model import JobState
 
 log = logging.getLogger("allot.control")
 ACTOR = "scheduler"
-PREEMPTED = "preempted"
-CANCELLED = "cancelled"
-TIME_LIMIT = "time limit"
 
 
 @dataclass(slots=True)
@@ -62,11 +63,12 @@ def task_launches(record: JobRecord, run: RunRecord) -> list[TaskLaunch]:
 def _outcome(run: RunRecord, status: RunStatus, limit: float | None) -> tuple[JobState, str]:
     """The job state a finished run leads to, and why."""
     reason = run.stop_reason or ""
-    if run.phase is RunPhase.STOPPING and reason.startswith(PREEMPTED):
+    stopping = run.phase is RunPhase.STOPPING
+    if stopping and run.stop_cause is StopCause.PREEMPTED:
         return JobState.PENDING, reason
-    if run.phase is RunPhase.STOPPING and reason.startswith(CANCELLED):
+    if stopping and run.stop_cause is StopCause.CANCELLED:
         return JobState.CANCELLED, reason
-    if status.timed_out or reason.startswith(TIME_LIMIT):
+    if status.timed_out or run.stop_cause is StopCause.TIME_LIMIT:
         return JobState.FAILED, f"time limit of {limit or 0:g} s exceeded"
     if status.state is RunState.LOST:
         return JobState.FAILED, status.detail or "a task process disappeared without reporting"
@@ -89,20 +91,36 @@ def _first_exit(status: RunStatus) -> int | None:
     return known[0] if known else None
 
 
-def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> Observation:
-    """One pass over every active run; see the module docstring."""
+def reconcile(
+    store: Store,
+    executors: ExecutorRegistry,
+    clock: Clock,
+    grace: float,
+    *,
+    only: Collection[str] | None = None,
+) -> Observation:
+    """One pass over every active run; see the module docstring. With ``only``, the
+    executors are asked about those runs (the ones whose exits they pushed) and about runs
+    still starting; the others are checked against their deadlines alone."""
     seen = Observation()
-    for record in store.active_jobs():
-        run = record.run
-        if run is None:
-            continue
+    active = [(r, r.run) for r in store.active_jobs() if r.run is not None]
+    asked = [
+        run
+        for _, run in active
+        if only is None or run.run_id in only or run.phase is RunPhase.STARTING
+    ]
+    statuses = executors.statuses(asked) if asked else {}
+    for record, run in active:
         now = clock.now()
-        status = executor.status(run.run_id, len(run.placement))
+        status = statuses.get(run.run_id)
+        if status is None:
+            _check_deadlines(store, executors, record, run, now, grace, seen)
+            continue
         if run.phase is RunPhase.STARTING and (
             status.state is RunState.UNKNOWN or status.unclaimed
         ):
             log.info("job %d: launching run %s recorded before a restart", record.id, run.run_id)
-            executor.launch(task_launches(record, run))
+            executors.launch(run, task_launches(record, run))
             seen.relaunched += 1
             continue
         if status.state in (RunState.EXITED, RunState.LOST) or (
@@ -126,40 +144,59 @@ def reconcile(store: Store, executor: Executor, clock: Clock, grace: float) -> O
             continue
         if run.phase is RunPhase.STARTING:
             store.mark_running(run.run_id, at=now)
-        if run.phase is RunPhase.STOPPING:
-            if run.stop_by is not None and now >= run.stop_by:
-                executor.signal(run.run_id, kill=True)
-                seen.killed += 1
-            continue
         failed = [i for i, c in enumerate(status.exit_codes) if c not in (None, 0)]
-        limit = record.job.time_limit
-        if failed:
+        if failed and run.phase is not RunPhase.STOPPING:
             stop(
                 store,
-                executor,
+                executors,
                 run,
+                cause=StopCause.GANG_FAILED,
                 reason=f"task {failed[0]} failed; stopping the gang",
                 at=now,
                 grace=grace,
             )
             seen.stopped += 1
-        elif limit is not None and now - run.started_at > limit + grace:
-            # The runner enforces limits itself; this catches a runner that could not.
-            stop(store, executor, run, reason=f"{TIME_LIMIT} of {limit:g} s", at=now, grace=grace)
-            seen.stopped += 1
+            continue
+        _check_deadlines(store, executors, record, run, now, grace, seen)
     return seen
+
+
+def _check_deadlines(
+    store: Store,
+    executors: ExecutorRegistry,
+    record: JobRecord,
+    run: RunRecord,
+    now: float,
+    grace: float,
+    seen: Observation,
+) -> None:
+    """SIGKILL a stopping run past its deadline; stop a running one past its time limit."""
+    if run.phase is RunPhase.STOPPING:
+        if run.stop_by is not None and now >= run.stop_by:
+            executors.signal(run, kill=True)
+            seen.killed += 1
+        return
+    limit = record.job.time_limit
+    if run.phase is RunPhase.RUNNING and limit is not None and now - run.started_at > limit + grace:
+        # The runner enforces limits itself; this catches a runner that could not.
+        reason = f"time limit of {limit:g} s"
+        stop(store, executors, run, cause=StopCause.TIME_LIMIT, reason=reason, at=now, grace=grace)
+        seen.stopped += 1
 
 
 def stop(
     store: Store,
-    executor: Executor,
+    executors: ExecutorRegistry,
     run: RunRecord,
     *,
+    cause: StopCause,
     reason: str,
     at: float,
     grace: float,
     actor: str = ACTOR,
 ) -> None:
-    """Record that ``run`` must be gone by ``at + grace`` and send SIGTERM."""
-    store.request_stop(run.run_id, stop_by=at + grace, reason=reason, at=at, actor=actor)
-    executor.signal(run.run_id, kill=False)
+    """Record that ``run`` must be gone by ``at + grace``, and why, and send SIGTERM."""
+    store.request_stop(
+        run.run_id, stop_by=at + grace, cause=cause, reason=reason, at=at, actor=actor
+    )
+    executors.signal(run, kill=False)

@@ -99,6 +99,15 @@ class NewJob:
     after: tuple[Dependency, ...] = ()  # all must hold before it may start
 
 
+class StopCause(StrEnum):
+    """Why a run was asked to stop; decides how the job ends when the run does."""
+
+    CANCELLED = "cancelled"  # a user cancelled it: the job ends cancelled
+    PREEMPTED = "preempted"  # the scheduler took its room: the job is requeued
+    TIME_LIMIT = "time_limit"  # it ran past its time limit: the job fails
+    GANG_FAILED = "gang_failed"  # another task of its gang failed: the job fails
+
+
 class RunPhase(StrEnum):
     """Where a run is in its life."""
 
@@ -119,11 +128,32 @@ class RunRecord:
     placement: tuple[TaskPlacement, ...]
     started_at: float
     stop_by: float | None = None  # set while stopping
-    stop_reason: str | None = None  # "cancelled", "preempted", "time limit", ...
+    stop_cause: StopCause | None = None  # set while stopping (and kept once ended)
+    stop_reason: str | None = None  # the same in words: "preempted for job 12 (reclaim)"
     ended_at: float | None = None
     exit_code: int | None = None
     # One per task once the run has ended (None where the executor reported none); empty before.
     exit_codes: tuple[int | None, ...] = ()
+    executor: str = "local"  # the node pool whose executor runs it
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One line of the usage ledger: what an ended run held (summed over its tasks), from
+    when to when, and whose it was. ``id`` orders records as they were written."""
+
+    id: int
+    job_id: int
+    run_id: str
+    tenant: str
+    user: str
+    queue: str
+    flavor: str
+    started_at: float
+    ended_at: float
+    gpu_milli: int
+    cpu_milli: int
+    memory_mib: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,18 @@ from dataclasses import dataclass, replace
 from allot.control import reasons
 from allot.control.dependencies import problem_at_submit
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
+from allot.control.principal import Principal
 from allot.control.reasons import Explained, wall_time
-from allot.control.reconcile import CANCELLED
-from allot.control.records import NEW_ARRAY, EventRecord, JobFilter, JobRecord, NewJob, RunPhase
+from allot.control.records import (
+    NEW_ARRAY,
+    EventRecord,
+    JobFilter,
+    JobRecord,
+    NewJob,
+    RunPhase,
+    StopCause,
+)
+from allot.control.registry import ExecutorRegistry
 from allot.core.defaults import fill_task
 from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, Resources, SpecError
@@ -43,6 +52,7 @@ class _ClusterView:
 
     read_at: float
     queues: tuple[str, ...]  # in the order the quotas list them
+    owners: dict[str, str]  # queue -> the tenant it belongs to
     flavors: list[str]
     nodes: tuple[Node, ...]
     empty: Snapshot
@@ -83,9 +93,15 @@ class QueueView:
 class ControlPlane:
     """The use cases, over a store, an executor, a clock and the scheduling loop."""
 
-    def __init__(self, store: Store, executor: Executor, clock: Clock, loop: Scheduler) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executors: ExecutorRegistry | Executor,
+        clock: Clock,
+        loop: Scheduler,
+    ) -> None:
         self.store = store
-        self.executor = executor
+        self.executors = ExecutorRegistry.of(executors)
         self.clock = clock
         self.loop = loop
         self._view: _ClusterView | None = None
@@ -96,15 +112,16 @@ class ControlPlane:
         self,
         job: NewJob,
         *,
-        actor: str,
+        principal: Principal,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Accept a job (durably) and wake the loop. Raises RejectedError for a job that could
         never run here (unknown queue or flavor, larger than any node or gang can get) and
         ConflictError for an idempotency key reused with a different request."""
+        actor = principal.user
         try:
-            job = self._check_runnable(job)
+            job = self._check_runnable(job, principal)
             problem = self._dependency_problems([job]).get(0)
             if problem is not None:
                 raise problem
@@ -130,7 +147,7 @@ class ControlPlane:
         self,
         jobs: Sequence[NewJob],
         *,
-        actor: str,
+        principal: Principal,
         idempotency_keys: Sequence[str | None],
         request_hashes: Sequence[str | None],
         array: int | None = None,
@@ -139,11 +156,12 @@ class ControlPlane:
         job by its index, ``jobs[3].tasks``), then all are stored in one transaction.
         ``array``: None, ``NEW_ARRAY`` (they form a new array) or the id of an array to add
         them to (``array_id``)."""
+        actor = principal.user
         jobs = list(jobs)
         problems = self._dependency_problems(jobs, array)
         for index, job in enumerate(jobs):
             try:
-                jobs[index] = self._check_runnable(job)
+                jobs[index] = self._check_runnable(job, principal)
                 if index in problems:
                     raise problems[index]
             except RejectedError as err:
@@ -175,18 +193,32 @@ class ControlPlane:
             up = tuple(
                 Node(n.name, n.flavor, n.gpus, n.cpu_milli, n.memory_mib, n.topology) for n in nodes
             )
-            queues = tuple(q.name for q in self.store.quotas().queues)
+            specs = self.store.quotas().queues
             view = self._view = _ClusterView(
-                now, queues, sorted({n.flavor for n in nodes}), up, Snapshot(Cluster(up))
+                now,
+                tuple(q.name for q in specs),
+                {q.name: q.tenant for q in specs},
+                sorted({n.flavor for n in nodes}),
+                up,
+                Snapshot(Cluster(up)),
             )
         return view
 
-    def _check_runnable(self, job: NewJob) -> NewJob:
-        """The job with its default CPU and memory filled in, if it could ever run here."""
+    def _check_runnable(self, job: NewJob, principal: Principal) -> NewJob:
+        """The job as it will be stored, if it could ever run here and ``principal`` may
+        submit it: its user the caller, its tenant its queue's, its default CPU and memory
+        filled in. Raises RejectedError, or ForbiddenError for a tenant the caller is not in."""
         view = self._cluster()
         queues = view.queues
         if job.queue not in queues:
             raise RejectedError("queue", _unknown_queue(job.queue, queues))
+        owner = view.owners[job.queue]
+        if job.tenant and job.tenant != owner:
+            raise RejectedError(
+                "tenant", f"queue {job.queue} belongs to tenant {owner!r}, not {job.tenant!r}"
+            )
+        principal.check_submit(owner)
+        job = replace(job, tenant=owner, user=principal.user)
         flavors = view.flavors
         for flavor in job.flavors:
             if flavor not in flavors:
@@ -228,7 +260,7 @@ class ControlPlane:
     def get(self, job_id: int) -> JobRecord:
         """The job, with the reason users see (``reasons.with_reason``: why a pending job
         waits, what the executor notes about a running one); raises NotFoundError."""
-        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executor)
+        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executors)
 
     def list_jobs(self, where: JobFilter) -> list[JobRecord]:
         """Jobs matching ``where``, newest first, a pending job with why it waits. When none
@@ -250,11 +282,13 @@ class ControlPlane:
         self.store.get_job(job_id)
         return self.store.events(job_id)
 
-    def cancel(self, job_id: int, *, actor: str) -> JobRecord:
+    def cancel(self, job_id: int, *, principal: Principal) -> JobRecord:
         """Cancel a pending job at once, or stop a running one (SIGTERM, then SIGKILL after the
         grace period); a job already stopping is left as it is and returned. Raises
         ConflictError for a job that has already ended."""
+        actor = principal.user
         record = self.store.get_job(job_id)
+        principal.check_submit(record.job.tenant)
         if record.state is JobState.PENDING:
             record = self.store.cancel_pending(
                 job_id, at=self.clock.now(), actor=actor, reason=f"cancelled by {actor}"
@@ -262,27 +296,34 @@ class ControlPlane:
             self.loop.wake()
             return record
         if record.state is JobState.RUNNING and record.run is not None:
-            reason = f"{CANCELLED} by {actor}"
+            reason = f"cancelled by {actor}"
+            cause = StopCause.CANCELLED
             if record.run.phase is RunPhase.STOPPING:
                 # Already asked to stop: no second SIGTERM (it could abort the task's
                 # checkpoint), but a preemption or time limit becomes a cancel, so the job
                 # ends cancelled instead of being requeued.
-                if not (record.run.stop_reason or "").startswith(CANCELLED):
+                if record.run.stop_cause is not cause:
                     self.store.restate_stop(
-                        record.run.run_id, reason=reason, at=self.clock.now(), actor=actor
+                        record.run.run_id,
+                        cause=cause,
+                        reason=reason,
+                        at=self.clock.now(),
+                        actor=actor,
                     )
                 return self.store.get_job(job_id)
-            self.loop.stop_run(record.run, reason=reason, actor=actor)
+            self.loop.stop_run(record.run, cause=cause, reason=reason, actor=actor)
             return self.store.get_job(job_id)
         raise ConflictError(f"job {job_id} is already {record.state}; nothing to cancel")
 
-    def hold(self, job_id: int, *, actor: str) -> JobRecord:
+    def hold(self, job_id: int, *, principal: Principal) -> JobRecord:
         """Keep a pending job from starting until released."""
-        return self.store.set_held(job_id, True, at=self.clock.now(), actor=actor)
+        principal.check_submit(self.store.get_job(job_id).job.tenant)
+        return self.store.set_held(job_id, True, at=self.clock.now(), actor=principal.user)
 
-    def release(self, job_id: int, *, actor: str) -> JobRecord:
+    def release(self, job_id: int, *, principal: Principal) -> JobRecord:
         """Let a held job be scheduled again."""
-        record = self.store.set_held(job_id, False, at=self.clock.now(), actor=actor)
+        principal.check_submit(self.store.get_job(job_id).job.tenant)
+        record = self.store.set_held(job_id, False, at=self.clock.now(), actor=principal.user)
         self.loop.wake()
         return record
 
@@ -297,12 +338,12 @@ class ControlPlane:
         if not runs:
             return LogChunk(None, b"", 0, record.state.is_terminal)
         run = runs[-1]
-        data, following = self.executor.read_log(run.run_id, task, offset, limit)
+        data, following = self.executors.read_log(run, task, offset, limit)
         return LogChunk(run.run_id, data, following, run.phase is RunPhase.ENDED)
 
     def explain(self, job_id: int) -> Explained:
         """Why the job is pending (from the latest scheduling cycle) or where it is."""
-        return reasons.explain(self.store.get_job(job_id), self.loop, self.executor)
+        return reasons.explain(self.store.get_job(job_id), self.loop, self.executors)
 
     # ------------------------------------------------------------------ cluster
 
@@ -311,11 +352,14 @@ class ControlPlane:
         return self.store.nodes()
 
     def inventory_source(self) -> str:
-        """How the executor found its nodes' GPUs: ``nvml``, ``declared`` or ``none``."""
-        return self.executor.inventory_source()
+        """How the executors found their nodes' GPUs: ``nvml``, ``declared`` or ``none``
+        (per pool when there are several)."""
+        return self.executors.inventory_source()
 
-    def set_node_state(self, name: str, state: NodeState, *, actor: str) -> Node:
-        """Drain (no new work), undrain (up) or mark a node down."""
+    def set_node_state(self, name: str, state: NodeState, *, principal: Principal) -> Node:
+        """Drain (no new work), undrain (up) or mark a node down (cluster admins only)."""
+        principal.check_admin("node")
+        actor = principal.user
         if state is NodeState.DOWN:
             raise RejectedError("state", "a node goes down by itself; drain it instead")
         node = self.store.set_node_state(name, state, at=self.clock.now(), actor=actor)

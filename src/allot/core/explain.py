@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from allot.core.model import MIB_PER_GIB
+from allot.core.units import memory_size, quantity
 
 FieldValue = str | int | float
 
@@ -55,23 +55,10 @@ def virtual_time(t: float) -> str:
     return f"t={t:.0f}"
 
 
-def number(value: float) -> str:
-    """``8`` for 8.0, ``0.5`` for 0.5, ``999999999`` for a large whole number (never ``1e+09``)."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def quantity(value: float, unit: str) -> str:
-    """``value`` of ``unit`` in words: ``1 GPU``, ``2 GPUs``, ``0.5 GPUs``, ``1 task``."""
-    return f"{number(value)} {unit}" if value == 1 else f"{number(value)} {unit}s"
-
-
 def memory(mib: float) -> str:
     """An amount of memory in words, in GiB from 1 GiB on (as ``allot nodes`` shows it):
     ``32 GiB of memory``, ``23.54 GiB of memory``, ``512 MiB of memory``."""
-    if mib < MIB_PER_GIB:
-        return f"{number(mib)} MiB of memory"
-    gib = f"{mib / MIB_PER_GIB:.2f}".rstrip("0").rstrip(".")
-    return f"{gib} GiB of memory"
+    return f"{memory_size(mib)} of memory"
 
 
 def cpu_only(f: Mapping[str, FieldValue]) -> bool:

@@ -71,14 +71,6 @@ class Resources:
         """This amount ``factor`` times over (``factor`` >= 0)."""
         return Resources(self.gpu_milli * factor, self.cpu_milli * factor, self.memory_mib * factor)
 
-    def fits_in(self, other: Resources) -> bool:
-        """True when every component is at most the matching component of ``other``."""
-        return (
-            self.gpu_milli <= other.gpu_milli
-            and self.cpu_milli <= other.cpu_milli
-            and self.memory_mib <= other.memory_mib
-        )
-
     @property
     def gpus(self) -> float:
         """GPUs as a float, for display."""
@@ -124,6 +116,9 @@ class Node:
     memory_mib: int
     topology: tuple[str, ...] = ()
     state: NodeState = NodeState.UP
+    # The node pool whose executor runs work here (the local machine, a Slurm partition, a
+    # Ray cluster); a gang never spans pools.
+    pool: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:

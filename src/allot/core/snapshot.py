@@ -28,6 +28,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
+from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.model import (
     MILLI_PER_GPU,
     Cluster,
@@ -74,10 +75,15 @@ class Snapshot:
         quotas: QuotaConfig | None = None,
         history: UsageHistory | None = None,
         attained: dict[JobId, float] | None = None,
+        checks: Sequence[AdmissionCheck] | None = None,
     ) -> None:
         self.cluster = cluster
         # Quota usage per queue and cohort (None: no quotas are enforced).
         self.quota: QuotaTree | None = None if quotas is None else QuotaTree(quotas)
+        # The admission checks every pending job passes before placement (quota by default).
+        self.checks: tuple[AdmissionCheck, ...] = (
+            default_checks(quotas is not None) if checks is None else tuple(checks)
+        )
         # Decayed usage per tenant and user, as the driver last advanced it.
         self.history = history or UsageHistory()
         # GPU-seconds pending jobs received in earlier runs (for least-attained-service order).
@@ -109,11 +115,19 @@ class Snapshot:
         self.stopping: set[JobId] = set()  # running jobs that were preempted and are stopping
         # (expected end, job id) of every running job, kept sorted: backfill walks it in order
         self.ends: list[tuple[float, JobId]] = []
-        self.state_version = 0  # bumps on node state changes
         # Facts derived from node capacities and states only (e.g. "can this shape ever fit");
         # cleared whenever a node changes state, so they survive across scheduling cycles.
         self.memo: dict[object, object] = {}
         self.screened: dict[object, object] = {}
+        # flavor -> [(pool, bitset of its nodes)], only for flavors whose nodes span pools.
+        self.pools: dict[str, list[tuple[str, int]]] = {}
+        by_pool: dict[str, dict[str, int]] = {}
+        for i, node in enumerate(self.nodes):
+            masks = by_pool.setdefault(node.flavor, {})
+            masks[node.pool] = masks.get(node.pool, 0) | 1 << i
+        for flavor, masks in by_pool.items():
+            if len(masks) > 1:
+                self.pools[flavor] = sorted(masks.items())
         for i, node in enumerate(self.nodes):
             if node.state is NodeState.UP:
                 self.buckets[node.flavor][node.gpus] |= 1 << i
@@ -122,16 +136,6 @@ class Snapshot:
             self.start(job)
 
     # ------------------------------------------------------------------ queries
-
-    @property
-    def running_jobs(self) -> Sequence[RunningJob]:
-        """Running jobs (in no meaningful order; decisions walk ``ends`` or sort by id)."""
-        return list(self.running.values())
-
-    def free_on(self, name: str) -> Resources:
-        """Free resources of one node (GPU as the sum over its devices)."""
-        i = self.node_index[name]
-        return Resources(sum(self.dev_free[i]), self.cpu_free[i], self.mem_free[i])
 
     def schedulable(self, i: int) -> bool:
         """True when node ``i`` takes new work."""
@@ -248,7 +252,6 @@ class Snapshot:
         self._unindex(i)
         self.state[i] = state
         self._index(i)
-        self.state_version += 1
         self.memo.clear()
         self.screened.clear()
 
@@ -256,7 +259,6 @@ class Snapshot:
             self._unindex(i)
             self.state[i] = old
             self._index(i)
-            self.state_version += 1
             self.memo.clear()
             self.screened.clear()
 

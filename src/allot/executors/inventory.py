@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from allot.core.explain import quantity
 from allot.core.model import MILLI_PER_CPU, Node
+from allot.core.units import quantity
 
 Source = Literal["nvml", "declared", "none"]
 CPU_FLAVOR = "cpu"

@@ -15,7 +15,8 @@ Invariants
   (``CUDA_VISIBLE_DEVICES``, empty for a CPU-only task): allot's variables override the user's.
 - Every task of a gang gets the same ``MASTER_PORT``, also when the run is launched again.
 - Task directories are private to the server's user (they hold the task's environment).
-- The executor reaps every runner it spawned, so none stays a zombie while the server lives.
+- The executor reaps every runner it spawned, so none stays a zombie while the server lives,
+  and reports the run of each one that ends at once (``ExitWatcher``).
 - A task gets SIGTERM from the executor at most once per run, however often it is asked to stop.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import sys
@@ -59,56 +61,126 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-class Reaper:
-    """Collects the exit status of the runners this process spawned, so none stays a zombie.
+class ExitWatcher:
+    """Reaps the runners this process spawned and tells, the moment one ends, which run it
+    belonged to (``on_exit(run_id)``), so the scheduler frees its room at once.
 
-    A thread polling ``waitpid(pid, WNOHANG)`` for exactly those pids, rather than a double
-    fork: a double fork would make ``launch`` wait for an intermediate process per task, and
-    ``waitpid(-1)`` would steal the exit status of children other parts of the server wait
-    for. The thread ends when nothing is left to reap, so an idle executor costs nothing; a
-    runner that ended stays a zombie for at most ``interval`` seconds.
+    Each runner gets a pidfd (Linux 5.3+), readable when it exits; one thread waits on all of
+    them with ``select.epoll`` and reaps exactly those pids, so no exit status of another child
+    of the server is stolen (``waitpid(-1)`` would) and no polling interval delays the news.
+    Where pidfds are unavailable it falls back to polling ``waitpid(pid, WNOHANG)`` every
+    ``interval`` seconds. The thread ends when nothing is left to watch, so an idle executor
+    costs nothing.
     """
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
-        # Called (from the reaper thread) after runners ended, so a scheduler can notice the
-        # freed room at once instead of at its next periodic look.
-        self.on_exit: Callable[[], None] | None = None
-        self._pids: set[int] = set()
+        # Called (from the watcher thread) with the run id of a runner that ended.
+        self.on_exit: Callable[[str], None] | None = None
+        self._runs: dict[int, str] = {}  # pid -> run id
+        self._fds: dict[int, int] = {}  # pidfd -> pid
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._poll: select.epoll | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._use_pidfd = hasattr(os, "pidfd_open")
 
-    def add(self, pid: int) -> None:
+    def add(self, pid: int, run_id: str) -> None:
+        """Watch runner ``pid`` of ``run_id``."""
         with self._lock:
-            self._pids.add(pid)
+            self._runs[pid] = run_id
+            if self._use_pidfd:
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:
+                    self._use_pidfd = False  # not supported here: poll instead
+                else:
+                    self._fds[fd] = pid
+                    if self._poll is not None:
+                        self._poll.register(fd, select.EPOLLIN)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="allot-reaper", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="allot-exit-watcher", daemon=True
+                )
                 self._thread.start()
+            elif self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
 
     def pending(self) -> int:
         """How many spawned runners have not been reaped yet."""
         with self._lock:
-            return len(self._pids)
+            return len(self._runs)
+
+    def _reap(self, pids: list[int]) -> list[str]:
+        ended: list[str] = []
+        for pid in pids:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored, ...)
+                done = pid
+            if done:
+                with self._lock:
+                    run_id = self._runs.pop(pid, None)
+                if run_id is not None:
+                    ended.append(run_id)
+        return ended
+
+    def _tell(self, ended: list[str]) -> None:
+        if ended and self.on_exit is not None:
+            for run_id in dict.fromkeys(ended):
+                self.on_exit(run_id)
 
     def _loop(self) -> None:
+        if self._use_pidfd:
+            self._wait_on_pidfds()
+        else:
+            self._poll_pids()
+
+    def _wait_on_pidfds(self) -> None:
+        poll = select.epoll()
+        wake_r, wake_w = os.pipe()
+        with self._lock:
+            self._poll, self._wake_r, self._wake_w = poll, wake_r, wake_w
+            poll.register(wake_r, select.EPOLLIN)
+            for fd in self._fds:
+                poll.register(fd, select.EPOLLIN)
         while True:
             with self._lock:
-                if not self._pids:
+                if not self._runs or not self._use_pidfd:
+                    # Torn down under the lock, so an ``add`` sees either this thread with
+                    # its poll, or no thread at all.
+                    self._poll, self._wake_r, self._wake_w = None, -1, -1
+                    for fd in self._fds:
+                        os.close(fd)
+                    self._fds.clear()
+                    poll.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    if not self._runs:
+                        self._thread = None
+                        return
+                    break  # a pidfd could not be opened: poll from now on
+            ready = [fd for fd, _ in poll.poll(1.0)]
+            pids: list[int] = []
+            with self._lock:
+                for fd in ready:
+                    if fd == wake_r:
+                        os.read(wake_r, 4096)
+                    elif fd in self._fds:
+                        pids.append(self._fds.pop(fd))
+                        poll.unregister(fd)
+                        os.close(fd)
+            self._tell(self._reap(pids))
+        self._poll_pids()
+
+    def _poll_pids(self) -> None:
+        while True:
+            with self._lock:
+                if not self._runs:
                     self._thread = None
                     return
-                pids = list(self._pids)
-            reaped = set()
-            for pid in pids:
-                try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored, ...)
-                    done = pid
-                if done:
-                    reaped.add(pid)
-            with self._lock:
-                self._pids -= reaped
-            if reaped and self.on_exit is not None:
-                self.on_exit()
+                pids = list(self._runs)
+            self._tell(self._reap(pids))
             time.sleep(self.interval)
 
 
@@ -142,12 +214,12 @@ class LocalExecutor:
         self._gpus = gpus
         self._node_name = node_name
         self._inventory: Inventory | None = None
-        self._reaper = Reaper()
+        self._watcher = ExitWatcher()
 
-    def notify_on_exit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever tasks this executor started have ended (from a
+    def notify_on_exit(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` as soon as a task this executor started has ended (from a
         background thread; it must be quick and thread-safe)."""
-        self._reaper.on_exit = callback
+        self._watcher.on_exit = callback
 
     # -- inventory
     def inventory_report(self) -> Inventory:
@@ -216,7 +288,7 @@ class LocalExecutor:
                 self._write_spec(task, task_dir, env)
             ready.append(task_dir)
         for task_dir in ready:  # every spec first, so a gang's tasks start as close as possible
-            self._spawn(task_dir)
+            self._spawn(task_dir, run_id)
 
     def _master_port(self, run_dir: Path) -> int:
         """The port of a run launched before (so its tasks agree), else a fresh one."""
@@ -247,7 +319,7 @@ class LocalExecutor:
         }
         runner.write_json_atomic(str(task_dir / runner.SPEC_FILE), spec, mode=0o600)
 
-    def _spawn(self, task_dir: Path) -> None:
+    def _spawn(self, task_dir: Path, run_id: str) -> None:
         # posix_spawn rather than subprocess: no Popen object to outlive (and warn about) when
         # the runner outlives this call, and vfork speed however large the server grows. Only
         # inheritable descriptors cross exec, and Python opens none by default, so nothing of
@@ -267,7 +339,7 @@ class LocalExecutor:
             setsigmask=(),
             setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
         )
-        self._reaper.add(pid)
+        self._watcher.add(pid, run_id)
 
     # -- status, signals, logs
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
@@ -283,6 +355,10 @@ class LocalExecutor:
             and tasks[i].phase is not TaskPhase.EXITED
         )
         return replace(status, unclaimed=unclaimed) if unclaimed else status
+
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        """``status`` of each (run id, task count)."""
+        return [self.status(run_id, num_tasks) for run_id, num_tasks in runs]
 
     def signal(self, run_id: str, *, kill: bool) -> None:
         """SIGTERM goes to each runner, which forwards it to its task's process group;

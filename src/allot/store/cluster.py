@@ -4,7 +4,8 @@ Rules (each change appends a ``node_state`` event, the node's states in its ``da
 - a reported node takes the reported shape and state, except that a drained node stays
   ``draining``;
 - a node missing from the report goes ``down`` and keeps its drain, so it comes back
-  ``draining`` if drained and ``up`` otherwise;
+  ``draining`` if drained and ``up`` otherwise; each executor reports its own node pool, so
+  only that pool's nodes can go missing from its report;
 - draining or undraining a node that is missing records the wish; it stays ``down`` until
   reported.
 A node that did not change is not written, so a periodic sync of a steady cluster only reads.
@@ -35,6 +36,7 @@ def _node(row: Any) -> Node:
         row.memory_mib,
         tuple(row.topology),
         NodeState(row.state),
+        row.pool,
     )
 
 
@@ -62,8 +64,11 @@ def _state_event(
     )
 
 
-def sync(conn: Connection, nodes: Sequence[Node], *, at: float) -> list[Node]:
-    """Merge the executor's inventory into the stored nodes; returns every node."""
+def sync(
+    conn: Connection, nodes: Sequence[Node], *, at: float, pool: str | None = None
+) -> list[Node]:
+    """Merge an executor's inventory into the stored nodes; returns every node. With ``pool``,
+    the inventory is that pool's alone: only its nodes go down when missing."""
     seen: set[str] = set()
     for node in nodes:
         if node.name in seen:
@@ -83,6 +88,7 @@ def sync(conn: Connection, nodes: Sequence[Node], *, at: float) -> list[Node]:
             "topology": list(node.topology),
             "state": state.value,
             "reported": True,
+            "pool": node.pool,
         }
         if old is None:
             inserts.append({"name": node.name, "drained": False, "updated_at": at, **values})
@@ -98,6 +104,8 @@ def sync(conn: Connection, nodes: Sequence[Node], *, at: float) -> list[Node]:
     for name, old in stored.items():
         if name in seen or (old.state == NodeState.DOWN and not old.reported):
             continue
+        if pool is not None and old.pool != pool:
+            continue  # another executor's node
         conn.execute(
             update(NodeRow)
             .where(NodeRow.name == name)

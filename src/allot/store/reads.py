@@ -31,6 +31,7 @@ from allot.control.records import (
     NewJob,
     RunPhase,
     RunRecord,
+    StopCause,
 )
 from allot.core.model import JobState, Resources, TaskPlacement
 from allot.store.tables import AllocationRow, JobRow, RunRow
@@ -205,10 +206,12 @@ def run_record(row: Row[Any], allocations: Sequence[Row[Any]]) -> RunRecord:
         placement=placement,
         started_at=row.started_at,
         stop_by=row.stop_by,
+        stop_cause=None if row.stop_cause is None else StopCause(row.stop_cause),
         stop_reason=row.stop_reason,
         ended_at=row.ended_at,
         exit_code=row.exit_code,
         exit_codes=tuple(a.exit_code for a in allocations) if ended else (),
+        executor=row.executor,
     )
 
 

@@ -7,8 +7,9 @@ Invariants kept here, each inside the caller's transaction:
 - a run's phases only move forward: starting -> running -> stopping -> ended (starting may
   skip straight to stopping or ended);
 - ending a run releases its allocations, records each task's exit code on its allocation
-  (when the executor reported them, one per task), and adds the GPU-seconds it held to the
-  job's attained service (2D attained service, as in Tiresias: GPUs held x seconds);
+  (when the executor reported them, one per task), adds the GPU-seconds it held to the
+  job's attained service (2D attained service, as in Tiresias: GPUs held x seconds), and
+  appends its usage record (the ledger fair share and metering read);
 - events carry job states; the run's phase goes in ``data`` (see ``events``). A run that has
   not ended belongs to a running job, so phase-only events read running -> running.
 """
@@ -21,14 +22,15 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from allot.control.ports import ConflictError, NotFoundError
-from allot.control.records import JobRecord, RunPhase, RunRecord
+from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause, UsageRecord
 from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transition
 from allot.store import events
 from allot.store.jobs import get as get_job
 from allot.store.reads import ALLOCATIONS, RUNS, allocations_by_run, run_record
-from allot.store.tables import AllocationRow, JobRow, RunRow
+from allot.store.tables import AllocationRow, JobRow, RunRow, UsageRow
 
 _INSERT_RUN = insert(RunRow)
+_INSERT_USAGE = insert(UsageRow)
 _INSERT_ALLOCATION = insert(AllocationRow)
 _END_TASK = (
     update(AllocationRow)
@@ -81,9 +83,11 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
             "flavor": run.flavor,
             "started_at": run.started_at,
             "stop_by": None,
+            "stop_cause": None,
             "stop_reason": None,
             "ended_at": None,
             "exit_code": None,
+            "executor": run.executor,
         },
     )
     conn.execute(
@@ -157,9 +161,17 @@ def mark_running(conn: Connection, run_id: str, *, at: float) -> None:
 
 
 def request_stop(
-    conn: Connection, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+    conn: Connection,
+    run_id: str,
+    *,
+    stop_by: float,
+    cause: StopCause,
+    reason: str,
+    at: float,
+    actor: str,
 ) -> None:
-    """Starting or running -> stopping; no change for a run already stopping or ended."""
+    """Starting or running -> stopping, for ``cause``; no change for a run already stopping
+    or ended."""
     reason = reason or f"stop requested by {actor}"
     row = _locked_run(conn, run_id)
     phase = RunPhase(row.phase)
@@ -168,18 +180,29 @@ def request_stop(
     conn.execute(
         update(RunRow)
         .where(RunRow.run_id == run_id)
-        .values(phase=RunPhase.STOPPING.value, stop_by=stop_by, stop_reason=reason)
+        .values(
+            phase=RunPhase.STOPPING.value,
+            stop_by=stop_by,
+            stop_cause=cause.value,
+            stop_reason=reason,
+        )
     )
     _stopping_event(conn, row.job_id, run_id, phase, stop_by, reason=reason, at=at, actor=actor)
 
 
-def restate_stop(conn: Connection, run_id: str, *, reason: str, at: float, actor: str) -> None:
-    """A stopping run's new stop reason (the deadline stays), with a ``stopping`` event
-    saying so; no change for a run that is not stopping or already has this reason."""
+def restate_stop(
+    conn: Connection, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+) -> None:
+    """A stopping run's new stop cause and reason (the deadline stays), with a ``stopping``
+    event saying so; no change for a run that is not stopping or already stops for it."""
     row = _locked_run(conn, run_id)
-    if RunPhase(row.phase) is not RunPhase.STOPPING or row.stop_reason == reason:
+    if RunPhase(row.phase) is not RunPhase.STOPPING or row.stop_cause == cause.value:
         return
-    conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(stop_reason=reason))
+    conn.execute(
+        update(RunRow)
+        .where(RunRow.run_id == run_id)
+        .values(stop_cause=cause.value, stop_reason=reason)
+    )
     _stopping_event(
         conn,
         row.job_id,
@@ -255,7 +278,15 @@ def end_run(
     reason = reason or f"run ended: {outcome}"
     run = _locked_run(conn, run_id)
     job = conn.execute(
-        select(JobRow.state, JobRow.tasks, JobRow.attained_service, JobRow.current_run_id)
+        select(
+            JobRow.state,
+            JobRow.tasks,
+            JobRow.attained_service,
+            JobRow.current_run_id,
+            JobRow.tenant,
+            JobRow.user,
+            JobRow.queue,
+        )
         .where(JobRow.id == run.job_id)
         .with_for_update()
     ).one()
@@ -310,6 +341,22 @@ def end_run(
     if outcome is not JobState.PENDING:
         job_values.update(end_time=at, exit_code=exit_code)
     conn.execute(update(JobRow).where(JobRow.id == run.job_id).values(**job_values))
+    conn.execute(
+        _INSERT_USAGE,
+        {
+            "job_id": run.job_id,
+            "run_id": run_id,
+            "tenant": job.tenant,
+            "user": job.user,
+            "queue": job.queue,
+            "flavor": run.flavor,
+            "started_at": run.started_at,
+            "ended_at": max(at, run.started_at),
+            "gpu_milli": sum(task["gpu_milli"] for task in job.tasks),
+            "cpu_milli": sum(task["cpu_milli"] for task in job.tasks),
+            "memory_mib": sum(task["memory_mib"] for task in job.tasks),
+        },
+    )
 
     data: dict[str, Any] = {
         "run_id": run_id,
@@ -353,3 +400,30 @@ def runs_of(conn: Connection, job_id: int) -> list[RunRecord]:
     )
     placed = allocations_by_run(allocations)
     return [run_record(row, placed.get(row.run_id, ())) for row in runs]
+
+
+def usage(
+    conn: Connection, *, after: int = 0, ended_after: float | None = None
+) -> list[UsageRecord]:
+    """Usage records with an id above ``after`` (and, when given, that ended after
+    ``ended_after``), in the order they were written."""
+    query = select(UsageRow.__table__).where(UsageRow.id > after).order_by(UsageRow.id)
+    if ended_after is not None:
+        query = query.where(UsageRow.ended_at > ended_after)
+    return [
+        UsageRecord(
+            row.id,
+            row.job_id,
+            row.run_id,
+            row.tenant,
+            row.user,
+            row.queue,
+            row.flavor,
+            row.started_at,
+            row.ended_at,
+            row.gpu_milli,
+            row.cpu_milli,
+            row.memory_mib,
+        )
+        for row in conn.execute(query)
+    ]

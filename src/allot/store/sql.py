@@ -36,7 +36,9 @@ from allot.control.records import (
     JobRecord,
     NewJob,
     RunRecord,
+    StopCause,
     TokenRecord,
+    UsageRecord,
 )
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import QuotaConfig
@@ -243,16 +245,33 @@ class SqlStore(Store):
             runs.mark_running(conn, run_id, at=at)
 
     def request_stop(
-        self, run_id: str, *, stop_by: float, reason: str, at: float, actor: str
+        self,
+        run_id: str,
+        *,
+        stop_by: float,
+        cause: StopCause,
+        reason: str,
+        at: float,
+        actor: str,
     ) -> None:
-        """Move a run to stopping (no-op if it is already stopping or ended)."""
+        """Move a run to stopping, for ``cause`` (no-op if it is already stopping or ended)."""
         with self._writing() as conn:
-            runs.request_stop(conn, run_id, stop_by=stop_by, reason=reason, at=at, actor=actor)
+            runs.request_stop(
+                conn, run_id, stop_by=stop_by, cause=cause, reason=reason, at=at, actor=actor
+            )
 
-    def restate_stop(self, run_id: str, *, reason: str, at: float, actor: str) -> None:
-        """Replace a stopping run's stop reason (its deadline stays); no-op otherwise."""
+    def restate_stop(
+        self, run_id: str, *, cause: StopCause, reason: str, at: float, actor: str
+    ) -> None:
+        """Replace a stopping run's stop cause (its deadline stays); no-op otherwise."""
         with self._writing() as conn:
-            runs.restate_stop(conn, run_id, reason=reason, at=at, actor=actor)
+            runs.restate_stop(conn, run_id, cause=cause, reason=reason, at=at, actor=actor)
+
+    def usage(self, *, after: int = 0, ended_after: float | None = None) -> list[UsageRecord]:
+        """Usage records with an id above ``after`` (ended after ``ended_after``, when
+        given), in the order they were written."""
+        with self._reading() as conn:
+            return runs.usage(conn, after=after, ended_after=ended_after)
 
     def end_run(
         self,
@@ -289,11 +308,14 @@ class SqlStore(Store):
 
     # -- cluster
 
-    def sync_nodes(self, nodes: Sequence[Node], *, at: float) -> list[Node]:
-        """Insert or update nodes from the executor's inventory, keeping an admin's drain;
-        nodes no longer reported go down. Returns every node with its stored state."""
+    def sync_nodes(
+        self, nodes: Sequence[Node], *, at: float, pool: str | None = None
+    ) -> list[Node]:
+        """Insert or update nodes from an executor's inventory, keeping an admin's drain;
+        nodes no longer reported (of ``pool``, when given) go down. Returns every node with
+        its stored state."""
         with self._writing() as conn:
-            return cluster.sync(conn, nodes, at=at)
+            return cluster.sync(conn, nodes, at=at, pool=pool)
 
     def nodes(self) -> list[Node]:
         """Every node with its stored state, by name."""

@@ -2,7 +2,8 @@
 
 Invariants the tables carry (the migrations in ``migrations/versions`` create exactly these):
 - times are float seconds since the epoch, always passed in by the caller;
-- ``events`` is append-only: rows are inserted, never updated or deleted;
+- ``events`` and ``usage_records`` are append-only: rows are inserted, never updated or
+  deleted;
 - a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
   foreign key because jobs and runs would then reference each other;
 - a job's dependencies are its ``job_dependencies`` rows (one per job or array named, written
@@ -145,6 +146,7 @@ class NodeRow(Base):
     state: Mapped[str]
     drained: Mapped[bool]
     reported: Mapped[bool]
+    pool: Mapped[str]  # the node pool (executor) that reports it
     updated_at: Mapped[float]
 
 
@@ -233,9 +235,11 @@ class RunRow(Base):
     flavor: Mapped[str]
     started_at: Mapped[float]
     stop_by: Mapped[float | None]
+    stop_cause: Mapped[str | None]  # a ``StopCause`` value, set when the run was asked to stop
     stop_reason: Mapped[str | None]
     ended_at: Mapped[float | None]
     exit_code: Mapped[int | None]
+    executor: Mapped[str]  # the node pool whose executor runs it ("local", "slurm:gpu", ...)
 
 
 class AllocationRow(Base):
@@ -253,6 +257,28 @@ class AllocationRow(Base):
     memory_mib: Mapped[int]
     released: Mapped[bool]
     exit_code: Mapped[int | None]
+
+
+class UsageRow(Base):
+    """What one ended run held, for how long and whose it was: the usage ledger. Append-only,
+    one row per run, written in the transaction that ends it; ``id`` orders the rows as they
+    were written, so a reader resumes after the last id it saw."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_ended_at", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(BIG_ID, ForeignKey("jobs.id"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), unique=True)
+    tenant: Mapped[str]
+    user: Mapped[str]
+    queue: Mapped[str]
+    flavor: Mapped[str]
+    started_at: Mapped[float]
+    ended_at: Mapped[float]
+    gpu_milli: Mapped[int]  # summed over the run's tasks
+    cpu_milli: Mapped[int]
+    memory_mib: Mapped[int]
 
 
 class EventRow(Base):

@@ -132,10 +132,13 @@ class JobSubmission(BaseModel):
     name: str = Field(default="", max_length=200)
     queue: str = Field(default="default", min_length=1, max_length=200)
     tenant: str | None = Field(
-        default=None, min_length=1, max_length=200, description="Default: default."
-    )
-    user: str | None = Field(
-        default=None, min_length=1, max_length=200, description="Default: the token's name."
+        default=None,
+        min_length=1,
+        max_length=200,
+        description=(
+            "The tenant the job is for: the one its queue belongs to (the default); naming "
+            "another is refused. The job's user is always the caller."
+        ),
     )
     priority: int | str = Field(
         default=0, description="An integer, or the name of one of the cluster's priority classes."

@@ -1,6 +1,6 @@
 """Routes of the cluster: ``/v1/nodes`` (list, drain, undrain) and ``/v1/queues``.
 
-Thin like every route: parse, call the ``ControlPlane`` as the authenticated actor, map.
+Thin like every route: parse, call the ``ControlPlane`` as the authenticated caller, map.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from allot.api import wire
-from allot.api.auth import Actor
+from allot.api.auth import Caller
 from allot.api.context import Control
 from allot.api.problems import documented
 from allot.core.model import NodeState
@@ -25,16 +25,16 @@ def list_nodes(control: Control) -> list[NodeOut]:
 
 
 @router.post("/nodes/{name}/drain", responses=documented(404))
-def drain_node(name: str, control: Control, actor: Actor) -> NodeOut:
+def drain_node(name: str, control: Control, caller: Caller) -> NodeOut:
     """Place nothing new on the node; what runs there keeps running."""
-    node = control.set_node_state(name, NodeState.DRAINING, actor=actor)
+    node = control.set_node_state(name, NodeState.DRAINING, principal=caller)
     return wire.node_out(node, control.inventory_source())
 
 
 @router.post("/nodes/{name}/undrain", responses=documented(404))
-def undrain_node(name: str, control: Control, actor: Actor) -> NodeOut:
+def undrain_node(name: str, control: Control, caller: Caller) -> NodeOut:
     """Let the node take new work again."""
-    node = control.set_node_state(name, NodeState.UP, actor=actor)
+    node = control.set_node_state(name, NodeState.UP, principal=caller)
     return wire.node_out(node, control.inventory_source())
 
 

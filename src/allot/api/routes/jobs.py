@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from allot.api import wire
-from allot.api.auth import Actor
+from allot.api.auth import Caller
 from allot.api.context import Control, Intake
 from allot.api.problems import documented
 from allot.control.records import NEW_ARRAY, JobFilter
@@ -54,7 +54,7 @@ async def submit_job(
     submission: JobSubmission,
     control: Control,
     intake: Intake,
-    actor: Actor,
+    caller: Caller,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -70,8 +70,8 @@ async def submit_job(
         classes = (await run_in_threadpool(control.quotas)).priority_classes
         priority = wire.resolve_priority(priority, classes)
     accepted = intake.submit(
-        wire.new_job(submission, actor=actor, priority=priority),
-        actor=actor,
+        wire.new_job(submission, priority=priority),
+        principal=caller,
         idempotency_key=idempotency_key,
         request_hash=wire.request_hash(submission),
     )
@@ -92,7 +92,7 @@ async def submit_job(
 def submit_jobs(
     batch: JobBatch,
     control: Control,
-    actor: Actor,
+    caller: Caller,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -107,17 +107,13 @@ def submit_jobs(
     form a new job array named by the first job's id; ``array_id`` adds them to one."""
     classes = control.quotas().priority_classes if _named_priorities(batch) else {}
     jobs = [
-        wire.new_job(
-            submission,
-            actor=actor,
-            priority=wire.resolve_priority(submission.priority, classes),
-        )
+        wire.new_job(submission, priority=wire.resolve_priority(submission.priority, classes))
         for submission in batch.jobs
     ]
     keys = [None if idempotency_key is None else f"{idempotency_key}:{i}" for i in range(len(jobs))]
     results = control.submit_many(
         jobs,
-        actor=actor,
+        principal=caller,
         idempotency_keys=keys,
         request_hashes=[wire.request_hash(submission) for submission in batch.jobs],
         array=NEW_ARRAY if batch.array else batch.array_id,
@@ -177,21 +173,21 @@ def get_job(job_id: int, control: Control) -> JobOut:
 
 
 @router.post("/{job_id}/cancel", responses=documented(404, 409))
-def cancel_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+def cancel_job(job_id: int, control: Control, caller: Caller) -> JobOut:
     """Cancel a pending job, or stop a running one (it gets its grace period)."""
-    return wire.job_out(control.cancel(job_id, actor=actor))
+    return wire.job_out(control.cancel(job_id, principal=caller))
 
 
 @router.post("/{job_id}/hold", responses=documented(404, 409))
-def hold_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+def hold_job(job_id: int, control: Control, caller: Caller) -> JobOut:
     """Keep a pending job from starting until it is released."""
-    return wire.job_out(control.hold(job_id, actor=actor))
+    return wire.job_out(control.hold(job_id, principal=caller))
 
 
 @router.post("/{job_id}/release", responses=documented(404, 409))
-def release_job(job_id: int, control: Control, actor: Actor) -> JobOut:
+def release_job(job_id: int, control: Control, caller: Caller) -> JobOut:
     """Let a held job be scheduled again."""
-    return wire.job_out(control.release(job_id, actor=actor))
+    return wire.job_out(control.release(job_id, principal=caller))
 
 
 @router.get("/{job_id}/events", responses=documented(404))

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from allot.core.explain import Explanation, FieldValue, Reason, memory, number, quantity
+from allot.core.explain import Explanation, FieldValue, Reason, memory
 from allot.core.model import MILLI_PER_GPU, Cluster, JobSpec, NodeState, Resources
 from allot.core.placement.feasibility import FlavorCapacity, node_capacity_tasks
 from allot.core.placement.select import choose_placement
 from allot.core.snapshot import Snapshot
+from allot.core.units import number, quantity
 
 
 def accepted_flavors(snap: Snapshot, spec: JobSpec) -> tuple[str, ...]:

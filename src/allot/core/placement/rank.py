@@ -13,36 +13,44 @@ from collections.abc import Iterator
 from allot.core.model import MILLI_PER_GPU
 from allot.core.snapshot import PARTIAL_BUCKETS, Snapshot, nodes_in
 
+ALL_NODES = -1  # a node mask with every bit set
 
-def smallest_sufficient(snap: Snapshot, flavor: str, need_gpus: int) -> Iterator[int]:
-    """Schedulable nodes of ``flavor`` with at least ``need_gpus`` whole free GPUs, fewest
-    free first (best fit)."""
+
+def smallest_sufficient(
+    snap: Snapshot, flavor: str, need_gpus: int, mask: int = ALL_NODES
+) -> Iterator[int]:
+    """Schedulable nodes of ``flavor`` (within ``mask``) with at least ``need_gpus`` whole
+    free GPUs, fewest free first (best fit)."""
     buckets = snap.buckets[flavor]
     for k in range(max(need_gpus, 0), len(buckets)):
-        yield from nodes_in(buckets[k])
+        yield from nodes_in(buckets[k] & mask)
 
 
-def largest_first(snap: Snapshot, flavor: str, at_least: int) -> Iterator[int]:
-    """Schedulable nodes of ``flavor`` with at least ``at_least`` whole free GPUs, most free
-    first (to hold as many tasks of a gang as possible)."""
+def largest_first(
+    snap: Snapshot, flavor: str, at_least: int, mask: int = ALL_NODES
+) -> Iterator[int]:
+    """Schedulable nodes of ``flavor`` (within ``mask``) with at least ``at_least`` whole free
+    GPUs, most free first (to hold as many tasks of a gang as possible)."""
     buckets = snap.buckets[flavor]
     for k in range(len(buckets) - 1, max(at_least, 1) - 1, -1):
-        yield from nodes_in(buckets[k])
+        yield from nodes_in(buckets[k] & mask)
 
 
-def fractional_candidates(snap: Snapshot, flavor: str, need_milli: int) -> Iterator[int]:
-    """Nodes whose partly used devices might hold ``need_milli``, least room first, then nodes
-    with a whole free device, fewest whole free first."""
+def fractional_candidates(
+    snap: Snapshot, flavor: str, need_milli: int, mask: int = ALL_NODES
+) -> Iterator[int]:
+    """Nodes (within ``mask``) whose partly used devices might hold ``need_milli``, least room
+    first, then nodes with a whole free device, fewest whole free first."""
     partial = snap.partial[flavor]
     for b in range(need_milli * PARTIAL_BUCKETS // MILLI_PER_GPU, PARTIAL_BUCKETS):
-        yield from nodes_in(partial[b])
-    yield from smallest_sufficient(snap, flavor, 1)
+        yield from nodes_in(partial[b] & mask)
+    yield from smallest_sufficient(snap, flavor, 1, mask)
 
 
-def cpu_only_candidates(snap: Snapshot, flavor: str) -> Iterator[int]:
-    """Nodes for a task without GPUs: those with the fewest free GPUs first, so GPU-rich nodes
-    stay free for GPU work."""
-    yield from smallest_sufficient(snap, flavor, 0)
+def cpu_only_candidates(snap: Snapshot, flavor: str, mask: int = ALL_NODES) -> Iterator[int]:
+    """Nodes (within ``mask``) for a task without GPUs: those with the fewest free GPUs first,
+    so GPU-rich nodes stay free for GPU work."""
+    yield from smallest_sufficient(snap, flavor, 0, mask)
 
 
 def best_device(dev_free: list[int], need_milli: int) -> int | None:

@@ -9,6 +9,7 @@ Rules (a gang's tasks start together or not at all):
 3. A share of a GPU goes to the partly used device with the least room that still suffices,
    else to a whole free device on the node with the fewest whole free devices.
 4. Devices on a node are taken lowest index first.
+5. A gang never spans node pools (each pool is run by its own executor).
 
 The snapshot is edited while a gang is being placed (so later tasks see earlier ones) and
 restored before returning: ``choose_placement`` has no lasting effect.
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from allot.core.model import MILLI_PER_GPU, JobSpec, Resources, TaskPlacement
 from allot.core.placement.feasibility import tasks_on_node
 from allot.core.placement.rank import (
+    ALL_NODES,
     best_device,
     cpu_only_candidates,
     fractional_candidates,
@@ -48,9 +50,10 @@ def _groups(tasks: Sequence[Resources]) -> list[tuple[Resources, list[int]]]:
 class _Chooser:
     """One placement attempt: picks nodes task group by task group, undoing its edits after."""
 
-    def __init__(self, snap: Snapshot, flavor: str, total_tasks: int) -> None:
+    def __init__(self, snap: Snapshot, flavor: str, total_tasks: int, mask: int) -> None:
         self.snap = snap
         self.flavor = flavor
+        self.mask = mask
         self.remaining_tasks = total_tasks
         self.undos: list[Undo] = []
         self.placed: dict[int, TaskPlacement] = {}
@@ -73,7 +76,7 @@ class _Chooser:
         while remaining:
             choice = -1
             count = 0
-            for i in smallest_sufficient(snap, self.flavor, remaining * g):
+            for i in smallest_sufficient(snap, self.flavor, remaining * g, self.mask):
                 if (
                     tasks_on_node(
                         snap.whole_free[i], snap.cpu_free[i], snap.mem_free[i], task, remaining
@@ -83,7 +86,7 @@ class _Chooser:
                     choice, count = i, remaining
                     break
             if choice < 0:
-                for i in largest_first(snap, self.flavor, g):
+                for i in largest_first(snap, self.flavor, g, self.mask):
                     if snap.whole_free[i] // g <= count:
                         break  # nodes further down hold fewer tasks than the best so far
                     n = tasks_on_node(
@@ -106,7 +109,7 @@ class _Chooser:
 
     def fractional_task(self, task: Resources, index: int) -> bool:
         snap = self.snap
-        for i in fractional_candidates(snap, self.flavor, task.gpu_milli):
+        for i in fractional_candidates(snap, self.flavor, task.gpu_milli, self.mask):
             if snap.cpu_free[i] < task.cpu_milli or snap.mem_free[i] < task.memory_mib:
                 continue
             d = best_device(snap.dev_free[i], task.gpu_milli)
@@ -119,7 +122,7 @@ class _Chooser:
 
     def cpu_task(self, task: Resources, index: int) -> bool:
         snap = self.snap
-        for i in cpu_only_candidates(snap, self.flavor):
+        for i in cpu_only_candidates(snap, self.flavor, self.mask):
             if snap.cpu_free[i] >= task.cpu_milli and snap.mem_free[i] >= task.memory_mib:
                 self.placed[index] = TaskPlacement(snap.nodes[i].name)
                 self.take(i, {}, task, 1)
@@ -131,10 +134,24 @@ def choose_placement(
     snap: Snapshot, spec: JobSpec, flavor: str
 ) -> tuple[TaskPlacement, ...] | None:
     """A placement for every task of ``spec`` on nodes of ``flavor``, in task order, or None
-    when the free capacity cannot hold the whole job now. Leaves ``snap`` unchanged."""
+    when the free capacity cannot hold the whole job now. A gang stays within one node pool
+    (pools tried in name order). Leaves ``snap`` unchanged."""
     if flavor not in snap.buckets:
         return None
-    chooser = _Chooser(snap, flavor, len(spec.tasks))
+    pools = snap.pools.get(flavor) if len(spec.tasks) > 1 else None
+    if not pools:
+        return _place(snap, spec, flavor, ALL_NODES)
+    for _, mask in pools:
+        placement = _place(snap, spec, flavor, mask)
+        if placement is not None:
+            return placement
+    return None
+
+
+def _place(
+    snap: Snapshot, spec: JobSpec, flavor: str, mask: int
+) -> tuple[TaskPlacement, ...] | None:
+    chooser = _Chooser(snap, flavor, len(spec.tasks), mask)
     try:
         for task, indices in _groups(spec.tasks):
             if task.gpu_milli >= MILLI_PER_GPU:

@@ -76,8 +76,3 @@ def sort_key(
         a, b, c = parts
         return lambda j: (a(j), b(j), c(j), j.submit_time, j.id)
     return lambda j: (*(part(j) for part in parts), j.submit_time, j.id)
-
-
-def ordered(pending: Sequence[JobSpec], key: Callable[[JobSpec], SortKey]) -> list[JobSpec]:
-    """``pending`` sorted by ``key`` (stable)."""
-    return sorted(pending, key=key)

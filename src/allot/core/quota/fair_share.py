@@ -45,6 +45,16 @@ def accrue(usage: float, rate: float, dt: float, half_life: float) -> float:
     return usage * kept + rate * (1.0 - kept) / lam
 
 
+def held_usage(amount: float, start: float, end: float, now: float, half_life: float) -> float:
+    """Decayed usage at ``now`` of holding ``amount`` GPUs from ``start`` to ``end`` (both at
+    most ``now``): the exact integral of ``amount * 2 ** (-(now - t) / half_life)`` over the
+    interval, so usage summed from recorded intervals equals usage accrued step by step."""
+    if end <= start:
+        return 0.0
+    lam = math.log(2.0) / half_life
+    return amount * (math.exp(-lam * (now - end)) - math.exp(-lam * (now - start))) / lam
+
+
 @dataclass(frozen=True, slots=True)
 class UsageHistory:
     """Decayed GPU-seconds per tenant and per (tenant, user) as of ``as_of``."""
@@ -73,6 +83,18 @@ class UsageHistory:
             for u in set(self.users) | set(user_rates)
         }
         return UsageHistory(to, tenants, users)
+
+    def decayed(self, to: float, half_life: float) -> UsageHistory:
+        """The history at ``to`` with nothing held since ``as_of``."""
+        return self.advanced(to, {}, {}, half_life)
+
+    def plus(self, tenant: str, user: str, amount: float) -> UsageHistory:
+        """The history with ``amount`` more decayed usage for ``tenant`` and its ``user``."""
+        tenants = dict(self.tenants)
+        tenants[tenant] = tenants.get(tenant, 0.0) + amount
+        users = dict(self.users)
+        users[tenant, user] = users.get((tenant, user), 0.0) + amount
+        return UsageHistory(self.as_of, tenants, users)
 
 
 def _factors(usage: Mapping[str, float], shares: Mapping[str, float]) -> dict[str, float]:

@@ -9,6 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, make_url, text
 
 from allot.store import SqlStore, default_database_url
@@ -28,6 +29,7 @@ TABLES = {
     "runs",
     "tasks",
     "tenants",
+    "usage_records",
     "users",
 }
 
@@ -46,7 +48,9 @@ def test_migrate_twice_changes_nothing(store: SqlStore) -> None:
     store.migrate()
     with store.engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    assert versions == ["0003"]
+    assert versions == [
+        ScriptDirectory.from_config(alembic_config(store.engine.url)).get_current_head()
+    ]
     assert set(inspect(store.engine).get_table_names()) == TABLES | {"alembic_version"}
 
 
@@ -81,6 +85,7 @@ def test_the_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0002_tasks.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0003_dependencies.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0004_usage.py").is_file()
 
 
 def test_default_database_url_names_the_file_in_the_data_dir(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allot.control.ports import Store
 from allot.core.quota.config import (
     CohortSpec,
     FairShareRule,
@@ -13,7 +14,6 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
-from allot.store import SqlStore
 
 
 def _config() -> QuotaConfig:
@@ -55,17 +55,17 @@ def _config() -> QuotaConfig:
     )
 
 
-def test_an_empty_store_has_an_empty_configuration(store: SqlStore) -> None:
+def test_an_empty_store_has_an_empty_configuration(store: Store) -> None:
     assert store.quotas() == QuotaConfig()
 
 
-def test_quotas_round_trip_exactly(store: SqlStore) -> None:
+def test_quotas_round_trip_exactly(store: Store) -> None:
     config = _config()
     store.save_quotas(config, at=1.0)
     assert store.quotas() == config
 
 
-def test_saving_replaces_the_whole_configuration(store: SqlStore) -> None:
+def test_saving_replaces_the_whole_configuration(store: Store) -> None:
     store.save_quotas(_config(), at=1.0)
     smaller = QuotaConfig(tenants=(TenantSpec("solo"),), queues=(QueueSpec("only", "solo"),))
     store.save_quotas(smaller, at=2.0)

@@ -1,5 +1,5 @@
-"""Tasks as rows: written with their job (single and batch submissions, all or nothing), read
-back for allocations and GPU-seconds, and each task's exit code recorded when its run ends,
+"""A job's tasks in the store: read back in task order, stored with their job (single and
+batch submissions, all or nothing), and each task's exit code recorded when its run ends,
 including the codes reconcile hands over from the executor."""
 
 from __future__ import annotations
@@ -8,53 +8,23 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
 
-from allot.control.ports import ConflictError, RunState, RunStatus, TaskLaunch
+from allot.control.ports import ConflictError, RunState, RunStatus, Store, TaskLaunch
 from allot.control.reconcile import reconcile
 from allot.control.records import RunPhase
+from allot.control.registry import ExecutorRegistry
 from allot.core.model import JobState, Resources
-from allot.store import SqlStore
-from allot.store.tables import AllocationRow, JobRow, TaskRow
 from harness import ManualClock
 from store_builders import new_job, run_for
 
 
-def _tasks(store: SqlStore, job_id: int) -> list[tuple[int, int, int, int]]:
-    with store.engine.connect() as conn:
-        query = (
-            select(TaskRow.task_index, TaskRow.gpu_milli, TaskRow.cpu_milli, TaskRow.memory_mib)
-            .where(TaskRow.job_id == job_id)
-            .order_by(TaskRow.task_index)
-        )
-        return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
-
-
-def _allocation_codes(store: SqlStore, run_id: str) -> list[tuple[bool, int | None]]:
-    with store.engine.connect() as conn:
-        query = (
-            select(AllocationRow.released, AllocationRow.exit_code)
-            .where(AllocationRow.run_id == run_id)
-            .order_by(AllocationRow.task_index)
-        )
-        return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
-
-
-def test_submit_writes_one_row_per_task_in_order(store: SqlStore) -> None:
+def test_tasks_read_back_in_order(store: Store) -> None:
     shapes = (Resources(500, 2000, 8192), Resources(2000, 8000, 65536))
     job_id = store.submit(replace(new_job("mixed"), tasks=shapes), at=1.0, actor="ada")[0].id
-    assert _tasks(store, job_id) == [(0, 500, 2000, 8192), (1, 2000, 8000, 65536)]
     assert store.get_job(job_id).job.tasks == shapes
-    with store.engine.connect() as conn:
-        stored = conn.execute(select(JobRow.tasks).where(JobRow.id == job_id)).scalar_one()
-    # The JSON column keeps the same list for readers of the first schema.
-    assert stored == [
-        {"gpu_milli": 500, "cpu_milli": 2000, "memory_mib": 8192},
-        {"gpu_milli": 2000, "cpu_milli": 8000, "memory_mib": 65536},
-    ]
 
 
-def test_a_batch_writes_the_tasks_of_its_new_jobs_only(store: SqlStore) -> None:
+def test_a_batch_stores_the_tasks_of_its_new_jobs(store: Store) -> None:
     first = store.submit(new_job("old"), at=1.0, actor="ada", idempotency_key="k0")[0].id
     answers = store.submit_many(
         [new_job("old"), new_job("gang", tasks=3, gpus=2), new_job("one")],
@@ -64,15 +34,14 @@ def test_a_batch_writes_the_tasks_of_its_new_jobs_only(store: SqlStore) -> None:
         request_hashes=[None, None, None],
     )
     assert [created for _, created in answers] == [False, True, True]
+    assert answers[0][0].id == first
     gang, one = answers[1][0].id, answers[2][0].id
-    assert _tasks(store, first) == [(0, 1000, 4000, 16384)]
-    assert _tasks(store, gang) == [(i, 2000, 4000, 16384) for i in range(3)]
-    assert _tasks(store, one) == [(0, 1000, 4000, 16384)]
-    with store.engine.connect() as conn:
-        assert len(conn.execute(select(TaskRow.job_id)).all()) == 5
+    assert store.get_job(gang).job.tasks == (Resources(2000, 4000, 16384),) * 3
+    assert store.get_job(one).job.tasks == (Resources(1000, 4000, 16384),)
+    assert len(store.pending_jobs()) == 3
 
 
-def test_a_refused_batch_leaves_no_tasks(store: SqlStore) -> None:
+def test_a_refused_batch_stores_nothing(store: Store) -> None:
     store.submit(new_job("a"), at=1.0, actor="ada", idempotency_key="k", request_hash="h1")
     with pytest.raises(ConflictError, match="idempotency key 'k' was used"):
         store.submit_many(
@@ -82,15 +51,14 @@ def test_a_refused_batch_leaves_no_tasks(store: SqlStore) -> None:
             idempotency_keys=[None, "k"],
             request_hashes=[None, "h2"],
         )
-    with store.engine.connect() as conn:
-        assert len(conn.execute(select(TaskRow.job_id)).all()) == 1
+    assert [r.job.name for r in store.pending_jobs()] == ["a"]
+    assert [e.kind for e in store.events()] == ["submitted"]
 
 
-def test_ending_a_run_records_each_tasks_exit_code(store: SqlStore) -> None:
+def test_ending_a_run_records_each_tasks_exit_code(store: Store) -> None:
     job_id = store.submit(new_job(tasks=3), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, nodes=("n1", "n2", "n3")), actor="scheduler")
     assert store.get_job(job_id).run.exit_codes == ()  # type: ignore[union-attr]
-    assert _allocation_codes(store, "run-1") == [(False, None)] * 3
     done = store.end_run(
         "run-1",
         outcome=JobState.FAILED,
@@ -101,14 +69,13 @@ def test_ending_a_run_records_each_tasks_exit_code(store: SqlStore) -> None:
         exit_codes=(0, 3, -15),
     )
     assert (done.state, done.exit_code, done.attained_service) == (JobState.FAILED, 3, 30.0)
-    assert _allocation_codes(store, "run-1") == [(True, 0), (True, 3), (True, -15)]
     (run,) = store.runs_of(job_id)
     assert (run.exit_code, run.exit_codes) == (3, (0, 3, -15))
     ended = store.events(job_id)[-1]
     assert ended.data["exit_codes"] == [0, 3, -15]
 
 
-def test_a_run_ended_without_codes_has_none_per_task(store: SqlStore) -> None:
+def test_a_run_ended_without_codes_has_none_per_task(store: Store) -> None:
     job_id = store.submit(new_job(tasks=2), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, nodes=("n1", "n2")), actor="scheduler")
     store.end_run(
@@ -119,12 +86,11 @@ def test_a_run_ended_without_codes_has_none_per_task(store: SqlStore) -> None:
         at=1.0,
         actor="executor",
     )
-    assert _allocation_codes(store, "run-1") == [(True, None), (True, None)]
     assert store.runs_of(job_id)[0].exit_codes == (None, None)
     assert "exit_codes" not in store.events(job_id)[-1].data
 
 
-def test_exit_codes_must_match_the_tasks_and_nothing_changes(store: SqlStore) -> None:
+def test_exit_codes_must_match_the_tasks_and_nothing_changes(store: Store) -> None:
     job_id = store.submit(new_job(tasks=2), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, nodes=("n1", "n2")), actor="scheduler")
     with pytest.raises(ValueError, match="exit_codes: run run-1 has 2 tasks, got 1 exit codes"):
@@ -138,7 +104,9 @@ def test_exit_codes_must_match_the_tasks_and_nothing_changes(store: SqlStore) ->
             exit_codes=(0,),
         )
     assert store.get_job(job_id).state is JobState.RUNNING
-    assert _allocation_codes(store, "run-1") == [(False, None), (False, None)]
+    (run,) = store.runs_of(job_id)
+    assert (run.phase, run.exit_codes) == (RunPhase.STARTING, ())
+    assert store.usage() == []
 
 
 class _ExitedExecutor:
@@ -150,6 +118,9 @@ class _ExitedExecutor:
     def status(self, run_id: str, num_tasks: int) -> RunStatus:
         return RunStatus(run_id, RunState.EXITED, self.codes)
 
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        return [self.status(run_id, n) for run_id, n in runs]
+
     def launch(self, tasks: Sequence[TaskLaunch]) -> None:
         raise AssertionError("nothing is launched again")
 
@@ -157,11 +128,12 @@ class _ExitedExecutor:
         raise AssertionError("nothing is signalled")
 
 
-def test_reconcile_hands_the_executors_codes_to_the_store(store: SqlStore) -> None:
+def test_reconcile_hands_the_executors_codes_to_the_store(store: Store) -> None:
     job_id = store.submit(new_job(tasks=2), at=0.0, actor="ada")[0].id
     store.begin_run(run_for(job_id, nodes=("n1", "n2"), at=5.0), actor="scheduler")
     store.mark_running("run-1", at=6.0)
-    seen = reconcile(store, _ExitedExecutor((0, 3)), ManualClock(50.0), 30.0)  # type: ignore[arg-type]
+    executors = ExecutorRegistry.of(_ExitedExecutor((0, 3)))  # type: ignore[arg-type]
+    seen = reconcile(store, executors, ManualClock(50.0), 30.0)
     assert seen.ended == 1
     record = store.get_job(job_id)
     assert (record.state, record.exit_code, record.reason) == (

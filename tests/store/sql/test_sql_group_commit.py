@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import Future
 
 from allot.control.intake import SubmissionIntake
+from allot.control.principal import Principal
 from allot.control.records import JobFilter, JobRecord
 from allot.control.services import ControlPlane
 from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
@@ -39,7 +40,10 @@ def test_concurrent_submissions_and_retries_store_each_job_once(store: SqlStore)
             # Every third job is sent twice in a row, as a client retrying would.
             for _ in range(2 if i % 3 == 0 else 1):
                 future = intake.submit(
-                    new_job(key), actor=f"user-{n % 2}", idempotency_key=key, request_hash=key
+                    new_job(key),
+                    principal=Principal.admin(f"user-{n % 2}"),
+                    idempotency_key=key,
+                    request_hash=key,
                 )
                 with lock:
                     answers.setdefault(key, []).append(future)
