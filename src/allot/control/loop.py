@@ -190,10 +190,10 @@ class SchedulingLoop:
             # a lost push); otherwise only the runs whose exits were pushed.
             if self._due(self._polled_at, self.interval, now):
                 self._polled_at = now
-                reconcile(self.store, self.executors, self.clock, self.grace)
+                seen = reconcile(self.store, self.executors, self.clock, self.grace)
             else:
-                reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
-            active = self.store.active_jobs()
+                seen = reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
+            active = self.store.active_jobs() if seen.active is None else seen.active
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
             pending, waits, ended = self._settle_dependencies(pending, now)

@@ -103,7 +103,7 @@ class LocalExecutor:
         self._watcher = ExitWatcher()
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
         self._spawner: Spawner | None = Spawner(self.python, env)
-        self._made: set[Path] = set()  # directories known to exist
+        self._work_dir_made = False  # the default working directory exists
 
     def close(self) -> None:
         """Let the spawner go (running tasks and their runners go on)."""
@@ -157,8 +157,11 @@ class LocalExecutor:
         run_id = check_run_id(tasks[0].run_id)
         _check_one_run(tasks)
         run_dir = self.run_dir(run_id)
-        self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        run_dir.mkdir(exist_ok=True, mode=0o700)
+        try:
+            run_dir.mkdir(exist_ok=True, mode=0o700)
+        except FileNotFoundError:  # the first run (or the runs directory was removed)
+            self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run_dir.mkdir(exist_ok=True, mode=0o700)
         port = self._master_port(run_dir) if tasks[0].num_tasks > 1 else None
         node_of = {t.task_index: t.placement.node for t in tasks}
         ready: list[Path] = []
@@ -197,7 +200,9 @@ class LocalExecutor:
     def _write_spec(self, task: TaskLaunch, task_dir: Path, env: Mapping[str, str]) -> None:
         workdir = task.launch.workdir
         if workdir is None:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+            if not self._work_dir_made:
+                self.work_dir.mkdir(parents=True, exist_ok=True)
+                self._work_dir_made = True
             workdir = str(self.work_dir)
         spec: dict[str, object] = {
             "run_id": task.run_id,
