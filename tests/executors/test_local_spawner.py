@@ -58,7 +58,8 @@ def test_runners_are_forked_by_the_spawner_not_by_the_server(
     executor.launch(run("forked", f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 5"))
     procs = runner_of(executor, "forked", until)
     spawner = executor._spawner
-    assert spawner is not None and spawner.pid is not None
+    assert spawner is not None
+    assert spawner.pid is not None
     assert spawner.pid != os.getpid()
     assert parent_of(procs.runner_pid) == spawner.pid
     assert os.getsid(procs.runner_pid) == procs.runner_pid  # a session of its own
@@ -73,14 +74,16 @@ def test_a_spawner_that_died_is_replaced_and_its_runners_go_on(
     gate = tmp_path / "go"
     executor.launch(run("before", f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 3"))
     first = executor._spawner
-    assert first is not None and first.pid is not None
+    assert first is not None
+    assert first.pid is not None
     old = first.pid
     procs = runner_of(executor, "before", until)
     os.kill(old, signal.SIGKILL)
     until(lambda: gone(old), "the spawner to die and be reaped")
     executor.launch(run("after", "exit 0"))
     assert exit_code(executor, "after", until) == 0
-    assert executor._spawner is not None and executor._spawner.pid not in (None, old)
+    assert executor._spawner is not None
+    assert executor._spawner.pid not in (None, old)
     assert procs.runner_alive  # the runner of the first run outlived its spawner
     gate.touch()
     assert exit_code(executor, "before", until) == 3
@@ -93,7 +96,8 @@ def test_a_relaunch_through_a_new_spawner_never_runs_a_task_twice(
     tasks = run("once", f"echo ran >> {counter}")
     executor.launch(tasks)
     assert exit_code(executor, "once", until) == 0
-    assert executor._spawner is not None and executor._spawner.pid is not None
+    assert executor._spawner is not None
+    assert executor._spawner.pid is not None
     os.kill(executor._spawner.pid, signal.SIGKILL)
     executor.launch(tasks)
     LocalExecutor(executor.data_dir).launch(tasks)  # another server's spawner, too
@@ -146,3 +150,33 @@ def test_without_a_usable_spawner_runners_start_as_interpreters(
     executor = LocalExecutor(data_dir)
     executor.launch(run("fallback", "exit 0"))  # the unclaimed task is started now
     assert exit_code(executor, "fallback", until) == 0
+
+
+def test_a_request_the_spawner_never_answered_starts_its_runner_another_way(
+    executor: LocalExecutor, run: RunBuilder, until: Until
+) -> None:
+    executor.launch(run("first", "exit 0"))
+    spawner = executor._spawner
+    assert spawner is not None
+    assert spawner.pid is not None
+    pid = spawner.pid
+    os.kill(pid, signal.SIGSTOP)  # it reads nothing more
+    executor.launch(run("queued", "exit 6"))  # asked, never answered
+    os.kill(pid, signal.SIGKILL)
+    assert exit_code(executor, "queued", until) == 6
+    assert exit_code(executor, "first", until) == 0
+
+
+def test_a_spawner_that_hangs_is_given_up_and_its_requests_started_another_way(
+    data_dir: Path, run: RunBuilder, until: Until
+) -> None:
+    executor = LocalExecutor(data_dir)
+    assert executor._spawner is not None
+    executor._spawner.timeout = 0.5
+    executor.launch(run("first", "exit 0"))
+    pid = executor._spawner.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    executor.launch(run("stuck", "exit 7"))
+    assert exit_code(executor, "stuck", until) == 7
+    until(lambda: gone(pid), "the hung spawner to be killed and reaped")

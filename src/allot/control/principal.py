@@ -55,9 +55,7 @@ class Principal:
     def check_submit(self, tenant: str) -> None:
         """Raise ForbiddenError unless the caller may submit for ``tenant``."""
         if not self.may_submit_to(tenant):
-            raise ForbiddenError(
-                f"tenant: {self.user} may not submit jobs for tenant {tenant!r}"
-            )
+            raise ForbiddenError(f"tenant: {self.user} may not submit jobs for tenant {tenant!r}")
 
     def check_admin(self, what: str) -> None:
         """Raise ForbiddenError unless the caller is a cluster admin."""

@@ -168,9 +168,7 @@ def reconcile(
             continue
         _check_deadlines(store, executors, record, run, now, grace, seen)
     if not seen.stopped:
-        seen.active = [
-            _confirmed(r) if r.id in confirmed else r for r in read if r.id not in ended
-        ]
+        seen.active = [_confirmed(r) if r.id in confirmed else r for r in read if r.id not in ended]
     return seen
 
 

@@ -102,8 +102,16 @@ class LocalExecutor:
         self._inventory: Inventory | None = None
         self._watcher = ExitWatcher()
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-        self._spawner: Spawner | None = Spawner(self.python, env)
+        self._spawner: Spawner | None = Spawner(
+            self.python, env, self._runner_started, self._runner_unanswered
+        )
         self._work_dir_made = False  # the default working directory exists
+
+    def unreported(self) -> int:
+        """How many runners this executor started (or asked the spawner for) have not been
+        seen to end yet."""
+        waiting = 0 if self._spawner is None else self._spawner.waiting()
+        return waiting + self._watcher.pending()  # in this order: none is missed between
 
     def close(self) -> None:
         """Let the spawner go (running tasks and their runners go on)."""
@@ -219,12 +227,12 @@ class LocalExecutor:
         runner.write_json_atomic(str(task_dir / runner.SPEC_FILE), spec, mode=0o600)
 
     def _spawn(self, task_dir: Path, run_id: str) -> None:
-        """Start the runner of one task: forked by the spawner (a millisecond), or, where
-        that is not possible, as a fresh interpreter."""
+        """Start the runner of one task: ask the spawner to fork it (it answers later, to
+        ``_runner_started``), or, where that is not possible, start a fresh interpreter."""
         spawner = self._spawner
         if spawner is not None and self._watcher.uses_pidfds:
             for _ in range(2):  # a spawner that died is replaced, once per task
-                if not spawner.started:
+                if not spawner.running:
                     try:
                         self._watcher.add(spawner.start(), "")  # reaped when it exits
                     except OSError as err:
@@ -232,22 +240,34 @@ class LocalExecutor:
                         self._spawner = None  # it cannot start here: no use trying again
                         break
                 try:
-                    pid, pidfd = spawner.spawn(str(task_dir))
+                    spawner.request(str(task_dir), run_id)
                 except SpawnerError:
                     continue
-                if pidfd is None:
-                    self._watcher.told(run_id)  # it has ended already
-                else:
-                    self._watcher.add(pid, run_id, pidfd=pidfd)
                 return
-        self._spawn_interpreter(task_dir, run_id)
+        self._spawn_interpreter(str(task_dir), run_id)
 
-    def _spawn_interpreter(self, task_dir: Path, run_id: str) -> None:
+    def _runner_started(self, pid: int, pidfd: int | None, run_id: str) -> None:
+        """The spawner forked a runner of ``run_id`` (``pidfd`` None: it has ended already)."""
+        if pidfd is None:
+            self._watcher.told(run_id)
+        else:
+            self._watcher.add(pid, run_id, pidfd=pidfd)
+
+    def _runner_unanswered(self, task_dir: str, run_id: str) -> None:
+        """The spawner died (or could not fork) before it started this runner."""
+        try:
+            self._spawn_interpreter(task_dir, run_id)
+        except OSError as err:  # the task stays unclaimed: reconcile sees it lost in time
+            log.warning("run %s: no runner could be started for %s: %s", run_id, task_dir, err)
+
+    def _spawn_interpreter(self, task_dir: str, run_id: str) -> None:
+        """Start a runner as a fresh interpreter (also for a request the spawner could not
+        answer: the runner's claim keeps a task from running twice)."""
         # posix_spawn rather than subprocess: no Popen object to outlive (and warn about) when
         # the runner outlives this call, and vfork speed however large the server grows. Only
         # inheritable descriptors cross exec, and Python opens none by default, so nothing of
         # the server leaks into the runner besides the three below.
-        argv = [self.python, "-I", "-S", str(RUNNER_PATH), str(task_dir)]
+        argv = [self.python, "-I", "-S", str(RUNNER_PATH), task_dir]
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
         pid = os.posix_spawn(
             self.python,

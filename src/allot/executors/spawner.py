@@ -3,12 +3,16 @@ starts in about a millisecond instead of paying for a fresh interpreter (tens of
 
 ``Spawner`` (used by the local executor) starts ``python -I -S spawner.py`` once, detached in
 a session of its own, with one end of a ``SOCK_SEQPACKET`` socket pair as its stdin, and waits
-for it to say ``ready``. It then asks, one message per task, ``TASK_DIR``; the spawner forks,
-and the child becomes that task's runner (``allot.executors.runner.Runner(TASK_DIR).run()``,
-exactly what ``python runner.py TASK_DIR`` runs) in a new session of its own. The spawner
-answers ``ok PID`` with a pidfd of the runner attached (``SCM_RIGHTS``), so the executor
-learns of its exit at once without being its parent; ``ended PID`` when it has already gone;
-``error MESSAGE`` when it could not fork.
+for it to say ``ready``. It then asks, one message per task, ``TASK_DIR``, without waiting
+for the answer; the spawner forks, and the child becomes that task's runner
+(``allot.executors.runner.Runner(TASK_DIR).run()``, exactly what ``python runner.py
+TASK_DIR`` runs) in a new session of its own. The spawner answers, in order, ``ok PID`` with
+a pidfd of the runner attached (``SCM_RIGHTS``), so the executor learns of its exit at once
+without being its parent; ``ended PID`` when it has already gone; ``error MESSAGE`` when it
+could not fork. A thread of the executor reads the answers. A request the spawner never
+answered (it died, hung for ``timeout`` seconds, or could not fork) is handed back to the
+executor, which starts that runner as a fresh interpreter: the runner's claim makes that safe
+even if the spawner did fork it.
 
 Invariants
 - Nothing changes for a task: its runner claims it with ``O_EXCL`` first, writes ``pid.json``
@@ -27,13 +31,17 @@ Invariants
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,24 +53,140 @@ MESSAGE_SIZE = 65536  # a task directory path, or an answer
 
 
 class SpawnerError(OSError):
-    """The spawner could not be started, or stopped answering."""
+    """The spawner could not be started, or is gone."""
+
+
+# What the executor is told about each request: a runner started (its pid, and a pidfd of it,
+# or None when it has ended already), or a request the spawner never answered (it died or
+# could not fork), whose runner must be started another way.
+Started = Callable[[int, "int | None", str], None]
+Unanswered = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    task_dir: str
+    run_id: str
+    sent: float  # time.monotonic()
+
+
+class Connection:
+    """One spawner process and the socket to it. Requests are answered in order; a thread
+    reads the answers and hands them to the executor's callbacks (held weakly, so the
+    executor can be collected while its spawner lives)."""
+
+    def __init__(
+        self, sock: socket.socket, pid: int, started: Started, unanswered: Unanswered
+    ) -> None:
+        self.sock, self.pid = sock, pid
+        self.lock = threading.Lock()
+        self.waiting: deque[Request] = deque()
+        self.open = True
+        self._started = weakref.WeakMethod(started)
+        self._unanswered = weakref.WeakMethod(unanswered)
+        self.closing = False  # closed on purpose: what it was asked for is not its to retry
+
+    def send(self, task_dir: str, run_id: str) -> None:
+        """Ask for a runner; raises SpawnerError when the spawner is gone."""
+        with self.lock:
+            if not self.open:
+                raise SpawnerError("the spawner is gone")
+            try:
+                self.sock.send(os.fsencode(task_dir))
+            except OSError as err:
+                self.open = False  # the reader hands on what it was still asked for
+                raise SpawnerError(f"the spawner is gone: {err}") from err
+            self.waiting.append(Request(task_dir, run_id, time.monotonic()))
+
+    def read(self, timeout: float) -> None:
+        """The answers, until the spawner exits (or stops answering for ``timeout`` s)."""
+        while True:
+            try:
+                answer, fds, _, _ = socket.recv_fds(self.sock, MESSAGE_SIZE, 1)
+            except TimeoutError:
+                with self.lock:
+                    late = bool(self.waiting) and (
+                        time.monotonic() - self.waiting[0].sent > timeout
+                    )
+                if not late:
+                    continue
+                _kill(self.pid, reap=False)  # hung: its runners start another way
+                answer, fds = b"", []
+            except OSError:
+                answer, fds = b"", []
+            if not answer:
+                self._lost()
+                return
+            with self.lock:
+                request = self.waiting[0]  # left there until handed on: always counted
+            kind, _, rest = answer.decode(errors="replace").partition(" ")
+            started = self._started()
+            if kind == "error":
+                self._tell_unanswered([request])
+            elif started is None:
+                for fd in fds:
+                    os.close(fd)
+            else:
+                started(int(rest), fds[0] if fds else None, request.run_id)
+            with self.lock:
+                self.waiting.popleft()
+
+    def _lost(self) -> None:
+        with self.lock:
+            self.open = False
+            lost = list(self.waiting)
+        self.sock.close()
+        if not self.closing:
+            self._tell_unanswered(lost)
+        with self.lock:
+            self.waiting.clear()
+
+    def _tell_unanswered(self, requests: list[Request]) -> None:
+        unanswered = self._unanswered()
+        if unanswered is not None:
+            for request in requests:
+                unanswered(request.task_dir, request.run_id)
+
+    def close(self) -> None:
+        """Let the spawner go: it exits once it has read what was sent."""
+        self.closing = True
+        with self.lock:
+            if self.open:
+                self.sock.shutdown(socket.SHUT_WR)
 
 
 class Spawner:
-    """The executor's side: starts the spawner process on first use and asks it for runners.
-    Thread-safe; one request at a time."""
+    """The executor's side: starts the spawner process and asks it for runners without
+    waiting for them (see the module docstring). ``started`` and ``unanswered`` are called
+    from the spawner's reader thread."""
 
-    def __init__(self, python: str, env: Mapping[str, str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        python: str,
+        env: Mapping[str, str],
+        started: Started,
+        unanswered: Unanswered,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
         self.python = python
         self.env = dict(env)
         self.timeout = timeout
-        self.pid: int | None = None  # of the spawner process, once started
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._closer: weakref.finalize[[], Spawner] | None = None
+        self._started, self._unanswered = started, unanswered
+        self._current: Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The current spawner process, if one runs."""
+        current = self._current
+        return current.pid if current is not None and current.open else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
 
     def start(self) -> int:
-        """Start the spawner process and wait for it to be ready; returns its pid. Raises
+        """Start a spawner process and wait for it to be ready; returns its pid. Raises
         SpawnerError (having cleaned up) when it does not come up."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -91,56 +215,44 @@ class Spawner:
             hello = f"{err}".encode()
         if hello != READY:
             ours.close()
-            _kill(pid)
+            _kill(pid, reap=True)
             raise SpawnerError(f"the spawner did not start ({self.python}): {hello!r}")
-        self.pid, self._sock = pid, ours
-        self._closer = weakref.finalize(self, ours.close)
+        ours.settimeout(min(self.timeout, 5.0))  # how often the reader looks for a hang
+        connection = Connection(ours, pid, self._started, self._unanswered)
+        threading.Thread(
+            target=connection.read, args=(self.timeout,), name="allot-spawner", daemon=True
+        ).start()
+        self._current = connection
+        weakref.finalize(self, connection.close)
         return pid
 
-    @property
-    def started(self) -> bool:
-        return self._sock is not None
+    def request(self, task_dir: str, run_id: str) -> None:
+        """Ask for a runner for ``task_dir`` (of ``run_id``), without waiting for it. Raises
+        SpawnerError when no spawner runs or it is gone (``start`` replaces it)."""
+        current = self._current
+        if current is None:
+            raise SpawnerError("no spawner runs")
+        current.send(task_dir, run_id)
 
-    def spawn(self, task_dir: str) -> tuple[int, int | None]:
-        """Fork a runner for ``task_dir``; returns its pid and a pidfd of it (None when it has
-        already ended). Raises SpawnerError when the spawner is gone (it is then closed: the
-        next ``start`` replaces it), OSError when it could not fork."""
-        with self._lock:
-            sock = self._sock
-            if sock is None:
-                raise SpawnerError("the spawner is not running")
-            try:
-                sock.send(os.fsencode(task_dir))
-                answer, fds, _, _ = socket.recv_fds(sock, MESSAGE_SIZE, 1)
-            except OSError as err:
-                self._close()
-                raise SpawnerError(f"the spawner stopped answering: {err}") from err
-        if not answer:
-            self._close()
-            raise SpawnerError("the spawner has exited")
-        kind, _, rest = answer.decode(errors="replace").partition(" ")
-        if kind == "error":
-            raise OSError(f"the spawner could not fork a runner: {rest}")
-        pid = int(rest)
-        return pid, (fds[0] if fds else None)
-
-    def _close(self) -> None:
-        if self._closer is not None:
-            self._closer()
-        self._sock = None
+    def waiting(self) -> int:
+        """How many requests have not been answered (and handed on) yet."""
+        current = self._current
+        if current is None:
+            return 0
+        with current.lock:
+            return len(current.waiting)
 
     def close(self) -> None:
-        """Close the socket; the spawner exits (runners it started go on)."""
-        with self._lock:
-            self._close()
+        """Let the spawner go (runners it started go on)."""
+        if self._current is not None:
+            self._current.close()
 
 
-def _kill(pid: int) -> None:
-    try:
+def _kill(pid: int, *, reap: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+        if reap:
+            os.waitpid(pid, 0)
 
 
 # ------------------------------------------------------------------ the spawner process
