@@ -216,16 +216,16 @@ def run_slurm(jobs: int, services_dir: str, throughput: bool) -> Outcome:
                 check=True,
             )
             ids.append(out.stdout.strip().split(";")[0])
-        wanted = ",".join(ids)
+        wanted = set(ids)
         while True:
             out = subprocess.run(
-                ["squeue", "-h", "-o", "%i", "-j", wanted, "-t", "pending,running,completing"],
+                ["squeue", "-h", "-o", "%i", "-t", "pending,running,completing"],
                 env=env,
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            if out.returncode == 0 and not out.stdout.strip():
+            if out.returncode == 0 and not wanted & set(out.stdout.split()):
                 break
             time.sleep(POLL)
         wall = time.time() - started
