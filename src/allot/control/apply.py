@@ -4,11 +4,11 @@ The only place where decisions become actions. Order matters:
 1. Preemptions: record the stop (with the victim's grace deadline) before signalling.
 2. Starts: record the intent (``Store.begin_run``: run id, placement and the pool whose executor
    runs it, job moved to running) before ``Executor.launch``; only then mark the run running.
-   The cycle's intents are all recorded first, then its runs launched, then marked running,
-   so the runs of one cycle start close together. If
-   the server dies in between, reconcile finds the run ``starting`` and launches it again, which
-   the executor turns into a no-op when it already started. If the job changed meanwhile
-   (cancelled, held), ``begin_run`` refuses and nothing is launched.
+   The cycle's intents are recorded first, then its runs launched, then marked running, so
+   the runs of one cycle start close together. If the server dies in between, reconcile finds
+   the run ``starting`` and launches it again, which the executor turns into a no-op when it
+   already started. If the job changed meanwhile (cancelled, held), ``begin_run`` refuses and
+   nothing is launched.
 A launch that fails outright ends the run as failed with the error in words.
 """
 
