@@ -120,8 +120,11 @@ class LocalExecutor:
 
     def notify_on_exit(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(run_id)`` as soon as a task this executor started has ended (from a
-        background thread; it must be quick and thread-safe)."""
+        background thread; it must be quick and thread-safe). A control plane subscribes
+        before it launches anything, so the spawner starts now rather than at the first
+        launch."""
         self._watcher.on_exit = callback
+        self._ready_spawner()
 
     # -- inventory
     def inventory_report(self) -> Inventory:
@@ -229,22 +232,31 @@ class LocalExecutor:
     def _spawn(self, task_dir: Path, run_id: str) -> None:
         """Start the runner of one task: ask the spawner to fork it (it answers later, to
         ``_runner_started``), or, where that is not possible, start a fresh interpreter."""
-        spawner = self._spawner
-        if spawner is not None and self._watcher.uses_pidfds:
-            for _ in range(2):  # a spawner that died is replaced, once per task
-                if not spawner.running:
-                    try:
-                        self._watcher.add(spawner.start(), "")  # reaped when it exits
-                    except OSError as err:
-                        log.warning("runners start as fresh interpreters: %s", err)
-                        self._spawner = None  # it cannot start here: no use trying again
-                        break
-                try:
-                    spawner.request(str(task_dir), run_id)
-                except SpawnerError:
-                    continue
-                return
+        for _ in range(2):  # a spawner that died is replaced, once per task
+            spawner = self._ready_spawner()
+            if spawner is None:
+                break
+            try:
+                spawner.request(str(task_dir), run_id)
+            except SpawnerError:
+                continue
+            return
         self._spawn_interpreter(str(task_dir), run_id)
+
+    def _ready_spawner(self) -> Spawner | None:
+        """The spawner, started if it is not running; None where runners cannot be forked by
+        one (no pidfds, or it could not start here: then it is not tried again)."""
+        spawner = self._spawner
+        if spawner is None or not self._watcher.uses_pidfds:
+            return None
+        if not spawner.running:
+            try:
+                self._watcher.add(spawner.start(), "")  # reaped when it exits
+            except OSError as err:
+                log.warning("runners start as fresh interpreters: %s", err)
+                self._spawner = None
+                return None
+        return spawner
 
     def _runner_started(self, pid: int, pidfd: int | None, run_id: str) -> None:
         """The spawner forked a runner of ``run_id`` (``pidfd`` None: it has ended already)."""
