@@ -128,6 +128,10 @@ _JOB_REQUEUED = (
     )
     .returning(*JOB_COLUMNS)
 )
+# The loop reads the usage ledger from its last record on, every cycle.
+_USAGE = cast(Table, UsageRow.__table__)
+_USAGE_AFTER = select(_USAGE).where(_USAGE.c.id > bindparam("after_id")).order_by(_USAGE.c.id)
+_USAGE_ENDED_AFTER = _USAGE_AFTER.where(_USAGE.c.ended_at > bindparam("ended_after"))
 _ENDINGS = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING)
 
 
@@ -476,9 +480,10 @@ def usage(
 ) -> list[UsageRecord]:
     """Usage records with an id above ``after`` (and, when given, that ended after
     ``ended_after``), in the order they were written."""
-    query = select(UsageRow.__table__).where(UsageRow.id > after).order_by(UsageRow.id)
-    if ended_after is not None:
-        query = query.where(UsageRow.ended_at > ended_after)
+    if ended_after is None:
+        rows = conn.execute(_USAGE_AFTER, {"after_id": after})
+    else:
+        rows = conn.execute(_USAGE_ENDED_AFTER, {"after_id": after, "ended_after": ended_after})
     return [
         UsageRecord(
             row.id,
@@ -494,5 +499,5 @@ def usage(
             row.cpu_milli,
             row.memory_mib,
         )
-        for row in conn.execute(query)
+        for row in rows
     ]
