@@ -3,10 +3,12 @@
 The only place where decisions become actions. Order matters:
 1. Preemptions: record the stop (with the victim's grace deadline) before signalling.
 2. Starts: record the intent (``Store.begin_run``: run id, placement and the pool whose executor
-   runs it, job moved to running) before ``Executor.launch``; only then mark the run running. If
-   the server dies in between, reconcile finds the run ``starting`` and launches it again, which
-   the executor turns into a no-op when it already started. If the job changed meanwhile
-   (cancelled, held), ``begin_run`` refuses and nothing is launched.
+   runs it, job moved to running) before ``Executor.launch``; only then mark the run running.
+   The cycle's intents are recorded first, then its runs launched, then marked running, so
+   the runs of one cycle start close together. If the server dies in between, reconcile finds
+   the run ``starting`` and launches it again, which the executor turns into a no-op when it
+   already started. If the job changed meanwhile (cancelled, held), ``begin_run`` refuses and
+   nothing is launched.
 A launch that fails outright ends the run as failed with the error in words.
 """
 
@@ -57,6 +59,7 @@ def apply_plan(
         executors.signal(victim.run, kill=False)
         nominated.add(preemption.preemptor)
         done.preempted.append(preemption.victim)
+    begun: list[tuple[JobRecord, RunRecord]] = []
     for start in plan.starts:
         record = jobs[start.job_id]
         try:
@@ -78,6 +81,9 @@ def apply_plan(
             done.refused.append(record.id)
             continue
         nominated.discard(record.id)
+        begun.append((record, run))
+    launched: list[tuple[JobRecord, RunRecord]] = []
+    for record, run in begun:  # every intent first, so the cycle's runs start close together
         try:
             executors.launch(run, task_launches(record, run))
         except OSError as err:
@@ -92,6 +98,8 @@ def apply_plan(
             )
             done.failed.append(record.id)
             continue
+        launched.append((record, run))
+    for record, run in launched:
         store.mark_running(run.run_id, at=clock.now())
         done.started.append(record.id)
     return done

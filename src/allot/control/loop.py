@@ -10,7 +10,8 @@ service) and call the core; (3) apply the Plan, each start through the executor 
 pool; (4) publish the cycle's report to the observers. Cycles run when something changed
 (``wake``: a submission, a cancel, a release, an exit pushed by an executor) and at least
 every ``interval`` seconds, but never closer together than ``min_gap`` so a burst of
-submissions is handled in few cycles.
+submissions is handled in few cycles; an exit pushed by an executor cuts that gap short,
+since the room it freed stands idle until a cycle hands it on.
 
 Dependencies (``allot.control.dependencies``) are settled before the core is called: the core
 sees only pending jobs whose dependencies are all met. One read per cycle gets the progress of
@@ -71,6 +72,7 @@ class SchedulingLoop:
         self.grace = grace_seconds
         self._lock = threading.RLock()
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # an exit was pushed: no gap before the next cycle
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self._explanations: dict[int, Explanation] = {}
@@ -99,6 +101,7 @@ class SchedulingLoop:
         with self._exited_lock:
             self._exited.add(run_id)
         self._wake.set()
+        self._hurry.set()
 
     def stop_run(self, run: RunRecord, *, cause: StopCause, reason: str, actor: str) -> None:
         """SIGTERM the run now; the loop SIGKILLs it when the grace period is over."""
@@ -139,6 +142,7 @@ class SchedulingLoop:
         """Stop the background thread (running jobs keep running)."""
         self._closing.set()
         self._wake.set()
+        self._hurry.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -152,7 +156,7 @@ class SchedulingLoop:
                 self.run_once()
             except Exception:  # a bad cycle must not end scheduling; the next one retries
                 log.exception("scheduling cycle failed")
-            self._closing.wait(self.min_gap)
+            self._hurry.wait(self.min_gap)
 
     # ------------------------------------------------------------------ one cycle
 
@@ -181,14 +185,15 @@ class SchedulingLoop:
                 self.sync_inventory()
             with self._exited_lock:
                 pushed, self._exited = self._exited, set()
+                self._hurry.clear()
             # Every run is asked about at start-up and every ``interval`` (the safety net for
             # a lost push); otherwise only the runs whose exits were pushed.
             if self._due(self._polled_at, self.interval, now):
                 self._polled_at = now
-                reconcile(self.store, self.executors, self.clock, self.grace)
+                seen = reconcile(self.store, self.executors, self.clock, self.grace)
             else:
-                reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
-            active = self.store.active_jobs()
+                seen = reconcile(self.store, self.executors, self.clock, self.grace, only=pushed)
+            active = self.store.active_jobs() if seen.active is None else seen.active
             pending = self.store.pending_jobs(include_held=False)
             now = self.clock.now()
             pending, waits, ended = self._settle_dependencies(pending, now)

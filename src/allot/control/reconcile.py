@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from allot.control.ports import Clock, RunState, RunStatus, Store, TaskLaunch
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
@@ -36,12 +36,16 @@ ACTOR = "scheduler"
 
 @dataclass(slots=True)
 class Observation:
-    """What one reconcile pass did, for logs and tests."""
+    """What one reconcile pass did, for logs and tests. ``active``: the jobs with a run that
+    has not ended, as the pass left them (derived from what it read and what it changed,
+    so the caller need not read them again), or None when it changed what it cannot
+    derive (a stop) and the caller must read them."""
 
     ended: int = 0
     relaunched: int = 0
     killed: int = 0
     stopped: int = 0
+    active: list[JobRecord] | None = None
 
 
 def task_launches(record: JobRecord, run: RunRecord) -> list[TaskLaunch]:
@@ -103,7 +107,10 @@ def reconcile(
     executors are asked about those runs (the ones whose exits they pushed) and about runs
     still starting; the others are checked against their deadlines alone."""
     seen = Observation()
-    active = [(r, r.run) for r in store.active_jobs() if r.run is not None]
+    read = store.active_jobs()
+    active = [(r, r.run) for r in read if r.run is not None]
+    ended: set[int] = set()
+    confirmed: set[int] = set()
     asked = [
         run
         for _, run in active
@@ -141,9 +148,11 @@ def reconcile(
                 exit_codes=status.exit_codes,
             )
             seen.ended += 1
+            ended.add(record.id)
             continue
         if run.phase is RunPhase.STARTING:
             store.mark_running(run.run_id, at=now)
+            confirmed.add(record.id)
         failed = [i for i, c in enumerate(status.exit_codes) if c not in (None, 0)]
         if failed and run.phase is not RunPhase.STOPPING:
             stop(
@@ -158,7 +167,15 @@ def reconcile(
             seen.stopped += 1
             continue
         _check_deadlines(store, executors, record, run, now, grace, seen)
+    if not seen.stopped:
+        seen.active = [_confirmed(r) if r.id in confirmed else r for r in read if r.id not in ended]
     return seen
+
+
+def _confirmed(record: JobRecord) -> JobRecord:
+    """``record`` as it reads once its starting run was marked running."""
+    assert record.run is not None
+    return replace(record, run=replace(record.run, phase=RunPhase.RUNNING))
 
 
 def _check_deadlines(

@@ -1,5 +1,8 @@
 """The local executor: every task of a run as its own detached process on this machine,
-supervised by a runner (``allot.executors.runner``) that outlives the server.
+supervised by a runner (``allot.executors.runner``) that outlives the server. Runners are
+forked by the spawner (``allot.executors.spawner``), a process started once per executor, in
+about a millisecond each; where it cannot run (no pidfds, an interpreter that cannot start
+it), each runner starts as a fresh interpreter instead, as it always may.
 
 On-disk layout, under ``data_dir``::
 
@@ -15,17 +18,19 @@ Invariants
   (``CUDA_VISIBLE_DEVICES``, empty for a CPU-only task): allot's variables override the user's.
 - Every task of a gang gets the same ``MASTER_PORT``, also when the run is launched again.
 - Task directories are private to the server's user (they hold the task's environment).
-- The executor reaps every runner it spawned, so none stays a zombie while the server lives,
-  and reports the run of each one that ends at once (``ExitWatcher``).
+- No runner stays a zombie while the server lives (the spawner reaps the runners it forked,
+  the executor those it spawned and the spawner), and the run of each runner that ends is
+  reported at once (``allot.executors.exits``).
+- A spawner that died is replaced at the next launch; the runners it forked go on.
 - A task gets SIGTERM from the executor at most once per run, however often it is asked to stop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
-import select
 import shutil
 import signal
 import sys
@@ -44,8 +49,12 @@ from allot.executors.environment import (
     server_python,
     task_environment,
 )
+from allot.executors.exits import ExitWatcher
 from allot.executors.inventory import Inventory, detect
+from allot.executors.spawner import Spawner, SpawnerError
 from allot.executors.task_state import Processes, TaskPhase, read_task, run_status
+
+log = logging.getLogger("allot.executors")
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RUNNER_PATH = Path(runner.__file__).resolve()
@@ -59,129 +68,6 @@ def check_run_id(run_id: str) -> str:
             f"or digit, got {run_id!r}"
         )
     return run_id
-
-
-class ExitWatcher:
-    """Reaps the runners this process spawned and tells, the moment one ends, which run it
-    belonged to (``on_exit(run_id)``), so the scheduler frees its room at once.
-
-    Each runner gets a pidfd (Linux 5.3+), readable when it exits; one thread waits on all of
-    them with ``select.epoll`` and reaps exactly those pids, so no exit status of another child
-    of the server is stolen (``waitpid(-1)`` would) and no polling interval delays the news.
-    Where pidfds are unavailable it falls back to polling ``waitpid(pid, WNOHANG)`` every
-    ``interval`` seconds. The thread ends when nothing is left to watch, so an idle executor
-    costs nothing.
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        # Called (from the watcher thread) with the run id of a runner that ended.
-        self.on_exit: Callable[[str], None] | None = None
-        self._runs: dict[int, str] = {}  # pid -> run id
-        self._fds: dict[int, int] = {}  # pidfd -> pid
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._poll: select.epoll | None = None
-        self._wake_r, self._wake_w = -1, -1
-        self._use_pidfd = hasattr(os, "pidfd_open")
-
-    def add(self, pid: int, run_id: str) -> None:
-        """Watch runner ``pid`` of ``run_id``."""
-        with self._lock:
-            self._runs[pid] = run_id
-            if self._use_pidfd:
-                try:
-                    fd = os.pidfd_open(pid)
-                except OSError:
-                    self._use_pidfd = False  # not supported here: poll instead
-                else:
-                    self._fds[fd] = pid
-                    if self._poll is not None:
-                        self._poll.register(fd, select.EPOLLIN)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="allot-exit-watcher", daemon=True
-                )
-                self._thread.start()
-            elif self._wake_w >= 0:
-                os.write(self._wake_w, b"x")
-
-    def pending(self) -> int:
-        """How many spawned runners have not been reaped yet."""
-        with self._lock:
-            return len(self._runs)
-
-    def _reap(self, pids: list[int]) -> list[str]:
-        ended: list[str] = []
-        for pid in pids:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored, ...)
-                done = pid
-            if done:
-                with self._lock:
-                    run_id = self._runs.pop(pid, None)
-                if run_id is not None:
-                    ended.append(run_id)
-        return ended
-
-    def _tell(self, ended: list[str]) -> None:
-        if ended and self.on_exit is not None:
-            for run_id in dict.fromkeys(ended):
-                self.on_exit(run_id)
-
-    def _loop(self) -> None:
-        if self._use_pidfd:
-            self._wait_on_pidfds()
-        else:
-            self._poll_pids()
-
-    def _wait_on_pidfds(self) -> None:
-        poll = select.epoll()
-        wake_r, wake_w = os.pipe()
-        with self._lock:
-            self._poll, self._wake_r, self._wake_w = poll, wake_r, wake_w
-            poll.register(wake_r, select.EPOLLIN)
-            for fd in self._fds:
-                poll.register(fd, select.EPOLLIN)
-        while True:
-            with self._lock:
-                if not self._runs or not self._use_pidfd:
-                    # Torn down under the lock, so an ``add`` sees either this thread with
-                    # its poll, or no thread at all.
-                    self._poll, self._wake_r, self._wake_w = None, -1, -1
-                    for fd in self._fds:
-                        os.close(fd)
-                    self._fds.clear()
-                    poll.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    if not self._runs:
-                        self._thread = None
-                        return
-                    break  # a pidfd could not be opened: poll from now on
-            ready = [fd for fd, _ in poll.poll(1.0)]
-            pids: list[int] = []
-            with self._lock:
-                for fd in ready:
-                    if fd == wake_r:
-                        os.read(wake_r, 4096)
-                    elif fd in self._fds:
-                        pids.append(self._fds.pop(fd))
-                        poll.unregister(fd)
-                        os.close(fd)
-            self._tell(self._reap(pids))
-        self._poll_pids()
-
-    def _poll_pids(self) -> None:
-        while True:
-            with self._lock:
-                if not self._runs:
-                    self._thread = None
-                    return
-                pids = list(self._runs)
-            self._tell(self._reap(pids))
-            time.sleep(self.interval)
 
 
 class LocalExecutor:
@@ -215,11 +101,30 @@ class LocalExecutor:
         self._node_name = node_name
         self._inventory: Inventory | None = None
         self._watcher = ExitWatcher()
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        self._spawner: Spawner | None = Spawner(
+            self.python, env, self._runner_started, self._runner_unanswered
+        )
+        self._work_dir_made = False  # the default working directory exists
+
+    def unreported(self) -> int:
+        """How many runners this executor started (or asked the spawner for) have not been
+        seen to end yet."""
+        waiting = 0 if self._spawner is None else self._spawner.waiting()
+        return waiting + self._watcher.pending()  # in this order: none is missed between
+
+    def close(self) -> None:
+        """Let the spawner go (running tasks and their runners go on)."""
+        if self._spawner is not None:
+            self._spawner.close()
 
     def notify_on_exit(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(run_id)`` as soon as a task this executor started has ended (from a
-        background thread; it must be quick and thread-safe)."""
+        background thread; it must be quick and thread-safe). A control plane subscribes
+        before it launches anything, so the spawner starts now rather than at the first
+        launch."""
         self._watcher.on_exit = callback
+        self._ready_spawner()
 
     # -- inventory
     def inventory_report(self) -> Inventory:
@@ -263,8 +168,11 @@ class LocalExecutor:
         run_id = check_run_id(tasks[0].run_id)
         _check_one_run(tasks)
         run_dir = self.run_dir(run_id)
-        self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        run_dir.mkdir(exist_ok=True, mode=0o700)
+        try:
+            run_dir.mkdir(exist_ok=True, mode=0o700)
+        except FileNotFoundError:  # the first run (or the runs directory was removed)
+            self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run_dir.mkdir(exist_ok=True, mode=0o700)
         port = self._master_port(run_dir) if tasks[0].num_tasks > 1 else None
         node_of = {t.task_index: t.placement.node for t in tasks}
         ready: list[Path] = []
@@ -303,7 +211,9 @@ class LocalExecutor:
     def _write_spec(self, task: TaskLaunch, task_dir: Path, env: Mapping[str, str]) -> None:
         workdir = task.launch.workdir
         if workdir is None:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
+            if not self._work_dir_made:
+                self.work_dir.mkdir(parents=True, exist_ok=True)
+                self._work_dir_made = True
             workdir = str(self.work_dir)
         spec: dict[str, object] = {
             "run_id": task.run_id,
@@ -320,11 +230,56 @@ class LocalExecutor:
         runner.write_json_atomic(str(task_dir / runner.SPEC_FILE), spec, mode=0o600)
 
     def _spawn(self, task_dir: Path, run_id: str) -> None:
+        """Start the runner of one task: ask the spawner to fork it (it answers later, to
+        ``_runner_started``), or, where that is not possible, start a fresh interpreter."""
+        for _ in range(2):  # a spawner that died is replaced, once per task
+            spawner = self._ready_spawner()
+            if spawner is None:
+                break
+            try:
+                spawner.request(str(task_dir), run_id)
+            except SpawnerError:
+                continue
+            return
+        self._spawn_interpreter(str(task_dir), run_id)
+
+    def _ready_spawner(self) -> Spawner | None:
+        """The spawner, started if it is not running; None where runners cannot be forked by
+        one (no pidfds, or it could not start here: then it is not tried again)."""
+        spawner = self._spawner
+        if spawner is None or not self._watcher.uses_pidfds:
+            return None
+        if not spawner.running:
+            try:
+                self._watcher.add(spawner.start(), "")  # reaped when it exits
+            except OSError as err:
+                log.warning("runners start as fresh interpreters: %s", err)
+                self._spawner = None
+                return None
+        return spawner
+
+    def _runner_started(self, pid: int, pidfd: int | None, run_id: str) -> None:
+        """The spawner forked a runner of ``run_id`` (``pidfd`` None: it has ended already)."""
+        if pidfd is None:
+            self._watcher.told(run_id)
+        else:
+            self._watcher.add(pid, run_id, pidfd=pidfd)
+
+    def _runner_unanswered(self, task_dir: str, run_id: str) -> None:
+        """The spawner died (or could not fork) before it started this runner."""
+        try:
+            self._spawn_interpreter(task_dir, run_id)
+        except OSError as err:  # the task stays unclaimed: reconcile sees it lost in time
+            log.warning("run %s: no runner could be started for %s: %s", run_id, task_dir, err)
+
+    def _spawn_interpreter(self, task_dir: str, run_id: str) -> None:
+        """Start a runner as a fresh interpreter (also for a request the spawner could not
+        answer: the runner's claim keeps a task from running twice)."""
         # posix_spawn rather than subprocess: no Popen object to outlive (and warn about) when
         # the runner outlives this call, and vfork speed however large the server grows. Only
         # inheritable descriptors cross exec, and Python opens none by default, so nothing of
         # the server leaks into the runner besides the three below.
-        argv = [self.python, "-I", "-S", str(RUNNER_PATH), str(task_dir)]
+        argv = [self.python, "-I", "-S", str(RUNNER_PATH), task_dir]
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
         pid = os.posix_spawn(
             self.python,

@@ -40,9 +40,12 @@ def _node(row: Any) -> Node:
     )
 
 
+_LISTED = select(NODES).order_by(NodeRow.name)  # built once: the loop reads it every cycle
+
+
 def listed(conn: Connection) -> list[Node]:
     """Every node with its stored state, by name."""
-    return [_node(row) for row in conn.execute(select(NODES).order_by(NodeRow.name))]
+    return [_node(row) for row in conn.execute(_LISTED)]
 
 
 def _state_event(

@@ -254,13 +254,22 @@ def listed(conn: Connection, where: JobFilter) -> list[JobRecord]:
     return job_records(conn, conn.execute(query).all())
 
 
+# Built once: the scheduling loop reads the pending and the running jobs every cycle.
+_IN_STATE = {
+    (state, held): (
+        select_jobs().where(JobRow.state == state.value)
+        if held
+        else select_jobs().where(JobRow.state == state.value, JobRow.held.is_(False))
+    ).order_by(JobRow.id)
+    for state in JobState
+    for held in (True, False)
+}
+
+
 def in_state(conn: Connection, state: JobState, *, include_held: bool = True) -> list[JobRecord]:
     """Every job in ``state``, oldest first, with its current run (held ones only when
     ``include_held``)."""
-    query = select_jobs().where(JobRow.state == state.value)
-    if not include_held:
-        query = query.where(JobRow.held.is_(False))
-    return job_records(conn, conn.execute(query.order_by(JobRow.id)).all())
+    return job_records(conn, conn.execute(_IN_STATE[state, include_held]).all())
 
 
 def _locked_state(conn: Connection, job_id: int) -> tuple[JobState, bool]:

@@ -144,24 +144,29 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
     )
 
 
+# Built once: the scheduling loop reads the quotas every cycle.
+_SETTINGS = select(QuotaSettingsRow.usage_half_life, QuotaSettingsRow.priority_classes).where(
+    QuotaSettingsRow.id == _SETTINGS_ID
+)
+_TENANTS = select(TenantRow.name, TenantRow.share).order_by(TenantRow.position)
+_COHORTS = select(CohortRow.name, CohortRow.parent, CohortRow.quotas).order_by(CohortRow.position)
+_QUEUES = select(
+    QueueRow.name,
+    QueueRow.tenant,
+    QueueRow.cohort,
+    QueueRow.quotas,
+    QueueRow.weight,
+    QueueRow.preemption,
+).order_by(QueueRow.position)
+
+
 def load(conn: Connection) -> QuotaConfig:
     """The stored configuration (an empty one before the first save)."""
-    settings = conn.execute(
-        select(QuotaSettingsRow.usage_half_life, QuotaSettingsRow.priority_classes).where(
-            QuotaSettingsRow.id == _SETTINGS_ID
-        )
-    ).one_or_none()
-    tenants = tuple(
-        TenantSpec(row.name, row.share)
-        for row in conn.execute(
-            select(TenantRow.name, TenantRow.share).order_by(TenantRow.position)
-        )
-    )
+    settings = conn.execute(_SETTINGS).one_or_none()
+    tenants = tuple(TenantSpec(row.name, row.share) for row in conn.execute(_TENANTS))
     cohorts = tuple(
         CohortSpec(row.name, row.parent, _quotas_from_json(row.quotas))
-        for row in conn.execute(
-            select(CohortRow.name, CohortRow.parent, CohortRow.quotas).order_by(CohortRow.position)
-        )
+        for row in conn.execute(_COHORTS)
     )
     queues = tuple(
         QueueSpec(
@@ -172,16 +177,7 @@ def load(conn: Connection) -> QuotaConfig:
             weight=row.weight,
             preemption=_preemption_from_json(row.preemption),
         )
-        for row in conn.execute(
-            select(
-                QueueRow.name,
-                QueueRow.tenant,
-                QueueRow.cohort,
-                QueueRow.quotas,
-                QueueRow.weight,
-                QueueRow.preemption,
-            ).order_by(QueueRow.position)
-        )
+        for row in conn.execute(_QUEUES)
     )
     if settings is None:
         return QuotaConfig(tenants, queues, cohorts)

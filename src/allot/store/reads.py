@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, Row, Select, bindparam, select
 
 from allot.control.records import (
     Condition,
@@ -223,18 +223,22 @@ def allocations_by_run(rows: Iterable[Row[Any]]) -> dict[str, list[Row[Any]]]:
     return found
 
 
+# Built once (the loop reads the running jobs' runs every cycle); the ids bind as a list.
+_ALLOCATIONS_OF = (
+    select(ALLOCATIONS)
+    .where(AllocationRow.run_id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(AllocationRow.run_id, AllocationRow.task_index)
+)
+_RUNS_OF = select(RUNS).where(RunRow.run_id.in_(bindparam("run_ids", expanding=True)))
+
+
 def runs_by_id(conn: Connection, run_ids: Sequence[str]) -> dict[str, RunRecord]:
     """The runs with these ids, with their placements (two queries per 500 ids)."""
     found: dict[str, RunRecord] = {}
     for start in range(0, len(run_ids), _IN_CHUNK):
-        chunk = run_ids[start : start + _IN_CHUNK]
-        allocations = conn.execute(
-            select(ALLOCATIONS)
-            .where(AllocationRow.run_id.in_(chunk))
-            .order_by(AllocationRow.run_id, AllocationRow.task_index)
-        )
-        placed = allocations_by_run(allocations)
-        for row in conn.execute(select(RUNS).where(RunRow.run_id.in_(chunk))):
+        chunk = {"run_ids": list(run_ids[start : start + _IN_CHUNK])}
+        placed = allocations_by_run(conn.execute(_ALLOCATIONS_OF, chunk))
+        for row in conn.execute(_RUNS_OF, chunk):
             found[row.run_id] = run_record(row, placed.get(row.run_id, ()))
     return found
 

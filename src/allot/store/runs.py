@@ -17,29 +17,121 @@ Invariants kept here, each inside the caller's transaction:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause, UsageRecord
 from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transition
 from allot.store import events
-from allot.store.jobs import get as get_job
-from allot.store.reads import ALLOCATIONS, RUNS, allocations_by_run, run_record
+from allot.store.reads import (
+    ALLOCATIONS,
+    JOB_COLUMNS,
+    RUNS,
+    allocations_by_run,
+    job_record,
+    run_record,
+)
 from allot.store.tables import AllocationRow, JobRow, RunRow, UsageRow
 
-_INSERT_RUN = insert(RunRow)
-_INSERT_USAGE = insert(UsageRow)
-_INSERT_ALLOCATION = insert(AllocationRow)
-_END_TASK = (
-    update(AllocationRow)
+# Statements built once: the loop runs these for every job, and building a statement (and
+# its cache key) costs more than running it. Bound parameter names differ from column names,
+# which SQLAlchemy keeps for the SET clause.
+_JOBS = cast(Table, JobRow.__table__)
+_RUNS = cast(Table, RunRow.__table__)
+_ALLOCATIONS = cast(Table, AllocationRow.__table__)
+_INSERT_RUN = insert(_RUNS)
+_INSERT_USAGE = insert(cast(Table, UsageRow.__table__))
+_INSERT_ALLOCATION = insert(_ALLOCATIONS)
+_CLAIM_JOB = (
+    update(_JOBS)
     .where(
-        AllocationRow.run_id == bindparam("ended_run"),
-        AllocationRow.task_index == bindparam("ended_task"),
+        _JOBS.c.id == bindparam("claimed_job"),
+        _JOBS.c.state == JobState.PENDING.value,
+        _JOBS.c.held.is_(False),
+        _JOBS.c.current_run_id.is_(None),
+    )
+    .values(
+        state=JobState.RUNNING.value,
+        current_run_id=bindparam("claiming_run"),
+        run_count=_JOBS.c.run_count + 1,
+        start_time=func.coalesce(_JOBS.c.start_time, bindparam("claimed_at")),
+        reason=bindparam("claim_reason"),
+    )
+    .returning(_JOBS.c.tasks, _JOBS.c.run_count)
+)
+_LOCKED_RUN = select(_RUNS).where(_RUNS.c.run_id == bindparam("locked_run")).with_for_update()
+_RUN_RUNNING = (
+    update(_RUNS)
+    .where(_RUNS.c.run_id == bindparam("confirmed_run"), _RUNS.c.phase == RunPhase.STARTING.value)
+    .values(phase=RunPhase.RUNNING.value)
+    .returning(_RUNS.c.job_id)
+)
+_LOCKED_JOB = (
+    select(
+        _JOBS.c.state,
+        _JOBS.c.tasks,
+        _JOBS.c.attained_service,
+        _JOBS.c.current_run_id,
+        _JOBS.c.tenant,
+        _JOBS.c.user,
+        _JOBS.c.queue,
+    )
+    .where(_JOBS.c.id == bindparam("locked_job"))
+    .with_for_update()
+)
+_RUN_ENDED = (
+    update(_RUNS)
+    .where(_RUNS.c.run_id == bindparam("ending_run"))
+    .values(
+        phase=RunPhase.ENDED.value,
+        ended_at=bindparam("ending_at"),
+        exit_code=bindparam("ending_code"),
+    )
+)
+_END_TASK = (
+    update(_ALLOCATIONS)
+    .where(
+        _ALLOCATIONS.c.run_id == bindparam("ended_run"),
+        _ALLOCATIONS.c.task_index == bindparam("ended_task"),
     )
     .values(released=True, exit_code=bindparam("task_exit_code"))
 )
+_RELEASE_ALL = (
+    update(_ALLOCATIONS)
+    .where(_ALLOCATIONS.c.run_id == bindparam("released_run"))
+    .values(released=True)
+)
+# The job's new state, returning its record's columns (a job that ended has no current run).
+_JOB_ENDED = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("ending_job"))
+    .values(
+        state=bindparam("ending_state"),
+        current_run_id=None,
+        attained_service=bindparam("ending_service"),
+        reason=bindparam("ending_reason"),
+        end_time=bindparam("ending_time"),
+        exit_code=bindparam("ending_exit_code"),
+    )
+    .returning(*JOB_COLUMNS)
+)
+_JOB_REQUEUED = (
+    update(_JOBS)
+    .where(_JOBS.c.id == bindparam("ending_job"))
+    .values(
+        state=bindparam("ending_state"),
+        current_run_id=None,
+        attained_service=bindparam("ending_service"),
+        reason=bindparam("ending_reason"),
+    )
+    .returning(*JOB_COLUMNS)
+)
+# The loop reads the usage ledger from its last record on, every cycle.
+_USAGE = cast(Table, UsageRow.__table__)
+_USAGE_AFTER = select(_USAGE).where(_USAGE.c.id > bindparam("after_id")).order_by(_USAGE.c.id)
+_USAGE_ENDED_AFTER = _USAGE_AFTER.where(_USAGE.c.ended_at > bindparam("ended_after"))
 _ENDINGS = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING)
 
 
@@ -49,21 +141,13 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
     nodes = ", ".join(dict.fromkeys(p.node for p in run.placement))
     reason = f"placed on {nodes} ({run.flavor})"
     claimed = conn.execute(
-        update(JobRow)
-        .where(
-            JobRow.id == run.job_id,
-            JobRow.state == JobState.PENDING.value,
-            JobRow.held.is_(False),
-            JobRow.current_run_id.is_(None),
-        )
-        .values(
-            state=JobState.RUNNING.value,
-            current_run_id=run.run_id,
-            run_count=JobRow.run_count + 1,
-            start_time=func.coalesce(JobRow.start_time, run.started_at),
-            reason=reason,
-        )
-        .returning(JobRow.tasks, JobRow.run_count)
+        _CLAIM_JOB,
+        {
+            "claimed_job": run.job_id,
+            "claiming_run": run.run_id,
+            "claimed_at": run.started_at,
+            "claim_reason": reason,
+        },
     ).one_or_none()
     if claimed is None:
         return False
@@ -130,7 +214,7 @@ def begin_run(conn: Connection, run: RunRecord, *, actor: str) -> bool:
 
 def _locked_run(conn: Connection, run_id: str) -> Any:
     """The run's row (without placement), locked until the transaction ends."""
-    row = conn.execute(select(RUNS).where(RunRow.run_id == run_id).with_for_update()).one_or_none()
+    row = conn.execute(_LOCKED_RUN, {"locked_run": run_id}).one_or_none()
     if row is None:
         raise NotFoundError(f"run {run_id} does not exist")
     return row
@@ -138,24 +222,29 @@ def _locked_run(conn: Connection, run_id: str) -> Any:
 
 def mark_running(conn: Connection, run_id: str, *, at: float) -> None:
     """Starting -> running; no change for a run already running or stopping."""
-    row = _locked_run(conn, run_id)
-    phase = RunPhase(row.phase)
-    if phase is RunPhase.ENDED:
-        raise ConflictError(f"run {run_id} has ended; it cannot be marked running")
-    if phase is not RunPhase.STARTING:
+    # One conditional UPDATE in the usual case (the run is starting); the run's row decides
+    # the others.
+    job_id = conn.execute(_RUN_RUNNING, {"confirmed_run": run_id}).scalar_one_or_none()
+    if job_id is None:
+        phase = RunPhase(_locked_run(conn, run_id).phase)
+        if phase is RunPhase.ENDED:
+            raise ConflictError(f"run {run_id} has ended; it cannot be marked running")
         return
-    conn.execute(update(RunRow).where(RunRow.run_id == run_id).values(phase=RunPhase.RUNNING.value))
     events.append(
         conn,
         events.event_values(
             at=at,
             kind="running",
-            job_id=row.job_id,
+            job_id=job_id,
             from_state=JobState.RUNNING.value,
             to_state=JobState.RUNNING.value,
             actor="executor",
             reason="launch confirmed",
-            data={"run_id": run_id, "phase": RunPhase.RUNNING.value, "from_phase": phase.value},
+            data={
+                "run_id": run_id,
+                "phase": RunPhase.RUNNING.value,
+                "from_phase": RunPhase.STARTING.value,
+            },
         ),
     )
 
@@ -277,19 +366,7 @@ def end_run(
         raise ValueError(f"outcome: must be one of {allowed} (pending requeues), got {outcome}")
     reason = reason or f"run ended: {outcome}"
     run = _locked_run(conn, run_id)
-    job = conn.execute(
-        select(
-            JobRow.state,
-            JobRow.tasks,
-            JobRow.attained_service,
-            JobRow.current_run_id,
-            JobRow.tenant,
-            JobRow.user,
-            JobRow.queue,
-        )
-        .where(JobRow.id == run.job_id)
-        .with_for_update()
-    ).one()
+    job = conn.execute(_LOCKED_JOB, {"locked_job": run.job_id}).one()
     state = JobState(job.state)
     if RunPhase(run.phase) is RunPhase.ENDED:
         raise ConflictError(
@@ -315,11 +392,7 @@ def end_run(
 
     gpus = sum(task["gpu_milli"] for task in job.tasks) / MILLI_PER_GPU
     held_for = max(0.0, at - run.started_at)
-    conn.execute(
-        update(RunRow)
-        .where(RunRow.run_id == run_id)
-        .values(phase=RunPhase.ENDED.value, ended_at=at, exit_code=exit_code)
-    )
+    conn.execute(_RUN_ENDED, {"ending_run": run_id, "ending_at": at, "ending_code": exit_code})
     if exit_codes:
         conn.execute(
             _END_TASK,
@@ -329,18 +402,18 @@ def end_run(
             ],
         )
     else:
-        conn.execute(
-            update(AllocationRow).where(AllocationRow.run_id == run_id).values(released=True)
-        )
+        conn.execute(_RELEASE_ALL, {"released_run": run_id})
     job_values: dict[str, Any] = {
-        "state": outcome.value,
-        "current_run_id": None,
-        "attained_service": job.attained_service + gpus * held_for,
-        "reason": reason,
+        "ending_job": run.job_id,
+        "ending_state": outcome.value,
+        "ending_service": job.attained_service + gpus * held_for,
+        "ending_reason": reason,
     }
-    if outcome is not JobState.PENDING:
-        job_values.update(end_time=at, exit_code=exit_code)
-    conn.execute(update(JobRow).where(JobRow.id == run.job_id).values(**job_values))
+    if outcome is JobState.PENDING:
+        ended = conn.execute(_JOB_REQUEUED, job_values).one()
+    else:
+        job_values.update(ending_time=at, ending_exit_code=exit_code)
+        ended = conn.execute(_JOB_ENDED, job_values).one()
     conn.execute(
         _INSERT_USAGE,
         {
@@ -383,7 +456,7 @@ def end_run(
             for current, target in steps
         ),
     )
-    return get_job(conn, run.job_id)
+    return job_record(ended, None)
 
 
 def runs_of(conn: Connection, job_id: int) -> list[RunRecord]:
@@ -407,9 +480,10 @@ def usage(
 ) -> list[UsageRecord]:
     """Usage records with an id above ``after`` (and, when given, that ended after
     ``ended_after``), in the order they were written."""
-    query = select(UsageRow.__table__).where(UsageRow.id > after).order_by(UsageRow.id)
-    if ended_after is not None:
-        query = query.where(UsageRow.ended_at > ended_after)
+    if ended_after is None:
+        rows = conn.execute(_USAGE_AFTER, {"after_id": after})
+    else:
+        rows = conn.execute(_USAGE_ENDED_AFTER, {"after_id": after, "ended_after": ended_after})
     return [
         UsageRecord(
             row.id,
@@ -425,5 +499,5 @@ def usage(
             row.cpu_milli,
             row.memory_mib,
         )
-        for row in conn.execute(query)
+        for row in rows
     ]
