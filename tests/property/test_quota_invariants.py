@@ -16,11 +16,12 @@ are requeued; the preemptor is nominated; starts run), finish a few jobs, and ch
   hands out a member's guaranteed part), a queue outside any cohort at most its nominal quota.
 - A queue within its nominal quota gets it back by reclaim within a bounded number of cycles,
   when the other queues' jobs are preemptible.
-- Every preemption is one its strategy allows, stated independently (``_allowed_in``) at a
-  state the cycle could have decided it in (before the plan's starts, or after a prefix of
-  them): fair share by Kueue's S2-a / S2-b at the lowest common ancestor, with what allot adds
-  (the strict ``p < t0``, and ``p`` counting the room the preemptor's queue-mates would take);
-  a swap within a queue never makes the queue borrow more.
+- Every preemption is one its strategy allows, stated independently (``_allowed_in``) at a state
+  the cycle could have decided it in (before the plan's starts, or after a prefix of them; for a
+  reclaim, with the preemptor's own victims within its queue gone): fair share by Kueue's S2-a /
+  S2-b at the lowest common ancestor, with what allot adds (the strict ``p < t0``, and ``p``
+  counting the room the preemptor's queue-mates would take); a swap within a queue never makes
+  the queue borrow more.
 - No ping-pong (docs/quotas.md): once a preemptor runs in its victim's place, with every other
   job as it was, no strategy lets the victim take it back; replaying at a fixed instant
   reaches a fixed point; and in no stretch of the replay in which only the jobs of one chain
@@ -517,11 +518,25 @@ def _drive(world: World, policy: Policy, rounds: int, *, finish_some: bool) -> R
         states = _states(before, plan, specs, now)
         for p in plan.preemptions:
             victim, spec = snap.running[p.victim], specs[p.preemptor]
+            # A reclaim may count on the preemptor's own victims within its queue being gone:
+            # taking them can bring its queue back within nominal, which makes it eligible.
+            own = {
+                q.victim
+                for q in plan.preemptions
+                if q.preemptor == p.preemptor and q.strategy is Strategy.WITHIN_QUEUE
+            }
+            if p.strategy is Strategy.RECLAIM and own:
+                event("reclaim after taking own jobs")
+            seen = [
+                [j for j in state if j.spec.id not in own] if p.strategy is Strategy.RECLAIM
+                else state
+                for state in states
+            ]  # fmt: skip
             # The rule holds in a state the cycle could have decided it in (a prefix of its
             # starts), and from there the victim could not take the preemptor's place back.
             decided = [
                 state
-                for state in states
+                for state in seen
                 if _allowed_in(
                     world.quotas, policy, state, attained, spec, victim, p.strategy, now, waiting
                 )

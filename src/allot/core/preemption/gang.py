@@ -46,10 +46,7 @@ def gang_victims(search: VictimSearch, everyone: list[RunningJob]) -> Victims | 
 def _greedy(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
     try:
         victims: Victims = []
-        for job in everyone:
-            if search.fits():
-                break
-            search.remove(victims, job)
+        search.take_until(victims, everyone, search.fits)
         if not victims or not search.fits():
             return None
         return search.put_back_unneeded(victims, search.fits)
@@ -80,8 +77,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
     chosen = {job.spec.id: job for i, k in best[1] for job in sets_of[i][k]}
     try:
         victims: Victims = []
-        for job in sorted(chosen.values(), key=preference):
-            search.remove(victims, job)
+        search.take_until(victims, sorted(chosen.values(), key=preference), lambda: False)
         search.top_up_quota(victims, everyone)
         if not victims or not search.fits():
             return None

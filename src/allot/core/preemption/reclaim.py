@@ -14,6 +14,11 @@ from allot.core.quota.config import ReclaimWithinCohort
 from allot.core.quota.tree import QuotaTree
 
 
+def may_reclaim(preemptor: Preemptor) -> bool:
+    """True when the preemptor's queue's rules allow reclaiming at all."""
+    return preemptor.rules.reclaim_within_cohort is not ReclaimWithinCohort.NEVER
+
+
 def preemptor_qualifies(tree: QuotaTree | None, preemptor: Preemptor) -> bool:
     """True when the preemptor's queue may reclaim at all: its rules allow it, it is in a
     cohort, and it stays within its nominal quota after admitting the preemptor."""

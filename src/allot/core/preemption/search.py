@@ -63,21 +63,25 @@ class VictimSearch:
         # The preemptor's queue's usage before any removal, for the within-queue rule.
         node = None if snap.quota is None else snap.quota.queues.get(preemptor.spec.queue)
         self.start_usage = {} if node is None else dict(node.usage)
-        # Only the strategies that can apply to this preemptor are asked, in this order.
+        # Only the strategies that can apply to this preemptor are asked, in this order. Each
+        # is a rule about the victim plus, for reclaim, a gate on the preemptor's queue that is
+        # checked at the moment of each removal: taking the queue's own lower-priority jobs can
+        # bring it back within its nominal quota, and that makes it eligible to reclaim.
         tree, rules, allowed = snap.quota, preemptor.rules, preemptor.strategies
         checks: list[tuple[Strategy, Callable[[RunningJob], bool]]] = []
         if Strategy.WITHIN_QUEUE in allowed and rules.within_queue is WithinQueue.LOWER_PRIORITY:
             checks.append((Strategy.WITHIN_QUEUE, lambda v: within_queue.allows(preemptor, v)))
+        self.reclaims = False
         if tree is not None and tree.cohort_root(preemptor.spec.queue) is not None:
-            # Whether the preemptor's queue may reclaim does not change while victims are
-            # removed, so it is decided once per search; so are the preemptor's shares.
-            if Strategy.RECLAIM in allowed and reclaim.preemptor_qualifies(tree, preemptor):
+            if Strategy.RECLAIM in allowed and reclaim.may_reclaim(preemptor):
+                self.reclaims = True
                 checks.append(
                     (
                         Strategy.RECLAIM,
                         lambda v: (
                             v.spec.queue not in settled
                             and reclaim.victim_qualifies(tree, preemptor, v)
+                            and self._reclaim_gate()
                         ),
                     )
                 )
@@ -92,18 +96,46 @@ class VictimSearch:
         if Strategy.LAS in allowed and preemptor.las_level is not None:
             checks.append((Strategy.LAS, lambda v: las.allows(preemptor, v, thresholds)))
         self.checks = checks
+        self._optimistic = False  # the gate as it would be once every own candidate is gone
+        self._could_reclaim = False
+
+    def _reclaim_gate(self) -> bool:
+        if self._optimistic:
+            return self._could_reclaim
+        return reclaim.preemptor_qualifies(self.snap.quota, self.p)
+
+    def plan_candidates(self, jobs: Iterable[RunningJob]) -> None:
+        """Decide, for the optimistic first look (``first_strategy``), whether the preemptor's
+        queue could reclaim once its candidates within the queue (among ``jobs``) were all
+        gone."""
+        if not self.reclaims:
+            return
+        within = [allows for strategy, allows in self.checks if strategy is Strategy.WITHIN_QUEUE]
+        own = [job for job in jobs if within and within[0](job)]
+        undos = [self._take(job) for job in own if job.spec.id in self.snap.running]
+        try:
+            self._could_reclaim = reclaim.preemptor_qualifies(self.snap.quota, self.p)
+        finally:
+            for undo in reversed(undos):
+                undo()
 
     def first_strategy(
         self, victim: RunningJob, cache: dict[object, Strategy | None]
     ) -> Strategy | None:
-        """``strategy`` before any victim is removed: then the answer depends only on the
-        victim's queue, shape, priority and attained-service level, so it is cached."""
+        """The strategy that could allow ``victim``, asked before any victim is removed and
+        optimistically for reclaim (as if the queue's own candidates were gone): then the
+        answer depends only on the victim's queue, shape, priority and attained-service level,
+        so it is cached. A job refused here is refused in every later state of the search."""
         level = (
             las.level_of(victim, self.p.now, self.thresholds) if self.p.las_level is not None else 0
         )
         key = (victim.spec.queue, victim.spec.shape, victim.spec.priority, level)
         if key not in cache:
-            cache[key] = self.strategy(victim)
+            self._optimistic = True
+            try:
+                cache[key] = self.strategy(victim)
+            finally:
+                self._optimistic = False
         return cache[key]
 
     def strategy(self, victim: RunningJob) -> Strategy | None:
@@ -112,6 +144,14 @@ class VictimSearch:
             if allows(victim):
                 return strategy
         return None
+
+    def legal(self, victims: Victims) -> bool:
+        """True when every victim still taken is allowed in the state as it is now: a reclaim
+        victim needs the preemptor's queue still eligible (other checks do not depend on the
+        rest of the set)."""
+        if any(s is Strategy.RECLAIM for _, s in victims):
+            return reclaim.preemptor_qualifies(self.snap.quota, self.p)
+        return True
 
     def quota_ok(self) -> bool:
         """True when the preemptor's request fits its queue's quota now and in the view held
@@ -185,6 +225,26 @@ class VictimSearch:
 
         return undo
 
+    def take_until(
+        self, victims: Victims, jobs: Iterable[RunningJob], done: Callable[[], bool]
+    ) -> None:
+        """Remove ``jobs`` in order (each only if a strategy allows it now) until ``done``.
+        A job refused while the preemptor's queue could not yet reclaim is asked again after
+        each job taken within the queue, which may have made it eligible."""
+        waiting: list[RunningJob] = []
+        for job in jobs:
+            if done():
+                return
+            if not self.remove(victims, job):
+                waiting.append(job)
+                continue
+            if waiting and victims[-1][1] is Strategy.WITHIN_QUEUE and self.reclaims:
+                for other in list(waiting):
+                    if done():
+                        return
+                    if self.remove(victims, other):
+                        waiting.remove(other)
+
     def remove(self, victims: Victims, job: RunningJob) -> bool:
         """Take ``job`` out (what-if) if a strategy allows it; True when taken."""
         if job.spec.id not in self.snap.running:
@@ -210,11 +270,12 @@ class VictimSearch:
     def put_back_unneeded(self, victims: Victims, still_fits: Callable[[], bool]) -> Victims:
         """Re-add every victim the preemptor does not need, the most valuable first."""
         kept: Victims = []
-        for job, reason in sorted(victims, key=lambda v: preference(v[0]), reverse=True):
+        ordered = sorted(victims, key=lambda v: preference(v[0]), reverse=True)
+        for k, (job, reason) in enumerate(ordered):
             undo = self._give(job)
             was_own = job.spec.id in self.own
             self.own.discard(job.spec.id)
-            if still_fits():
+            if still_fits() and self.legal(kept + ordered[k + 1 :]):
                 self.undos.append(undo)
             else:
                 undo()
@@ -226,10 +287,7 @@ class VictimSearch:
     def top_up_quota(self, victims: Victims, everyone: Iterable[RunningJob]) -> bool:
         """Remove more candidates, in preference order, until the quota fits; True when it
         does."""
-        for job in everyone:
-            if self.quota_ok():
-                break
-            self.remove(victims, job)
+        self.take_until(victims, everyone, self.quota_ok)
         return self.quota_ok()
 
     def restore(self) -> None:

@@ -50,7 +50,9 @@ def candidates(
     if not search.checks or not pool.might_help(p):
         return None
     first: dict[object, Strategy | None] = {}
-    everyone = [job for job in pool.of(p.flavor) if search.first_strategy(job, first) is not None]
+    jobs = pool.of(p.flavor)
+    search.plan_candidates(jobs)
+    everyone = [job for job in jobs if search.first_strategy(job, first) is not None]
     return (search, everyone) if everyone else None
 
 
@@ -58,10 +60,7 @@ def _on_node(
     search: VictimSearch, i: int, local: list[RunningJob], everyone: list[RunningJob]
 ) -> Victims | None:
     victims: Victims = []
-    for job in local:
-        if search.fits_on(i):
-            break
-        search.remove(victims, job)
+    search.take_until(victims, local, lambda: search.fits_on(i))
     if not search.fits_on(i):
         return None
     search.top_up_quota(victims, everyone)
