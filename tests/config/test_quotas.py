@@ -227,9 +227,10 @@ def test_fractional_milli_gpu(tmp_path: Path) -> None:
     )
 
 
-def test_queue_without_quotas_in_a_cohort(tmp_path: Path) -> None:
+def test_queue_without_quotas_in_a_cohort_is_a_pure_borrower() -> None:
     text = BASE + "    cohort: org\ncohorts:\n  - name: org\n"
-    expect_error(tmp_path, text, 6, "queues[0].cohort", "without quotas cannot join a cohort")
+    (queue,) = parse_quotas(text, "<text>").queues
+    assert (queue.cohort, queue.quotas) == ("org", None)
 
 
 def test_unknown_flavor_against_the_cluster(tmp_path: Path) -> None:

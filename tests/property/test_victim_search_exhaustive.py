@@ -160,7 +160,7 @@ def _fewest(snap: Snapshot, p: Preemptor) -> int | None:
     return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_the_search_finds_the_fewest_allowed_victims(
     case: tuple[Snapshot, Preemptor, QuotaConfig],
@@ -176,10 +176,26 @@ def test_the_search_finds_the_fewest_allowed_victims(
     if fewest is None:
         assert found is None or len(found) > MAX_VICTIMS
         return
-    assert found is not None, f"an allowed set of {fewest} victims exists; the search found none"
+    assert found is not None, f"{fewest} victims would do; none found: {_describe(snap, p)}"
     chosen = [victim for victim, _ in found]
     assert _allowed(snap, p, chosen), [v.spec.id for v in chosen]
-    assert len(chosen) <= fewest
+    assert len(chosen) <= fewest, f"{len(chosen)} taken, {fewest} would do: {_describe(snap, p)}"
     strategies = {s for _, s in found}
     if strategies == {Strategy.WITHIN_QUEUE, Strategy.RECLAIM}:
         event("own jobs and reclaimed ones together")
+
+
+def _describe(snap: Snapshot, p: Preemptor) -> str:
+    tree = snap.quota
+    assert tree is not None
+    jobs = [
+        f"{j.spec.id}:{j.spec.queue}/p{j.spec.priority}/{j.spec.tasks[0].gpu_milli}@"
+        + ",".join(f"{w.node}{list(w.devices)}" for w in j.placement)
+        for j in snap.running.values()
+    ]
+    nominal = {q: n.subtree.get(GPU, 0) for q, n in tree.queues.items()}
+    return (
+        f"nodes {[(n.name, n.gpus) for n in snap.nodes]} nominal {nominal} jobs {jobs} "
+        f"preemptor {p.spec.queue}/p{p.spec.priority}/{p.spec.tasks[0].gpu_milli} "
+        f"{p.rules.reclaim_within_cohort}"
+    )

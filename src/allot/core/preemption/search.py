@@ -226,24 +226,44 @@ class VictimSearch:
         return undo
 
     def take_until(
-        self, victims: Victims, jobs: Iterable[RunningJob], done: Callable[[], bool]
+        self,
+        victims: Victims,
+        jobs: Iterable[RunningJob],
+        done: Callable[[], bool],
+        enablers: Iterable[RunningJob] = (),
     ) -> None:
         """Remove ``jobs`` in order (each only if a strategy allows it now) until ``done``.
         A job refused while the preemptor's queue could not yet reclaim is asked again after
-        each job taken within the queue, which may have made it eligible."""
+        each job taken within the queue, which may have made it eligible; when ``jobs`` run
+        out with such jobs still refused, the queue's own candidates among ``enablers`` are
+        taken, one at a time, to make it eligible (put back later if not needed)."""
         waiting: list[RunningJob] = []
+
+        def retry() -> bool:
+            for other in list(waiting):
+                if done():
+                    return True
+                if self.remove(victims, other):
+                    waiting.remove(other)
+            return done()
+
         for job in jobs:
             if done():
                 return
             if not self.remove(victims, job):
                 waiting.append(job)
                 continue
-            if waiting and victims[-1][1] is Strategy.WITHIN_QUEUE and self.reclaims:
-                for other in list(waiting):
-                    if done():
-                        return
-                    if self.remove(victims, other):
-                        waiting.remove(other)
+            if waiting and victims[-1][1] is Strategy.WITHIN_QUEUE and self.reclaims and retry():
+                return
+        if not waiting or not self.reclaims or done():
+            return
+        for job in enablers:
+            if job.spec.queue != self.p.spec.queue or job.spec.id not in self.snap.running:
+                continue
+            if self.remove(victims, job) and victims[-1][1] is Strategy.WITHIN_QUEUE and retry():
+                return
+            if not waiting:
+                return
 
     def remove(self, victims: Victims, job: RunningJob) -> bool:
         """Take ``job`` out (what-if) if a strategy allows it; True when taken."""
@@ -285,9 +305,13 @@ class VictimSearch:
         return kept
 
     def top_up_quota(self, victims: Victims, everyone: Iterable[RunningJob]) -> bool:
-        """Remove more candidates, in preference order, until the quota fits; True when it
-        does."""
-        self.take_until(victims, everyone, self.quota_ok)
+        """Remove more candidates until the quota fits, the largest first (the fewest victims
+        cover the shortfall; those not needed are put back later), then in preference order;
+        True when it fits."""
+        if self.quota_ok():
+            return True
+        by_size = sorted(everyone, key=lambda j: (-j.spec.total.gpu_milli, preference(j)))
+        self.take_until(victims, by_size, self.quota_ok, by_size)
         return self.quota_ok()
 
     def restore(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
+from allot.core.placement.rank import smallest_sufficient
 from allot.core.preemption import Preemptor, Strategy
 from allot.core.preemption.candidates import CandidatePool
 from allot.core.preemption.gang import gang_victims
@@ -60,7 +61,7 @@ def _on_node(
     search: VictimSearch, i: int, local: list[RunningJob], everyone: list[RunningJob]
 ) -> Victims | None:
     victims: Victims = []
-    search.take_until(victims, local, lambda: search.fits_on(i))
+    search.take_until(victims, local, lambda: search.fits_on(i), everyone)
     if not search.fits_on(i):
         return None
     search.top_up_quota(victims, everyone)
@@ -110,13 +111,18 @@ def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
         bound = _at_least(need - snap.whole_free[i], held.values())
         if bound is not None:
             ranked.append((bound, i))
+    # A node where the task fits already needs victims only to free quota (taken anywhere).
+    for i in smallest_sufficient(snap, p.flavor, need):
+        if i not in by_node and search.fits_on(i):
+            ranked.append((0, i))
+            break  # any such node will do: the quota victims do not depend on it
     ranked.sort()
     best: Victims | None = None
     best_cost: Cost | None = None
     for bound, i in ranked:
         if best_cost is not None and bound > best_cost[0]:
             break
-        held = by_node[i]
+        held = by_node.get(i, {})
         local = node_order(held, jobs_by_id)
         try:
             result = _on_node(search, i, local, everyone)
