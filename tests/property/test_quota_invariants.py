@@ -339,11 +339,13 @@ def _allowed_in(
     if strategy not in policy.preemption or not victim.spec.preemptible:
         return False
     if strategy is Strategy.WITHIN_QUEUE:
-        return (
-            rules.within_queue is WithinQueue.LOWER_PRIORITY
-            and victim.spec.queue == spec.queue
-            and victim.spec.priority < spec.priority
+        if rules.within_queue is WithinQueue.NEVER or victim.spec.queue != spec.queue:
+            return False
+        newer_equal = rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY and (
+            victim.spec.priority == spec.priority
+            and (victim.spec.submit_time, victim.spec.id) > (spec.submit_time, spec.id)
         )
+        return victim.spec.priority < spec.priority or newer_equal
     if strategy is Strategy.LAS:
         mine = las_level(attained.get(spec.id, 0.0), policy.las_thresholds)
         return mine < las_level(victim.attained_at(now), policy.las_thresholds)
@@ -365,13 +367,26 @@ def _allowed_in(
             rules.reclaim_within_cohort is ReclaimWithinCohort.LOWER_PRIORITY
             and victim.spec.priority < spec.priority
         )
-        mine = ("queue", queue)
+        # The preemptor's side (the child of the common ancestor on its path: its queue in a
+        # flat cohort) stays within its own quota once the preemptor is admitted; the
+        # victim's side borrows from the common ancestor what both use.
+        sides = model.sides(queue, other)
+        if sides is None:
+            return False
+        mine, theirs = sides
+        after = Model(config, _with(usage, queue, request, +1))
         within = all(
-            model.used[mine, fr] + amount <= model.subtree[mine, fr]
+            after.used[mine, fr] <= after.subtree[mine, fr]
             for fr, amount in request.items()
-            if amount > 0 and fr in model.quotas[mine]
+            if amount > 0 and (mine, fr) in after.subtree
         )
-        return lower_ok and within and contended
+        side_borrows = any(
+            amount > 0
+            and used_by_victim.get(fr, 0) > 0
+            and model.used.get((theirs, fr), 0) > model.subtree.get((theirs, fr), 0)
+            for fr, amount in request.items()
+        )
+        return lower_ok and within and contended and side_borrows
     if strategy is Strategy.FAIR_SHARE:
         sides = model.sides(queue, other)
         if not rules.fair_share or sides is None or not contended:

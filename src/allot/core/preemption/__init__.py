@@ -40,6 +40,7 @@ class Strategy(StrEnum):
 
     WITHIN_QUEUE = "within_queue"
     RECLAIM = "reclaim"
+    BORROW_WITHIN_COHORT = "borrow_within_cohort"
     FAIR_SHARE = "fair_share"
     LAS = "las"
 

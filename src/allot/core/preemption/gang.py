@@ -26,7 +26,6 @@ from allot.core.preemption.search import (
     cost,
     holders_by_node,
     node_order,
-    preference,
 )
 
 Choice = tuple[int, list[tuple[int, int]]]  # (victims counted, [(node, tasks there)])
@@ -66,7 +65,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
         if node.flavor != search.p.flavor or not snap.schedulable(i):
             continue
         held = by_node.get(i, {})
-        local = node_order(held, jobs_by_id)
+        local = node_order(held, jobs_by_id, search.rank)
         sets = _sets_on_node(search, i, local, count)
         if len(sets) > 1:
             options.append((i, sets))
@@ -77,7 +76,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
     chosen = {job.spec.id: job for i, k in best[1] for job in sets_of[i][k]}
     try:
         victims: Victims = []
-        search.take_until(victims, sorted(chosen.values(), key=preference), lambda: False)
+        search.take_until(victims, sorted(chosen.values(), key=search.rank), lambda: False)
         search.top_up_quota(victims, everyone)
         if not victims or not search.fits():
             return None

@@ -64,12 +64,12 @@ class VictimSearch:
         node = None if snap.quota is None else snap.quota.queues.get(preemptor.spec.queue)
         self.start_usage = {} if node is None else dict(node.usage)
         # Only the strategies that can apply to this preemptor are asked, in this order. Each
-        # is a rule about the victim plus, for reclaim, a gate on the preemptor's queue that is
+        # is a rule about the victim plus, for reclaim, a gate on the preemptor's side that is
         # checked at the moment of each removal: taking the queue's own lower-priority jobs can
-        # bring it back within its nominal quota, and that makes it eligible to reclaim.
+        # bring it back within its quota, and that makes it eligible to reclaim.
         tree, rules, allowed = snap.quota, preemptor.rules, preemptor.strategies
         checks: list[tuple[Strategy, Callable[[RunningJob], bool]]] = []
-        if Strategy.WITHIN_QUEUE in allowed and rules.within_queue is WithinQueue.LOWER_PRIORITY:
+        if Strategy.WITHIN_QUEUE in allowed and rules.within_queue is not WithinQueue.NEVER:
             checks.append((Strategy.WITHIN_QUEUE, lambda v: within_queue.allows(preemptor, v)))
         self.reclaims = False
         if tree is not None and tree.cohort_root(preemptor.spec.queue) is not None:
@@ -81,7 +81,19 @@ class VictimSearch:
                         lambda v: (
                             v.spec.queue not in settled
                             and reclaim.victim_qualifies(tree, preemptor, v)
-                            and self._reclaim_gate()
+                            and self._reclaim_gate(v)
+                        ),
+                    )
+                )
+            if Strategy.BORROW_WITHIN_COHORT in allowed and reclaim.may_borrow_while_preempting(
+                preemptor
+            ):
+                checks.append(
+                    (
+                        Strategy.BORROW_WITHIN_COHORT,
+                        lambda v: (
+                            v.spec.queue not in settled
+                            and reclaim.borrows_while_preempting(tree, preemptor, v)
                         ),
                     )
                 )
@@ -97,24 +109,49 @@ class VictimSearch:
             checks.append((Strategy.LAS, lambda v: las.allows(preemptor, v, thresholds)))
         self.checks = checks
         self._optimistic = False  # the gate as it would be once every own candidate is gone
-        self._could_reclaim = False
+        self._could_reclaim: dict[int, bool] = {}  # per side node, in that state
+        # Candidates of other queues first, the queues furthest above their share first; the
+        # preemptor's own jobs last (Kueue's candidate order, by share as its fair sharing).
+        self._shares: dict[str, tuple[float, float]] = {}
 
-    def _reclaim_gate(self) -> bool:
-        if self._optimistic:
-            return self._could_reclaim
-        return reclaim.preemptor_qualifies(self.snap.quota, self.p)
+    def rank(self, job: RunningJob) -> tuple[object, ...]:
+        """Sort key of candidates for this preemptor: the one to take first first."""
+        queue = job.spec.queue
+        if queue == self.p.spec.queue:
+            return (1, (0.0, 0.0), *preference(job))
+        share = self._shares.get(queue)
+        if share is None:
+            tree = self.snap.quota
+            share = self._shares[queue] = (
+                (0.0, 0.0) if tree is None else tree.dominant_share_order(queue)
+            )
+        return (0, (-share[0], -share[1]), *preference(job))
+
+    def _reclaim_gate(self, victim: RunningJob) -> bool:
+        tree = self.snap.quota
+        if not self._optimistic:
+            return reclaim.preemptor_qualifies(tree, self.p, victim)
+        sides = None if tree is None else tree.sides(self.p.spec.queue, victim.spec.queue)
+        return sides is not None and self._could_reclaim.get(id(sides[0]), False)
 
     def plan_candidates(self, jobs: Iterable[RunningJob]) -> None:
         """Decide, for the optimistic first look (``first_strategy``), whether the preemptor's
-        queue could reclaim once its candidates within the queue (among ``jobs``) were all
-        gone."""
-        if not self.reclaims:
+        side towards each other queue could reclaim once its candidates within the queue
+        (among ``jobs``) were all gone."""
+        tree = self.snap.quota
+        if not self.reclaims or tree is None:
             return
+        jobs = list(jobs)
         within = [allows for strategy, allows in self.checks if strategy is Strategy.WITHIN_QUEUE]
         own = [job for job in jobs if within and within[0](job)]
+        others = {job.spec.queue: job for job in jobs if job.spec.queue != self.p.spec.queue}
         undos = [self._take(job) for job in own if job.spec.id in self.snap.running]
         try:
-            self._could_reclaim = reclaim.preemptor_qualifies(self.snap.quota, self.p)
+            for job in others.values():
+                sides = tree.sides(self.p.spec.queue, job.spec.queue)
+                if sides is not None and id(sides[0]) not in self._could_reclaim:
+                    gate = reclaim.preemptor_qualifies(tree, self.p, job)
+                    self._could_reclaim[id(sides[0])] = gate
         finally:
             for undo in reversed(undos):
                 undo()
@@ -124,12 +161,20 @@ class VictimSearch:
     ) -> Strategy | None:
         """The strategy that could allow ``victim``, asked before any victim is removed and
         optimistically for reclaim (as if the queue's own candidates were gone): then the
-        answer depends only on the victim's queue, shape, priority and attained-service level,
-        so it is cached. A job refused here is refused in every later state of the search."""
+        answer depends only on the victim's queue, shape, priority, attained-service level
+        (and, for the newer-equal-priority rule, its age), so it is cached. A job refused here
+        is refused in every later state of the search."""
         level = (
             las.level_of(victim, self.p.now, self.thresholds) if self.p.las_level is not None else 0
         )
-        key = (victim.spec.queue, victim.spec.shape, victim.spec.priority, level)
+        key: tuple[object, ...] = (
+            victim.spec.queue,
+            victim.spec.shape,
+            victim.spec.priority,
+            level,
+        )
+        if self.p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY:
+            key = (*key, victim.spec.submit_time, victim.spec.id)
         if key not in cache:
             self._optimistic = True
             try:
@@ -147,11 +192,14 @@ class VictimSearch:
 
     def legal(self, victims: Victims) -> bool:
         """True when every victim still taken is allowed in the state as it is now: a reclaim
-        victim needs the preemptor's queue still eligible (other checks do not depend on the
+        victim needs the preemptor's side still eligible (other checks do not depend on the
         rest of the set)."""
-        if any(s is Strategy.RECLAIM for _, s in victims):
-            return reclaim.preemptor_qualifies(self.snap.quota, self.p)
-        return True
+        tree = self.snap.quota
+        return all(
+            reclaim.preemptor_qualifies(tree, self.p, v)
+            for v, s in victims
+            if s is Strategy.RECLAIM
+        )
 
     def quota_ok(self) -> bool:
         """True when the preemptor's request fits its queue's quota now and in the view held
@@ -290,7 +338,7 @@ class VictimSearch:
     def put_back_unneeded(self, victims: Victims, still_fits: Callable[[], bool]) -> Victims:
         """Re-add every victim the preemptor does not need, the most valuable first."""
         kept: Victims = []
-        ordered = sorted(victims, key=lambda v: preference(v[0]), reverse=True)
+        ordered = sorted(victims, key=lambda v: self.rank(v[0]), reverse=True)
         for k, (job, reason) in enumerate(ordered):
             undo = self._give(job)
             was_own = job.spec.id in self.own
@@ -310,7 +358,7 @@ class VictimSearch:
         True when it fits."""
         if self.quota_ok():
             return True
-        by_size = sorted(everyone, key=lambda j: (-j.spec.total.gpu_milli, preference(j)))
+        by_size = sorted(everyone, key=lambda j: (-j.spec.total.gpu_milli, self.rank(j)))
         self.take_until(victims, by_size, self.quota_ok, by_size)
         return self.quota_ok()
 
@@ -333,7 +381,9 @@ def holders_by_node(snap: Snapshot, jobs: Iterable[RunningJob]) -> dict[int, dic
     return by_node
 
 
-def node_order(held: dict[int, int], jobs_by_id: dict[int, RunningJob]) -> list[RunningJob]:
+def node_order(
+    held: dict[int, int], jobs_by_id: dict[int, RunningJob], rank: Callable[[RunningJob], object]
+) -> list[RunningJob]:
     """The candidates holding devices on one node (``held``: job id -> devices there), the
-    largest holder first, then by preference."""
-    return sorted((jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], preference(j)))
+    largest holder first, then by ``rank``."""
+    return sorted((jobs_by_id[j] for j in held), key=lambda j: (-held[j.spec.id], rank(j)))

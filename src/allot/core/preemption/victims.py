@@ -23,6 +23,7 @@ The snapshot is restored before returning.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
 from allot.core.placement.rank import smallest_sufficient
@@ -37,6 +38,7 @@ from allot.core.preemption.search import (
     holders_by_node,
     node_order,
 )
+from allot.core.quota.config import FairShareRule
 from allot.core.quota.tree import QuotaTree
 from allot.core.snapshot import Snapshot
 
@@ -54,6 +56,7 @@ def candidates(
     jobs = pool.of(p.flavor)
     search.plan_candidates(jobs)
     everyone = [job for job in jobs if search.first_strategy(job, first) is not None]
+    everyone.sort(key=search.rank)
     return (search, everyone) if everyone else None
 
 
@@ -83,6 +86,12 @@ def choose_victims(
     ``quota_check`` is set, also the strategies of the allowed victims that would make its
     quota fit (None when they would not): then placement, not quota, keeps ``p`` out. Leaves
     ``snap`` unchanged."""
+    strict = _stricter_first(p)
+    if strict is not None:
+        # Kueue's fair sharing tries S2-a (lte_final_share) on every candidate before S2-b.
+        victims, _ = choose_victims(snap, strict, pool, future)
+        if victims:
+            return victims, None
     found = candidates(snap, p, pool, future)
     if found is None:
         return None, None
@@ -97,6 +106,14 @@ def choose_victims(
         return None, sorted({strategy for _, strategy in taken})
     finally:
         search.restore()
+
+
+def _stricter_first(p: Preemptor) -> Preemptor | None:
+    """The preemptor with only the stricter fair-share rule, when its queue allows both."""
+    rules = p.rules.fair_share
+    if FairShareRule.LTE_FINAL_SHARE in rules and FairShareRule.LT_INITIAL_SHARE in rules:
+        return replace(p, rules=replace(p.rules, fair_share=(FairShareRule.LTE_FINAL_SHARE,)))
+    return None
 
 
 def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
@@ -123,7 +140,7 @@ def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
         if best_cost is not None and bound > best_cost[0]:
             break
         held = by_node.get(i, {})
-        local = node_order(held, jobs_by_id)
+        local = node_order(held, jobs_by_id, search.rank)
         try:
             result = _on_node(search, i, local, everyone)
         finally:
