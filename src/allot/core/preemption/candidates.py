@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from allot.core.model import RunningJob
 from allot.core.preemption import Preemptor, las
 from allot.core.preemption.search import preference
+from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot
 
 
@@ -116,6 +117,9 @@ class CandidatePool:
                 return True
         lowest = self._min_priority.get((p.flavor, p.spec.queue))
         if lowest is not None and lowest < p.spec.priority:
+            return True
+        newer_equal = p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
+        if newer_equal and lowest is not None and lowest == p.spec.priority:
             return True
         if p.las_level is not None:
             return self._max_level[p.flavor] > p.las_level

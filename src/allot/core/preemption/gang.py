@@ -1,7 +1,7 @@
 """Victims for a gang: the fewest running jobs whose removal lets all of its tasks start.
 
-Two searches; the better set (``search.cost``: fewest victims, then lowest highest priority,
-then least work lost) wins:
+Two searches; the better set (``search.cost``: fewest victims, then fewest of the preemptor's
+own queue, then lowest highest priority, then least work lost) wins:
 
 - by nodes, for a gang whose tasks share one whole-GPU shape: for each node ``i`` and each
   ``k``, ``c(i, k)`` is the number of victims that free room for ``k`` tasks there (candidates
@@ -39,7 +39,7 @@ def gang_victims(search: VictimSearch, everyone: list[RunningJob]) -> Victims | 
     found = [v for v in (greedy, _by_nodes(search, everyone)) if v]
     if not found:
         return None
-    return min(found, key=lambda v: cost(v, search.p.now))
+    return min(found, key=lambda v: cost(v, search.p.now, search.p.spec.queue))
 
 
 def _greedy(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:

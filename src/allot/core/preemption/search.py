@@ -5,8 +5,10 @@ waiting preemptors, which it keeps in step) and puts them back; ``restore`` undo
 A victim is taken only when one of the strategies the preemptor's queue and the policy allow
 permits it at that moment. Order of preference among candidates: lowest priority first, then
 checkpointable jobs (they lose least), then the most recently started (least work lost), then
-job id; a set is better than another when it has fewer victims, then a lower highest priority
-among them, then less work lost (``cost``).
+job id; a set is better than another when it has fewer victims, then fewer of the preemptor's
+own queue, then a lower highest priority among them, then less work lost (``cost``). Within a
+search, candidates of other queues come first, the queues furthest above their share first,
+the preemptor's own last (``VictimSearch.rank``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from allot.core.quota.tree import QuotaTree
 from allot.core.snapshot import Snapshot, Undo
 
 Victims = list[tuple[RunningJob, Strategy]]
-Cost = tuple[int, int, float]
+Cost = tuple[int, int, int, float]
 
 
 def preference(job: RunningJob) -> tuple[int, bool, float, int]:
@@ -33,14 +35,16 @@ def preference(job: RunningJob) -> tuple[int, bool, float, int]:
     return (job.spec.priority, not job.spec.checkpointable, -job.start_time, job.spec.id)
 
 
-def cost(victims: Victims, now: float) -> Cost:
-    """How bad a victim set is: its size, its highest priority, the work it loses."""
+def cost(victims: Victims, now: float, queue: str) -> Cost:
+    """How bad a victim set is: its size, then how many are the preemptor's own (``queue``'s:
+    other queues' borrowed jobs go first), its highest priority, the work it loses."""
     lost = sum(
         (now - v.start_time) * v.spec.total.gpu_milli
         for v, _ in victims
         if not v.spec.checkpointable
     )
-    return (len(victims), max((v.spec.priority for v, _ in victims), default=0), lost)
+    own = sum(1 for v, _ in victims if v.spec.queue == queue)
+    return (len(victims), own, max((v.spec.priority for v, _ in victims), default=0), lost)
 
 
 class VictimSearch:

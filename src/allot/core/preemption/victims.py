@@ -1,8 +1,10 @@
 """Victim selection: the smallest set of running jobs whose removal lets the preemptor in.
 
 Candidates come from ``candidates.CandidatePool``; the what-if state and the order of
-preference are ``search.VictimSearch`` and ``search.cost``: fewer victims first, then a lower
-highest priority, then less work lost.
+preference are ``search.VictimSearch`` and ``search.cost``: fewer victims first, then fewer of
+the preemptor's own queue, then a lower highest priority, then less work lost. A job stopped by
+a queue with both fair-share rules is searched with the stricter one first (Kueue: S2-a, then
+S2-b).
 
 - A single-task preemptor is tried node by node: on each node, candidates are removed
   (largest share of that node first, then by preference) until the task fits there, then more
@@ -147,7 +149,7 @@ def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
             search.restore()
         if not result:
             continue
-        result_cost = cost(result, p.now)
+        result_cost = cost(result, p.now, p.spec.queue)
         if best_cost is None or result_cost < best_cost:
             best, best_cost = result, result_cost
     return best
