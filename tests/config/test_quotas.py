@@ -11,6 +11,7 @@ import pytest
 from allot.config.errors import ConfigError
 from allot.config.quotas import check_against_cluster, load_quotas, parse_quotas
 from allot.core.quota.config import (
+    BorrowWithinCohort,
     CohortSpec,
     PreemptionRules,
     QueueSpec,
@@ -227,9 +228,10 @@ def test_fractional_milli_gpu(tmp_path: Path) -> None:
     )
 
 
-def test_queue_without_quotas_in_a_cohort(tmp_path: Path) -> None:
+def test_queue_without_quotas_in_a_cohort_is_a_pure_borrower() -> None:
     text = BASE + "    cohort: org\ncohorts:\n  - name: org\n"
-    expect_error(tmp_path, text, 6, "queues[0].cohort", "without quotas cannot join a cohort")
+    (queue,) = parse_quotas(text, "<text>").queues
+    assert (queue.cohort, queue.quotas) == ("org", None)
 
 
 def test_unknown_flavor_against_the_cluster(tmp_path: Path) -> None:
@@ -320,3 +322,65 @@ def test_a_cohort_may_lend_more_than_its_own_nominal() -> None:
         "inline",
     )
     assert config.cohorts[1].quotas[("H100", "gpu")] == ResourceQuota(0, None, 2_000)
+
+
+def test_the_preemption_rules_read_from_the_file() -> None:
+    text = """\
+priority_classes: {batch: 0, urgent: 100}
+min_runtime_seconds_by_priority_class: {batch: 900}
+tenants:
+  - name: vision
+cohorts:
+  - {name: org}
+  - {name: sub, parent: org, weight: 2}
+queues:
+  - name: train
+    tenant: vision
+    cohort: sub
+    quotas: {H100: {gpu: 4}}
+    preemption:
+      within_queue: lower_or_newer_equal_priority
+      borrow_within_cohort: {policy: lower_priority, max_priority_threshold: 0}
+      min_runtime_seconds: 300
+  - name: loose
+    tenant: vision
+    cohort: org
+    preemption: {borrow_within_cohort: lower_priority}
+"""
+    config = parse_quotas(text, "<text>")
+    train, loose = config.queues
+    assert train.preemption == PreemptionRules(
+        within_queue=WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY,
+        borrow_within_cohort=BorrowWithinCohort.LOWER_PRIORITY,
+        max_priority_threshold=0,
+        min_runtime_seconds=300.0,
+    )
+    assert loose.preemption.borrow_within_cohort is BorrowWithinCohort.LOWER_PRIORITY
+    assert loose.quotas is None  # a pure borrower
+    assert [c.weight for c in config.cohorts] == [1.0, 2.0]
+    assert config.min_runtime_by_class == {"batch": 900.0}
+    assert config.min_runtime("train", 0) == 900.0
+    assert config.min_runtime("train", 100) == 300.0
+
+
+def test_an_exemption_must_name_a_priority_class(tmp_path: Path) -> None:
+    text = "priority_classes: {batch: 0}\nmin_runtime_seconds_by_priority_class: {nope: 5}\n"
+    expect_error(
+        tmp_path,
+        text + BASE,
+        2,
+        "min_runtime_seconds_by_priority_class.nope",
+        "unknown priority class",
+    )
+
+
+def test_a_threshold_needs_the_borrowing_policy(tmp_path: Path) -> None:
+    text = (
+        BASE
+        + "    preemption:\n      borrow_within_cohort:\n"
+        + "        {policy: never, max_priority_threshold: 1}\n"
+    )
+    expect_error(
+        tmp_path, text, 8, "queues[0].preemption.borrow_within_cohort.max_priority_threshold",
+        "applies only with policy: lower_priority",
+    )  # fmt: skip

@@ -337,7 +337,8 @@ def test_no_one_takes_the_room_a_preemptor_waits_for() -> None:
 
 def test_fair_share_across_nested_cohorts_compares_at_the_common_ancestor() -> None:
     rules = PreemptionRules(
-        fair_share=(FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE)
+        reclaim_within_cohort=ReclaimWithinCohort.NEVER,  # so fair share alone decides
+        fair_share=(FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE),
     )
     config = QuotaConfig(
         (TenantSpec("t"),),

@@ -155,12 +155,6 @@ def test_dominant_share_is_borrowing_over_lendable_divided_by_weight() -> None:
             lambda: QuotaConfig((TenantSpec("t"),), (queue("q", 1, cohort="nope"),), ()),
             "unknown cohort 'nope'",
         ),
-        (
-            lambda: QuotaConfig(
-                (TenantSpec("t"),), (QueueSpec("q", "t", "org"),), (CohortSpec("org"),)
-            ),
-            "cannot join a cohort",
-        ),
     ],
 )
 def test_bad_configuration_names_the_rule(config: object, message: str) -> None:
@@ -249,3 +243,25 @@ def test_a_queue_lends_at_most_its_nominal_quota() -> None:
     # A cohort's lending limit caps what its whole subtree lends: above its own nominal is fine.
     cohorts = (CohortSpec("root"), CohortSpec("c", "root", {GPU: ResourceQuota(0, None, 3000)}))
     assert room(tree(queue("a", 4, cohort="c"), cohorts=cohorts), "a") == 4
+
+
+def test_a_queue_in_a_cohort_without_quotas_is_a_pure_borrower() -> None:
+    gpu = ("H100", "gpu")
+    config = QuotaConfig(
+        (TenantSpec("t"),),
+        (
+            QueueSpec("owner", "t", "org", {gpu: ResourceQuota(4000)}),
+            QueueSpec("borrower", "t", "org"),
+        ),
+        (CohortSpec("org"),),
+    )
+    tree = QuotaTree(config)
+    assert tree.knows("borrower")
+    assert "borrower" not in tree.unconstrained
+    assert tree.covers("borrower", "H100")
+    assert tree.fits("borrower", {gpu: 4000})
+    assert not tree.within_nominal("borrower", {gpu: 1000})  # it owns nothing
+    tree.add("borrower", {gpu: 3000})
+    assert tree.borrowing("borrower", gpu) == 3000
+    assert not tree.fits("borrower", {gpu: 2000})  # only the owner's 1 GPU is left
+    assert tree.within_nominal("owner", {gpu: 1000})

@@ -16,11 +16,12 @@ are requeued; the preemptor is nominated; starts run), finish a few jobs, and ch
   hands out a member's guaranteed part), a queue outside any cohort at most its nominal quota.
 - A queue within its nominal quota gets it back by reclaim within a bounded number of cycles,
   when the other queues' jobs are preemptible.
-- Every preemption is one its strategy allows, stated independently (``_allowed_in``) at a
-  state the cycle could have decided it in (before the plan's starts, or after a prefix of
-  them): fair share by Kueue's S2-a / S2-b at the lowest common ancestor, with what allot adds
-  (the strict ``p < t0``, and ``p`` counting the room the preemptor's queue-mates would take);
-  a swap within a queue never makes the queue borrow more.
+- Every preemption is one its strategy allows, stated independently (``_allowed_in``) at a state
+  the cycle could have decided it in (before the plan's starts, or after a prefix of them; for a
+  reclaim, with the preemptor's own victims within its queue gone): fair share by Kueue's S2-a /
+  S2-b at the lowest common ancestor, with what allot adds (the strict ``p < t0``, and ``p``
+  counting the room the preemptor's queue-mates would take); a swap within a queue never makes
+  the queue borrow more.
 - No ping-pong (docs/quotas.md): once a preemptor runs in its victim's place, with every other
   job as it was, no strategy lets the victim take it back; replaying at a fixed instant
   reaches a fixed point; and in no stretch of the replay in which only the jobs of one chain
@@ -338,11 +339,13 @@ def _allowed_in(
     if strategy not in policy.preemption or not victim.spec.preemptible:
         return False
     if strategy is Strategy.WITHIN_QUEUE:
-        return (
-            rules.within_queue is WithinQueue.LOWER_PRIORITY
-            and victim.spec.queue == spec.queue
-            and victim.spec.priority < spec.priority
+        if rules.within_queue is WithinQueue.NEVER or victim.spec.queue != spec.queue:
+            return False
+        newer_equal = rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY and (
+            victim.spec.priority == spec.priority
+            and (victim.spec.submit_time, victim.spec.id) > (spec.submit_time, spec.id)
         )
+        return victim.spec.priority < spec.priority or newer_equal
     if strategy is Strategy.LAS:
         mine = las_level(attained.get(spec.id, 0.0), policy.las_thresholds)
         return mine < las_level(victim.attained_at(now), policy.las_thresholds)
@@ -364,13 +367,26 @@ def _allowed_in(
             rules.reclaim_within_cohort is ReclaimWithinCohort.LOWER_PRIORITY
             and victim.spec.priority < spec.priority
         )
-        mine = ("queue", queue)
+        # The preemptor's side (the child of the common ancestor on its path: its queue in a
+        # flat cohort) stays within its own quota once the preemptor is admitted; the
+        # victim's side borrows from the common ancestor what both use.
+        sides = model.sides(queue, other)
+        if sides is None:
+            return False
+        mine, theirs = sides
+        after = Model(config, _with(usage, queue, request, +1))
         within = all(
-            model.used[mine, fr] + amount <= model.subtree[mine, fr]
+            after.used[mine, fr] <= after.subtree[mine, fr]
             for fr, amount in request.items()
-            if amount > 0 and fr in model.quotas[mine]
+            if amount > 0 and (mine, fr) in after.subtree
         )
-        return lower_ok and within and contended
+        side_borrows = any(
+            amount > 0
+            and used_by_victim.get(fr, 0) > 0
+            and model.used.get((theirs, fr), 0) > model.subtree.get((theirs, fr), 0)
+            for fr, amount in request.items()
+        )
+        return lower_ok and within and contended and side_borrows
     if strategy is Strategy.FAIR_SHARE:
         sides = model.sides(queue, other)
         if not rules.fair_share or sides is None or not contended:
@@ -517,11 +533,25 @@ def _drive(world: World, policy: Policy, rounds: int, *, finish_some: bool) -> R
         states = _states(before, plan, specs, now)
         for p in plan.preemptions:
             victim, spec = snap.running[p.victim], specs[p.preemptor]
+            # A reclaim may count on the preemptor's own victims within its queue being gone:
+            # taking them can bring its queue back within nominal, which makes it eligible.
+            own = {
+                q.victim
+                for q in plan.preemptions
+                if q.preemptor == p.preemptor and q.strategy is Strategy.WITHIN_QUEUE
+            }
+            if p.strategy is Strategy.RECLAIM and own:
+                event("reclaim after taking own jobs")
+            seen = [
+                [j for j in state if j.spec.id not in own] if p.strategy is Strategy.RECLAIM
+                else state
+                for state in states
+            ]  # fmt: skip
             # The rule holds in a state the cycle could have decided it in (a prefix of its
             # starts), and from there the victim could not take the preemptor's place back.
             decided = [
                 state
-                for state in states
+                for state in seen
                 if _allowed_in(
                     world.quotas, policy, state, attained, spec, victim, p.strategy, now, waiting
                 )

@@ -4,10 +4,11 @@ A quota file is YAML (the full format is in ``docs/quotas.md``)::
 
     usage_half_life_hours: 168          # decayed-usage half-life, > 0
     priority_classes: {high: 100, normal: 0, low: -10}
+    min_runtime_seconds_by_priority_class: {high: 600}   # not preempted before 10 min
     tenants:
       - {name: vision, share: 2}
     cohorts:
-      - {name: org, parent: null, quotas: {...}}
+      - {name: org, parent: null, weight: 1, quotas: {...}}
     queues:
       - name: vision-train
         tenant: vision
@@ -19,10 +20,12 @@ A quota file is YAML (the full format is in ``docs/quotas.md``)::
             cpu: {nominal: 256, borrowing_limit: 64}
             memory_gib: {nominal: 2048, lending_limit: 512}
         preemption:
-          within_queue: lower_priority
+          within_queue: lower_priority  # or never, lower_or_newer_equal_priority
           reclaim_within_cohort: any
+          borrow_within_cohort: {policy: lower_priority, max_priority_threshold: 0}
           fair_share: [lte_final_share, lt_initial_share]
           grace_seconds: 60
+          min_runtime_seconds: 300
 
 Units as written: ``gpu`` in GPUs (stored as milli-GPU), ``cpu`` in cores (milli-cores),
 ``memory_gib`` in GiB or ``memory_mib`` in MiB (both stored as MiB under the core's ``memory``).
@@ -47,6 +50,7 @@ from allot.config.errors import ConfigError
 from allot.config.yamldoc import YamlMap, YamlNode, load_yaml, parse_yaml
 from allot.core.model import MIB_PER_GIB, MILLI_PER_CPU, MILLI_PER_GPU, SECONDS_PER_HOUR, SpecError
 from allot.core.quota.config import (
+    BorrowWithinCohort,
     CohortSpec,
     FairShareRule,
     FlavorResource,
@@ -61,11 +65,26 @@ from allot.core.quota.config import (
 
 DEFAULT_HALF_LIFE_HOURS = 168.0  # one week, Slurm's PriorityDecayHalfLife default is 7 days
 
-_TOP_KEYS = ("usage_half_life_hours", "priority_classes", "tenants", "cohorts", "queues")
+_TOP_KEYS = (
+    "usage_half_life_hours",
+    "priority_classes",
+    "min_runtime_seconds_by_priority_class",
+    "tenants",
+    "cohorts",
+    "queues",
+)
 _TENANT_KEYS = ("name", "share")
-_COHORT_KEYS = ("name", "parent", "quotas")
+_COHORT_KEYS = ("name", "parent", "weight", "quotas")
 _QUEUE_KEYS = ("name", "tenant", "cohort", "weight", "quotas", "preemption")
-_PREEMPTION_KEYS = ("within_queue", "reclaim_within_cohort", "fair_share", "grace_seconds")
+_PREEMPTION_KEYS = (
+    "within_queue",
+    "reclaim_within_cohort",
+    "borrow_within_cohort",
+    "fair_share",
+    "grace_seconds",
+    "min_runtime_seconds",
+)
+_BORROW_KEYS = ("policy", "max_priority_threshold")
 _LIMIT_KEYS = ("nominal", "borrowing_limit", "lending_limit")
 _DEFAULT_RULES = PreemptionRules()
 
@@ -160,6 +179,7 @@ def _read(doc: YamlMap) -> tuple[QuotaConfig, _Locator]:
     locator.add("usage_half_life", doc.optional("usage_half_life_hours"))
     try:
         classes = _read_priority_classes(doc.optional("priority_classes"), locator)
+        exempt = _read_exemptions(doc.optional("min_runtime_seconds_by_priority_class"), locator)
         tenant_items = _entries(doc, "tenants", "tenant", locator)
         tenants = [_read_tenant(item.as_map(), locator) for item in tenant_items]
         cohorts_items = _entries(doc, "cohorts", "cohort", locator, required=False)
@@ -172,6 +192,7 @@ def _read(doc: YamlMap) -> tuple[QuotaConfig, _Locator]:
             tuple(cohorts),
             half_life_hours * SECONDS_PER_HOUR,
             classes,
+            exempt,
         )
     except SpecError as exc:
         raise locator.error(exc) from None
@@ -208,6 +229,18 @@ def _read_priority_classes(node: YamlNode | None, locator: _Locator) -> dict[str
     return classes
 
 
+def _read_exemptions(node: YamlNode | None, locator: _Locator) -> dict[str, float]:
+    """``min_runtime_seconds_by_priority_class``: priority class name -> seconds."""
+    if node is None:
+        return {}
+    exempt: dict[str, float] = {}
+    for key, value in node.as_pairs():
+        name = key.as_str()
+        locator.add(f"min_runtime_by_class.{name}", value)
+        exempt[name] = value.as_float(minimum=0)
+    return exempt
+
+
 def _read_tenant(entry: YamlMap, locator: _Locator) -> TenantSpec:
     """One ``tenants`` entry."""
     entry.check_keys(_TENANT_KEYS, required=("name",))
@@ -228,7 +261,9 @@ def _read_cohort(entry: YamlMap, locator: _Locator) -> CohortSpec:
     parent = None if parent_node is None else parent_node.as_str()
     quotas_node = entry.optional("quotas")
     quotas = {} if quotas_node is None else _read_quotas(quotas_node, owner, locator)
-    return CohortSpec(name, parent, quotas)
+    locator.add(f"{owner}.weight", entry.optional("weight"))
+    weight = entry.get_float("weight", minimum=0, default=1.0)
+    return CohortSpec(name, parent, quotas, weight)
 
 
 def _read_queue(entry: YamlMap, locator: _Locator) -> QueueSpec:
@@ -250,7 +285,8 @@ def _read_queue(entry: YamlMap, locator: _Locator) -> QueueSpec:
         if not quotas:
             # An empty mapping would admit nothing at all, which is never what was meant.
             raise quotas_node.error(
-                "must list at least one flavor; leave quotas out for an unconstrained queue"
+                "must list at least one flavor; leave quotas out for an unconstrained queue "
+                "(or, in a cohort, a queue that only borrows)"
             )
     rules = _read_preemption(entry.optional("preemption"), locator)
     return QueueSpec(name, tenant, cohort, quotas, weight, rules)
@@ -341,10 +377,31 @@ def _read_preemption(node: YamlNode | None, locator: _Locator) -> PreemptionRule
             raise item.error(f"{rule.value!r} is listed twice")
         fair_share.append(rule)
     grace = block.get_float("grace_seconds", minimum=0, default=_DEFAULT_RULES.grace_seconds)
+    min_runtime = block.get_float("min_runtime_seconds", minimum=0, default=0.0)
+    borrow, threshold = _read_borrowing(block.optional("borrow_within_cohort"))
     # PreemptionRules names its fields without the queue; the SpecError is raised right here,
     # so the entry recorded last is the one it concerns.
     locator.add("preemption.grace_seconds", block.optional("grace_seconds"))
-    return PreemptionRules(within, reclaim, tuple(fair_share), grace)
+    return PreemptionRules(
+        within, reclaim, tuple(fair_share), grace, borrow, threshold, min_runtime
+    )
+
+
+def _read_borrowing(node: YamlNode | None) -> tuple[BorrowWithinCohort, int | None]:
+    """``borrow_within_cohort``: ``{policy: lower_priority, max_priority_threshold: N}`` (or
+    just the policy)."""
+    if node is None:
+        return BorrowWithinCohort.NEVER, None
+    if not isinstance(node.node, yaml.MappingNode):
+        return _enum(node, BorrowWithinCohort), None
+    block = node.as_map()
+    block.check_keys(_BORROW_KEYS, required=("policy",))
+    policy = _enum(block.node_of("policy"), BorrowWithinCohort)
+    threshold_node = block.optional("max_priority_threshold")
+    threshold = None if threshold_node is None else threshold_node.as_int()
+    if threshold is not None and policy is BorrowWithinCohort.NEVER:
+        raise block.error("max_priority_threshold", "applies only with policy: lower_priority")
+    return policy, threshold
 
 
 def _choice(block: YamlMap, key: str, kind: type[_E], default: _E) -> _E:

@@ -159,6 +159,7 @@ def _waiting_for_preempted(f: Mapping[str, FieldValue], when: TimeFormat) -> str
 _STRATEGY_WORDS = {
     "within_queue": "lower priority in the same queue",
     "reclaim": "reclaiming quota lent to another queue",
+    "borrow_within_cohort": "lower priority in a queue that borrows, while borrowing",
     "fair_share": "restoring fair share between queues",
     "las": "least GPU time served goes first",
 }

@@ -26,6 +26,7 @@ from allot.core.policy import Blocking, Criterion, Policy
 from allot.core.policy.ordering import SortKey, sort_key
 from allot.core.quota import request_of
 from allot.core.quota.fair_share import FairShareFactors
+from allot.core.quota.tree import ShareOrder
 from allot.core.snapshot import Snapshot
 
 SortKeyFn = Callable[[JobSpec], SortKey]
@@ -42,15 +43,15 @@ def static_key(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> SortK
     )
 
 
-def _share_after(snap: Snapshot, spec: JobSpec) -> float:
+def _share_after(snap: Snapshot, spec: JobSpec) -> ShareOrder:
     tree = snap.quota
     assert tree is not None
     return min(
         (
-            tree.dominant_share(spec.queue, request_of(spec, f))
+            tree.dominant_share_order(spec.queue, request_of(spec, f))
             for f in accepted_flavors(snap, spec)
         ),
-        default=0.0,
+        default=(0.0, 0.0),
     )
 
 
@@ -85,7 +86,7 @@ def job_stream(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> Itera
         else:
             by_queue.setdefault(spec.queue, []).append(spec)
     # Pass 2: borrowing, by dominant resource share.
-    heap: list[tuple[float, SortKey, str, int]] = [
+    heap: list[tuple[ShareOrder, SortKey, str, int]] = [
         (_share_after(snap, specs[0]), key(specs[0]), queue, 0) for queue, specs in by_queue.items()
     ]
     heapq.heapify(heap)

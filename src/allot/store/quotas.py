@@ -5,8 +5,10 @@ JSON shapes:
 - quotas (cohorts, queues): ``[{"flavor", "resource", "nominal", "borrowing_limit",
   "lending_limit"}, ...]``; a queue's NULL quotas means unconstrained;
 - a queue's preemption: ``{"within_queue", "reclaim_within_cohort", "fair_share": [...],
-  "grace_seconds"}``;
-- ``quota_settings.priority_classes``: ``{name: priority}``.
+  "grace_seconds", "borrow_within_cohort", "max_priority_threshold", "min_runtime_seconds"}``
+  (the last three read as their defaults when absent: saved before they existed);
+- ``quota_settings.priority_classes``: ``{name: priority}``; ``min_runtime_by_class``:
+  ``{name: seconds}``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from allot.core.quota.config import (
+    BorrowWithinCohort,
     CohortSpec,
     FairShareRule,
     PreemptionRules,
@@ -61,6 +64,9 @@ def _preemption_json(rules: PreemptionRules) -> dict[str, Any]:
         "reclaim_within_cohort": rules.reclaim_within_cohort.value,
         "fair_share": [rule.value for rule in rules.fair_share],
         "grace_seconds": rules.grace_seconds,
+        "borrow_within_cohort": rules.borrow_within_cohort.value,
+        "max_priority_threshold": rules.max_priority_threshold,
+        "min_runtime_seconds": rules.min_runtime_seconds,
     }
 
 
@@ -70,6 +76,10 @@ def _preemption_from_json(data: dict[str, Any]) -> PreemptionRules:
         reclaim_within_cohort=ReclaimWithinCohort(data["reclaim_within_cohort"]),
         fair_share=tuple(FairShareRule(rule) for rule in data["fair_share"]),
         grace_seconds=data["grace_seconds"],
+        # Rules saved before these settings existed had none of them: the defaults.
+        borrow_within_cohort=BorrowWithinCohort(data.get("borrow_within_cohort", "never")),
+        max_priority_threshold=data.get("max_priority_threshold"),
+        min_runtime_seconds=data.get("min_runtime_seconds", 0.0),
     )
 
 
@@ -93,6 +103,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
                     "name": c.name,
                     "parent": c.parent,
                     "quotas": _quotas_json(c.quotas),
+                    "weight": c.weight,
                     "position": i,
                 }
                 for i, c in enumerate(config.cohorts)
@@ -120,6 +131,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
             "id": _SETTINGS_ID,
             "usage_half_life": config.usage_half_life,
             "priority_classes": dict(config.priority_classes),
+            "min_runtime_by_class": dict(config.min_runtime_by_class),
         },
     )
     events.append(
@@ -145,11 +157,15 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
 
 
 # Built once: the scheduling loop reads the quotas every cycle.
-_SETTINGS = select(QuotaSettingsRow.usage_half_life, QuotaSettingsRow.priority_classes).where(
-    QuotaSettingsRow.id == _SETTINGS_ID
-)
+_SETTINGS = select(
+    QuotaSettingsRow.usage_half_life,
+    QuotaSettingsRow.priority_classes,
+    QuotaSettingsRow.min_runtime_by_class,
+).where(QuotaSettingsRow.id == _SETTINGS_ID)
 _TENANTS = select(TenantRow.name, TenantRow.share).order_by(TenantRow.position)
-_COHORTS = select(CohortRow.name, CohortRow.parent, CohortRow.quotas).order_by(CohortRow.position)
+_COHORTS = select(CohortRow.name, CohortRow.parent, CohortRow.quotas, CohortRow.weight).order_by(
+    CohortRow.position
+)
 _QUEUES = select(
     QueueRow.name,
     QueueRow.tenant,
@@ -165,7 +181,7 @@ def load(conn: Connection) -> QuotaConfig:
     settings = conn.execute(_SETTINGS).one_or_none()
     tenants = tuple(TenantSpec(row.name, row.share) for row in conn.execute(_TENANTS))
     cohorts = tuple(
-        CohortSpec(row.name, row.parent, _quotas_from_json(row.quotas))
+        CohortSpec(row.name, row.parent, _quotas_from_json(row.quotas), row.weight)
         for row in conn.execute(_COHORTS)
     )
     queues = tuple(
@@ -187,4 +203,5 @@ def load(conn: Connection) -> QuotaConfig:
         cohorts,
         usage_half_life=settings.usage_half_life,
         priority_classes=dict(settings.priority_classes),
+        min_runtime_by_class=dict(settings.min_runtime_by_class),
     )

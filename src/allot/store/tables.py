@@ -105,6 +105,7 @@ class CohortRow(Base):
     name: Mapped[str] = mapped_column(primary_key=True)
     parent: Mapped[str | None]
     quotas: Mapped[list[Any]] = mapped_column(JSON)
+    weight: Mapped[float]  # fair-sharing weight among its siblings
     position: Mapped[int]
 
 
@@ -130,6 +131,7 @@ class QuotaSettingsRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     usage_half_life: Mapped[float]
     priority_classes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    min_runtime_by_class: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class NodeRow(Base):

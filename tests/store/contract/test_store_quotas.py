@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from allot.control.ports import Store
 from allot.core.quota.config import (
+    BorrowWithinCohort,
     CohortSpec,
     FairShareRule,
     PreemptionRules,
@@ -28,6 +29,7 @@ def _config() -> QuotaConfig:
                     ("H100-80G", "gpu"): ResourceQuota(16000, 8000, 4000),
                     ("H100-80G", "memory"): ResourceQuota(1 << 20, None, 0),
                 },
+                weight=0.5,
             ),
         ),
         queues=(
@@ -45,13 +47,23 @@ def _config() -> QuotaConfig:
                     ReclaimWithinCohort.LOWER_PRIORITY,
                     (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE),
                     grace_seconds=120.5,
+                    borrow_within_cohort=BorrowWithinCohort.LOWER_PRIORITY,
+                    max_priority_threshold=0,
+                    min_runtime_seconds=600.0,
                 ),
             ),
             QueueSpec("nlp-batch", "nlp", "research", {}),
+            QueueSpec(
+                "borrower",
+                "nlp",
+                "research",
+                preemption=PreemptionRules(WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY),
+            ),
             QueueSpec("scratch", "infra"),
         ),
         usage_half_life=3 * 24 * 3600.0,
         priority_classes={"low": -10, "normal": 0, "urgent": 1000},
+        min_runtime_by_class={"urgent": 1800.0},
     )
 
 

@@ -59,7 +59,9 @@ class Policy:
 
 
 _C = Criterion
-_QUEUE_RULES = frozenset({Strategy.WITHIN_QUEUE, Strategy.RECLAIM, Strategy.FAIR_SHARE})
+_QUEUE_RULES = frozenset(
+    {Strategy.WITHIN_QUEUE, Strategy.RECLAIM, Strategy.BORROW_WITHIN_COHORT, Strategy.FAIR_SHARE}
+)
 POLICIES: dict[str, Policy] = {
     p.name: p
     for p in (

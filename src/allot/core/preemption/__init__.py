@@ -9,9 +9,11 @@ One module per strategy, each answering "may this preemptor take this victim?":
 - ``las``: under 2D-LAS, a job at a lower attained-service level takes a job at a higher one.
 
 ``victims`` picks the set (single tasks node by node, gangs in ``gang``), over the candidates
-of ``candidates`` with the what-if search of ``search``: the fewest victims, then the lowest
-priority, then the least work lost (checkpointable and recently started jobs lose least).
-Every victim is preemptible, is not already stopping, and runs on the preemptor's flavor.
+of ``candidates`` with the what-if search of ``search``: the fewest victims, then the fewest of
+the preemptor's own queue (other queues' borrowed jobs go first), then the lowest priority,
+then the least work lost (checkpointable and recently started jobs lose least). Every victim
+is preemptible, is not already stopping, has run its minimum runtime, and runs on the
+preemptor's flavor.
 ``holds`` keeps, for the rest of a cycle, the room a preemptor waits for: its quota request and
 the free capacity its placement needs.
 The decision is data (``Preemption``); the driver gives each victim its grace period, stops it
@@ -40,6 +42,7 @@ class Strategy(StrEnum):
 
     WITHIN_QUEUE = "within_queue"
     RECLAIM = "reclaim"
+    BORROW_WITHIN_COHORT = "borrow_within_cohort"
     FAIR_SHARE = "fair_share"
     LAS = "las"
 

@@ -1,9 +1,9 @@
-"""The running jobs a cycle's preemptors may consider as victims, per flavor.
-
-A candidate is preemptible, is not already stopping, runs on the flavor asked for, and was not
-started by the current cycle. The pool is built lazily once per cycle and keeps cheap summaries
-(lowest priority per queue, highest attained-service level) that rule a search out without
-sorting; ``invalidate`` after jobs are marked stopping or started.
+"""The running jobs a cycle's preemptors may consider as victims, per flavor. A candidate is
+preemptible, is not already stopping, runs on the flavor asked for, was not started by the
+current cycle, and has run at least the minimum runtime of its queue and priority class (Slurm's
+``PreemptExemptTime``; ``QuotaConfig.min_runtime``). The pool is built lazily once per cycle and
+keeps cheap summaries (lowest priority per queue, highest attained-service level) that rule a
+search out without sorting; ``invalidate`` after jobs are marked stopping or started.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from allot.core.model import RunningJob
 from allot.core.preemption import Preemptor, las
 from allot.core.preemption.search import preference
+from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot
 
 
@@ -41,6 +42,17 @@ class CandidatePool:
         self._by_flavor: dict[str, list[RunningJob]] = {}
         self._min_priority: dict[tuple[str, str], int] = {}  # (flavor, queue) -> lowest
         self._max_level: dict[str, int] = {}
+        self._exempt: dict[tuple[str, int], float] = {}  # (queue, priority) -> seconds
+
+    def _min_runtime(self, job: RunningJob) -> float:
+        tree = self.snap.quota
+        if tree is None:
+            return 0.0
+        key = (job.spec.queue, job.spec.priority)
+        seconds = self._exempt.get(key)
+        if seconds is None:
+            seconds = self._exempt[key] = tree.config.min_runtime(*key)
+        return seconds
 
     def invalidate(self) -> None:
         """Forget everything (jobs were marked stopping)."""
@@ -54,7 +66,12 @@ class CandidatePool:
             and job.stopping_until is None
             and job.spec.preemptible
             and job.spec.id not in self.fresh
+            and self._served_min_runtime(job)
         )
+
+    def _served_min_runtime(self, job: RunningJob) -> bool:
+        seconds = self._min_runtime(job)
+        return seconds <= 0 or self.now - job.start_time >= seconds
 
     def _summarise(self, flavor: str) -> None:
         """Lowest priority per queue and highest LAS level among possible victims, in one
@@ -100,6 +117,9 @@ class CandidatePool:
                 return True
         lowest = self._min_priority.get((p.flavor, p.spec.queue))
         if lowest is not None and lowest < p.spec.priority:
+            return True
+        newer_equal = p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
+        if newer_equal and lowest is not None and lowest == p.spec.priority:
             return True
         if p.las_level is not None:
             return self._max_level[p.flavor] > p.las_level

@@ -15,12 +15,13 @@ victim's queue (the queues themselves when they share a parent),
 - S2-a (``lte_final_share``) allows the preemption when ``p <= t1``;
 - S2-b (``lt_initial_share``) allows it when ``p < t0``.
 
-The victim's queue must be borrowing (share > 0) and borrow what both jobs use
-(``contended``). allot also requires ``p < t0`` under S2-a: removing a victim never raises
-``share(T)``, so ``p <= t1 <= t0`` and this excludes only ``p == t1 == t0``, a victim whose
-removal does not lower its side's share. Kueue's no-ping-pong argument assumes that case away
-(https://kueue.sigs.k8s.io/docs/concepts/fair_sharing/); with the strict inequality it holds
-as stated: a fair-share preemption of b by a means ``share(side of a, a admitted) <= p <
+Shares compare as ``QuotaTree.share_order`` does: two sides of weight 0 (both shares infinite)
+compare by their shares at weight 1. The victim's queue must be borrowing (share > 0) and borrow
+what both jobs use (``contended``). allot also requires ``p < t0`` under S2-a: removing a victim
+never raises ``share(T)``, so ``p <= t1 <= t0`` and this excludes only ``p == t1 == t0``, a
+victim whose removal does not lower its side's share. Kueue's no-ping-pong argument assumes that
+case away (https://kueue.sigs.k8s.io/docs/concepts/fair_sharing/); with the strict inequality it
+holds as stated: a fair-share preemption of b by a means ``share(side of a, a admitted) <= p <
 share(side of b, b admitted)``, and the reverse would need the opposite strict inequality
 between the same two numbers (a side's share depends only on the jobs in its own subtree).
 """
@@ -31,7 +32,7 @@ from allot.core.model import RunningJob
 from allot.core.preemption import Preemptor, contended
 from allot.core.quota import request_of
 from allot.core.quota.config import FairShareRule, FlavorResource
-from allot.core.quota.tree import QuotaNode, QuotaTree
+from allot.core.quota.tree import QuotaNode, QuotaTree, ShareOrder
 
 
 class FairShare:
@@ -44,9 +45,9 @@ class FairShare:
         self.tree = tree
         self.p = preemptor
         self.rules = preemptor.rules.fair_share
-        self._mine: dict[object, float] = {}
+        self._mine: dict[object, ShareOrder] = {}
 
-    def preemptor_share(self, side: QuotaNode, victim: RunningJob) -> float:
+    def preemptor_share(self, side: QuotaNode, victim: RunningJob) -> ShareOrder:
         """``share(P)`` with the preemptor admitted, and with the part of what ``victim``
         frees beyond the preemptor's need that the other pending jobs of ``P`` could take."""
         tree, p = self.tree, self.p
@@ -63,7 +64,7 @@ class FairShare:
         if key not in self._mine:
             tree.add(p.spec.queue, extra)
             try:
-                self._mine[key] = tree.share(side)
+                self._mine[key] = tree.share_order(side)
             finally:
                 tree.remove(p.spec.queue, extra)
         return self._mine[key]
@@ -80,14 +81,14 @@ class FairShare:
             return False
         mine, target = sides
         p = self.preemptor_share(mine, victim)
-        if not p < tree.share(target):
+        if not p < tree.share_order(target):
             return False  # S2-b fails, and S2-a as allot applies it
         if FairShareRule.LT_INITIAL_SHARE in self.rules:
             return True
         freed = request_of(victim.spec, victim.flavor)
         tree.remove(other, freed)
         try:
-            return p <= tree.share(target)
+            return p <= tree.share_order(target)
         finally:
             tree.add(other, freed)
 

@@ -1,7 +1,7 @@
 """Victims for a gang: the fewest running jobs whose removal lets all of its tasks start.
 
-Two searches; the better set (``search.cost``: fewest victims, then lowest highest priority,
-then least work lost) wins:
+Two searches; the better set (``search.cost``: fewest victims, then fewest of the preemptor's
+own queue, then lowest highest priority, then least work lost) wins:
 
 - by nodes, for a gang whose tasks share one whole-GPU shape: for each node ``i`` and each
   ``k``, ``c(i, k)`` is the number of victims that free room for ``k`` tasks there (candidates
@@ -26,7 +26,6 @@ from allot.core.preemption.search import (
     cost,
     holders_by_node,
     node_order,
-    preference,
 )
 
 Choice = tuple[int, list[tuple[int, int]]]  # (victims counted, [(node, tasks there)])
@@ -40,16 +39,13 @@ def gang_victims(search: VictimSearch, everyone: list[RunningJob]) -> Victims | 
     found = [v for v in (greedy, _by_nodes(search, everyone)) if v]
     if not found:
         return None
-    return min(found, key=lambda v: cost(v, search.p.now))
+    return min(found, key=lambda v: cost(v, search.p.now, search.p.spec.queue))
 
 
 def _greedy(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
     try:
         victims: Victims = []
-        for job in everyone:
-            if search.fits():
-                break
-            search.remove(victims, job)
+        search.take_until(victims, everyone, search.fits)
         if not victims or not search.fits():
             return None
         return search.put_back_unneeded(victims, search.fits)
@@ -69,7 +65,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
         if node.flavor != search.p.flavor or not snap.schedulable(i):
             continue
         held = by_node.get(i, {})
-        local = node_order(held, jobs_by_id)
+        local = node_order(held, jobs_by_id, search.rank)
         sets = _sets_on_node(search, i, local, count)
         if len(sets) > 1:
             options.append((i, sets))
@@ -80,8 +76,7 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
     chosen = {job.spec.id: job for i, k in best[1] for job in sets_of[i][k]}
     try:
         victims: Victims = []
-        for job in sorted(chosen.values(), key=preference):
-            search.remove(victims, job)
+        search.take_until(victims, sorted(chosen.values(), key=search.rank), lambda: False)
         search.top_up_quota(victims, everyone)
         if not victims or not search.fits():
             return None

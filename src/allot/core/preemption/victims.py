@@ -1,8 +1,10 @@
 """Victim selection: the smallest set of running jobs whose removal lets the preemptor in.
 
 Candidates come from ``candidates.CandidatePool``; the what-if state and the order of
-preference are ``search.VictimSearch`` and ``search.cost``: fewer victims first, then a lower
-highest priority, then less work lost.
+preference are ``search.VictimSearch`` and ``search.cost``: fewer victims first, then fewer of
+the preemptor's own queue, then a lower highest priority, then less work lost. A job stopped by
+a queue with both fair-share rules is searched with the stricter one first (Kueue: S2-a, then
+S2-b).
 
 - A single-task preemptor is tried node by node: on each node, candidates are removed
   (largest share of that node first, then by preference) until the task fits there, then more
@@ -23,8 +25,10 @@ The snapshot is restored before returning.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
+from allot.core.placement.rank import smallest_sufficient
 from allot.core.preemption import Preemptor, Strategy
 from allot.core.preemption.candidates import CandidatePool
 from allot.core.preemption.gang import gang_victims
@@ -36,6 +40,7 @@ from allot.core.preemption.search import (
     holders_by_node,
     node_order,
 )
+from allot.core.quota.config import FairShareRule
 from allot.core.quota.tree import QuotaTree
 from allot.core.snapshot import Snapshot
 
@@ -50,7 +55,10 @@ def candidates(
     if not search.checks or not pool.might_help(p):
         return None
     first: dict[object, Strategy | None] = {}
-    everyone = [job for job in pool.of(p.flavor) if search.first_strategy(job, first) is not None]
+    jobs = pool.of(p.flavor)
+    search.plan_candidates(jobs)
+    everyone = [job for job in jobs if search.first_strategy(job, first) is not None]
+    everyone.sort(key=search.rank)
     return (search, everyone) if everyone else None
 
 
@@ -58,10 +66,7 @@ def _on_node(
     search: VictimSearch, i: int, local: list[RunningJob], everyone: list[RunningJob]
 ) -> Victims | None:
     victims: Victims = []
-    for job in local:
-        if search.fits_on(i):
-            break
-        search.remove(victims, job)
+    search.take_until(victims, local, lambda: search.fits_on(i), everyone)
     if not search.fits_on(i):
         return None
     search.top_up_quota(victims, everyone)
@@ -83,6 +88,12 @@ def choose_victims(
     ``quota_check`` is set, also the strategies of the allowed victims that would make its
     quota fit (None when they would not): then placement, not quota, keeps ``p`` out. Leaves
     ``snap`` unchanged."""
+    strict = _stricter_first(p)
+    if strict is not None:
+        # Kueue's fair sharing tries S2-a (lte_final_share) on every candidate before S2-b.
+        victims, _ = choose_victims(snap, strict, pool, future)
+        if victims:
+            return victims, None
     found = candidates(snap, p, pool, future)
     if found is None:
         return None, None
@@ -99,6 +110,14 @@ def choose_victims(
         search.restore()
 
 
+def _stricter_first(p: Preemptor) -> Preemptor | None:
+    """The preemptor with only the stricter fair-share rule, when its queue allows both."""
+    rules = p.rules.fair_share
+    if FairShareRule.LTE_FINAL_SHARE in rules and FairShareRule.LT_INITIAL_SHARE in rules:
+        return replace(p, rules=replace(p.rules, fair_share=(FairShareRule.LTE_FINAL_SHARE,)))
+    return None
+
+
 def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
     snap, p = search.snap, search.p
     by_node = holders_by_node(snap, everyone)
@@ -111,21 +130,26 @@ def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
         bound = _at_least(need - snap.whole_free[i], held.values())
         if bound is not None:
             ranked.append((bound, i))
+    # A node where the task fits already needs victims only to free quota (taken anywhere).
+    for i in smallest_sufficient(snap, p.flavor, need):
+        if i not in by_node and search.fits_on(i):
+            ranked.append((0, i))
+            break  # any such node will do: the quota victims do not depend on it
     ranked.sort()
     best: Victims | None = None
     best_cost: Cost | None = None
     for bound, i in ranked:
         if best_cost is not None and bound > best_cost[0]:
             break
-        held = by_node[i]
-        local = node_order(held, jobs_by_id)
+        held = by_node.get(i, {})
+        local = node_order(held, jobs_by_id, search.rank)
         try:
             result = _on_node(search, i, local, everyone)
         finally:
             search.restore()
         if not result:
             continue
-        result_cost = cost(result, p.now)
+        result_cost = cost(result, p.now, p.spec.queue)
         if best_cost is None or result_cost < best_cost:
             best, best_cost = result, result_cost
     return best

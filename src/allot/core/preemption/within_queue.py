@@ -1,5 +1,7 @@
 """Within a queue: a job may preempt lower-priority jobs of its own queue (Kueue
-``withinClusterQueue: LowerPriority``).
+``withinClusterQueue: LowerPriority``), or also jobs of equal priority submitted after it
+(``LowerOrNewerEqualPriority``: the older job goes first; the newer one can never take it
+back, so no two jobs preempt each other).
 
 allot adds one rule on the whole victim set (``search.VictimSearch.quota_ok``): once the
 preemptor is admitted in their place, its queue uses no more of any flavor-resource than both
@@ -15,9 +17,16 @@ from allot.core.quota.config import WithinQueue
 
 
 def allows(preemptor: Preemptor, victim: RunningJob) -> bool:
-    """True when ``victim`` is in the preemptor's queue with a lower priority."""
+    """True when ``victim`` is in the preemptor's queue with a lower priority (or, under
+    ``lower_or_newer_equal_priority``, the same priority and submitted later)."""
+    rule = preemptor.rules.within_queue
+    p, v = preemptor.spec, victim.spec
+    if rule is WithinQueue.NEVER or v.queue != p.queue:
+        return False
+    if v.priority < p.priority:
+        return True
     return (
-        preemptor.rules.within_queue is WithinQueue.LOWER_PRIORITY
-        and victim.spec.queue == preemptor.spec.queue
-        and victim.spec.priority < preemptor.spec.priority
+        rule is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
+        and v.priority == p.priority
+        and (v.submit_time, v.id) > (p.submit_time, p.id)
     )

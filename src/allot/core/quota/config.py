@@ -7,8 +7,10 @@ Nomenclature (Kueue's model, https://kueue.sigs.k8s.io/docs/concepts/cluster_que
   (how far above nominal the node may go by borrowing from its cohort; None = no limit) and
   lending limit (how much of its quota the node lends to its cohort; None = all of it).
 - ``QueueSpec``: where jobs wait; owned by a tenant, optionally in a cohort. A queue with
-  ``quotas=None`` is unconstrained; otherwise it may only admit on the flavors it lists, and a
-  resource it does not list for a flavor is unconstrained.
+  ``quotas=None`` is unconstrained outside a cohort, and a pure borrower inside one (no quota
+  of its own: nominal 0 of everything its cohort tree has, so it lives on what others lend);
+  otherwise it may only admit on the flavors it lists, and a resource it does not list for a
+  flavor is unconstrained.
 - ``CohortSpec``: an inner node of the tree; may have quotas of its own (capacity shared by its
   subtree) and limits towards its own parent cohort.
 - ``PreemptionRules``: per queue, which victims its jobs may preempt.
@@ -43,6 +45,16 @@ class WithinQueue(StrEnum):
 
     NEVER = "never"
     LOWER_PRIORITY = "lower_priority"
+    # Lower priority, or the same priority and submitted later (Kueue LowerOrNewerEqualPriority)
+    LOWER_OR_NEWER_EQUAL_PRIORITY = "lower_or_newer_equal_priority"
+
+
+class BorrowWithinCohort(StrEnum):
+    """May a queue preempt jobs of other queues of its cohort while it borrows to admit a job?
+    (Kueue ``borrowWithinCohort``: only jobs of lower priority, at most a threshold.)"""
+
+    NEVER = "never"
+    LOWER_PRIORITY = "lower_priority"
 
 
 class ReclaimWithinCohort(StrEnum):
@@ -70,10 +82,29 @@ class PreemptionRules:
     reclaim_within_cohort: ReclaimWithinCohort = ReclaimWithinCohort.ANY
     fair_share: tuple[FairShareRule, ...] = ()
     grace_seconds: float = 30.0
+    borrow_within_cohort: BorrowWithinCohort = BorrowWithinCohort.NEVER
+    # With ``borrow_within_cohort``: only victims whose priority is at most this (None: any
+    # lower priority).
+    max_priority_threshold: int | None = None
+    # The queue's jobs are not preempted before they have run this long (Slurm's
+    # ``PreemptExemptTime``): short-lived progress is protected.
+    min_runtime_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.grace_seconds < 0:
             raise SpecError("preemption.grace_seconds", f"must be >= 0, got {self.grace_seconds}")
+        if self.min_runtime_seconds < 0:
+            raise SpecError(
+                "preemption.min_runtime_seconds", f"must be >= 0, got {self.min_runtime_seconds}"
+            )
+        if (
+            self.max_priority_threshold is not None
+            and self.borrow_within_cohort is BorrowWithinCohort.NEVER
+        ):
+            raise SpecError(
+                "preemption.max_priority_threshold",
+                "applies only with borrow_within_cohort: lower_priority",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +162,11 @@ class CohortSpec:
     name: str
     parent: str | None = None
     quotas: Quotas = field(default_factory=dict)
+    weight: float = 1.0  # fair-sharing weight among its siblings (KEP-1714)
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise SpecError(f"cohort {self.name}.weight", f"must be >= 0, got {self.weight}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +195,9 @@ class QuotaConfig:
     cohorts: tuple[CohortSpec, ...] = ()
     usage_half_life: float = 7 * 24 * 3600.0
     priority_classes: Mapping[str, int] = field(default_factory=dict)
+    # priority class name -> seconds its jobs run before they may be preempted (Slurm's
+    # ``PreemptExemptTime`` per class); the larger of this and the queue's own applies.
+    min_runtime_by_class: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _unique("tenants", (t.name for t in self.tenants))
@@ -169,6 +208,14 @@ class QuotaConfig:
                 raise SpecError(
                     f"priority_classes.{name}", f"must map a name to an integer, got {value!r}"
                 )
+        for name, seconds in self.min_runtime_by_class.items():
+            if name not in self.priority_classes:
+                known = ", ".join(sorted(self.priority_classes)) or "none"
+                raise SpecError(
+                    f"min_runtime_by_class.{name}", f"unknown priority class; known: {known}"
+                )
+            if not seconds >= 0:
+                raise SpecError(f"min_runtime_by_class.{name}", f"must be >= 0, got {seconds}")
         if not self.usage_half_life > 0:
             raise SpecError("usage_half_life", f"must be > 0 seconds, got {self.usage_half_life}")
         tenants = {t.name for t in self.tenants}
@@ -180,11 +227,6 @@ class QuotaConfig:
                 raise SpecError(f"queue {queue.name}.cohort", f"unknown cohort {queue.cohort!r}")
             if queue.quotas is not None:
                 _check_quotas(f"queue {queue.name}", queue.quotas, owned=True)
-            elif queue.cohort is not None:
-                raise SpecError(
-                    f"queue {queue.name}.cohort",
-                    "a queue without quotas cannot join a cohort: it would lend nothing",
-                )
         for cohort in self.cohorts:
             if cohort.parent is not None and cohort.parent not in cohorts:
                 raise SpecError(f"cohort {cohort.name}.parent", f"unknown cohort {cohort.parent!r}")
@@ -198,6 +240,17 @@ class QuotaConfig:
                     raise SpecError(f"cohort {cohort.name}.parent", f"forms a cycle: {cycle}")
                 seen.append(parent)
                 parent = cohorts[parent].parent
+
+    def min_runtime(self, queue: str, priority: int) -> float:
+        """Seconds a job of ``queue`` at ``priority`` runs before it may be preempted."""
+        spec = self.queue_by_name.get(queue)
+        own = 0.0 if spec is None else spec.preemption.min_runtime_seconds
+        by_class = max(
+            (s for name, s in self.min_runtime_by_class.items()
+             if self.priority_classes.get(name) == priority),
+            default=0.0,
+        )  # fmt: skip
+        return max(own, by_class)
 
     @property
     def queue_by_name(self) -> dict[str, QueueSpec]:

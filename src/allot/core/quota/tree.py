@@ -29,7 +29,8 @@ a resource ``r`` and the flavors ``f``:
   borrowing_limit(p))`` (no cap without a borrowing limit): what ``p`` could reach when idle;
 - ``share(n) = max over r with lendable(parent(n), r) > 0 of borrowed(n, r) /
   lendable(parent(n), r) / weight(n)``; 0 when n borrows nothing (or has no parent), infinity
-  at weight 0. Cohorts have weight 1.
+  at weight 0 (two such shares compare by the share at weight 1, ``share_key``). Cohorts have
+  a weight too (1 unless configured).
 
 Two queues are compared at their lowest common ancestor (Kueue
 pkg/scheduler/preemption/fairsharing/least_common_ancestor.go): ``sides(a, b)`` are the two
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from allot.core.quota.config import FlavorResource, QuotaConfig, ResourceQuota
 
 Request = Mapping[FlavorResource, int]
+ShareOrder = tuple[float, float]  # (share, share at weight 1 when the share is infinite)
 
 
 @dataclass(slots=True)
@@ -120,19 +122,26 @@ class QuotaTree:
         self.unconstrained: set[str] = set()
         self.tenant_of: dict[str, str] = {q.name: q.tenant for q in config.queues}
         for c in config.cohorts:
+            self.cohorts[c.name].weight = c.weight
             if c.parent is not None:
                 node = self.cohorts[c.name]
                 node.parent = self.cohorts[c.parent]
                 node.parent.children.append(node)
+        borrowers = []
         for q in config.queues:
-            if q.quotas is None:
+            if q.quotas is None and q.cohort is None:
                 self.unconstrained.add(q.name)
                 continue
-            node = QuotaNode(q.name, "queue", dict(q.quotas), weight=q.weight)
+            node = QuotaNode(q.name, "queue", dict(q.quotas or {}), weight=q.weight)
             self.queues[q.name] = node
             if q.cohort is not None:
                 node.parent = self.cohorts[q.cohort]
                 node.parent.children.append(node)
+            if q.quotas is None:
+                borrowers.append(node)
+        for node in borrowers:
+            # A pure borrower: nominal 0 of everything its tree has quota for.
+            node.quotas = {fr: ResourceQuota(0) for fr in _tree_resources(node.ancestors()[-1])}
         roots = [c for c in self.cohorts.values() if c.parent is None]
         roots += [q for q in self.queues.values() if q.parent is None]
         for root in roots:
@@ -263,23 +272,40 @@ class QuotaTree:
     def share(self, node: QuotaNode, extra: Request | None = None) -> float:
         """The dominant resource share of ``node`` (module docstring), with ``extra`` added to
         its own usage."""
+        return self.share_key(node, extra)[0]
+
+    def share_key(self, node: QuotaNode, extra: Request | None = None) -> tuple[float, float]:
+        """(share, share at weight 1): compares shares so that two nodes of weight 0, both
+        infinite, are told apart by what they borrow."""
         if node.parent is None:
-            return 0.0
+            return 0.0, 0.0
         borrowed: dict[str, int] = {}
         for fr, quota in node.subtree.items():
             over = (extra or {}).get(fr, 0) + node.usage.get(fr, 0) - quota
             if over > 0:
                 borrowed[fr[1]] = borrowed.get(fr[1], 0) + over
         if not borrowed:
-            return 0.0
-        if node.weight == 0:
-            return float("inf")
+            return 0.0, 0.0
         lendable = node.lendable
-        share = max(
+        raw = max(
             (amount / lendable[r] for r, amount in borrowed.items() if lendable.get(r, 0) > 0),
             default=0.0,
         )
-        return share / node.weight
+        if node.weight == 0:
+            return float("inf"), raw
+        return raw / node.weight, raw
+
+    def share_order(self, node: QuotaNode, extra: Request | None = None) -> ShareOrder:
+        """``share`` as a comparable key: shares as they are, except that two infinite ones
+        (weight 0 on both sides) compare by the share at weight 1, not infinity with
+        infinity."""
+        weighted, raw = self.share_key(node, extra)
+        return (weighted, raw if weighted == float("inf") else 0.0)
+
+    def dominant_share_order(self, queue: str, extra: Request | None = None) -> ShareOrder:
+        """``share_order`` of ``queue`` after adding ``extra``; (0, 0) outside any cohort."""
+        node = self.queues.get(queue)
+        return (0.0, 0.0) if node is None else self.share_order(node, extra)
 
     def dominant_share(self, queue: str, extra: Request | None = None) -> float:
         """The dominant resource share of ``queue`` after adding ``extra`` to its usage; 0 for
@@ -328,6 +354,14 @@ class QuotaTree:
         for fr, amount in request.items():
             if fr in node.quotas and amount > 0:
                 _remove_usage(node, fr, amount)
+
+
+def _tree_resources(node: QuotaNode) -> set[FlavorResource]:
+    """Every flavor-resource some node under ``node`` has a quota for."""
+    found = set(node.quotas)
+    for child in node.children:
+        found |= _tree_resources(child)
+    return found
 
 
 def _root_name(node: QuotaNode) -> str | None:
