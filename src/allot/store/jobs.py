@@ -22,6 +22,7 @@ from allot.core.model import JobState
 from allot.store import dependencies, events
 from allot.store.reads import (
     dependencies_json,
+    profile_json,
     job_record_by_id,
     job_records,
     select_jobs,
@@ -108,6 +109,7 @@ def job_values(
         "request_hash": request_hash,
         "array_id": array_id,
         "dependencies": dependencies_json(job.after),
+        "profile": profile_json(job.launch.profile),
     }
 
 
