@@ -153,7 +153,9 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"sqlalchemy", "alembic"}),
     ),
     "allot.executors": (
-        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset(
+            {"allot.core", "allot.control.ports", "allot.control.records", "allot.profile.capture"}
+        ),
         frozenset({"pynvml"}),
     ),
     "allot.api": (
