@@ -692,16 +692,12 @@ class MemoryStore:
             for speed in speeds:
                 key = (speed.job_class, speed.flavor)
                 stored = db.speeds.get(key)
-                if stored is None or not (
-                    stored.basis == "measured" and speed.basis != "measured"
-                ):
+                if stored is None or not (stored.basis == "measured" and speed.basis != "measured"):
                     db.speeds[key] = speed
 
     def flavor_speeds(self, job_class: str | None = None) -> list[FlavorSpeed]:
         with self._reading() as db:
-            return [
-                db.speeds[k] for k in sorted(db.speeds) if job_class in (None, k[0])
-            ]
+            return [db.speeds[k] for k in sorted(db.speeds) if job_class in (None, k[0])]
 
     # -- tokens and events
 

@@ -130,7 +130,9 @@ class Profiling:
             except ValueError as exc:
                 source = f"no roofline: {exc}"
         totals = [m["total_steps"] for m in meta if isinstance(m.get("total_steps"), int)]
-        means = [m["mean_step_seconds"] for m in meta if isinstance(m.get("mean_step_seconds"), float)]
+        means = [
+            m["mean_step_seconds"] for m in meta if isinstance(m.get("mean_step_seconds"), float)
+        ]
         return ProfileReport(
             job=record,
             run=run,

@@ -230,8 +230,15 @@ def analyse(trace: Trace) -> RankProfile:
         peak_memory_bytes=trace.peak_memory_bytes,
         top_kernels=_top(kernels, compute, per),
         classes=tuple(
-            OpClass(c.name, c.kind, c.dtype, c.calls * per, c.seconds * per, c.flops * per,
-                    c.bytes * per)
+            OpClass(
+                c.name,
+                c.kind,
+                c.dtype,
+                c.calls * per,
+                c.seconds * per,
+                c.flops * per,
+                c.bytes * per,
+            )
             for c in classes
         ),
     )
@@ -345,7 +352,9 @@ def _classes(
     found: dict[tuple[str, str], _Class] = {}
     for key, seconds in time_of.items():
         if key < 0:
-            entry = found.setdefault(("(unattributed)", "-"), _Class("(unattributed)", "other", "-"))
+            entry = found.setdefault(
+                ("(unattributed)", "-"), _Class("(unattributed)", "other", "-")
+            )
             entry.seconds += seconds
             continue
         name = names[key]
@@ -373,7 +382,11 @@ def _top(kernels: pd.DataFrame, compute: float, per: float) -> tuple[KernelStat,
     )
     total = compute if compute > 0 else float(grouped["sum"].sum()) or 1.0
     return tuple(
-        KernelStat(str(name), float(row["count"]) * per, float(row["sum"]) * per,
-                   min(1.0, float(row["sum"]) / total))
+        KernelStat(
+            str(name),
+            float(row["count"]) * per,
+            float(row["sum"]) * per,
+            min(1.0, float(row["sum"]) / total),
+        )
         for name, row in grouped.iterrows()
     )

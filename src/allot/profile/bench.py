@@ -16,6 +16,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from allot.profile.health import Measurement
 
@@ -97,12 +99,14 @@ def _cpu_checks(quick: bool, *, with_torch: bool) -> CheckRun:
 
     found.append(Measurement("memory", "cpu", 2 * size / _best(copy) / 1e9))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    notes = (
+    notes: tuple[str, ...] = (
         "no GPU here: GEMM and memory bandwidth were measured on the CPU"
         f" ({cores} cores); GPU GEMM, host-device copies and NCCL all-reduce need a GPU",
     )
     if not with_torch:
-        notes += ("PyTorch is not installed: fp32 GEMM with NumPy only (pip install 'allot[profile]')",)
+        notes += (
+            "PyTorch is not installed: fp32 GEMM with NumPy only (pip install 'allot[profile]')",
+        )
     return CheckRun(tuple(found), "cpu", 0, notes)
 
 
@@ -120,21 +124,17 @@ def _gpu_checks(quick: bool) -> CheckRun:
         for dtype, label in ((torch.bfloat16, "gemm_bf16"), (torch.float16, "gemm_fp16")):
             a = torch.randn(n, n, dtype=dtype, device=device)
             b = torch.randn(n, n, dtype=dtype, device=device)
-            seconds = _timed_cuda(device, lambda a=a, b=b: torch.mm(a, b))
+            seconds = _timed_cuda(device, partial(torch.mm, a, b))
             found.append(Measurement(label, name, 2 * n**3 / seconds / 1e12))
         src = torch.empty(copy_bytes, dtype=torch.uint8, device=device)
         dst = torch.empty_like(src)
-        seconds = _timed_cuda(device, lambda src=src, dst=dst: dst.copy_(src))
+        seconds = _timed_cuda(device, partial(dst.copy_, src))
         found.append(Measurement("memory", name, 2 * copy_bytes / seconds / 1e9))
         host = torch.empty(host_bytes, dtype=torch.uint8, pin_memory=True)
         on_device = torch.empty(host_bytes, dtype=torch.uint8, device=device)
-        seconds = _timed_cuda(
-            device, lambda h=host, d=on_device: d.copy_(h, non_blocking=True)
-        )
+        seconds = _timed_cuda(device, partial(on_device.copy_, host, non_blocking=True))
         found.append(Measurement("host_to_device", name, host_bytes / seconds / 1e9))
-        seconds = _timed_cuda(
-            device, lambda h=host, d=on_device: h.copy_(d, non_blocking=True)
-        )
+        seconds = _timed_cuda(device, partial(host.copy_, on_device, non_blocking=True))
         found.append(Measurement("device_to_host", name, host_bytes / seconds / 1e9))
     notes: tuple[str, ...] = ()
     if count > 1:
@@ -144,17 +144,17 @@ def _gpu_checks(quick: bool) -> CheckRun:
     return CheckRun(tuple(found), torch.cuda.get_device_name(0), count, notes)
 
 
-def _timed_cuda(device: object, work: Callable[[], object], repeats: int = REPEATS) -> float:
+def _timed_cuda(device: Any, work: Callable[[], object], repeats: int = REPEATS) -> float:
     """Seconds ``work`` takes on ``device``, timed with CUDA events (best of ``repeats``)."""
     import torch
 
-    with torch.cuda.device(device):  # type: ignore[arg-type]
+    with torch.cuda.device(device):
         work()
         torch.cuda.synchronize()
         best = float("inf")
         for _ in range(repeats):
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
+            start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
             start.record()
             work()
             end.record()
@@ -197,7 +197,7 @@ def _allreduce_busbw(world: int, quick: bool) -> float:
     size = ALLREDUCE_BYTES // (16 if quick else 1)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    mp.start_processes(
+    mp.start_processes(  # type: ignore[attr-defined, no-untyped-call]
         _allreduce_worker, args=(world, port, size, out), nprocs=world, start_method="spawn"
     )
     seconds = float(out.get())

@@ -139,7 +139,7 @@ def _flavor(doc: YamlMap) -> FlavorSpec:
     )
     tflops_doc = doc.get_map("tflops")
     tflops_doc.check_keys(DTYPES)
-    tflops = {k: tflops_doc.get_float(k, positive=True) for k in tflops_doc.keys()}
+    tflops = {k: tflops_doc.get_float(k, positive=True) for k in tflops_doc.keys()}  # noqa: SIM118
     if not tflops:
         raise doc.error("tflops", "must give at least one dtype's peak")
 

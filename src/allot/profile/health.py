@@ -125,7 +125,7 @@ def judge(
         return Verdict(
             tuple(results),
             None,
-            f"recorded; nothing to compare with: {name} is not in the catalog and no other"
+            f"nothing to compare with: {name} is not in the catalog and no other"
             " node of it has been checked",
         )
     if failed:

@@ -189,8 +189,13 @@ def _ranked(rows: list[Estimate]) -> tuple[Estimate, ...]:
     )
     by_cost = {e.flavor: i + 1 for i, e in enumerate(priced)}
     ranked = [
-        Estimate(**{**e.__dict__, "rank_by_cost": by_cost.get(e.flavor),
-                    "rank_by_time": by_time[e.flavor]})
+        Estimate(
+            **{
+                **e.__dict__,
+                "rank_by_cost": by_cost.get(e.flavor),
+                "rank_by_time": by_time[e.flavor],
+            }
+        )
         for e in rows
     ]
     usable = [e for e in ranked if e.fits_memory is not False]

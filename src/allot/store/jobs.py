@@ -22,9 +22,9 @@ from allot.core.model import JobState
 from allot.store import dependencies, events
 from allot.store.reads import (
     dependencies_json,
-    profile_json,
     job_record_by_id,
     job_records,
+    profile_json,
     select_jobs,
     tasks_json,
 )

@@ -13,9 +13,7 @@ from store_builders import new_job
 
 def test_a_profiling_request_is_stored_with_the_job(store: Store) -> None:
     plain = new_job()
-    profiled = replace(
-        plain, launch=replace(plain.launch, profile=ProfileRequest(steps=4, skip=2))
-    )
+    profiled = replace(plain, launch=replace(plain.launch, profile=ProfileRequest(steps=4, skip=2)))
     first = store.submit(plain, at=0.0, actor="ada")[0].id
     second = store.submit(profiled, at=1.0, actor="ada")[0].id
     assert store.get_job(first).job.launch.profile is None
@@ -31,8 +29,14 @@ def test_a_profiling_request_is_stored_with_the_job(store: Store) -> None:
 
 
 def _check(node: str, at: float, healthy: bool | None) -> NodeCheckRecord:
-    result = {"name": "memory", "device": "cpu", "value": 20.5, "unit": "GB/s",
-              "expected": None, "ok": None}
+    result = {
+        "name": "memory",
+        "device": "cpu",
+        "value": 20.5,
+        "unit": "GB/s",
+        "expected": None,
+        "ok": None,
+    }
     return NodeCheckRecord(0, node, "cpu", at, healthy, f"checked at {at}", "cpu", (result,))
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from allot.api.auth import Caller
 from allot.api.problems import documented
-from allot.control.profiling import Profiling, ProfileReport, RecommendationReport
+from allot.control.profiling import ProfileReport, Profiling, RecommendationReport
 from allot.control.records import FlavorSpeed, NodeCheckRecord
 from allot.profile.analysis import RankProfile
 from allot.profile.health import Measurement

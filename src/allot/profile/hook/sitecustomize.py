@@ -20,6 +20,7 @@ failure here is reported on stderr and never stops the task.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -105,10 +106,8 @@ class _Session:
         if self.profiler is not None and not self.done:
             _say(f"the run ended after {self.count} steps, before the profiled window")
         if self.profiler is not None:
-            try:
+            with contextlib.suppress(Exception):  # stopped already
                 self.profiler.stop()
-            except Exception:  # stopped already
-                pass
         self._write_meta()
 
     def _write_meta(self) -> None:
