@@ -24,9 +24,11 @@ from allot.control.records import (
     NEW_ARRAY,
     DependencyProgress,
     EventRecord,
+    FlavorSpeed,
     JobFilter,
     JobRecord,
     NewJob,
+    NodeCheckRecord,
     RunPhase,
     RunRecord,
     StopCause,
@@ -60,6 +62,8 @@ class _Tables:
     tokens: dict[str, TokenRecord] = field(default_factory=dict)  # by hash
     events: list[EventRecord] = field(default_factory=list)
     usage: list[UsageRecord] = field(default_factory=list)
+    checks: list[NodeCheckRecord] = field(default_factory=list)
+    speeds: dict[tuple[str, str], FlavorSpeed] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -71,6 +75,8 @@ class _Tables:
             dict(self.tokens),
             list(self.events),
             list(self.usage),
+            list(self.checks),
+            dict(self.speeds),
         )
 
     def event(
@@ -668,6 +674,30 @@ class MemoryStore:
     def quotas(self) -> QuotaConfig:
         with self._reading() as db:
             return db.quotas
+
+    # -- profiling
+
+    def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
+        with self._transaction() as db:
+            stored = replace(check, id=len(db.checks) + 1)
+            db.checks.append(stored)
+            return stored
+
+    def node_checks(self) -> dict[str, NodeCheckRecord]:
+        with self._reading() as db:
+            return {c.node: c for c in db.checks}  # later checks replace earlier ones
+
+    def record_speeds(self, speeds: Sequence[FlavorSpeed]) -> None:
+        with self._transaction() as db:
+            for speed in speeds:
+                key = (speed.job_class, speed.flavor)
+                stored = db.speeds.get(key)
+                if stored is None or not (stored.basis == "measured" and speed.basis != "measured"):
+                    db.speeds[key] = speed
+
+    def flavor_speeds(self, job_class: str | None = None) -> list[FlavorSpeed]:
+        with self._reading() as db:
+            return [db.speeds[k] for k in sorted(db.speeds) if job_class in (None, k[0])]
 
     # -- tokens and events
 

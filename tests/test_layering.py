@@ -147,21 +147,32 @@ def sim_may_import(imp: Import) -> bool:
 LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "allot.wire": (frozenset(), frozenset({"pydantic"})),
     "allot.config": (frozenset({"allot.core"}), frozenset({"yaml"})),
-    "allot.control": (frozenset({"allot.core"}), frozenset()),
+    # Profiling's use cases drive the analysis library (allot.profile), which is pure like the
+    # core but numeric, and read its catalog's errors (allot.config).
+    "allot.control": (
+        frozenset({"allot.core", "allot.profile", "allot.config.errors"}),
+        frozenset(),
+    ),
+    "allot.profile": (
+        frozenset({"allot.config"}),
+        frozenset({"numpy", "pandas", "matplotlib", "torch"}),
+    ),
     "allot.store": (
         frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
         frozenset({"sqlalchemy", "alembic"}),
     ),
     "allot.executors": (
-        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset(
+            {"allot.core", "allot.control.ports", "allot.control.records", "allot.profile.capture"}
+        ),
         frozenset({"pynvml"}),
     ),
     "allot.api": (
-        frozenset({"allot.core", "allot.control", "allot.wire"}),
+        frozenset({"allot.core", "allot.control", "allot.wire", "allot.profile"}),
         frozenset({"fastapi", "starlette", "pydantic"}),
     ),
     "allot.client": (
-        frozenset({"allot.wire.schemas", "allot.datadir"}),
+        frozenset({"allot.wire.schemas", "allot.wire.profiling", "allot.datadir"}),
         frozenset({"httpx", "pydantic"}),
     ),
     "allot.cli": (
@@ -169,8 +180,10 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
             {
                 "allot.client",
                 "allot.wire.schemas",
+                "allot.wire.profiling",
                 "allot.datadir",
                 "allot.config",
+                "allot.profile",
                 "allot.sim",
                 "allot.core.model",
                 "allot.core.policy",

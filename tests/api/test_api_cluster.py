@@ -20,6 +20,7 @@ def test_nodes_are_listed_in_whole_units(api: httpx.Client) -> None:
         "topology": ["zone-a", "rack-1", "gpu-1"],
         "state": "up",
         "gpu_source": "declared",
+        "check": None,
     }
     assert [n["name"] for n in nodes] == ["gpu-1", "gpu-2"]
 

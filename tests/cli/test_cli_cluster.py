@@ -98,10 +98,10 @@ def failed(result: Result, status: int) -> str:
 @pytest.mark.usefixtures("server")
 def test_nodes_like_sinfo() -> None:
     assert rows(ok(allot("nodes"))) == [
-        ["NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE"],
-        # The harness's executor declares its GPUs, so the table says so.
-        ["gpu-1", "H100-80G", "8 (declared)", "64", "512 GiB", "up"],
-        ["gpu-2", "A100-40G", "4 (declared)", "32", "256 GiB", "up"],
+        ["NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE", "CHECK"],
+        # The harness's executor declares its GPUs, so the table says so; no node check yet.
+        ["gpu-1", "H100-80G", "8 (declared)", "64", "512 GiB", "up", "-"],
+        ["gpu-2", "A100-40G", "4 (declared)", "32", "256 GiB", "up", "-"],
     ]
     listed = [NodeOut.model_validate(n) for n in json.loads(ok(allot("nodes", "-o", "json")))]
     assert [(n.name, n.gpus, n.topology[-1]) for n in listed] == [
@@ -130,7 +130,7 @@ def test_drain_and_undrain(harness: Harness) -> None:
     assert ok(allot("drain", "gpu-2")) == (
         "Draining node gpu-2: running work continues, nothing new starts\n"
     )
-    assert rows(ok(allot("nodes")))[2][-1] == "draining"
+    assert rows(ok(allot("nodes")))[2][-2] == "draining"
     assert NodeOut.model_validate_json(ok(allot("undrain", "gpu-2", "-o", "json"))).state == "up"
     assert NodeOut.model_validate_json(ok(allot("drain", "gpu-1", "-o", "json"))).state == (
         "draining"

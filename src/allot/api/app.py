@@ -21,7 +21,8 @@ from allot.api.body_limit import BodySizeLimit
 from allot.api.context import close_intake
 from allot.api.docs import install_docs
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
-from allot.api.routes import cluster, jobs
+from allot.api.routes import cluster, jobs, profile
+from allot.control.profiling import Profiling
 from allot.control.services import ControlPlane
 from allot.wire.schemas import MAX_BODY_BYTES, Health
 
@@ -53,6 +54,7 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
         lifespan=_lifespan,
     )
     app.state.control = control
+    app.state.profiling = Profiling(control)
     app.state.intake = None
     app.state.token_verifier = token_verifier or store_verifier(control)
     install_problem_handlers(app)
@@ -64,6 +66,7 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
     )
     v1.include_router(jobs.router)
     v1.include_router(cluster.router)
+    v1.include_router(profile.router)
     app.include_router(v1)
     install_docs(
         app, docs_url=f"{API_PREFIX}/docs", openapi_url=f"{API_PREFIX}/openapi.json", title="allot"

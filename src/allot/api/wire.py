@@ -26,12 +26,14 @@ from allot.control.records import (
     JobRecord,
     Launch,
     NewJob,
+    ProfileRequest,
     RunPhase,
     RunRecord,
 )
 from allot.control.services import Explained, LogChunk, QueueView, RejectedError
 from allot.core.model import JobState, Node, NodeState, Resources
 from allot.wire import schemas
+from allot.wire.profiling import NodeCheckOut, ProfileSettings
 from allot.wire.schemas import (
     MILLI,
     ConditionName,
@@ -91,6 +93,8 @@ def request_hash(submission: JobSubmission) -> str:
         # A submission without dependencies hashes as it did before they existed, so a retry
         # across an upgrade of the server still matches its first request.
         del data["after"]
+    if data.get("profile") is None:
+        del data["profile"]  # likewise for submissions without profiling
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -110,6 +114,7 @@ def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
     empty: the control plane sets them from the caller and the queue."""
     s = submission
     argv = tuple(s.command) if isinstance(s.command, list) else ("/bin/sh", "-c", s.command)
+    profile = None if s.profile is None else ProfileRequest(s.profile.steps, s.profile.skip)
     # 0 stands for "not given": the control plane fills it in from the node shape.
     r = s.resources
     task = Resources(r.gpu_milli, r.cpu_milli or 0, r.memory_mib or 0)
@@ -119,7 +124,7 @@ def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
         user="",
         queue=s.queue,
         tasks=(task,) * s.tasks,
-        launch=Launch(argv, s.workdir, dict(s.env)),
+        launch=Launch(argv, s.workdir, dict(s.env), profile),
         priority=priority,
         flavors=tuple(s.flavors),
         runtime_estimate=s.runtime_estimate_seconds,
@@ -197,7 +202,12 @@ def job_out(record: JobRecord) -> JobOut:
             schemas.Dependency(job=d.job_id, condition=CONDITIONS[d.condition]) for d in job.after
         ],
         array_id=record.array_id,
+        profile=_profile_out(job.launch.profile),
     )
+
+
+def _profile_out(request: ProfileRequest | None) -> ProfileSettings | None:
+    return None if request is None else ProfileSettings(steps=request.steps, skip=request.skip)
 
 
 def event_out(event: EventRecord) -> EventOut:
@@ -245,9 +255,11 @@ def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
     )
 
 
-def node_out(node: Node, gpu_source: str) -> NodeOut:
-    """A node as sent to clients (``gpu_source``: how its GPUs were found)."""
+def node_out(node: Node, gpu_source: str, check: NodeCheckOut | None = None) -> NodeOut:
+    """A node as sent to clients (``gpu_source``: how its GPUs were found; ``check``: its
+    latest node check)."""
     return NodeOut(
+        check=check,
         gpu_source=gpu_source,
         name=node.name,
         flavor=node.flavor,

@@ -34,13 +34,13 @@ def nodes(
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
 ) -> None:
-    """List the nodes, like sinfo: flavor, GPUs, CPUs, memory and state."""
+    """List the nodes, like sinfo: flavor, GPUs, CPUs, memory, state and latest check."""
     with reported(fmt=fmt), output.make_client(url, token) as allot:
         found = allot.nodes()
     if fmt is OutputFormat.json:
         output.print_json(found)
         return
-    grid = output.table("NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE")
+    grid = output.table("NAME", "FLAVOR", "GPUS", "CPUS", "MEMORY", "STATE", "CHECK")
     for node in found:
         declared = " (declared)" if node.gpu_source == "declared" and node.gpus else ""
         grid.add_row(
@@ -50,8 +50,25 @@ def nodes(
             number(node.cpus),
             memory(node.memory_mib),
             node.state,
+            escape(_check(node)),
         )
     output.print_table(grid)
+
+
+def _check(node: NodeOut) -> str:
+    """The latest node check in a few words: ``ok``, ``LOW: gemm_bf16 41%``, ``recorded``."""
+    check = node.check
+    if check is None:
+        return "-"
+    day = check.checked_at.strftime("%Y-%m-%d")
+    if check.healthy is None:
+        return f"recorded {day}"
+    if check.healthy:
+        return f"ok {day}"
+    low = [r for r in check.results if r.ok is False and r.expected]
+    worst = min(low, key=lambda r: r.value / (r.expected or 1.0), default=None)
+    detail = "" if worst is None else f" {worst.name} {worst.value / (worst.expected or 1):.0%}"
+    return f"LOW{detail} {day}"
 
 
 def _per_flavor(gpus: dict[str, float], empty: str) -> str:

@@ -102,10 +102,22 @@ class CommandAfterDashes(Command):
         return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
 
 
+class Group(_PlainHelp, TyperGroup):
+    """A group of sub-commands (``allot node check``), its help in the same style."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_params()
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return self._plain_help_option(super().get_help_option(ctx))
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One command of the group: ``target`` is ``module:function``; ``help`` is the first line
-    of the function's docstring (``allot --help`` shows it without importing the module)."""
+    """One command of the group: ``target`` is ``module:function`` (or ``module:app`` for a
+    ``typer.Typer`` of sub-commands); ``help`` is the first line of the function's docstring
+    (``allot --help`` shows it without importing the module)."""
 
     target: str
     help: str
@@ -121,7 +133,7 @@ class LazyGroup(_PlainHelp, TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plain_params()
-        self._loaded: dict[str, Command] = {}
+        self._loaded: dict[str, Any] = {}
         self._listing = False
         # Stand-ins that carry a name and a line of help: enough to list the commands (and to
         # suggest one for a typo) without importing any.
@@ -148,11 +160,14 @@ class LazyGroup(_PlainHelp, TyperGroup):
             self._loaded[cmd_name] = self.load(cmd_name)
         return self._loaded[cmd_name]
 
-    def load(self, name: str) -> Command:
-        """Import the command's module and build the command from its function."""
+    def load(self, name: str) -> Any:
+        """Import the command's module and build the command from its function (or, for a
+        ``typer.Typer`` of sub-commands such as ``allot node check``, the group)."""
         entry = self.entries[name]
         module, _, attr = entry.target.partition(":")
         function = getattr(importlib.import_module(module), attr)
+        if isinstance(function, typer.Typer):
+            return typer.main.get_group(function)
         single = typer.Typer(add_completion=False)
         single.command(name=name, cls=entry.cls, no_args_is_help=entry.no_args_is_help)(function)
         command = typer.main.get_command(single)

@@ -49,6 +49,7 @@ FILE_KEYS = (
     "preemptible",
     "hold",
     "after",
+    "profile",
 )
 RESOURCE_KEYS = ("gpus", "cpus", "memory_mib", "memory_gib")
 DURATION_KEYS = {"runtime_estimate": "runtime_estimate_seconds", "time_limit": "time_limit_seconds"}
@@ -71,6 +72,8 @@ FLAG_FIELDS = {
     "--preemptible": "preemptible",
     "--hold": "hold",
     "--after": "after",
+    "--profile": "profile",
+    "--profile-steps": "profile.steps",
 }
 CONDITIONS = ("ok", "failed", "any")
 
@@ -229,7 +232,22 @@ def _read(doc: YamlMap, base: Path) -> JobDraft:
             draft.set(key, entry.as_bool(), _origin(entry))
     if (entry := doc.optional("after")) is not None:
         draft.set("after", _after(entry), _origin(entry))
+    if (entry := doc.optional("profile")) is not None:
+        _read_profile(entry, draft)
     return draft
+
+
+def _read_profile(entry: YamlNode, draft: JobDraft) -> None:
+    """``profile: true`` (the default window), ``false``, or ``{steps: N, skip: M}``."""
+    if isinstance(entry.node, yaml.MappingNode):
+        window = entry.as_map()
+        window.check_keys(("steps", "skip"))
+        draft.set("profile", {}, _origin(entry))
+        for key in ("steps", "skip"):
+            if (value := window.optional(key)) is not None:
+                draft.set(f"profile.{key}", value.as_int(minimum=1), _origin(value))
+    elif entry.as_bool():
+        draft.set("profile", {}, _origin(entry))
 
 
 def _after(entry: YamlNode) -> list[dict[str, object]]:
@@ -341,6 +359,9 @@ def apply_flags(draft: JobDraft, flags: Mapping[str, object], env: Sequence[str]
                 raise JobFileError([f"{flag}: {exc}"]) from None
         elif flag == "--workdir" and isinstance(given, str):
             value = absolute_path(given, Path.cwd())
+        elif flag == "--profile" and isinstance(given, bool):
+            # On: the window given so far (a job file's), else the default one; off: none.
+            value = dict(draft.fields.get("profile") or {}) if given else None
         elif flag == "--after" and isinstance(given, list):
             try:
                 value = [d for text in given for d in parse_after(text)]

@@ -49,7 +49,7 @@ COMMANDS = {
     ),
     "nodes": Entry(
         "allot.cli.cluster:nodes",
-        "List the nodes, like sinfo: flavor, GPUs, CPUs, memory and state.",
+        "List the nodes, like sinfo: flavor, GPUs, CPUs, memory, state and latest check.",
     ),
     "queues": Entry(
         "allot.cli.cluster:queues",
@@ -59,6 +59,19 @@ COMMANDS = {
         "allot.cli.cluster:drain", "Place nothing new on a node; what runs there keeps running."
     ),
     "undrain": Entry("allot.cli.cluster:undrain", "Let a drained node take new work again."),
+    "profile": Entry(
+        "allot.cli.profile:profile",
+        "Analyse a profiled job: time split per rank, top kernels, roofline and its bottleneck.",
+    ),
+    "recommend": Entry(
+        "allot.cli.profile:recommend",
+        "Rank every GPU flavor for a profiled job by work per dollar and by time to finish.",
+    ),
+    "node": Entry(
+        "allot.cli.node:node",
+        "Check this machine's GPUs against its flavor: allot node check.",
+        no_args_is_help=True,
+    ),
 }
 
 

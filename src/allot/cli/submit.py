@@ -108,6 +108,18 @@ def submit(
         bool | None,
         typer.Option("--hold/--no-hold", help="Submit held until released.", show_default=False),
     ] = None,
+    profile: Annotated[
+        bool | None,
+        typer.Option(
+            "--profile/--no-profile",
+            help="Run it under the PyTorch profiler for a few steps (see allot profile).",
+            show_default=False,
+        ),
+    ] = None,
+    profile_steps: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Steps to profile (implies --profile; default 5)."),
+    ] = None,
     array: Annotated[
         str | None,
         typer.Option(
@@ -178,6 +190,8 @@ def submit(
             "--preemptible": preemptible,
             "--hold": hold,
             "--after": after,
+            "--profile": True if profile_steps is not None and profile is None else profile,
+            "--profile-steps": profile_steps,
         }
         apply_flags(draft, flags, env or [])
         _start_here(draft)

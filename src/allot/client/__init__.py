@@ -42,6 +42,16 @@ if typing.TYPE_CHECKING:
         Unreachable,
     )
     from allot.client._sync import Client
+    from allot.wire.profiling import (
+        FlavorSpeedOut,
+        MeasurementIn,
+        NodeCheckIn,
+        NodeCheckOut,
+        ProfileOut,
+        ProfileSettings,
+        RecommendationOut,
+        RecommendRequest,
+    )
     from allot.wire.schemas import (
         Dependency,
         EventOut,
@@ -86,6 +96,14 @@ _HOMES = {
     "ResourcesOut": "allot.wire.schemas",
     "RunOut": "allot.wire.schemas",
     "TaskResources": "allot.wire.schemas",
+    "FlavorSpeedOut": "allot.wire.profiling",
+    "NodeCheckIn": "allot.wire.profiling",
+    "NodeCheckOut": "allot.wire.profiling",
+    "ProfileOut": "allot.wire.profiling",
+    "ProfileSettings": "allot.wire.profiling",
+    "RecommendationOut": "allot.wire.profiling",
+    "RecommendRequest": "allot.wire.profiling",
+    "MeasurementIn": "allot.wire.profiling",
 }
 
 
@@ -114,16 +132,24 @@ __all__ = [
     "EventOut",
     "ExplainOut",
     "FieldProblem",
+    "FlavorSpeedOut",
     "Health",
     "Invalid",
     "JobOut",
     "JobPage",
     "JobSubmission",
     "LogChunkOut",
+    "MeasurementIn",
+    "NodeCheckIn",
+    "NodeCheckOut",
     "NodeOut",
     "NotFound",
     "PlacementOut",
+    "ProfileOut",
+    "ProfileSettings",
     "QueueOut",
+    "RecommendRequest",
+    "RecommendationOut",
     "ResourcesOut",
     "RunOut",
     "ServerError",

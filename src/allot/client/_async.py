@@ -14,6 +14,14 @@ import httpx
 
 from allot.client import _routes as routes
 from allot.client._errors import unreachable
+from allot.wire.profiling import (
+    FlavorSpeedOut,
+    NodeCheckIn,
+    NodeCheckOut,
+    ProfileOut,
+    RecommendationOut,
+    RecommendRequest,
+)
 from allot.wire.schemas import (
     EventOut,
     ExplainOut,
@@ -232,6 +240,47 @@ class AsyncClient:
         """Each queue with its nominal GPU quota, what it uses now and its job counts.
         Raises ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
         return await self._send(routes.queues())
+
+    # ------------------------------------------------------------------ profiling
+
+    async def profile(
+        self,
+        job_id: int,
+        flops_per_step: float | None = None,
+        bytes_per_step: float | None = None,
+    ) -> ProfileOut:
+        """A profiled job's analysis: time split per rank, top kernels, overlap, data-loader
+        stalls, roofline and the headline bottleneck (FLOPs or bytes per step override the
+        counted ones). Raises ``NotFound``, ``Conflict`` (not profiled, or no trace yet: the
+        message says why), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return await self._send(routes.profile(job_id, flops_per_step, bytes_per_step))
+
+    async def recommend(
+        self,
+        job_id: int,
+        steps: int | None = None,
+        flops_per_step: float | None = None,
+        bytes_per_step: float | None = None,
+    ) -> RecommendationOut:
+        """Every flavor of the server's catalog for a profiled job, best work per dollar
+        first, with the assumptions; records the per-flavor step times. Raises like
+        ``profile``, and ``Invalid`` for a bad override."""
+        request = RecommendRequest(
+            steps=steps, flops_per_step=flops_per_step, bytes_per_step=bytes_per_step
+        )
+        return await self._send(routes.recommend(job_id, request))
+
+    async def record_node_check(self, name: str, check: NodeCheckIn) -> NodeCheckOut:
+        """Store a node check's measurements, judged against the node's flavor (drains the
+        node when ``check.drain`` and it is below expected). Raises ``NotFound``, ``Invalid``,
+        ``Unauthorized`` (also: not a cluster admin), ``Unreachable`` or
+        ``ServerError``."""
+        return await self._send(routes.node_check(name, check))
+
+    async def flavor_speeds(self, job_class: str | None = None) -> list[FlavorSpeedOut]:
+        """Recorded step times per job class and flavor (measured or estimated). Raises
+        ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return await self._send(routes.flavor_speeds(job_class))
 
     async def health(self) -> Health:
         """The server's health (needs no token). Raises ``Unreachable`` or ``ServerError``."""

@@ -18,6 +18,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from allot.client._endpoint import find_endpoint
 from allot.client._errors import ApiError, error_from_response
+from allot.wire.profiling import (
+    FlavorSpeedOut,
+    NodeCheckIn,
+    NodeCheckOut,
+    ProfileOut,
+    RecommendationOut,
+    RecommendRequest,
+)
 from allot.wire.schemas import (
     EventOut,
     ExplainOut,
@@ -37,6 +45,7 @@ _events: TypeAdapter[list[EventOut]] = TypeAdapter(list[EventOut])
 _nodes: TypeAdapter[list[NodeOut]] = TypeAdapter(list[NodeOut])
 _queues: TypeAdapter[list[QueueOut]] = TypeAdapter(list[QueueOut])
 _jobs: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
+_speeds: TypeAdapter[list[FlavorSpeedOut]] = TypeAdapter(list[FlavorSpeedOut])
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +203,42 @@ def node_action(name: str, action: str) -> Call[NodeOut]:
 def queues() -> Call[list[QueueOut]]:
     """GET /v1/queues."""
     return Call("GET", "/v1/queues", _queues.validate_json)
+
+
+def profile(
+    job_id: int, flops_per_step: float | None, bytes_per_step: float | None
+) -> Call[ProfileOut]:
+    """GET /v1/jobs/{id}/profile, with the overrides given."""
+    params: list[tuple[str, QueryValue]] = []
+    if flops_per_step is not None:
+        params.append(("flops_per_step", flops_per_step))
+    if bytes_per_step is not None:
+        params.append(("bytes_per_step", bytes_per_step))
+    path = f"/v1/jobs/{int(job_id)}/profile"
+    return Call("GET", path, ProfileOut.model_validate_json, params=httpx.QueryParams(params))
+
+
+def recommend(job_id: int, request: RecommendRequest) -> Call[RecommendationOut]:
+    """POST /v1/jobs/{id}/recommendation; safe to retry (it records the same speeds again)."""
+    return Call(
+        "POST",
+        f"/v1/jobs/{int(job_id)}/recommendation",
+        RecommendationOut.model_validate_json,
+        body=request.model_dump(mode="json", exclude_none=True),
+        retry_safe=True,
+    )
+
+
+def node_check(name: str, check: NodeCheckIn) -> Call[NodeCheckOut]:
+    """POST /v1/nodes/{name}/checks."""
+    path = f"/v1/nodes/{quote(name, safe='')}/checks"
+    return Call("POST", path, NodeCheckOut.model_validate_json, body=check.model_dump(mode="json"))
+
+
+def flavor_speeds(job_class: str | None) -> Call[list[FlavorSpeedOut]]:
+    """GET /v1/flavor-speeds."""
+    params = httpx.QueryParams({} if job_class is None else {"job_class": job_class})
+    return Call("GET", "/v1/flavor-speeds", _speeds.validate_json, params=params)
 
 
 def health() -> Call[Health]:

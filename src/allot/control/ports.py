@@ -20,16 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from allot.control.dependencies import DependencyWait
 from allot.control.records import (
     DependencyProgress,
     EventRecord,
+    FlavorSpeed,
     JobFilter,
     JobRecord,
     Launch,
     NewJob,
+    NodeCheckRecord,
     RunRecord,
     StopCause,
     TokenRecord,
@@ -219,6 +222,24 @@ class Store(Protocol):
         """The stored tenants, queues and cohorts."""
         ...
 
+    # -- profiling
+    def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
+        """Store a node check (its ``id`` is assigned here); returns it as stored."""
+        ...
+
+    def node_checks(self) -> dict[str, NodeCheckRecord]:
+        """The latest check of each node that has one, by node name."""
+        ...
+
+    def record_speeds(self, speeds: Sequence[FlavorSpeed]) -> None:
+        """Store step times by (job class, flavor), replacing what is stored for the pair,
+        except that an estimate never replaces a measurement."""
+        ...
+
+    def flavor_speeds(self, job_class: str | None = None) -> list[FlavorSpeed]:
+        """Stored step times (of one job class, when given), by job class and flavor."""
+        ...
+
     # -- tokens and events
     def add_token(self, name: str, role: str, token_hash: str, *, at: float) -> TokenRecord:
         """Store a token by its hash."""
@@ -331,4 +352,13 @@ class Executor(Protocol):
 
     def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
         """Bytes of a task's combined stdout/stderr from ``offset``; returns (data, next offset)."""
+        ...
+
+
+@runtime_checkable
+class ProfileSource(Protocol):
+    """An executor that collects profiled tasks' traces where the server can read them."""
+
+    def profile_dir(self, run_id: str, task_index: int) -> Path:
+        """The folder a profiled task of the run writes its traces to."""
         ...

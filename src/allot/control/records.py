@@ -30,13 +30,23 @@ from allot.core.model import JobSpec, JobState, Resources, TaskPlacement
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileRequest:
+    """Run each task under the PyTorch profiler: record ``steps`` optimizer steps after the
+    first ``skip`` (see ``allot.profile.capture``)."""
+
+    steps: int = 5
+    skip: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class Launch:
     """How to start each task: argv, working directory (None: the server's data directory's
-    ``work`` folder) and extra environment variables."""
+    ``work`` folder), extra environment variables, and whether to profile it."""
 
     argv: tuple[str, ...]
     workdir: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    profile: ProfileRequest | None = None
 
 
 class Condition(StrEnum):
@@ -207,6 +217,36 @@ class EventRecord:
     actor: str  # "scheduler", "executor", a token's name, ...
     reason: str
     data: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCheckRecord:
+    """One ``allot node check`` of a node: each result (``name``, ``device``, ``value``,
+    ``unit``, ``expected``, ``ok``), the verdict (``healthy`` None: nothing to compare with)
+    in words, and whether the node was drained for it. ``id`` orders checks as stored."""
+
+    id: int
+    node: str
+    flavor: str
+    checked_at: float
+    healthy: bool | None
+    summary: str
+    device: str
+    results: tuple[Mapping[str, object], ...] = ()
+    drained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FlavorSpeed:
+    """How long one step of a job class takes on a flavor: ``measured`` by a profiled run
+    there, or ``estimated`` from a profile on another flavor; for throughput-aware placement."""
+
+    job_class: str
+    flavor: str
+    step_seconds: float
+    basis: str  # "measured" or "estimated"
+    job_id: int | None
+    recorded_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from allot.control.ports import Executor, RunStatus, TaskLaunch
+from allot.control.ports import Executor, ProfileSource, RunStatus, TaskLaunch
 from allot.control.records import RunRecord
 from allot.core.model import Node, TaskPlacement
 
@@ -114,6 +115,13 @@ class ExecutorRegistry:
     ) -> tuple[bytes, int]:
         """Bytes of a task's output from ``offset``; returns (data, next offset)."""
         return self.executor(run.executor).read_log(run.run_id, task_index, offset, limit)
+
+    def profile_dir(self, run: RunRecord, task_index: int) -> Path | None:
+        """Where a profiled task of ``run`` left its traces (None: its executor keeps none)."""
+        executor = self.executor(run.executor)
+        if isinstance(executor, ProfileSource):
+            return executor.profile_dir(run.run_id, task_index)
+        return None
 
     def notify_on_exit(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(run_id)`` whenever a task of a run ends, in any pool."""

@@ -7,6 +7,7 @@ it), each runner starts as a fresh interpreter instead, as it always may.
 On-disk layout, under ``data_dir``::
 
     runs/<run_id>/task-<index>/   spec.json  claim  pid.json  exit.json  stop  output.log
+                                  profile/ (a profiled task's traces)
     work/                         the default working directory of tasks
 
 Invariants
@@ -53,6 +54,7 @@ from allot.executors.exits import ExitWatcher
 from allot.executors.inventory import Inventory, detect
 from allot.executors.spawner import Spawner, SpawnerError
 from allot.executors.task_state import Processes, TaskPhase, read_task, run_status
+from allot.profile.capture import PROFILE_FOLDER, profile_environment
 
 log = logging.getLogger("allot.executors")
 
@@ -152,6 +154,10 @@ class LocalExecutor:
             raise ValueError(f"task_index: must be >= 0, got {task_index}")
         return self.run_dir(run_id) / f"task-{task_index}"
 
+    def profile_dir(self, run_id: str, task_index: int) -> Path:
+        """Where a profiled task writes its traces (``allot.profile.capture``)."""
+        return self.task_dir(run_id, task_index) / PROFILE_FOLDER
+
     def _task_dirs(self, run_id: str) -> list[Path]:
         run_dir = self.run_dir(run_id)
         if not run_dir.is_dir():
@@ -193,6 +199,11 @@ class LocalExecutor:
                     local_rank=peers.index(task.task_index),
                     local_world_size=len(peers),
                 )
+                if task.launch.profile is not None:
+                    request = task.launch.profile
+                    env = profile_environment(
+                        env, task_dir / PROFILE_FOLDER, steps=request.steps, skip=request.skip
+                    )
                 self._write_spec(task, task_dir, env)
             ready.append(task_dir)
         for task_dir in ready:  # every spec first, so a gang's tasks start as close as possible

@@ -24,6 +24,7 @@ from allot.store.reads import (
     dependencies_json,
     job_record_by_id,
     job_records,
+    profile_json,
     select_jobs,
     tasks_json,
 )
@@ -108,6 +109,7 @@ def job_values(
         "request_hash": request_hash,
         "array_id": array_id,
         "dependencies": dependencies_json(job.after),
+        "profile": profile_json(job.launch.profile),
     }
 
 

@@ -4,6 +4,7 @@ many jobs are read).
 JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
 - ``jobs.tasks``: ``[{"gpu_milli": int, "cpu_milli": int, "memory_mib": int}, ...]``, one per task;
 - ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
+- ``jobs.profile``: ``{"steps": int, "skip": int}`` or NULL for a job not profiled;
 - ``jobs.dependencies``: ``[{"job": int, "condition": "ok"|"failed"|"any"}, ...]`` or NULL
   for none (the same as the job's ``job_dependencies`` rows);
 - ``allocations.devices``: a list of device indices.
@@ -29,6 +30,7 @@ from allot.control.records import (
     JobRecord,
     Launch,
     NewJob,
+    ProfileRequest,
     RunPhase,
     RunRecord,
     StopCause,
@@ -76,6 +78,16 @@ def dependencies_json(after: Sequence[Dependency]) -> list[dict[str, Any]] | Non
 _CONDITIONS = {c.value: c for c in Condition}
 
 
+def profile_json(request: ProfileRequest | None) -> dict[str, int] | None:
+    """The JSON form of a job's profiling request (None: not profiled)."""
+    return None if request is None else {"steps": request.steps, "skip": request.skip}
+
+
+def profile_from_json(data: Any) -> ProfileRequest | None:
+    """A profiling request from its JSON form (NULL: not profiled)."""
+    return None if not data else ProfileRequest(int(data["steps"]), int(data["skip"]))
+
+
 def dependencies_from_json(data: Iterable[Any] | None) -> tuple[Dependency, ...]:
     """Dependencies from their JSON form (NULL: none)."""
     if not data:
@@ -111,6 +123,7 @@ JOB_COLUMNS = (
     JobRow.run_count,
     JobRow.array_id,
     JobRow.dependencies,
+    JobRow.profile,
     JobRow.current_run_id,
 )
 _CURRENT_RUN = len(JOB_COLUMNS) - 1
@@ -157,6 +170,7 @@ def job_record(
         run_count,
         array_id,
         dependencies,
+        profile,
         _current_run_id,
     ) = row
     job = NewJob(
@@ -165,7 +179,7 @@ def job_record(
         user,
         queue,
         tasks_from_json(tasks, {} if shapes is None else shapes),
-        Launch(tuple(argv), workdir, env),
+        Launch(tuple(argv), workdir, env, profile_from_json(profile)),
         priority,
         tuple(flavors),
         runtime_estimate,

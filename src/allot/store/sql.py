@@ -32,9 +32,11 @@ from allot.control.ports import ConflictError, Store
 from allot.control.records import (
     DependencyProgress,
     EventRecord,
+    FlavorSpeed,
     JobFilter,
     JobRecord,
     NewJob,
+    NodeCheckRecord,
     RunRecord,
     StopCause,
     TokenRecord,
@@ -42,7 +44,7 @@ from allot.control.records import (
 )
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import QuotaConfig
-from allot.store import cluster, dependencies, events, jobs, quotas, runs, tokens
+from allot.store import cluster, dependencies, events, jobs, profiling, quotas, runs, tokens
 from allot.store.migrations import alembic_config
 
 _BEGIN = "allot_begin"  # execution option: the statement that opens a SQLite transaction
@@ -336,6 +338,30 @@ class SqlStore(Store):
         """The stored tenants, queues and cohorts."""
         with self._reading() as conn:
             return quotas.load(conn)
+
+    # -- profiling
+
+    def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
+        """Store a node check; returns it with its id."""
+        with self._writing() as conn:
+            return profiling.add_check(conn, check)
+
+    def node_checks(self) -> dict[str, NodeCheckRecord]:
+        """The latest check of each node that has one."""
+        with self._reading() as conn:
+            return profiling.latest_checks(conn)
+
+    def record_speeds(self, speeds: Sequence[FlavorSpeed]) -> None:
+        """Store step times by (job class, flavor); an estimate never replaces a measurement."""
+        if not speeds:
+            return
+        with self._writing() as conn:
+            profiling.record_speeds(conn, speeds)
+
+    def flavor_speeds(self, job_class: str | None = None) -> list[FlavorSpeed]:
+        """Stored step times (of one job class, when given)."""
+        with self._reading() as conn:
+            return profiling.speeds(conn, job_class)
 
     # -- tokens and events
 

@@ -20,6 +20,9 @@ Invariants the tables carry (the migrations in ``migrations/versions`` create ex
   code (negative: the signal that ended it; None when the executor did not report one);
 - ``tenants``, ``cohorts`` and ``queues`` keep a ``position`` so a ``QuotaConfig`` is rebuilt
   in the order it was saved; ``quota_settings`` has one row (id 1);
+- ``node_checks`` is append-only, and a node's latest check is its row with the highest id;
+  ``flavor_speeds`` has one row per (job class, flavor), and a measured row is never replaced
+  by an estimate;
 - a node's ``drained`` is the admin's drain, kept while the node is missing from the
   inventory, so it is draining again when it comes back; ``state`` is what the scheduler sees.
 
@@ -192,6 +195,8 @@ class JobRow(Base):
     request_hash: Mapped[str | None]
     array_id: Mapped[int | None] = mapped_column(BIG_ID)
     dependencies: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    # {"steps": int, "skip": int} for a job run under the profiler, NULL otherwise.
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class DependencyRow(Base):
@@ -298,3 +303,34 @@ class EventRow(Base):
     actor: Mapped[str]
     reason: Mapped[str]
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class NodeCheckRow(Base):
+    """One ``allot node check`` of a node: its results (a list of objects: name, device, value,
+    unit, expected, ok), the verdict and whether the node was drained for it. Append-only."""
+
+    __tablename__ = "node_checks"
+    __table_args__ = (Index("ix_node_checks_node_id", "node", "id"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    node: Mapped[str]
+    flavor: Mapped[str]
+    checked_at: Mapped[float]
+    healthy: Mapped[bool | None]
+    summary: Mapped[str]
+    device: Mapped[str]
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    drained: Mapped[bool]
+
+
+class FlavorSpeedRow(Base):
+    """A job class's step time on a flavor, measured or estimated (one row per pair)."""
+
+    __tablename__ = "flavor_speeds"
+
+    job_class: Mapped[str] = mapped_column(primary_key=True)
+    flavor: Mapped[str] = mapped_column(primary_key=True)
+    step_seconds: Mapped[float]
+    basis: Mapped[str]  # "measured" or "estimated"
+    job_id: Mapped[int | None] = mapped_column(BIG_ID)
+    recorded_at: Mapped[float]

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from allot.wire.profiling import NodeCheckOut, ProfileSettings
+
 MAX_BODY_BYTES = 1 << 20  # larger request bodies are refused with 413 before parsing
 MAX_IDEMPOTENCY_KEY = 200
 MILLI = 1000
@@ -166,6 +168,10 @@ class JobSubmission(BaseModel):
         description="Jobs this one waits for: it starts once every condition holds, and is"
         " cancelled when one never can (like sbatch --dependency=afterok:12,afterany:13).",
     )
+    profile: ProfileSettings | None = Field(
+        default=None,
+        description="Run it under the PyTorch profiler for a window of steps (allot profile).",
+    )
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -310,6 +316,9 @@ class JobOut(BaseModel):
     array_id: int | None = Field(
         default=None, description="The array it belongs to (its first job's id), if any."
     )
+    profile: ProfileSettings | None = Field(
+        default=None, description="Its profiling window, when submitted with one."
+    )
 
 
 class JobPage(BaseModel):
@@ -365,6 +374,9 @@ class NodeOut(BaseModel):
     state: NodeStateName
     gpu_source: str = Field(
         default="", description="nvml (detected), declared (configured) or none (no GPU)"
+    )
+    check: NodeCheckOut | None = Field(
+        default=None, description="Its latest allot node check, if it has had one."
     )
 
 

@@ -21,8 +21,10 @@ TABLES = {
     "api_tokens",
     "cohorts",
     "events",
+    "flavor_speeds",
     "job_dependencies",
     "jobs",
+    "node_checks",
     "nodes",
     "queues",
     "quota_settings",
@@ -86,6 +88,7 @@ def test_the_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "versions" / "0002_tasks.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0003_dependencies.py").is_file()
     assert (MIGRATIONS_DIR / "versions" / "0004_usage.py").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0005_profiling.py").is_file()
 
 
 def test_default_database_url_names_the_file_in_the_data_dir(tmp_path: Path) -> None:

@@ -1,1 +1,1 @@
-"""The ``/v1`` routes, one module per resource family: ``jobs`` and ``cluster``."""
+"""The ``/v1`` routes, one module per resource family: ``jobs``, ``cluster`` and ``profile``."""

@@ -11,6 +11,7 @@ from allot.api import wire
 from allot.api.auth import Caller
 from allot.api.context import Control
 from allot.api.problems import documented
+from allot.api.routes.profile import Profiler, check_out
 from allot.core.model import NodeState
 from allot.wire.schemas import NodeOut, QueueOut
 
@@ -18,10 +19,14 @@ router = APIRouter(tags=["cluster"])
 
 
 @router.get("/nodes")
-def list_nodes(control: Control) -> list[NodeOut]:
-    """Every node with its state."""
+def list_nodes(control: Control, profiler: Profiler) -> list[NodeOut]:
+    """Every node with its state and its latest node check."""
     source = control.inventory_source()
-    return [wire.node_out(n, source) for n in control.nodes()]
+    checks = profiler.node_checks()
+    return [
+        wire.node_out(n, source, check_out(checks[n.name]) if n.name in checks else None)
+        for n in control.nodes()
+    ]
 
 
 @router.post("/nodes/{name}/drain", responses=documented(404))
