@@ -84,11 +84,10 @@ def test_migrate_by_url_without_a_connection(database_url: str) -> None:
 def test_the_migration_scripts_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0002_tasks.py").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0003_dependencies.py").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0004_usage.py").is_file()
-    assert (MIGRATIONS_DIR / "versions" / "0005_profiling.py").is_file()
+    versions = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
+    # Numbered in order, one revision each, from 0001.
+    assert [name[:4] for name in versions] == [f"{n:04}" for n in range(1, len(versions) + 1)]
+    assert versions[0] == "0001_initial.py"
 
 
 def test_default_database_url_names_the_file_in_the_data_dir(tmp_path: Path) -> None:
