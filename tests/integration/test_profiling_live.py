@@ -70,10 +70,12 @@ def test_a_profiled_job_is_analysed_checked_and_recommended(tmp_path: Path) -> N
 
     # Before a node check the CPU has no peak figures: the report says so.
     report = json.loads(ok(allot("profile", job_id, "-o", "json")))
-    assert report["traces"] == 1 and report["ranks"][0]["steps"] == 3
+    assert report["traces"] == 1
+    assert report["ranks"][0]["steps"] == 3
     assert report["ranks"][0]["device"] == "cpu"
     assert report["total_steps"] == 16
-    assert report["roofline"] is None and "allot node check" in report["roofline_missing"]
+    assert report["roofline"] is None
+    assert "allot node check" in report["roofline_missing"]
     assert report["bottleneck"]["headline"]
 
     node = json.loads(ok(allot("nodes", "-o", "json")))[0]["name"]
@@ -87,15 +89,19 @@ def test_a_profiled_job_is_analysed_checked_and_recommended(tmp_path: Path) -> N
 
     plot = tmp_path / "roofline.png"
     text = ok(allot("profile", job_id, "--plot", plot))
-    assert "(measured) (allot node check of" in text and "MFU" in text
+    assert "(measured) (allot node check of" in text
+    assert "MFU" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     rec = json.loads(ok(allot("recommend", job_id, "--steps", "1000", "-o", "json")))
-    assert rec["job_class"] == "tiny" and rec["steps"] == 1000 and rec["gpus"] == 1
+    assert rec["job_class"] == "tiny"
+    assert rec["steps"] == 1000
+    assert rec["gpus"] == 1
     flavors = {e["flavor"]: e for e in rec["estimates"]}
     assert {"H100-SXM", "A100-80G", "L4", "T4"} <= set(flavors)
     assert all(e["basis"] == "estimated" for e in rec["estimates"])
     assert any("profiled on the CPU" in a for a in rec["assumptions"])
     assert rec["recorded"] == len(rec["estimates"]) + 1  # the CPU measured, the rest estimated
     table = ok(allot("recommend", job_id))
-    assert "STEPS/$" in table and "assumptions:" in table
+    assert "STEPS/$" in table
+    assert "assumptions:" in table

@@ -37,7 +37,8 @@ def cpu_traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_hook_records_the_window_and_says_how_long_steps_took(cpu_traces: Path) -> None:
     [trace] = trace_files(cpu_traces)
-    assert trace.name.startswith("trace-rank0-") and trace.name.endswith(".json.gz")
+    assert trace.name.startswith("trace-rank0-")
+    assert trace.name.endswith(".json.gz")
     [meta_path] = cpu_traces.glob("meta-*.json")
     meta = json.loads(meta_path.read_text())
     assert (meta["device"], meta["steps"], meta["skip"], meta["total_steps"]) == ("cpu", 3, 2, 20)
@@ -53,15 +54,18 @@ def test_a_cpu_step_is_split_and_its_work_counted(cpu_traces: Path) -> None:
     assert parts == pytest.approx(rank.step_seconds, rel=1e-6)
     assert rank.compute > 0.5 * rank.step_seconds  # a training step is mostly operators
     assert rank.data_loader > 0  # the DataLoader's __next__ is seen
-    assert rank.top_kernels and rank.top_kernels[0].seconds > 0
+    assert rank.top_kernels
+    assert rank.top_kernels[0].seconds > 0
     # Matrix products of a 2-layer, width-128 encoder over 16 x 32 tokens, forward and
     # backward: at least 2 x (4 attention projections + 2 MLP layers) x 2 x 512 x 128 x 128.
     assert rank.flops > 2 * 6 * 2 * 512 * 128 * 128
     assert rank.bytes > 0
     assert {c.kind for c in rank.classes} == {"matmul", "other"}
-    assert rank.peak_memory_bytes and rank.peak_memory_bytes > 0
+    assert rank.peak_memory_bytes
+    assert rank.peak_memory_bytes > 0
     verdict = diagnose(profile)
-    assert verdict.headline and verdict.evidence[0].startswith("per ")
+    assert verdict.headline
+    assert verdict.evidence[0].startswith("per ")
 
 
 def _gpu_trace(path: Path) -> Path:
@@ -135,5 +139,6 @@ def test_the_hook_stays_out_of_programs_without_pytorch(tmp_path: Path) -> None:
         [sys.executable, "-c", "import json; print('plain')"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert done.stdout == "plain\n" and done.stderr == ""
+    assert done.stdout == "plain\n"
+    assert done.stderr == ""
     assert not (tmp_path / "out").exists()
