@@ -4,7 +4,8 @@ Two searches; the better set (``search.cost``: fewest victims, then fewest of th
 own queue, then lowest highest priority, then least work lost) wins:
 
 - by nodes, for a gang whose tasks share one whole-GPU shape: for each node ``i`` and each
-  ``k``, ``c(i, k)`` is the number of victims that free room for ``k`` tasks there (candidates
+  ``k`` (over the nodes that promise the fewest victims per task, counting devices only),
+  ``c(i, k)`` is the number of victims that free room for ``k`` tasks there (candidates
   removed largest holder of that node first, then by preference; ``c(i, k) = 0`` while ``k``
   tasks fit what is free). Then the nodes are chosen by a knapsack over task counts,
   ``best(t) = min over nodes of best(t - k) + c(i, k)``, so the victims add up to the fewest;
@@ -18,6 +19,8 @@ Both leave the snapshot as they found it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from allot.core.model import MILLI_PER_GPU, RunningJob
 from allot.core.placement.feasibility import tasks_on_node
 from allot.core.preemption.search import (
@@ -29,6 +32,7 @@ from allot.core.preemption.search import (
 )
 
 Choice = tuple[int, list[tuple[int, int]]]  # (victims counted, [(node, tasks there)])
+NODES_PER_TASK = 16  # nodes the node-by-node search looks at, per task of the gang
 
 
 def gang_victims(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
@@ -60,10 +64,23 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
         return None
     by_node = holders_by_node(snap, everyone)
     jobs_by_id = {job.spec.id: job for job in everyone}
-    options: list[tuple[int, list[list[RunningJob]]]] = []  # node, victims freeing k tasks
+    # Nodes by an optimistic count of victims per task they could host (freeing every device
+    # a candidate touches), and only the most promising ``NODES_PER_TASK`` per task are
+    # searched: the knapsack needs a few good nodes, not all of them.
+    g = task.gpu_milli // MILLI_PER_GPU
+    promising: list[tuple[float, int]] = []
     for i, node in enumerate(snap.nodes):
         if node.flavor != search.p.flavor or not snap.schedulable(i):
             continue
+        held = by_node.get(i, {})
+        most = min(count, (snap.whole_free[i] + sum(held.values())) // g)
+        if most == 0:
+            continue
+        bound = _at_least_devices(most * g - snap.whole_free[i], held.values())
+        promising.append((bound / most, i))
+    promising.sort()
+    options: list[tuple[int, list[list[RunningJob]]]] = []  # node, victims freeing k tasks
+    for _, i in promising[: count * NODES_PER_TASK]:
         held = by_node.get(i, {})
         local = node_order(held, jobs_by_id, search.rank)
         sets = _sets_on_node(search, i, local, count)
@@ -83,6 +100,18 @@ def _by_nodes(search: VictimSearch, everyone: list[RunningJob]) -> Victims | Non
         return search.put_back_unneeded(victims, search.fits)
     finally:
         search.restore()
+
+
+def _at_least_devices(missing: int, held: Iterable[int]) -> int:
+    """The fewest holders, largest first, that free ``missing`` devices (all of them when even
+    they cannot)."""
+    count = 0
+    for devices in sorted(held, reverse=True):
+        if missing <= 0:
+            break
+        missing -= devices
+        count += 1
+    return count
 
 
 def _sets_on_node(

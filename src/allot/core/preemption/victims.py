@@ -118,29 +118,41 @@ def _stricter_first(p: Preemptor) -> Preemptor | None:
     return None
 
 
+TIES = 32  # nodes searched at the best victim count, for the later criteria of ``cost``
+
+
 def _single(search: VictimSearch, everyone: list[RunningJob]) -> Victims | None:
     snap, p = search.snap, search.p
     by_node = holders_by_node(snap, everyone)
     jobs_by_id = {job.spec.id: job for job in everyone}
     # Visit nodes by an optimistic count of the victims they need (freeing every device a
     # victim touches), and stop once no node left can beat the best set found.
+    # Within one count, nodes whose best candidate ranks first come first, and at most
+    # ``TIES`` nodes that reach the best count are searched: the count is always the fewest,
+    # the later criteria of ``cost`` are settled among those nodes.
     need = p.spec.tasks[0].gpu_milli // MILLI_PER_GPU
-    ranked: list[tuple[int, int]] = []
+    ranked: list[tuple[int, tuple[object, ...], int]] = []
     for i, held in by_node.items():
         bound = _at_least(need - snap.whole_free[i], held.values())
         if bound is not None:
-            ranked.append((bound, i))
+            first = min(search.rank(jobs_by_id[j]) for j in held)
+            ranked.append((bound, first, i))
     # A node where the task fits already needs victims only to free quota (taken anywhere).
     for i in smallest_sufficient(snap, p.flavor, need):
         if i not in by_node and search.fits_on(i):
-            ranked.append((0, i))
+            ranked.append((0, (), i))
             break  # any such node will do: the quota victims do not depend on it
-    ranked.sort()
+    ranked.sort(key=lambda r: (r[0], r[1], r[2]))
     best: Victims | None = None
     best_cost: Cost | None = None
-    for bound, i in ranked:
+    ties = 0
+    for bound, _, i in ranked:
         if best_cost is not None and bound > best_cost[0]:
             break
+        if best_cost is not None and bound == best_cost[0]:
+            ties += 1
+            if ties > TIES:
+                break
         held = by_node.get(i, {})
         local = node_order(held, jobs_by_id, search.rank)
         try:
