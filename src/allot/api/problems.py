@@ -8,8 +8,9 @@ This module owns the mapping from exceptions to problems:
   more than any node has) -> 422 ``rejected``
 - ``NotFoundError`` -> 404 ``not-found``; ``ConflictError`` -> 409 ``conflict``;
   ``ForbiddenError`` (the caller may not do this) -> 403 ``forbidden``
-- ``ProblemError`` raised by the API itself (401 ``unauthorized``); the body size limit
-  answers 413 ``too-large`` itself; Starlette's own 404 and 405 keep their status
+- ``ProblemError`` raised by the API itself; authentication answers 401 ``unauthorized``
+  and 429 ``too-many-requests`` itself, the body size limit 413 ``too-large``; Starlette's
+  own 404 and 405 keep their status
 - anything else -> 500 ``internal`` with a generic detail; the traceback goes to the log, the
   request's body and headers never do (they may hold tokens and environment values).
 """
@@ -45,6 +46,7 @@ CONFLICT = PROBLEM_BASE + "conflict"
 FORBIDDEN = PROBLEM_BASE + "forbidden"
 UNAUTHORIZED = PROBLEM_BASE + "unauthorized"
 TOO_LARGE = PROBLEM_BASE + "too-large"
+TOO_MANY = PROBLEM_BASE + "too-many-requests"
 INTERNAL = PROBLEM_BASE + "internal"
 
 # Where a request parameter came from; the field names in ``errors`` leave it out.
