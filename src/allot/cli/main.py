@@ -59,6 +59,10 @@ COMMANDS = {
         "allot.cli.cluster:drain", "Place nothing new on a node; what runs there keeps running."
     ),
     "undrain": Entry("allot.cli.cluster:undrain", "Let a drained node take new work again."),
+    "admin": Entry(
+        "allot.cli.admin:AdminGroup",
+        "Who may do what: users, roles, tokens, tenants, grants, cohorts, queues, audit log.",
+    ),
 }
 
 

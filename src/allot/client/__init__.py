@@ -17,7 +17,8 @@ token a local ``allot up`` wrote into its data directory (sent only to a server 
 machine); ``find_endpoint()`` tells what they would use.
 
 Failures raise ``ApiError`` subclasses: ``Invalid``, ``NotFound``, ``Conflict``,
-``Unauthorized``, ``ServerError`` and ``Unreachable``. The SDK imports httpx, Pydantic,
+``Unauthorized`` (and its ``Forbidden``, for a role that does not allow the call),
+``RateLimited``, ``ServerError`` and ``Unreachable``. The SDK imports httpx, Pydantic,
 ``allot.wire.schemas`` and ``allot.datadir`` only, so it needs neither FastAPI nor the server's
 code. Each name is loaded on first use: ``import allot.client`` costs nothing until a client,
 an error class or a wire model is asked for (the ``allot`` command starts faster for it).
@@ -35,8 +36,10 @@ if typing.TYPE_CHECKING:
     from allot.client._errors import (
         ApiError,
         Conflict,
+        Forbidden,
         Invalid,
         NotFound,
+        RateLimited,
         ServerError,
         Unauthorized,
         Unreachable,
@@ -66,6 +69,8 @@ _HOMES = {
     "Client": "allot.client._sync",
     "ApiError": "allot.client._errors",
     "Conflict": "allot.client._errors",
+    "Forbidden": "allot.client._errors",
+    "RateLimited": "allot.client._errors",
     "Invalid": "allot.client._errors",
     "NotFound": "allot.client._errors",
     "ServerError": "allot.client._errors",
@@ -114,6 +119,7 @@ __all__ = [
     "EventOut",
     "ExplainOut",
     "FieldProblem",
+    "Forbidden",
     "Health",
     "Invalid",
     "JobOut",
@@ -124,6 +130,7 @@ __all__ = [
     "NotFound",
     "PlacementOut",
     "QueueOut",
+    "RateLimited",
     "ResourcesOut",
     "RunOut",
     "ServerError",
