@@ -80,7 +80,7 @@ def create_app(
     v1 = APIRouter(
         prefix=API_PREFIX,
         dependencies=[Depends(authenticate)],
-        responses=documented(401, 422, 429, 500),
+        responses=documented(400, 401, 422, 429, 500),
     )
     v1.include_router(jobs.router)
     v1.include_router(cluster.router)

@@ -192,6 +192,9 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's own errors: unknown routes (404), wrong methods (405, with Allow).
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
     if exc.status_code == 404:
         detail = f"no such resource: {request.url.path}"
         return problem_response(404, NOT_FOUND, "Not found", detail, request.url.path)
@@ -205,8 +208,19 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         phrase,
         str(exc.detail),
         request.url.path,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's own 405 names only
+    the first route that matches the path, though several may: ``GET`` and ``POST``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

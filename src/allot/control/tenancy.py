@@ -84,7 +84,7 @@ class Tenancy:
         if role is not None and role not in TENANT_ROLES:
             raise RejectedError("role", f"must be one of {', '.join(TENANT_ROLES)}, got {role}")
         if role is not None and tenant not in {t.name for t in self.store.quotas().tenants}:
-            raise RejectedError("tenant", f"unknown tenant {tenant!r}")
+            raise NotFoundError(f"tenant {tenant!r} does not exist")
         record = self.store.set_membership(user, tenant, role)
         self.on_change()
         return record
@@ -138,13 +138,25 @@ class Tenancy:
         """A new tenant (no queues yet)."""
         principal.check_admin("tenant")
         spec = TenantSpec(name, share)
-        self._change(lambda c: replace(c, tenants=(*c.tenants, spec)), "tenant")
+
+        def add(config: QuotaConfig) -> QuotaConfig:
+            if any(t.name == name for t in config.tenants):
+                raise ConflictError(f"tenant {name!r} already exists")
+            return replace(config, tenants=(*config.tenants, spec))
+
+        self._change(add, "tenant")
         return spec
 
     def add_cohort(self, spec: CohortSpec, *, principal: Principal) -> CohortSpec:
         """A new cohort."""
         principal.check_admin("cohort")
-        self._change(lambda c: replace(c, cohorts=(*c.cohorts, spec)), "cohort")
+
+        def add(config: QuotaConfig) -> QuotaConfig:
+            if any(c.name == spec.name for c in config.cohorts):
+                raise ConflictError(f"cohort {spec.name!r} already exists")
+            return replace(config, cohorts=(*config.cohorts, spec))
+
+        self._change(add, "cohort")
         return spec
 
     def set_grant(
@@ -225,7 +237,7 @@ class Tenancy:
             config = self.store.quotas()
             try:
                 changed = change(config)
-            except RejectedError:
+            except (RejectedError, ConflictError):
                 raise
             except SpecError as err:
                 raise RejectedError(err.field, err.rule) from None

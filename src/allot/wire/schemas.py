@@ -46,6 +46,16 @@ MAX_NAME = 200
 MAX_SECONDS = 366 * 86_400.0
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
+# A shell command has something to run; an argv has at least its program, which is not empty.
+ShellCommand = Annotated[str, Field(min_length=1, max_length=MAX_ARG_CHARS, pattern=r"\S")]
+Argv = Annotated[
+    list[Arg],
+    Field(
+        min_length=1,
+        max_length=MAX_ARGS,
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+    ),
+]
 EnvName = Annotated[str, Field(max_length=MAX_ENV_NAME)]
 EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE)]
 ShortText = Annotated[str, Field(max_length=MAX_NAME)]
@@ -184,7 +194,7 @@ class JobSubmission(BaseModel):
     flavors: list[ShortText] = Field(
         default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
     )
-    command: list[Arg] | Arg = Field(
+    command: Argv | ShellCommand = Field(
         description=f"The argv to run (at most {MAX_ARGS} arguments), or a string run with"
         " /bin/sh -c.",
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
+
+_CLOSED: dict[str, object] = {"additionalProperties": False}  # keys must match their pattern
 
 TenantRoleName = Literal["tenant_admin", "member", "viewer"]
 ResourceName = Literal["gpu", "cpu", "memory_mib"]
@@ -40,7 +42,11 @@ class QuotaIn(_In):
     lending_limit: float | None = Field(default=None, ge=0, le=1e12)
 
 
-FlavorQuotas = dict[ResourceName, QuotaIn]
+FlavorQuotas = Annotated[dict[ResourceName, QuotaIn], Field(json_schema_extra=_CLOSED)]
+FlavorName = Annotated[str, Field(pattern=NAME_PATTERN)]
+QuotasIn = Annotated[
+    dict[FlavorName, FlavorQuotas], Field(max_length=64, json_schema_extra=_CLOSED)
+]
 
 
 def _check_flavors(value: dict[str, FlavorQuotas]) -> dict[str, FlavorQuotas]:
@@ -127,7 +133,7 @@ class GrantIn(_In):
     """What a tenant's admins may hand out to its queues: per flavor and resource, the most
     nominal quota in all and the highest borrowing limit of one queue."""
 
-    quotas: dict[str, FlavorQuotas] = Field(max_length=64)
+    quotas: QuotasIn
 
     @field_validator("quotas")
     @classmethod
@@ -140,7 +146,7 @@ class CohortIn(_In):
 
     name: str = Name
     parent: str | None = Field(default=None, pattern=NAME_PATTERN)
-    quotas: dict[str, FlavorQuotas] = Field(default_factory=dict, max_length=64)
+    quotas: QuotasIn = Field(default_factory=dict)
 
     @field_validator("quotas")
     @classmethod
@@ -163,13 +169,21 @@ class QueueIn(_In):
     tenant: str = Name
     cohort: str | None = Field(default=None, pattern=NAME_PATTERN)
     weight: float = Field(default=1.0, ge=0, le=1e6)
-    quotas: dict[str, FlavorQuotas] | None = Field(default=None, max_length=64)
+    quotas: QuotasIn | None = None
     preemption: PreemptionIn = PreemptionIn()
 
     @field_validator("quotas")
     @classmethod
     def _flavor_names(cls, value: dict[str, FlavorQuotas] | None) -> dict[str, FlavorQuotas] | None:
         return None if value is None else _check_flavors(value)
+
+
+class CohortOut(BaseModel):
+    """A cohort as configured."""
+
+    name: str
+    parent: str | None
+    quotas: dict[str, dict[ResourceName, QuotaIn]]
 
 
 class QueueSpecOut(BaseModel):

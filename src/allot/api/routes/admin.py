@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from allot.api.audit import note
 from allot.api.auth import Caller
@@ -36,6 +37,7 @@ from allot.wire.tenancy import (
     AuditOut,
     AuditPage,
     CohortIn,
+    CohortOut,
     FlavorQuotas,
     GrantIn,
     MeOut,
@@ -53,6 +55,10 @@ from allot.wire.tenancy import (
 )
 
 MAX_ID = (1 << 63) - 1
+INSTANT = (  # RFC 3339's date-time
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 MAX_AUDIT_PAGE = 1000
 
 # Wire resource -> (core resource, stored units per wire unit)
@@ -270,7 +276,7 @@ def list_tenants(control: Admin, caller: Caller) -> list[TenantOut]:
     ]
 
 
-@router.post("/tenants", status_code=status.HTTP_201_CREATED, responses=documented(403))
+@router.post("/tenants", status_code=status.HTTP_201_CREATED, responses=documented(403, 409))
 def create_tenant(body: TenantIn, admin: Admin, caller: Caller, request: Request) -> TenantOut:
     """A new tenant (cluster admins only)."""
     spec = admin.add_tenant(body.name, body.share, principal=caller)
@@ -293,13 +299,15 @@ def set_grant(
     return TenantOut.model_validate({"name": name, "share": share, "grant": quotas_out(grant)})
 
 
-@router.post("/cohorts", status_code=status.HTTP_201_CREATED, responses=documented(403))
-def create_cohort(body: CohortIn, admin: Admin, caller: Caller, request: Request) -> Response:
+@router.post("/cohorts", status_code=status.HTTP_201_CREATED, responses=documented(403, 409))
+def create_cohort(body: CohortIn, admin: Admin, caller: Caller, request: Request) -> CohortOut:
     """A new cohort (cluster admins only)."""
-    spec = CohortSpec(body.name, body.parent, quotas_in(body.quotas, "quotas"))
-    admin.add_cohort(spec, principal=caller)
+    quotas = quotas_in(body.quotas, "quotas")
+    admin.add_cohort(CohortSpec(body.name, body.parent, quotas), principal=caller)
     note(request, f"cohort {body.name}", reason="cohort created")
-    return Response(status_code=status.HTTP_201_CREATED)
+    return CohortOut.model_validate(
+        {"name": body.name, "parent": body.parent, "quotas": quotas_out(quotas)}
+    )
 
 
 @router.put("/queues/{name}", responses=documented(403))
@@ -336,23 +344,37 @@ def put_queue(
 # ---------------------------------------------------------------------- audit
 
 
+def _instant_of(text: str) -> float:
+    """An RFC 3339 instant (the pattern checked its shape) in seconds; 422 if no such day."""
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z")).timestamp()
+    except ValueError as err:
+        error = {"type": "value_error", "loc": ("query", "since"), "msg": str(err), "input": text}
+        raise RequestValidationError([error]) from None
+
+
 @router.get("/audit", responses=documented(403))
 def read_audit(
     admin: Admin,
     caller: Caller,
     since: Annotated[
-        datetime | None, Query(description="Entries at or after this instant.")
+        str | None,
+        Query(
+            pattern=INSTANT,
+            description="Entries at or after this instant (RFC 3339).",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     job: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    tenant: Annotated[str | None, Query(max_length=200)] = None,
+    tenant: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 100,
     before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="The 'next' cursor.")] = None,
 ) -> AuditPage:
     """The audit log, newest first: cluster admins see every entry, tenant admins their
     tenants'."""
     where = AuditFilter(
-        since=None if since is None else since.timestamp(),
+        since=None if since is None else _instant_of(since),
         actor=actor,
         job_id=job,
         tenants=None if tenant is None else frozenset({tenant}),

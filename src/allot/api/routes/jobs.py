@@ -45,6 +45,8 @@ MAX_LOG_OFFSET = (1 << 40) - 1
 MAX_PAGE_BYTES = 4 << 20
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="A job's id.")]
+Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
+CURSOR = r"^[1-9][0-9]{0,18}$"  # a job id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -55,7 +57,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
     response_model=JobOut,
     responses={
         200: {"model": JobOut, "description": "A retry: the job first submitted with this key"},
-        **documented(409, 413),
+        **documented(403, 409, 413),
     },
 )
 async def submit_job(
@@ -98,7 +100,7 @@ async def submit_job(
 @router.post(
     "/batch",
     status_code=status.HTTP_201_CREATED,
-    responses=documented(409, 413),
+    responses=documented(403, 409, 413),
 )
 def submit_jobs(
     batch: JobBatch,
@@ -160,11 +162,13 @@ def list_jobs(
     control: Control,
     caller: Caller,
     state: Annotated[list[JobStateName] | None, Query(description="Repeat for several.")] = None,
-    queue: str | None = None,
-    user: str | None = None,
-    tenant: str | None = None,
+    queue: Filter = None,
+    user: Filter = None,
+    tenant: Filter = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    before: Annotated[str | None, Query(description="The 'next' cursor of a page.")] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR, description="The 'next' cursor of a page.")
+    ] = None,
 ) -> JobPage:
     """Jobs matching every given filter among those the caller may see (its tenants'; every
     job for a cluster admin), newest first, one page at a time; 422 for an unknown queue (the
@@ -192,7 +196,7 @@ def list_jobs(
     return JobPage(items=items, next=following)
 
 
-@router.get("/{job_id}", responses=documented(404))
+@router.get("/{job_id:int}", responses=documented(404))
 def get_job(job_id: JobId, control: Control, caller: Caller) -> JobOut:
     """One job (404 for a job of a tenant the caller is not in, as for one that does not
     exist)."""
@@ -204,37 +208,37 @@ def _acted(request: Request, record: JobRecord, what: str) -> JobOut:
     return wire.job_out(record)
 
 
-@router.post("/{job_id}/cancel", responses=documented(403, 404, 409))
+@router.post("/{job_id:int}/cancel", responses=documented(403, 404, 409))
 def cancel_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Cancel a pending job, or stop a running one (it gets its grace period)."""
     return _acted(request, control.cancel(job_id, principal=caller), "cancelled")
 
 
-@router.post("/{job_id}/hold", responses=documented(403, 404, 409))
+@router.post("/{job_id:int}/hold", responses=documented(403, 404, 409))
 def hold_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Keep a pending job from starting until it is released."""
     return _acted(request, control.hold(job_id, principal=caller), "held")
 
 
-@router.post("/{job_id}/release", responses=documented(403, 404, 409))
+@router.post("/{job_id:int}/release", responses=documented(403, 404, 409))
 def release_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Let a held job be scheduled again."""
     return _acted(request, control.release(job_id, principal=caller), "released")
 
 
-@router.get("/{job_id}/events", responses=documented(404))
+@router.get("/{job_id:int}/events", responses=documented(404))
 def job_events(job_id: JobId, control: Control, caller: Caller) -> list[EventOut]:
     """The job's event log, oldest first."""
     return [wire.event_out(e) for e in control.events(job_id, principal=caller)]
 
 
-@router.get("/{job_id}/explain", responses=documented(404))
+@router.get("/{job_id:int}/explain", responses=documented(404))
 def explain_job(job_id: JobId, control: Control, caller: Caller) -> ExplainOut:
     """Why the job is where it is (for a pending job: why it has not started), and the remedy."""
     return wire.explain_out(control.explain(job_id, principal=caller))
 
 
-@router.get("/{job_id}/logs", responses=documented(404))
+@router.get("/{job_id:int}/logs", responses=documented(404))
 def job_logs(
     job_id: JobId,
     control: Control,
