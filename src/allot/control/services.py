@@ -132,7 +132,7 @@ class ControlPlane:
         actor = principal.user
         try:
             job = self._check_runnable(job, principal)
-            problem = self._dependency_problems([job]).get(0)
+            problem = self._dependency_problems([job], principal).get(0)
             if problem is not None:
                 raise problem
         except RejectedError:
@@ -168,7 +168,7 @@ class ControlPlane:
         them to (``array_id``)."""
         actor = principal.user
         jobs = list(jobs)
-        problems = self._dependency_problems(jobs, array)
+        problems = self._dependency_problems(jobs, principal, array)
         for index, job in enumerate(jobs):
             try:
                 jobs[index] = self._check_runnable(job, principal)
@@ -253,15 +253,23 @@ class ControlPlane:
         return job
 
     def _dependency_problems(
-        self, jobs: Sequence[NewJob], array: int | None = None
+        self, jobs: Sequence[NewJob], principal: Principal, array: int | None = None
     ) -> dict[int, RejectedError]:
         """What is wrong with each job's dependencies, by index in ``jobs`` (read in one go);
-        raises RejectedError when ``array`` names no array."""
+        raises RejectedError when ``array`` names no array. A job or array of a tenant
+        ``principal`` may not see is one that does not exist."""
         joins = None if array in (None, NEW_ARRAY) else array
         targets = {d.job_id for job in jobs for d in job.after}
         if joins is not None:
             targets.add(joins)
         progress = self.store.dependency_progress(targets) if targets else {}
+        if not principal.is_cluster_admin:
+            # Another tenant's job (or array) is named as if it did not exist.
+            progress = {
+                job_id: found
+                for job_id, found in progress.items()
+                if principal.may_read(self.store.get_job(job_id).job.tenant)
+            }
         if joins is not None and not (joins in progress and progress[joins].array):
             raise RejectedError(
                 "array_id", f"job {joins} does not name an array (an array's first job's id)"
