@@ -149,7 +149,14 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "allot.config": (frozenset({"allot.core"}), frozenset({"yaml"})),
     "allot.control": (frozenset({"allot.core"}), frozenset()),
     "allot.store": (
-        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset(
+            {
+                "allot.core",
+                "allot.control.ports",
+                "allot.control.records",
+                "allot.control.principal",
+            }
+        ),
         frozenset({"sqlalchemy", "alembic"}),
     ),
     "allot.executors": (
@@ -157,11 +164,12 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"pynvml"}),
     ),
     "allot.api": (
-        frozenset({"allot.core", "allot.control", "allot.wire"}),
-        frozenset({"fastapi", "starlette", "pydantic"}),
+        # allot.config: the OIDC file; jwt: its tokens; uvicorn: the header-read timeout
+        frozenset({"allot.core", "allot.control", "allot.wire", "allot.config"}),
+        frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
     ),
     "allot.client": (
-        frozenset({"allot.wire.schemas", "allot.datadir"}),
+        frozenset({"allot.wire.schemas", "allot.wire.tenancy", "allot.datadir"}),
         frozenset({"httpx", "pydantic"}),
     ),
     "allot.cli": (
@@ -169,6 +177,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
             {
                 "allot.client",
                 "allot.wire.schemas",
+                "allot.wire.tenancy",
                 "allot.datadir",
                 "allot.config",
                 "allot.sim",

@@ -79,8 +79,10 @@ def test_only_cluster_admins_add_tenants_cohorts_users_and_grants() -> None:
         with pytest.raises(ForbiddenError, match="only a cluster admin"):
             action(VERA)
         action(ROOT)
-    with pytest.raises(RejectedError, match="name 'audio' appears twice"):
+    with pytest.raises(ConflictError, match="tenant 'audio' already exists"):
         tenancy.add_tenant("audio", 1.0, principal=ROOT)
+    with pytest.raises(ConflictError, match="cohort 'x' already exists"):
+        tenancy.add_cohort(CohortSpec("x"), principal=ROOT)
     with pytest.raises(RejectedError, match="unknown cohort 'nope'"):
         tenancy.put_queue(QueueSpec("q", "vision", "nope", {GPU: ResourceQuota(0)}),
                           principal=ROOT)  # fmt: skip
@@ -89,7 +91,7 @@ def test_only_cluster_admins_add_tenants_cohorts_users_and_grants() -> None:
                           principal=ROOT)  # fmt: skip
     with pytest.raises(NotFoundError, match="tenant 'ghost' does not exist"):
         tenancy.set_grant("ghost", None, principal=ROOT)
-    with pytest.raises(RejectedError, match="unknown tenant 'ghost'"):
+    with pytest.raises(NotFoundError, match="tenant 'ghost' does not exist"):
         tenancy.set_role("eve", "ghost", Role.MEMBER, principal=ROOT)
     assert tenancy.set_role("eve", "vision", Role.VIEWER, principal=ROOT).memberships == {
         "vision": Role.VIEWER
