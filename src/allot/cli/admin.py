@@ -309,7 +309,9 @@ def queue(
     quota: Quotas = None,
     cohort: Annotated[str | None, typer.Option(metavar="COHORT", help="Its cohort.")] = None,
     weight: Annotated[float, typer.Option(min=0, help="Fair-sharing weight.")] = 1.0,
-    unconstrained: Annotated[bool, typer.Option(help="No quotas at all (cluster admins).")] = False,
+    unconstrained: Annotated[
+        bool, typer.Option("--unconstrained", help="No quotas at all (cluster admins).")
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
