@@ -18,9 +18,10 @@ import httpx
 from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
-from allot.api.auth import hash_token
+from allot.control.credentials import hash_token
 from allot.control.dependencies import DependencyWait
-from allot.control.ports import RunState, RunStatus, TaskLaunch
+from allot.control.ports import NotFoundError, RunState, RunStatus, TaskLaunch
+from allot.control.principal import Role
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.control.services import ControlPlane
 from allot.core.explain import Explanation
@@ -163,7 +164,7 @@ class Harness:
 def make_harness(nodes: Sequence[Node] | None = None, quotas: QuotaConfig | None = None,
                  tokens: Mapping[str, str] | None = None) -> Harness:  # fmt: skip
     """A harness with ``nodes`` (default: ``default_nodes()``), ``quotas`` (default: one
-    unconstrained queue) and ``tokens`` (token -> name)."""
+    unconstrained queue) and ``tokens`` (token -> user name; each user a cluster admin)."""
     clock = ManualClock()
     store = MemoryStore(quotas)
     executor = FakeExecutor(list(nodes if nodes is not None else default_nodes()))
@@ -171,8 +172,29 @@ def make_harness(nodes: Sequence[Node] | None = None, quotas: QuotaConfig | None
     loop = FakeScheduler(store, clock)
     harness = Harness(store, executor, clock, loop, ControlPlane(store, executor, clock, loop))
     for token, name in (tokens or {}).items():
-        store.add_token(name, "admin", hash_token(token), at=clock.now())
+        add_token(store, token, name, at=clock.now())
     return harness
+
+
+def add_token(
+    store: MemoryStore,
+    token: str,
+    user: str,
+    *,
+    at: float = START,
+    cluster_admin: bool = True,
+    roles: Mapping[str, Role] | None = None,
+    expires_at: float | None = None,
+) -> None:
+    """Store ``token`` as a token of ``user`` (created when new: a cluster admin unless told
+    otherwise, with ``roles`` in tenants)."""
+    try:
+        store.get_user(user)
+    except NotFoundError:
+        store.add_user(user, cluster_admin=cluster_admin, at=at)
+    for tenant, role in (roles or {}).items():
+        store.set_membership(user, tenant, role)
+    store.add_token(user, f"{user}-token", hash_token(token), at=at, expires_at=expires_at)
 
 
 class InProcessTransport(httpx.BaseTransport):

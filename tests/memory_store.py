@@ -7,9 +7,10 @@ dependency progress and node sync per pool.
 One lock serialises every method, and a method that raises restores the state it started from:
 threads of one process see each method as one transaction. What it does not model: durability
 and crash safety (nothing outlives the object), concurrency across processes, migrations, and
-the rows behind the records (tasks, allocations and dependency rows; a token cannot be revoked,
-as no ``Store`` method revokes one). It starts with ``quotas`` already saved (default: one
-unconstrained queue ``default`` of tenant ``default``), without a ``quotas_saved`` event.
+the rows behind the records (tasks, allocations and dependency rows). Users, tokens, grants and
+the audit log are ``MemoryTenancy``'s methods, over the same tables and lock. It starts with
+``quotas`` already saved (default: one unconstrained queue ``default`` of tenant
+``default``), without a ``quotas_saved`` event.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.records import (
     NEW_ARRAY,
+    AuditEntry,
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
@@ -34,9 +36,17 @@ from allot.control.records import (
     StopCause,
     TokenRecord,
     UsageRecord,
+    UserRecord,
 )
 from allot.core.model import MILLI_PER_GPU, JobState, Node, NodeState, TransitionError, transition
-from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
+from allot.core.quota.config import (
+    FlavorResource,
+    QueueSpec,
+    QuotaConfig,
+    ResourceQuota,
+    TenantSpec,
+)
+from memory_tenancy import MemoryTenancy
 
 DEFAULT_QUOTAS = QuotaConfig((TenantSpec("default"),), (QueueSpec("default", "default"),))
 _ENDINGS = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING)
@@ -64,6 +74,9 @@ class _Tables:
     usage: list[UsageRecord] = field(default_factory=list)
     checks: list[NodeCheckRecord] = field(default_factory=list)
     speeds: dict[tuple[str, str], FlavorSpeed] = field(default_factory=dict)
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    grants: dict[str, dict[FlavorResource, ResourceQuota]] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -77,6 +90,9 @@ class _Tables:
             list(self.usage),
             list(self.checks),
             dict(self.speeds),
+            dict(self.users),
+            dict(self.grants),
+            list(self.audit),
         )
 
     def event(
@@ -211,6 +227,7 @@ def _matches(record: JobRecord, where: JobFilter) -> bool:
         and where.queue in (None, job.queue)
         and where.user in (None, job.user)
         and where.tenant in (None, job.tenant)
+        and (where.tenants is None or job.tenant in where.tenants)
     )
 
 
@@ -222,7 +239,7 @@ def _checked(job_id: int, current: JobState, target: JobState) -> None:
         raise ConflictError(f"job {job_id}: {detail}") from err
 
 
-class MemoryStore:
+class MemoryStore(MemoryTenancy):
     """The ``Store`` protocol in memory (see the module docstring for what it leaves out)."""
 
     def __init__(self, quotas: QuotaConfig | None = None) -> None:
@@ -699,29 +716,7 @@ class MemoryStore:
         with self._reading() as db:
             return [db.speeds[k] for k in sorted(db.speeds) if job_class in (None, k[0])]
 
-    # -- tokens and events
-
-    def add_token(self, name: str, role: str, token_hash: str, *, at: float) -> TokenRecord:
-        with self._transaction() as db:
-            if token_hash in db.tokens:
-                raise ConflictError(f"token {name!r}: a token with this hash already exists")
-            record = db.tokens[token_hash] = TokenRecord(len(db.tokens) + 1, name, role, at)
-            db.event(
-                at,
-                "token_added",
-                None,
-                (None, None),
-                "config",
-                f"token {name!r} added with role {role}",
-                name=name,
-                role=role,
-            )
-            return record
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._reading() as db:
-            record = db.tokens.get(token_hash)
-            return record if record is not None and record.revoked_at is None else None
+    # -- events
 
     def events(
         self, job_id: int | None = None, *, after: int = 0, limit: int = 1000

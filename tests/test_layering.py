@@ -158,7 +158,14 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"numpy", "pandas", "matplotlib", "torch"}),
     ),
     "allot.store": (
-        frozenset({"allot.core", "allot.control.ports", "allot.control.records"}),
+        frozenset(
+            {
+                "allot.core",
+                "allot.control.ports",
+                "allot.control.records",
+                "allot.control.principal",
+            }
+        ),
         frozenset({"sqlalchemy", "alembic"}),
     ),
     "allot.executors": (
@@ -168,11 +175,14 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"pynvml"}),
     ),
     "allot.api": (
-        frozenset({"allot.core", "allot.control", "allot.wire", "allot.profile"}),
-        frozenset({"fastapi", "starlette", "pydantic"}),
+        # allot.config: the OIDC file; jwt: its tokens; uvicorn: the header-read timeout
+        frozenset({"allot.core", "allot.control", "allot.wire", "allot.config", "allot.profile"}),
+        frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
     ),
     "allot.client": (
-        frozenset({"allot.wire.schemas", "allot.wire.profiling", "allot.datadir"}),
+        frozenset(
+            {"allot.wire.schemas", "allot.wire.profiling", "allot.wire.tenancy", "allot.datadir"}
+        ),
         frozenset({"httpx", "pydantic"}),
     ),
     "allot.cli": (
@@ -181,6 +191,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.client",
                 "allot.wire.schemas",
                 "allot.wire.profiling",
+                "allot.wire.tenancy",
                 "allot.datadir",
                 "allot.config",
                 "allot.profile",

@@ -9,27 +9,35 @@ refused before the store is opened); open the store and run its migrations; make
 admin token exists (written once to ``<data dir>/admin-token`` with mode 0600; only its hash
 is stored); activate the quotas (``allot.quota_source``: the file's, the built-in default's,
 or those the store already has); reconcile whatever a previous process left running; then
-serve on the claimed socket.
+serve on the claimed socket, where a connection that has not sent a request's headers within
+``HEADER_SECONDS`` is closed (``allot.api.connections``).
+
+Jobs may not name a working directory inside the data directory; ``workdir_roots``, when
+given, are the only roots they may name.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from allot.api import create_app
-from allot.api.auth import hash_token
+from allot.config.oidc import OidcConfig, load_oidc
 from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
+from allot.control.credentials import hash_token, new_token
 from allot.control.loop import SchedulingLoop
+from allot.control.ports import NotFoundError, Store
+from allot.control.records import AuditEntry
 from allot.control.registry import LOCAL, ExecutorRegistry
 from allot.control.services import ControlPlane
 from allot.control.system import SystemConfig
 from allot.control.system import build as build_system
+from allot.control.workdirs import WorkdirRule
 from allot.core.quota.config import QuotaConfig
 from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory
@@ -37,6 +45,9 @@ from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("allot.server")
 DEFAULT_PORT = 8765
@@ -56,6 +67,9 @@ class ServerConfig:
     policy: str = "allot"
     interval: float = 1.0
     grace_seconds: float = 30.0
+    oidc_file: Path | None = None
+    workdir_roots: tuple[Path, ...] = ()
+    rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -95,19 +109,27 @@ def claim(config: ServerConfig) -> Claims:
     return Claims(sock, lock)
 
 
-def ensure_admin_token(store: SqlStore, data_dir: Path, now: float) -> Path:
-    """Create the admin token once (file mode 0600) and make sure the store knows its hash."""
+ADMIN_USER = "admin"
+
+
+def ensure_admin_token(store: Store, data_dir: Path, now: float) -> Path:
+    """Create the admin token once (file mode 0600) and make sure the store knows its hash,
+    as a token of the cluster admin ``admin`` (created on the first start)."""
     path = data_dir / TOKEN_FILE
     if not path.exists():
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
     os.chmod(path, 0o600)
     token = path.read_text().strip()
     digest = hash_token(token)
+    try:
+        store.get_user(ADMIN_USER)
+    except NotFoundError:
+        store.add_user(ADMIN_USER, cluster_admin=True, at=now)
     if store.find_token(digest) is None:
-        store.add_token("admin", "admin", digest, at=now)
+        store.add_token(ADMIN_USER, "admin-token", digest, at=now)
     return path
 
 
@@ -123,6 +145,7 @@ class Server:
     control: ControlPlane
     token_path: Path
     quotas: ActiveQuotas
+    oidc: OidcConfig | None = None
 
 
 def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
@@ -145,33 +168,61 @@ def build(config: ServerConfig) -> Server:
     executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
     inventory = executor.inventory_report()
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
+    oidc = None if config.oidc_file is None else load_oidc(config.oidc_file)
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
     store.migrate()
     token_path = ensure_admin_token(store, config.data_dir, clock.now())
     quota_file = None if config.quotas_file is None else config.quotas_file.resolve()
     quotas = activate(store, config.data_dir, loaded=loaded, file=quota_file, at=clock.now())
+    workdirs = WorkdirRule.of(
+        [str(config.data_dir)], [str(root) for root in config.workdir_roots] or None
+    )
     system = build_system(
         SystemConfig(config.policy, config.interval, grace_seconds=config.grace_seconds),
         store=store,
         executors=ExecutorRegistry({LOCAL: executor}),
         clock=clock,
+        workdirs=workdirs,
     )
+    if not quotas.kept:
+        source = "the built-in default" if quotas.file is None else str(quotas.file)
+        loaded_from = f"quotas loaded from {source}"
+        entry = AuditEntry(clock.now(), "config", "quotas_loaded", "quotas", "ok", loaded_from)
+        system.control.audit.record(entry)
     system.start()
     return Server(
-        config, store, executor, inventory, system.loop, system.control, token_path, quotas
+        config, store, executor, inventory, system.loop, system.control, token_path, quotas, oidc
     )
+
+
+def app_of(server: Server) -> FastAPI:
+    """The REST API of ``server``, with its OIDC verifier and rate limit."""
+    from allot.api.auth import RateLimits
+    from allot.api.oidc import JwtVerifier
+
+    jwt = None if server.oidc is None else JwtVerifier(server.oidc)
+    rate = server.config.rate_limit
+    return create_app(server.control, jwt=jwt, rate_limits=RateLimits(rate, rate * 10))
 
 
 def serve(server: Server, sock: socket.socket) -> None:
     """Serve the API on ``sock`` (bound by ``claim``) until interrupted, then stop the
-    scheduling loop (jobs keep running)."""
+    scheduling loop (jobs keep running) and write what the audit trail holds."""
     import uvicorn
+
+    from allot.api.connections import protocol_with_header_timeout
 
     config = server.config
     log.info("allot serving on http://%s:%d", config.host, config.port)
     try:
         uvicorn.Server(
-            uvicorn.Config(create_app(server.control), log_level="warning", access_log=False)
+            uvicorn.Config(
+                app_of(server),
+                log_level="warning",
+                access_log=False,
+                http=protocol_with_header_timeout(),
+            )
         ).run(sockets=[sock])
     finally:
         server.loop.close()
+        server.control.audit.close()

@@ -3,12 +3,12 @@ token's name is the actor the control plane records."""
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
+from fastapi import FastAPI
 
-from allot.api.app import create_app
-from allot.control.records import TokenRecord
-from harness import Harness, InProcessTransport
+from harness import Harness, InProcessTransport, add_token
 
 ROUTES = [
     ("POST", "/v1/jobs"),
@@ -24,7 +24,12 @@ ROUTES = [
     ("POST", "/v1/nodes/gpu-1/drain"),
     ("POST", "/v1/nodes/gpu-1/undrain"),
     ("GET", "/v1/queues"),
+    ("GET", "/v1/me"),
+    ("POST", "/v1/tokens"),
+    ("GET", "/v1/audit"),
 ]
+
+TOKEN = "tok-alice-0123456789"
 
 
 def assert_unauthorized(response: httpx.Response) -> None:
@@ -75,22 +80,56 @@ def test_healthz_needs_no_token(anon: httpx.Client) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_a_custom_verifier_decides_and_revoked_tokens_are_refused(
-    harness: Harness, token: str
-) -> None:
-    records = {
-        "live": TokenRecord(1, "bob", "admin", 0.0),
-        "revoked": TokenRecord(2, "carol", "admin", 0.0, revoked_at=1.0),
-    }
-    app = create_app(harness.control, token_verifier=records.get)
+def test_revoked_and_expired_tokens_are_refused_at_once(harness: Harness, app: FastAPI) -> None:
+    add_token(harness.store, "live-token", "bob", expires_at=harness.clock.now() + 60)
+    add_token(harness.store, "old-token", "carol", expires_at=harness.clock.now() + 60)
     with httpx.Client(transport=InProcessTransport(app), base_url="http://allot.test") as client:
-        live = client.post(
-            "/v1/jobs", json={"command": "true"}, headers={"Authorization": "Bearer live"}
-        )
-        assert live.status_code == 201
-        assert live.json()["user"] == "bob"
-        revoked = client.get("/v1/jobs", headers={"Authorization": "Bearer revoked"})
-        assert_unauthorized(revoked)
-        # The store's tokens are not consulted when a verifier is given.
-        store_token = client.get("/v1/jobs", headers={"Authorization": f"Bearer {token}"})
-        assert_unauthorized(store_token)
+
+        def status(token: str) -> int:
+            return client.get("/v1/jobs", headers={"Authorization": f"Bearer {token}"}).status_code
+
+        assert (status("live-token"), status("old-token")) == (200, 200)
+        old = next(t for t in harness.store.tokens("carol"))
+        client.post(
+            f"/v1/tokens/{old.id}/revoke", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).raise_for_status()
+        # The revocation went through this server: no cached verdict outlives it.
+        response = client.get("/v1/jobs", headers={"Authorization": "Bearer old-token"})
+        assert_unauthorized(response)
+        assert "old-token" not in response.text
+        harness.clock.advance(61)
+        expired = client.get("/v1/jobs", headers={"Authorization": "Bearer live-token"})
+        assert_unauthorized(expired)
+        assert expired.json()["detail"] == "the API token has expired; create a new one"
+
+
+class _Unread:
+    """An ASGI ``receive`` that fails the test if anything reads the body."""
+
+    async def __call__(self) -> dict[str, object]:
+        raise AssertionError("the body was read before the caller was authenticated")
+
+
+def test_an_unauthenticated_request_is_refused_before_its_body_is_read(app: FastAPI) -> None:
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/jobs",
+        "raw_path": b"/v1/jobs",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("allot.test", 80),
+        "state": {},
+    }
+    anyio.run(app, scope, _Unread(), send)
+    assert sent[0]["status"] == 401

@@ -10,12 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from allot.api.auth import hash_token
 from allot.control.records import JobFilter
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobState, Resources
 from allot.core.quota.config import QueueSpec, QuotaConfig, TenantSpec
-from harness import Harness, InProcessTransport
+from harness import Harness, InProcessTransport, add_token
 
 BOB = "tok-bob-0123456789"
 BASE_URL = "http://allot.test"
@@ -126,7 +125,7 @@ def test_get_returns_the_job_and_404_for_an_unknown_one(api: httpx.Client) -> No
 def test_list_filters_by_state_queue_user_and_tenant(
     api: httpx.Client, app: FastAPI, harness: Harness
 ) -> None:
-    harness.store.add_token("bob", "admin", hash_token(BOB), at=0)
+    add_token(harness.store, BOB, "bob")
     harness.store.save_quotas(TWO_TENANTS, at=0)
     with httpx.Client(
         transport=InProcessTransport(app),

@@ -81,7 +81,9 @@ class Plant:
             time.sleep(0.05)
 
     def log(self, job_id: int, task: int = 0) -> str:
-        return self.control.logs(job_id, task=task).data.decode()
+        return self.control.logs(
+            job_id, principal=Principal.admin("tester"), task=task
+        ).data.decode()
 
 
 @pytest.fixture
@@ -140,9 +142,12 @@ def test_cancel_a_pending_job_and_hold_release(plant: Plant) -> None:
     plant.until(blocker.id, lambda r: r.state is JobState.RUNNING)
     waiting = plant.submit("true")
     plant.loop.run_once()
-    assert plant.control.explain(waiting.id).reason == "no_capacity"
+    assert (
+        plant.control.explain(waiting.id, principal=Principal.admin("tester")).reason
+        == "no_capacity"
+    )
     plant.control.hold(waiting.id, principal=Principal.admin("tester"))
-    assert plant.control.explain(waiting.id).reason == "held"
+    assert plant.control.explain(waiting.id, principal=Principal.admin("tester")).reason == "held"
     plant.control.release(waiting.id, principal=Principal.admin("tester"))
     assert (
         plant.control.cancel(waiting.id, principal=Principal.admin("tester")).state
@@ -177,9 +182,12 @@ def test_a_task_whose_runner_was_killed_is_shown_as_running_without_it(plant: Pl
     runner_pid, _ = _pids(plant.root, record.run.run_id)
     os.kill(runner_pid, signal.SIGKILL)  # the supervisor only; the task lives on
     note = f"runs without its runner (pid {runner_pid} is gone)"
-    record = plant.until(job.id, lambda r: note in plant.control.get(job.id).reason)
+    record = plant.until(
+        job.id,
+        lambda r: note in plant.control.get(job.id, principal=Principal.admin("tester")).reason,
+    )
     assert record.state is JobState.RUNNING  # it still holds its GPU
-    explained = plant.control.explain(job.id)
+    explained = plant.control.explain(job.id, principal=Principal.admin("tester"))
     assert (explained.reason, note in explained.message) == ("running", True)
     plant.control.cancel(job.id, principal=Principal.admin("tester"))
     plant.control.cancel(

@@ -136,15 +136,18 @@ def test_a_waiting_job_says_what_it_waits_for(plant: Plant) -> None:
     train = plant.submit(Dependency(pre))
     later = plant.submit(Dependency(pre, Condition.ANY), Dependency(train, Condition.FAILED))
     plant.cycle()
-    why = plant.control.explain(train)
+    why = plant.control.explain(train, principal=Principal.admin("tester"))
     assert (why.reason, why.message) == (DEPENDENCY, f"waits for job {pre} to succeed")
     assert why.remedy == (f"starts once job {pre} has succeeded; ended if it fails or is cancelled")
     assert why.fields["after"] == pre
     assert why.fields["condition"] == "ok"
-    listed = {r.id: r.reason for r in plant.control.list_jobs(JobFilter())}
+    listed = {
+        r.id: r.reason
+        for r in plant.control.list_jobs(JobFilter(), principal=Principal.admin("tester"))
+    }
     assert listed[train] == f"dependency: waits for job {pre} to succeed"
     assert listed[later] == (f"dependency: waits for job {pre} to end, and for 1 more dependency")
-    assert plant.control.get(train).reason == listed[train]
+    assert plant.control.get(train, principal=Principal.admin("tester")).reason == listed[train]
 
 
 def test_failed_runs_only_after_a_failure(plant: Plant) -> None:
@@ -208,7 +211,7 @@ def test_an_array_waits_for_every_job_of_an_array(plant: Plant) -> None:
     plant.exit(first[0])
     plant.exit(first[1])
     plant.cycle()
-    why = plant.control.explain(second[1])
+    why = plant.control.explain(second[1], principal=Principal.admin("tester"))
     assert why.message == f"waits for every job of array {first[0]} to succeed (2 of 3 have ended)"
     assert why.fields["array"] is True
     assert why.fields["members"] == 3

@@ -43,7 +43,11 @@ def test_first_start_creates_a_private_admin_token_and_a_default_queue(tmp_path:
         assert len(token) >= 32
         record = server.store.find_token(hash_token(token))
         assert record is not None
-        assert record.role == "admin"
+        assert (record.user, record.expires_at) == ("admin", None)  # the operator's, for good
+        assert server.store.get_user("admin").cluster_admin
+        for name in ("allot.db", "allot.db-wal", "allot.db-shm"):
+            database = tmp_path / "data" / name
+            assert stat.S_IMODE(database.stat().st_mode) == 0o600, name
         assert [q.name for q in server.store.quotas().queues] == ["default"]
         assert [(n.gpus, n.flavor) for n in server.store.nodes()] == [(2, "gpu")]
         assert "declared 2 GPUs" in server.inventory.detail

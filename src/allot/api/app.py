@@ -3,8 +3,10 @@
 Layout of the app: ``/healthz`` (no token) and ``/v1/...`` (every route needs a bearer token,
 except the API's description: the OpenAPI document at ``/v1/openapi.json`` and its browsable
 form at ``/v1/docs``, whose files this server serves itself, see ``allot.api.docs``).
-Around the routes, from the outside in: unexpected errors become a 500 problem, bodies over
-``MAX_BODY_BYTES`` are refused with 413, and known exceptions become problem documents.
+Around the routes, from the outside in: unexpected errors become a 500 problem; the caller is
+authenticated (401 before the body is read) and rate-limited (429); state-changing requests
+are recorded in the audit log; bodies over ``MAX_BODY_BYTES`` are refused with 413; known
+exceptions become problem documents.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from allot import __version__
-from allot.api.auth import TokenVerifier, authenticate, store_verifier
+from allot.api.audit import AuditRequests
+from allot.api.auth import Authentication, RateLimits, TokenVerifier, Verifier, authenticate
 from allot.api.body_limit import BodySizeLimit
 from allot.api.context import close_intake
 from allot.api.docs import install_docs
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
-from allot.api.routes import cluster, jobs, profile
+from allot.api.routes import admin, cluster, jobs, profile
 from allot.control.profiling import Profiling
 from allot.control.services import ControlPlane
+from allot.control.tenancy import Tenancy
 from allot.wire.schemas import MAX_BODY_BYTES, Health
 
 API_PREFIX = "/v1"
@@ -40,9 +44,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     close_intake(app)  # answer every submission already taken before the server stops
 
 
-def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = None) -> FastAPI:
-    """The REST API over ``control``. ``token_verifier`` maps a presented bearer token to its
-    record (None: unknown); by default tokens are looked up by their SHA-256 in the store."""
+DEFAULT_RATE = 100.0  # requests per second per token, on average
+DEFAULT_BURST = 1000.0
+
+
+def create_app(
+    control: ControlPlane,
+    *,
+    jwt: Verifier | None = None,
+    rate_limits: RateLimits | None = None,
+) -> FastAPI:
+    """The REST API over ``control``. ``jwt`` checks JWTs (OIDC mode; None: API tokens only);
+    ``rate_limits`` limits each token (default: 100 requests per second, bursts of 1,000)."""
     app = FastAPI(
         title="allot",
         summary="A compute platform for teams that share GPUs.",
@@ -56,17 +69,25 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
     app.state.control = control
     app.state.profiling = Profiling(control)
     app.state.intake = None
-    app.state.token_verifier = token_verifier or store_verifier(control)
+    tokens = TokenVerifier(control)
+    app.state.token_verifier = tokens
+
+    def changed() -> None:
+        tokens.forget()
+        control.forget_cluster()
+
+    app.state.tenancy = Tenancy(control.store, control.clock, changed)
     install_problem_handlers(app)
 
     v1 = APIRouter(
         prefix=API_PREFIX,
         dependencies=[Depends(authenticate)],
-        responses=documented(401, 422, 500),
+        responses=documented(400, 401, 422, 429, 500),
     )
     v1.include_router(jobs.router)
     v1.include_router(cluster.router)
     v1.include_router(profile.router)
+    v1.include_router(admin.router)
     app.include_router(v1)
     install_docs(
         app, docs_url=f"{API_PREFIX}/docs", openapi_url=f"{API_PREFIX}/openapi.json", title="allot"
@@ -77,7 +98,11 @@ def create_app(control: ControlPlane, *, token_verifier: TokenVerifier | None = 
         """The server is up (no token needed)."""
         return Health()
 
-    # Added last, so it wraps outermost: even a failure in the size check becomes a problem.
+    # Each one added wraps the ones before: the last added is outermost, so even a failure in
+    # authentication becomes a problem, and nothing reads a body before the caller is known.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(AuditRequests, control=control)
+    limits = rate_limits or RateLimits(DEFAULT_RATE, DEFAULT_BURST)
+    app.add_middleware(Authentication, tokens=tokens, jwt=jwt, limits=limits)
     app.add_middleware(UnexpectedErrors)
     return app

@@ -8,8 +8,9 @@ This module owns the mapping from exceptions to problems:
   more than any node has) -> 422 ``rejected``
 - ``NotFoundError`` -> 404 ``not-found``; ``ConflictError`` -> 409 ``conflict``;
   ``ForbiddenError`` (the caller may not do this) -> 403 ``forbidden``
-- ``ProblemError`` raised by the API itself (401 ``unauthorized``); the body size limit
-  answers 413 ``too-large`` itself; Starlette's own 404 and 405 keep their status
+- ``ProblemError`` raised by the API itself; authentication answers 401 ``unauthorized``
+  and 429 ``too-many-requests`` itself, the body size limit 413 ``too-large``; Starlette's
+  own 404 and 405 keep their status
 - anything else -> 500 ``internal`` with a generic detail; the traceback goes to the log, the
   request's body and headers never do (they may hold tokens and environment values).
 """
@@ -45,6 +46,7 @@ CONFLICT = PROBLEM_BASE + "conflict"
 FORBIDDEN = PROBLEM_BASE + "forbidden"
 UNAUTHORIZED = PROBLEM_BASE + "unauthorized"
 TOO_LARGE = PROBLEM_BASE + "too-large"
+TOO_MANY = PROBLEM_BASE + "too-many-requests"
 INTERNAL = PROBLEM_BASE + "internal"
 
 # Where a request parameter came from; the field names in ``errors`` leave it out.
@@ -190,6 +192,9 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     # Starlette's own errors: unknown routes (404), wrong methods (405, with Allow).
     assert isinstance(exc, StarletteHTTPException)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
     if exc.status_code == 404:
         detail = f"no such resource: {request.url.path}"
         return problem_response(404, NOT_FOUND, "Not found", detail, request.url.path)
@@ -203,8 +208,19 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
         phrase,
         str(exc.detail),
         request.url.path,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's own 405 names only
+    the first route that matches the path, though several may: ``GET`` and ``POST``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

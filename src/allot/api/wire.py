@@ -136,6 +136,18 @@ def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
     )
 
 
+def wire_size(model: JobOut) -> int:
+    """About how many bytes ``model`` takes as JSON (its strings dominate: argv, names)."""
+    job = model
+    return (
+        1024
+        + sum(len(a) for a in job.command)
+        + len(job.name)
+        + len(job.reason)
+        + sum(len(k) for k in job.env_keys)
+    )
+
+
 def _instant(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 

@@ -6,9 +6,10 @@
   after a flag.
 - ``CommandAfterDashes``: a ``Command`` whose words after ``--`` are a program's argv, kept
   away from its own options (``allot submit [OPTIONS] [JOB.yaml] [-- COMMAND...]``).
-- ``LazyGroup``: the ``allot`` group. It knows its commands from a table of ``Entry`` (name,
-  ``module:function``, one-line help) and imports a command's module only when that command
-  runs or shows its own help, so ``allot --help`` imports none of them.
+- ``LazyGroup``: the ``allot`` group (and ``allot admin``'s). It knows its commands from a
+  table of ``Entry`` (name, ``module:function`` or ``module:GroupClass``, one-line help) and
+  imports a command's module only when that command runs or shows its own help, so
+  ``allot --help`` imports none of them.
 
 Invariant: this module imports Typer and the standard library only; the command line starts
 with it.
@@ -162,12 +163,15 @@ class LazyGroup(_PlainHelp, TyperGroup):
 
     def load(self, name: str) -> Any:
         """Import the command's module and build the command from its function (or, for a
-        ``typer.Typer`` of sub-commands such as ``allot node check``, the group)."""
+        ``typer.Typer`` of sub-commands such as ``allot node check``, the group; for a
+        ``LazyGroup`` class such as ``allot admin``, the group of sub-commands it lists)."""
         entry = self.entries[name]
         module, _, attr = entry.target.partition(":")
         function = getattr(importlib.import_module(module), attr)
         if isinstance(function, typer.Typer):
             return typer.main.get_group(function)
+        if isinstance(function, type) and issubclass(function, LazyGroup):
+            return function(name=name, help=entry.help, no_args_is_help=True)
         single = typer.Typer(add_completion=False)
         single.command(name=name, cls=entry.cls, no_args_is_help=entry.no_args_is_help)(function)
         command = typer.main.get_command(single)

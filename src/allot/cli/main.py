@@ -72,6 +72,10 @@ COMMANDS = {
         "Check this machine's GPUs against its flavor: allot node check.",
         no_args_is_help=True,
     ),
+    "admin": Entry(
+        "allot.cli.admin:AdminGroup",
+        "Who may do what: users, roles, tokens, tenants, grants, cohorts, queues, audit log.",
+    ),
 }
 
 

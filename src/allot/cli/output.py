@@ -130,7 +130,7 @@ def print_problem(doc: Mapping[str, object]) -> None:
 def failure(err: Exception, subject: str = "") -> tuple[str, int, dict[str, object]]:
     """How a failure is told: the ``error:`` line, the exit status and the problem document.
     ``subject`` (a job file, say) prefixes what the server found invalid."""
-    from allot.client import ApiError, Invalid, Unauthorized
+    from allot.client import ApiError, Forbidden, Invalid, Unauthorized
 
     if not isinstance(err, ApiError):  # ours, or the job file's
         return str(err), BAD_INPUT, {"type": "about:blank", "title": "Invalid input",
@@ -138,6 +138,8 @@ def failure(err: Exception, subject: str = "") -> tuple[str, int, dict[str, obje
     if isinstance(err, Invalid):
         message = f"{subject}: {err}" if subject else str(err)
         return message, BAD_INPUT, problem_of(err)
+    if isinstance(err, Forbidden):  # the token is fine; its role does not allow this
+        return str(err), FAILED, problem_of(err)
     if isinstance(err, Unauthorized):
         hint = (
             "pass --token or set ALLOT_TOKEN; for a local `allot up`, set ALLOT_DATA_DIR to "

@@ -49,6 +49,27 @@ def up(
         ),
     ] = None,
     policy: Annotated[str, typer.Option(help=f"One of: {', '.join(POLICIES)}.")] = "allot",
+    oidc: Annotated[
+        Path | None,
+        typer.Option(
+            help="Accept JWTs of the site's identity provider (YAML, see docs/tenancy.md).",
+            metavar="FILE",
+        ),
+    ] = None,
+    workdir_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Jobs may name working directories only inside these (repeat for several;"
+            " never inside the data directory).",
+            metavar="DIR",
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Requests per second per token (bursts of 10x; cluster admins: none)."
+        ),
+    ] = 100.0,
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
@@ -83,6 +104,9 @@ def up(
         quotas_file=None if quotas in (None, DEFAULT_QUOTAS) else Path(quotas),
         default_quotas=quotas == DEFAULT_QUOTAS,
         policy=policy,
+        oidc_file=oidc,
+        workdir_roots=tuple(workdir_root or ()),
+        rate_limit=rate_limit,
     )
     try:
         claims = claim(config)

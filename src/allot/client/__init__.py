@@ -17,7 +17,8 @@ token a local ``allot up`` wrote into its data directory (sent only to a server 
 machine); ``find_endpoint()`` tells what they would use.
 
 Failures raise ``ApiError`` subclasses: ``Invalid``, ``NotFound``, ``Conflict``,
-``Unauthorized``, ``ServerError`` and ``Unreachable``. The SDK imports httpx, Pydantic,
+``Unauthorized`` (and its ``Forbidden``, for a role that does not allow the call),
+``RateLimited``, ``ServerError`` and ``Unreachable``. The SDK imports httpx, Pydantic,
 ``allot.wire.schemas`` and ``allot.datadir`` only, so it needs neither FastAPI nor the server's
 code. Each name is loaded on first use: ``import allot.client`` costs nothing until a client,
 an error class or a wire model is asked for (the ``allot`` command starts faster for it).
@@ -35,8 +36,10 @@ if typing.TYPE_CHECKING:
     from allot.client._errors import (
         ApiError,
         Conflict,
+        Forbidden,
         Invalid,
         NotFound,
+        RateLimited,
         ServerError,
         Unauthorized,
         Unreachable,
@@ -76,6 +79,8 @@ _HOMES = {
     "Client": "allot.client._sync",
     "ApiError": "allot.client._errors",
     "Conflict": "allot.client._errors",
+    "Forbidden": "allot.client._errors",
+    "RateLimited": "allot.client._errors",
     "Invalid": "allot.client._errors",
     "NotFound": "allot.client._errors",
     "ServerError": "allot.client._errors",
@@ -133,6 +138,7 @@ __all__ = [
     "ExplainOut",
     "FieldProblem",
     "FlavorSpeedOut",
+    "Forbidden",
     "Health",
     "Invalid",
     "JobOut",
@@ -148,6 +154,7 @@ __all__ = [
     "ProfileOut",
     "ProfileSettings",
     "QueueOut",
+    "RateLimited",
     "RecommendRequest",
     "RecommendationOut",
     "ResourcesOut",

@@ -13,6 +13,7 @@ from typing import TypeVar
 import httpx
 
 from allot.client import _routes as routes
+from allot.client._admin import AsyncAdminCalls
 from allot.client._errors import unreachable
 from allot.wire.profiling import (
     FlavorSpeedOut,
@@ -37,7 +38,7 @@ from allot.wire.schemas import (
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(AsyncAdminCalls):
     """A connection to an allot server, for asyncio code.
 
     The server and token are found as the ``allot`` command finds them, each from the first

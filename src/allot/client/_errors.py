@@ -66,6 +66,14 @@ class Unauthorized(ApiError):  # noqa: N818 - the SDK's public names
     """The API token is missing, unknown or revoked (401 or 403)."""
 
 
+class Forbidden(Unauthorized):
+    """The caller's role does not allow this (403); another tenant's job is a NotFound."""
+
+
+class RateLimited(ApiError):  # noqa: N818 - the SDK's public names
+    """The token sent too many requests (429); the detail says how long to wait."""
+
+
 class ServerError(ApiError):
     """The server failed (5xx); the details are in its log."""
 
@@ -77,7 +85,8 @@ class Unreachable(ApiError):  # noqa: N818 - the SDK's public names
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: Invalid,
     401: Unauthorized,
-    403: Unauthorized,
+    403: Forbidden,
+    429: RateLimited,
     404: NotFound,
     409: Conflict,
     413: Invalid,

@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from allot.control.dependencies import DependencyWait
+from allot.control.principal import Role
 from allot.control.records import (
+    AuditEntry,
+    AuditFilter,
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
@@ -37,10 +40,11 @@ from allot.control.records import (
     StopCause,
     TokenRecord,
     UsageRecord,
+    UserRecord,
 )
 from allot.core.explain import Explanation
 from allot.core.model import JobState, Node, NodeState, TaskPlacement
-from allot.core.quota.config import QuotaConfig
+from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
 
 
 class Clock(Protocol):
@@ -58,7 +62,8 @@ class NotFoundError(LookupError):
 
 
 class Store(Protocol):
-    """Durable state: jobs, runs and their allocations, nodes, quotas, tokens, events.
+    """Durable state: jobs, runs and their allocations, nodes, quotas, users and tokens,
+    events and the audit log.
 
     Every method is one transaction; every state change appends an event in the same
     transaction.
@@ -240,13 +245,66 @@ class Store(Protocol):
         """Stored step times (of one job class, when given), by job class and flavor."""
         ...
 
-    # -- tokens and events
-    def add_token(self, name: str, role: str, token_hash: str, *, at: float) -> TokenRecord:
-        """Store a token by its hash."""
+    # -- users, tokens and grants
+    def add_user(self, name: str, *, cluster_admin: bool, at: float) -> UserRecord:
+        """Store a new user (no memberships); raises ConflictError when the name is taken."""
+        ...
+
+    def get_user(self, name: str) -> UserRecord:
+        """The user with its memberships; raises NotFoundError."""
+        ...
+
+    def users(self) -> list[UserRecord]:
+        """Every user with its memberships, by name."""
+        ...
+
+    def set_membership(self, user: str, tenant: str, role: Role | None) -> UserRecord:
+        """Give ``user`` ``role`` in ``tenant``, replacing the role it had there (None: take
+        it out of the tenant); returns the user. Raises NotFoundError for an unknown user,
+        ValueError for ``cluster_admin`` (not a role within a tenant)."""
+        ...
+
+    def add_token(
+        self, user: str, name: str, token_hash: str, *, at: float, expires_at: float | None = None
+    ) -> TokenRecord:
+        """Store a token of ``user`` by its hash; raises NotFoundError for an unknown user and
+        ConflictError when the hash is already stored."""
         ...
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        """The live (not revoked) token with this hash."""
+        """The token with this hash unless it was revoked (an expired one is returned: the
+        caller judges expiry by its clock)."""
+        ...
+
+    def tokens(self, user: str | None = None) -> list[TokenRecord]:
+        """Every token (of ``user``, when given), revoked ones too, oldest first."""
+        ...
+
+    def revoke_token(self, token_id: int, *, at: float) -> TokenRecord:
+        """Revoke a token (no change when it already is); raises NotFoundError."""
+        ...
+
+    def touch_tokens(self, uses: Mapping[int, float]) -> None:
+        """Record when tokens were last used (token id -> time; an earlier time than the one
+        stored changes nothing; unknown ids are ignored)."""
+        ...
+
+    def set_grant(self, tenant: str, quotas: Quotas | None) -> None:
+        """Replace what the cluster admin grants ``tenant`` (None: no grant)."""
+        ...
+
+    def grants(self) -> dict[str, dict[FlavorResource, ResourceQuota]]:
+        """Every tenant's grant, by tenant."""
+        ...
+
+    # -- the audit log and events
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log in one transaction (their ``id`` is ignored: the
+        store numbers them in the order given)."""
+        ...
+
+    def audit(self, where: AuditFilter) -> list[AuditEntry]:
+        """Audit entries matching ``where``, newest first."""
         ...
 
     def events(

@@ -97,15 +97,16 @@ class Profiling:
         self,
         job_id: int,
         *,
+        principal: Principal,
         flops_per_step: float | None = None,
         bytes_per_step: float | None = None,
     ) -> ProfileReport:
-        """Analyse the job's latest profiled run (see the module docstring for errors)."""
+        """Analyse the job's latest profiled run (see the module docstring for errors); a job
+        ``principal`` may not read is one that does not exist."""
         for name, value in (("flops_per_step", flops_per_step), ("bytes_per_step", bytes_per_step)):
             if value is not None and not value > 0:
                 raise RejectedError(name, f"must be > 0 when given, got {value}")
-        store = self.control.store
-        record = store.get_job(job_id)
+        record = self.control.get(job_id, principal=principal)
         request = record.job.launch.profile
         if request is None:
             raise ConflictError(
@@ -198,14 +199,21 @@ class Profiling:
         self,
         job_id: int,
         *,
+        principal: Principal,
         steps: int | None = None,
         flops_per_step: float | None = None,
         bytes_per_step: float | None = None,
     ) -> RecommendationReport:
-        """Rank every catalog flavor for the job and record the per-flavor step times."""
+        """Rank every catalog flavor for the job and record the per-flavor step times (anyone
+        who may read the job: the times describe the job class, not a tenant's data)."""
         if steps is not None and steps < 1:
             raise RejectedError("steps", f"must be >= 1 when given, got {steps}")
-        report = self.report(job_id, flops_per_step=flops_per_step, bytes_per_step=bytes_per_step)
+        report = self.report(
+            job_id,
+            principal=principal,
+            flops_per_step=flops_per_step,
+            bytes_per_step=bytes_per_step,
+        )
         record = report.job
         klass = job_class(record)
         catalog = self.catalog

@@ -1,4 +1,5 @@
-"""Records the control plane keeps: submitted jobs, their runs, nodes, events and tokens.
+"""Records the control plane keeps: submitted jobs, their runs, nodes, events, users, tokens
+and the audit log.
 
 Nomenclature
 - ``NewJob``: a validated submission: the scheduling request (tenant, queue, tasks, flavors,
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from allot.control.principal import Principal, Role
 from allot.core.model import JobSpec, JobState, Resources, TaskPlacement
 
 
@@ -250,14 +252,69 @@ class FlavorSpeed:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A person (or a service) that calls the API: whether it is a cluster admin, and its
+    role in each tenant it belongs to."""
+
+    name: str
+    created_at: float
+    cluster_admin: bool = False
+    memberships: Mapping[str, Role] = field(default_factory=dict)  # tenant -> role
+
+    def principal(self) -> Principal:
+        """The caller this user is."""
+        return Principal(self.name, self.memberships, cluster_admin=self.cluster_admin)
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
-    """An API token (only its hash is stored)."""
+    """An API token of a user (only its hash is stored): when it was made, when it expires
+    (None: never), when it was last used (recorded at most once a minute) and whether it was
+    revoked."""
 
     id: int
+    user: str
     name: str
-    role: str  # "admin" for now; the tenant and role model comes later
     created_at: float
+    expires_at: float | None = None
+    last_used_at: float | None = None
     revoked_at: float | None = None
+
+    def live_at(self, now: float) -> bool:
+        """True when the token is neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit log: who (``actor``) did what (``action``) to what
+    (``target``, in words: ``job 12``, ``node gpu-1``), for which tenant ("" when none), when,
+    how it ended (``outcome``: ``ok``, ``denied``, ``not_found``, ``invalid``, ``conflict``,
+    ...) and why. ``id`` is given by the store and orders entries as they were written.
+    Never holds a token or an environment variable's value."""
+
+    time: float
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    reason: str
+    tenant: str = ""
+    job_id: int | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """What ``Store.audit`` returns: entries matching every given field, newest first,
+    ``limit`` of them with an id below ``before``. ``tenants`` None: every tenant."""
+
+    since: float | None = None
+    actor: str | None = None
+    job_id: int | None = None
+    tenants: frozenset[str] | None = None
+    limit: int = 100
+    before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,3 +328,4 @@ class JobFilter:
     tenant: str | None = None
     limit: int = 100
     before: int | None = None
+    tenants: frozenset[str] | None = None  # only jobs of these tenants; None: every tenant

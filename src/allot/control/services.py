@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from allot.control import reasons
+from allot.control.audit import AuditTrail
 from allot.control.dependencies import problem_at_submit
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
-from allot.control.principal import Principal
+from allot.control.principal import ForbiddenError, Principal
 from allot.control.reasons import Explained, wall_time
 from allot.control.records import (
     NEW_ARRAY,
@@ -35,6 +36,7 @@ from allot.control.records import (
     StopCause,
 )
 from allot.control.registry import ExecutorRegistry
+from allot.control.workdirs import WorkdirRule
 from allot.core.defaults import fill_task
 from allot.core.explain import Explanation, Reason
 from allot.core.model import Cluster, JobState, Node, NodeState, Resources, SpecError
@@ -99,12 +101,20 @@ class ControlPlane:
         executors: ExecutorRegistry | Executor,
         clock: Clock,
         loop: Scheduler,
+        *,
+        workdirs: WorkdirRule | None = None,
     ) -> None:
         self.store = store
         self.executors = ExecutorRegistry.of(executors)
         self.clock = clock
         self.loop = loop
+        self.workdirs = workdirs or WorkdirRule()
+        self.audit = AuditTrail(store, clock)
         self._view: _ClusterView | None = None
+
+    def forget_cluster(self) -> None:
+        """Re-read queues and nodes at the next submission (the quotas changed)."""
+        self._view = None
 
     # ------------------------------------------------------------------ jobs
 
@@ -122,7 +132,7 @@ class ControlPlane:
         actor = principal.user
         try:
             job = self._check_runnable(job, principal)
-            problem = self._dependency_problems([job]).get(0)
+            problem = self._dependency_problems([job], principal).get(0)
             if problem is not None:
                 raise problem
         except RejectedError:
@@ -158,7 +168,7 @@ class ControlPlane:
         them to (``array_id``)."""
         actor = principal.user
         jobs = list(jobs)
-        problems = self._dependency_problems(jobs, array)
+        problems = self._dependency_problems(jobs, principal, array)
         for index, job in enumerate(jobs):
             try:
                 jobs[index] = self._check_runnable(job, principal)
@@ -213,12 +223,18 @@ class ControlPlane:
         if job.queue not in queues:
             raise RejectedError("queue", _unknown_queue(job.queue, queues))
         owner = view.owners[job.queue]
+        if job.tenant and not principal.may_submit_to(job.tenant):
+            raise ForbiddenError(f"tenant: {principal.user} may not submit jobs for tenant"
+                                 f" {job.tenant!r}")  # fmt: skip
         if job.tenant and job.tenant != owner:
             raise RejectedError(
                 "tenant", f"queue {job.queue} belongs to tenant {owner!r}, not {job.tenant!r}"
             )
         principal.check_submit(owner)
         job = replace(job, tenant=owner, user=principal.user)
+        refused = self.workdirs.problem(job.launch.workdir)
+        if refused is not None:
+            raise RejectedError("workdir", refused)
         flavors = view.flavors
         for flavor in job.flavors:
             if flavor not in flavors:
@@ -237,15 +253,23 @@ class ControlPlane:
         return job
 
     def _dependency_problems(
-        self, jobs: Sequence[NewJob], array: int | None = None
+        self, jobs: Sequence[NewJob], principal: Principal, array: int | None = None
     ) -> dict[int, RejectedError]:
         """What is wrong with each job's dependencies, by index in ``jobs`` (read in one go);
-        raises RejectedError when ``array`` names no array."""
+        raises RejectedError when ``array`` names no array. A job or array of a tenant
+        ``principal`` may not see is one that does not exist."""
         joins = None if array in (None, NEW_ARRAY) else array
         targets = {d.job_id for job in jobs for d in job.after}
         if joins is not None:
             targets.add(joins)
         progress = self.store.dependency_progress(targets) if targets else {}
+        if not principal.is_cluster_admin:
+            # Another tenant's job (or array) is named as if it did not exist.
+            progress = {
+                job_id: found
+                for job_id, found in progress.items()
+                if principal.may_read(self.store.get_job(job_id).job.tenant)
+            }
         if joins is not None and not (joins in progress and progress[joins].array):
             raise RejectedError(
                 "array_id", f"job {joins} does not name an array (an array's first job's id)"
@@ -257,16 +281,31 @@ class ControlPlane:
                 problems[index] = RejectedError(*problem)
         return problems
 
-    def get(self, job_id: int) -> JobRecord:
-        """The job, with the reason users see (``reasons.with_reason``: why a pending job
-        waits, what the executor notes about a running one); raises NotFoundError."""
-        return reasons.with_reason(self.store.get_job(job_id), self.loop, self.executors)
+    def _visible(self, job_id: int, principal: Principal) -> JobRecord:
+        """The job, if ``principal`` may see it; raises NotFoundError as for a job that does
+        not exist otherwise, so another tenant's jobs do not show through."""
+        record = self.store.get_job(job_id)
+        if not principal.may_read(record.job.tenant):
+            raise NotFoundError(f"job {job_id} does not exist")
+        return record
 
-    def list_jobs(self, where: JobFilter) -> list[JobRecord]:
-        """Jobs matching ``where``, newest first, a pending job with why it waits. When none
-        matches and ``where.queue`` is not a configured queue, raises RejectedError naming the
-        known ones: a mistyped queue is an error, not an empty list (jobs left in a queue that
-        is no longer configured are still listed)."""
+    def get(self, job_id: int, *, principal: Principal) -> JobRecord:
+        """The job, with the reason users see (``reasons.with_reason``: why a pending job
+        waits, what the executor notes about a running one); raises NotFoundError (also for
+        a job of a tenant the caller is not in)."""
+        record = self._visible(job_id, principal)
+        return reasons.with_reason(record, self.loop, self.executors)
+
+    def list_jobs(self, where: JobFilter, *, principal: Principal) -> list[JobRecord]:
+        """Jobs matching ``where`` among those ``principal`` may see, newest first, a pending
+        job with why it waits. When none matches and ``where.queue`` is not a configured
+        queue, raises RejectedError naming the known ones: a mistyped queue is an error, not
+        an empty list (jobs left in a queue that is no longer configured are still listed)."""
+        visible = principal.visible_tenants()
+        if visible is not None:
+            where = replace(
+                where, tenants=visible if where.tenants is None else visible & where.tenants
+            )
         found = self.store.list_jobs(where)
         if not found and where.queue is not None:
             queues = self._cluster().queues
@@ -277,9 +316,9 @@ class ControlPlane:
                 )
         return [reasons.with_reason(r, self.loop) for r in found]
 
-    def events(self, job_id: int) -> list[EventRecord]:
+    def events(self, job_id: int, *, principal: Principal) -> list[EventRecord]:
         """The job's event log, oldest first; raises NotFoundError."""
-        self.store.get_job(job_id)
+        self._visible(job_id, principal)
         return self.store.events(job_id)
 
     def cancel(self, job_id: int, *, principal: Principal) -> JobRecord:
@@ -287,8 +326,8 @@ class ControlPlane:
         grace period); a job already stopping is left as it is and returned. Raises
         ConflictError for a job that has already ended."""
         actor = principal.user
-        record = self.store.get_job(job_id)
-        principal.check_submit(record.job.tenant)
+        record = self._visible(job_id, principal)
+        principal.check_act(record.job.tenant, record.job.user, "cancel")
         if record.state is JobState.PENDING:
             record = self.store.cancel_pending(
                 job_id, at=self.clock.now(), actor=actor, reason=f"cancelled by {actor}"
@@ -317,21 +356,29 @@ class ControlPlane:
 
     def hold(self, job_id: int, *, principal: Principal) -> JobRecord:
         """Keep a pending job from starting until released."""
-        principal.check_submit(self.store.get_job(job_id).job.tenant)
+        job = self._visible(job_id, principal).job
+        principal.check_act(job.tenant, job.user, "hold")
         return self.store.set_held(job_id, True, at=self.clock.now(), actor=principal.user)
 
     def release(self, job_id: int, *, principal: Principal) -> JobRecord:
         """Let a held job be scheduled again."""
-        principal.check_submit(self.store.get_job(job_id).job.tenant)
+        job = self._visible(job_id, principal).job
+        principal.check_act(job.tenant, job.user, "release")
         record = self.store.set_held(job_id, False, at=self.clock.now(), actor=principal.user)
         self.loop.wake()
         return record
 
     def logs(
-        self, job_id: int, *, task: int = 0, offset: int = 0, limit: int = 1 << 20
+        self,
+        job_id: int,
+        *,
+        principal: Principal,
+        task: int = 0,
+        offset: int = 0,
+        limit: int = 1 << 20,
     ) -> LogChunk:
         """Output of one task of the job's latest run (empty before it first starts)."""
-        record = self.store.get_job(job_id)
+        record = self._visible(job_id, principal)
         if not 0 <= task < len(record.job.tasks):
             raise RejectedError("task", f"must be in 0..{len(record.job.tasks) - 1}, got {task}")
         runs = self.store.runs_of(job_id)
@@ -341,9 +388,9 @@ class ControlPlane:
         data, following = self.executors.read_log(run, task, offset, limit)
         return LogChunk(run.run_id, data, following, run.phase is RunPhase.ENDED)
 
-    def explain(self, job_id: int) -> Explained:
+    def explain(self, job_id: int, *, principal: Principal) -> Explained:
         """Why the job is pending (from the latest scheduling cycle) or where it is."""
-        return reasons.explain(self.store.get_job(job_id), self.loop, self.executors)
+        return reasons.explain(self._visible(job_id, principal), self.loop, self.executors)
 
     # ------------------------------------------------------------------ cluster
 

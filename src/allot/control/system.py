@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from allot.control.audit import SchedulingAudit
 from allot.control.loop import SchedulingLoop
 from allot.control.ports import Clock, Executor, Store
 from allot.control.registry import ExecutorRegistry
 from allot.control.services import ControlPlane
+from allot.control.workdirs import WorkdirRule
 from allot.core.policy import get_policy
 
 
@@ -48,8 +50,10 @@ class System:
         self.loop.start()
 
     def close(self) -> None:
-        """Stop the loop's thread (running jobs keep running)."""
+        """Stop the loop's thread (running jobs keep running), then write what the audit
+        trail holds."""
         self.loop.close()
+        self.control.audit.close()
 
 
 def build(
@@ -58,8 +62,10 @@ def build(
     store: Store,
     executors: ExecutorRegistry | Executor,
     clock: Clock,
+    workdirs: WorkdirRule | None = None,
 ) -> System:
-    """Wire the system (see the module docstring); raises UnknownPolicyError."""
+    """Wire the system (see the module docstring); raises UnknownPolicyError. The scheduler's
+    decisions go to the control plane's audit trail; ``workdirs`` says where jobs may run."""
     registry = ExecutorRegistry.of(executors)
     loop = SchedulingLoop(
         store,
@@ -72,4 +78,6 @@ def build(
         inventory_interval=config.inventory_interval,
     )
     loop.sync_inventory()
-    return System(store, registry, clock, loop, ControlPlane(store, registry, clock, loop))
+    control = ControlPlane(store, registry, clock, loop, workdirs=workdirs)
+    loop.subscribe(SchedulingAudit(control.audit))
+    return System(store, registry, clock, loop, control)

@@ -336,7 +336,9 @@ class Runner:
                 if pidfd is None:
                     time.sleep(0.05 if timeout is None else min(0.05, timeout))
                 else:
-                    poller.poll(None if timeout is None else int(timeout * 1000) + 1)
+                    # poll() takes a C int of milliseconds: wait at most an hour per turn,
+                    # so a time limit of 2^31 ms (~24.9 days) or more cannot overflow it.
+                    poller.poll(None if timeout is None else min(int(timeout * 1000) + 1, 3600_000))
         finally:
             if pidfd is not None:
                 os.close(pidfd)

@@ -250,6 +250,8 @@ def listed(conn: Connection, where: JobFilter) -> list[JobRecord]:
         query = query.where(JobRow.user == where.user)
     if where.tenant is not None:
         query = query.where(JobRow.tenant == where.tenant)
+    if where.tenants is not None:
+        query = query.where(JobRow.tenant.in_(sorted(where.tenants)))
     if where.before is not None:
         query = query.where(JobRow.id < where.before)
     query = query.order_by(JobRow.id.desc()).limit(max(0, where.limit))

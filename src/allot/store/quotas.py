@@ -36,7 +36,7 @@ from allot.store.tables import CohortRow, QueueRow, QuotaSettingsRow, TenantRow
 _SETTINGS_ID = 1
 
 
-def _quotas_json(quotas: Quotas) -> list[dict[str, Any]]:
+def quotas_json(quotas: Quotas) -> list[dict[str, Any]]:
     return [
         {
             "flavor": flavor,
@@ -49,7 +49,7 @@ def _quotas_json(quotas: Quotas) -> list[dict[str, Any]]:
     ]
 
 
-def _quotas_from_json(data: list[Any]) -> dict[tuple[str, str], ResourceQuota]:
+def quotas_from_json(data: list[Any]) -> dict[tuple[str, str], ResourceQuota]:
     return {
         (item["flavor"], item["resource"]): ResourceQuota(
             item["nominal"], item["borrowing_limit"], item["lending_limit"]
@@ -102,7 +102,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
                 {
                     "name": c.name,
                     "parent": c.parent,
-                    "quotas": _quotas_json(c.quotas),
+                    "quotas": quotas_json(c.quotas),
                     "weight": c.weight,
                     "position": i,
                 }
@@ -118,7 +118,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
                     "tenant": q.tenant,
                     "cohort": q.cohort,
                     "weight": q.weight,
-                    "quotas": None if q.quotas is None else _quotas_json(q.quotas),
+                    "quotas": None if q.quotas is None else quotas_json(q.quotas),
                     "preemption": _preemption_json(q.preemption),
                     "position": i,
                 }
@@ -181,7 +181,7 @@ def load(conn: Connection) -> QuotaConfig:
     settings = conn.execute(_SETTINGS).one_or_none()
     tenants = tuple(TenantSpec(row.name, row.share) for row in conn.execute(_TENANTS))
     cohorts = tuple(
-        CohortSpec(row.name, row.parent, _quotas_from_json(row.quotas), row.weight)
+        CohortSpec(row.name, row.parent, quotas_from_json(row.quotas), row.weight)
         for row in conn.execute(_COHORTS)
     )
     queues = tuple(
@@ -189,7 +189,7 @@ def load(conn: Connection) -> QuotaConfig:
             name=row.name,
             tenant=row.tenant,
             cohort=row.cohort,
-            quotas=None if row.quotas is None else _quotas_from_json(row.quotas),
+            quotas=None if row.quotas is None else quotas_from_json(row.quotas),
             weight=row.weight,
             preemption=_preemption_from_json(row.preemption),
         )

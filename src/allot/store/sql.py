@@ -11,6 +11,8 @@ Transactions:
   (``SELECT ... FOR UPDATE``); reads run at REPEATABLE READ, so a job and its run come from one
   snapshot.
 
+Files on SQLite: the database (and so its ``-wal`` and ``-shm``) is created with mode 0600.
+
 Durability on SQLite: WAL with ``synchronous=NORMAL``. A commit is durable once ``submit``
 returns as long as the operating system survives: killing the server process (even with
 SIGKILL) loses nothing, and the database is never corrupted; a power loss may lose the last
@@ -19,8 +21,9 @@ few commits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError
 
 from allot.control.ports import ConflictError, Store
+from allot.control.principal import Role
 from allot.control.records import (
+    AuditEntry,
+    AuditFilter,
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
@@ -41,10 +47,22 @@ from allot.control.records import (
     StopCause,
     TokenRecord,
     UsageRecord,
+    UserRecord,
 )
 from allot.core.model import JobState, Node, NodeState
-from allot.core.quota.config import QuotaConfig
-from allot.store import cluster, dependencies, events, jobs, profiling, quotas, runs, tokens
+from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
+from allot.store import (
+    audit,
+    cluster,
+    dependencies,
+    events,
+    jobs,
+    profiling,
+    quotas,
+    runs,
+    tokens,
+    users,
+)
 from allot.store.migrations import alembic_config
 
 _BEGIN = "allot_begin"  # execution option: the statement that opens a SQLite transaction
@@ -54,6 +72,17 @@ _MIGRATION_LOCK = 0x616C6C6F74  # PostgreSQL advisory lock key held while migrat
 def default_database_url(data_dir: Path) -> str:
     """The SQLite database in ``data_dir``: ``sqlite:///<data_dir>/allot.db``."""
     return f"sqlite:///{data_dir / 'allot.db'}"
+
+
+def _create_private(database: str | None) -> None:
+    """Create a SQLite file readable by its owner only (0600) before SQLite opens it: its
+    ``-wal`` and ``-shm`` files then get the same mode (SQLite copies the database's). An
+    existing file is left as it is."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    # A missing folder is left for SQLite to report, as it would without this.
+    with suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -83,6 +112,7 @@ class SqlStore(Store):
         self.engine: Engine = create_engine(parsed, echo=echo)
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
+            _create_private(parsed.database)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
             self._writer: Engine = self.engine.execution_options(**{_BEGIN: "BEGIN IMMEDIATE"})
@@ -363,20 +393,85 @@ class SqlStore(Store):
         with self._reading() as conn:
             return profiling.speeds(conn, job_class)
 
-    # -- tokens and events
+    # -- users, tokens and grants
 
-    def add_token(self, name: str, role: str, token_hash: str, *, at: float) -> TokenRecord:
-        """Store a token by its hash; raises ConflictError when the hash is already stored."""
+    def add_user(self, name: str, *, cluster_admin: bool, at: float) -> UserRecord:
+        """Store a new user; raises ConflictError when the name is taken."""
         try:
             with self._writing() as conn:
-                return tokens.add(conn, name, role, token_hash, at=at)
+                return users.add(conn, name, cluster_admin=cluster_admin, at=at)
+        except IntegrityError as err:
+            raise ConflictError(f"user {name!r} already exists") from err
+
+    def get_user(self, name: str) -> UserRecord:
+        """The user with its memberships; raises NotFoundError."""
+        with self._reading() as conn:
+            return users.get(conn, name)
+
+    def users(self) -> list[UserRecord]:
+        """Every user with its memberships, by name."""
+        with self._reading() as conn:
+            return users.listed(conn)
+
+    def set_membership(self, user: str, tenant: str, role: Role | None) -> UserRecord:
+        """Give ``user`` ``role`` in ``tenant`` (None: out of it); returns the user."""
+        with self._writing() as conn:
+            return users.set_membership(conn, user, tenant, role)
+
+    def add_token(
+        self, user: str, name: str, token_hash: str, *, at: float, expires_at: float | None = None
+    ) -> TokenRecord:
+        """Store a token of ``user`` by its hash; raises NotFoundError for an unknown user
+        and ConflictError when the hash is already stored."""
+        try:
+            with self._writing() as conn:
+                return tokens.add(conn, user, name, token_hash, at=at, expires_at=expires_at)
         except IntegrityError as err:
             raise ConflictError(f"token {name!r}: a token with this hash already exists") from err
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        """The live (not revoked) token with this hash."""
+        """The token with this hash unless it was revoked."""
         with self._reading() as conn:
             return tokens.find(conn, token_hash)
+
+    def tokens(self, user: str | None = None) -> list[TokenRecord]:
+        """Every token (of ``user``, when given), oldest first."""
+        with self._reading() as conn:
+            return tokens.listed(conn, user)
+
+    def revoke_token(self, token_id: int, *, at: float) -> TokenRecord:
+        """Revoke a token (no change when it already is); raises NotFoundError."""
+        with self._writing() as conn:
+            return tokens.revoke(conn, token_id, at=at)
+
+    def touch_tokens(self, uses: Mapping[int, float]) -> None:
+        """Record when tokens were last used."""
+        if uses:
+            with self._writing() as conn:
+                tokens.touch(conn, uses)
+
+    def set_grant(self, tenant: str, quotas: Quotas | None) -> None:
+        """Replace ``tenant``'s grant (None: no grant)."""
+        with self._writing() as conn:
+            users.set_grant(conn, tenant, quotas)
+
+    def grants(self) -> dict[str, dict[FlavorResource, ResourceQuota]]:
+        """Every tenant's grant, by tenant."""
+        with self._reading() as conn:
+            return users.grants(conn)
+
+    # -- the audit log and events
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log in one transaction."""
+        if entries:
+            with self._writing() as conn:
+                audit.append(conn, entries)
+
+    def audit(self, where: AuditFilter) -> list[AuditEntry]:
+        """Audit entries matching ``where``, newest first."""
+        with self._reading() as conn:
+            return audit.read(conn, where)
 
     def events(
         self, job_id: int | None = None, *, after: int = 0, limit: int = 1000

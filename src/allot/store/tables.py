@@ -2,8 +2,11 @@
 
 Invariants the tables carry (the migrations in ``migrations/versions`` create exactly these):
 - times are float seconds since the epoch, always passed in by the caller;
-- ``events`` and ``usage_records`` are append-only: rows are inserted, never updated or
-  deleted;
+- ``events``, ``usage_records`` and ``audit_log`` are append-only: rows are inserted, never
+  updated or deleted (``audit_log.job_id`` has no foreign key: a refused request may name a
+  job that does not exist);
+- a token belongs to a user and a membership to a user; a membership's tenant is a name, kept
+  when the tenant leaves the quotas (it then grants nothing);
 - a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
   foreign key because jobs and runs would then reference each other;
 - a job's dependencies are its ``job_dependencies`` rows (one per job or array named, written
@@ -78,26 +81,70 @@ class TenantRow(Base):
 
 
 class UserRow(Base):
-    """A person who submits jobs, in a tenant."""
+    """A user of the API; ``cluster_admin`` may do everything."""
 
     __tablename__ = "users"
 
     name: Mapped[str] = mapped_column(primary_key=True)
-    tenant: Mapped[str | None]
     created_at: Mapped[float]
+    cluster_admin: Mapped[bool]
+
+
+class MembershipRow(Base):
+    """A user's role (``tenant_admin``, ``member`` or ``viewer``) in one tenant."""
+
+    __tablename__ = "memberships"
+
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    role: Mapped[str]
 
 
 class TokenRow(Base):
-    """An API token, stored by its SHA-256 hash only."""
+    """An API token of a user, stored by its SHA-256 hash only."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    user: Mapped[str] = mapped_column(ForeignKey("users.name"))
     name: Mapped[str]
-    role: Mapped[str]
     token_hash: Mapped[str] = mapped_column(unique=True)
     created_at: Mapped[float]
+    expires_at: Mapped[float | None]
+    last_used_at: Mapped[float | None]
     revoked_at: Mapped[float | None]
+
+
+class GrantRow(Base):
+    """What a cluster admin gave a tenant: the most its queues may hold together, per flavor
+    and resource (a list of quota objects), when a tenant admin changes them."""
+
+    __tablename__ = "tenant_grants"
+
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    quotas: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class AuditRow(Base):
+    """One line of the append-only audit log."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_actor_id", "actor", "id"),
+        Index("ix_audit_log_tenant_id", "tenant", "id"),
+        Index("ix_audit_log_job_id_id", "job_id", "id"),
+        Index("ix_audit_log_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    time: Mapped[float]
+    actor: Mapped[str]
+    tenant: Mapped[str]
+    action: Mapped[str]
+    target: Mapped[str]
+    outcome: Mapped[str]
+    reason: Mapped[str]
+    job_id: Mapped[int | None] = mapped_column(BIG_ID)
 
 
 class CohortRow(Base):

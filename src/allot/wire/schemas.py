@@ -7,8 +7,10 @@ Units on the wire: GPUs and CPUs as numbers of devices and cores (``0.5`` is hal
 memory in MiB, durations in seconds, instants as RFC 3339 timestamps in UTC.
 
 Invariants: a submission that validates here is well formed (amounts in whole milli-units,
-environment names valid, paths absolute); whether it can run on this cluster is decided by the
-control plane. Responses never carry environment variable values, only their names.
+environment names valid, paths absolute, every text valid UTF-8 without NUL, and within the
+size limits below, which the OpenAPI description states); whether it can run on this cluster
+is decided by the control plane. Responses never carry environment variable values, only
+their names, and no error message repeats one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
@@ -33,6 +35,50 @@ NodeStateName = Literal["up", "draining", "down"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PRIORITY_RANGE = 1 << 31  # priorities fit a signed 32-bit column
+
+# Size limits of a job spec (with MAX_BODY_BYTES for the whole request).
+MAX_ARGS = 1024
+MAX_ARG_CHARS = 65_536
+MAX_ENV = 256
+MAX_ENV_NAME = 256
+MAX_ENV_VALUE = 32_768
+MAX_NAME = 200
+# Time limits and estimates are at most a year: longer ones are typing mistakes, and every
+# timer that enforces them (poll, select, timers of the executors) holds a year safely.
+MAX_SECONDS = 366 * 86_400.0
+
+Arg = Annotated[str, Field(max_length=MAX_ARG_CHARS)]
+# A shell command has something to run; an argv has at least its program, which is not empty.
+ShellCommand = Annotated[str, Field(min_length=1, max_length=MAX_ARG_CHARS, pattern=r"\S")]
+Argv = Annotated[
+    list[Arg],
+    Field(
+        min_length=1,
+        max_length=MAX_ARGS,
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+    ),
+]
+EnvName = Annotated[str, Field(max_length=MAX_ENV_NAME)]
+EnvValue = Annotated[str, Field(max_length=MAX_ENV_VALUE)]
+ShortText = Annotated[str, Field(max_length=MAX_NAME)]
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (a NUL, or a lone surrogate, which no UTF-8
+    encoder, database or log accepts), or None."""
+    if "\0" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (a lone surrogate such as \\udfff is not)"
+    return None
+
+
+def _checked_text(value: str | None) -> str | None:
+    if value is not None and (problem := text_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _whole_milli(value: float) -> bool:
@@ -131,8 +177,8 @@ class JobSubmission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
-    name: str = Field(default="", max_length=200)
-    queue: str = Field(default="default", min_length=1, max_length=200)
+    name: str = Field(default="", max_length=MAX_NAME)
+    queue: str = Field(default="default", min_length=1, max_length=MAX_NAME)
     tenant: str | None = Field(
         default=None,
         min_length=1,
@@ -147,18 +193,27 @@ class JobSubmission(BaseModel):
     )
     tasks: int = Field(default=1, ge=1, le=4096, description="More than one task makes a gang.")
     resources: TaskResources = TaskResources()  # frozen, so one shared default is safe
-    flavors: list[str] = Field(
+    flavors: list[ShortText] = Field(
         default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
     )
-    command: list[str] | str = Field(
-        description="The argv to run, or a string run with /bin/sh -c.",
+    command: Argv | ShellCommand = Field(
+        description=f"The argv to run (at most {MAX_ARGS} arguments), or a string run with"
+        " /bin/sh -c.",
     )
-    workdir: str | None = Field(default=None, max_length=4096, description="An absolute path.")
-    env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables (values are never shown)."
+    workdir: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="An absolute path; never inside the server's data directory (and, where"
+        " the site says so, inside one of its allowed roots).",
     )
-    runtime_estimate_seconds: float | None = Field(default=None, gt=0)
-    time_limit_seconds: float | None = Field(default=None, gt=0)
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV,
+        description="Extra environment variables. Their values are secret: never shown in an"
+        " answer, an event, the audit log or an error message.",
+    )
+    runtime_estimate_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    time_limit_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     checkpointable: bool = False
     preemptible: bool = True
     hold: bool = Field(default=False, description="Submit held: it waits until released.")
@@ -180,8 +235,8 @@ class JobSubmission(BaseModel):
             if not -_PRIORITY_RANGE <= value < _PRIORITY_RANGE:
                 raise ValueError(f"must be in {-_PRIORITY_RANGE}..{_PRIORITY_RANGE - 1}")
             return value
-        if isinstance(value, str) and 0 < len(value) <= 200:
-            return value
+        if isinstance(value, str) and 0 < len(value) <= MAX_NAME:
+            return _checked_text(value)
         raise ValueError("must be an integer or the name of a priority class")
 
     @field_validator("command", mode="before")
@@ -192,17 +247,21 @@ class JobSubmission(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 raise ValueError("must not be empty")
-            if "\0" in value:
-                raise ValueError("must not contain NUL characters")
-            return value
+            if len(value) > MAX_ARG_CHARS:
+                raise ValueError(f"must be at most {MAX_ARG_CHARS} characters")
+            return _checked_text(value)
         if isinstance(value, list):
             if not value:
                 raise ValueError("must list at least the program to run")
+            if len(value) > MAX_ARGS:
+                raise ValueError(f"must have at most {MAX_ARGS} arguments")
             for i, arg in enumerate(value):
                 if not isinstance(arg, str):
                     raise ValueError(f"argument {i} must be a string")
-                if "\0" in arg:
-                    raise ValueError(f"argument {i} must not contain NUL characters")
+                if len(arg) > MAX_ARG_CHARS:
+                    raise ValueError(f"argument {i} must be at most {MAX_ARG_CHARS} characters")
+                if (problem := text_problem(arg)) is not None:
+                    raise ValueError(f"argument {i} {problem}")
             if not value[0]:
                 raise ValueError("the program (argument 0) must not be empty")
             return value
@@ -211,15 +270,23 @@ class JobSubmission(BaseModel):
     @field_validator("workdir")
     @classmethod
     def _workdir_is_absolute(cls, value: str | None) -> str | None:
-        if value is not None and (not PurePosixPath(value).is_absolute() or "\0" in value):
+        _checked_text(value)
+        if value is not None and not PurePosixPath(value).is_absolute():
             raise ValueError(f"must be an absolute path, got {value!r}")
         return value
+
+    @field_validator("name", "queue", "tenant")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _checked_text(value)
 
     @field_validator("flavors")
     @classmethod
     def _flavors_are_named_once(cls, value: list[str]) -> list[str]:
         if any(not flavor for flavor in value):
             raise ValueError("a flavor name must not be empty")
+        for flavor in value:
+            _checked_text(flavor)
         if len(set(value)) != len(value):
             raise ValueError(f"lists a flavor twice: {value}")
         return value
@@ -240,12 +307,13 @@ class JobSubmission(BaseModel):
         # Messages name the variable, never its value: values may be secrets.
         for name, text in value.items():
             if not _ENV_NAME.match(name):
+                shown = name if text_problem(name) is None else ascii(name)
                 raise ValueError(
-                    f"{name!r} is not a valid environment variable name "
+                    f"{shown!r} is not a valid environment variable name "
                     "(letters, digits and _, not starting with a digit)"
                 )
-            if "\0" in text:
-                raise ValueError(f"the value of {name} must not contain NUL characters")
+            if (problem := text_problem(text)) is not None:
+                raise ValueError(f"the value of {name} {problem}")
         return value
 
 

@@ -156,7 +156,8 @@ def test_events_about_no_job_carry_reasons_and_no_job_state(store: Store) -> Non
     store.set_node_state("a", NodeState.DRAINING, at=2.0, actor="admin")
     config = QuotaConfig((TenantSpec("vision"),), (QueueSpec("research", "vision"),))
     store.save_quotas(config, at=3.0)
-    store.add_token("ci", "admin", "0" * 64, at=4.0)
+    store.add_user("ci", cluster_admin=False, at=4.0)
+    store.add_token("ci", "deploy", "0" * 64, at=4.0)
     found = store.events()
     for event in found:
         _check(event)
@@ -168,5 +169,5 @@ def test_events_about_no_job_carry_reasons_and_no_job_state(store: Store) -> Non
     ]
     assert [e.reason for e in found[2:]] == [
         "quotas saved (tenants: 1, cohorts: 0, queues: 1)",
-        "token 'ci' added with role admin",
+        "token 'deploy' of user 'ci' added",
     ]

@@ -126,6 +126,9 @@ def test_list_jobs_filters_by_every_field_newest_first(store: Store) -> None:
     assert names(JobFilter()) == ["e", "d", "c", "b", "a"]
     assert names(JobFilter(user="ada")) == ["e", "c", "a"]
     assert names(JobFilter(tenant="nlp")) == ["d", "c"]
+    assert names(JobFilter(tenants=frozenset({"nlp", "vision"}))) == ["e", "d", "c", "b", "a"]
+    assert names(JobFilter(tenants=frozenset({"nlp"}), user="cy")) == ["d"]
+    assert names(JobFilter(tenants=frozenset())) == []
     assert names(JobFilter(queue="batch")) == ["d", "b"]
     assert names(JobFilter(states=(JobState.CANCELLED,))) == ["b"]
     assert names(JobFilter(states=(JobState.PENDING, JobState.CANCELLED), queue="batch")) == [

@@ -22,7 +22,8 @@ from store_builders import new_job, run_for
 
 def test_a_revoked_token_is_not_found(store: SqlStore) -> None:
     token_hash = hashlib.sha256(b"s3cret").hexdigest()
-    store.add_token("ci", "admin", token_hash, at=5.0)
+    store.add_user("ci", cluster_admin=False, at=5.0)
+    store.add_token("ci", "ci-token", token_hash, at=5.0)
     with store.engine.begin() as conn:
         conn.execute(update(TokenRow).values(revoked_at=9.0))
     assert store.find_token(token_hash) is None

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from allot.api import wire
+from allot.api.audit import note
 from allot.api.auth import Caller
 from allot.api.context import Control, Intake
 from allot.api.problems import documented
-from allot.control.records import NEW_ARRAY, JobFilter
+from allot.control.records import NEW_ARRAY, JobFilter, JobRecord
 from allot.core.model import JobState
 from allot.wire.schemas import (
     MAX_IDEMPOTENCY_KEY,
@@ -37,6 +38,15 @@ from allot.wire.schemas import (
 
 MAX_PAGE = 1000
 MAX_LOG_CHUNK = 1 << 20
+MAX_ID = (1 << 63) - 1  # ids are signed 64-bit integers
+# No file offset is larger (ext4 and XFS stop well below; Linux's own limit is 2^63 - 1).
+MAX_LOG_OFFSET = (1 << 40) - 1
+# A page of jobs stops early, with a cursor to the rest, once its items pass this size.
+MAX_PAGE_BYTES = 4 << 20
+
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="A job's id.")]
+Filter = Annotated[str | None, Query(min_length=1, max_length=200)]
+CURSOR = r"^[1-9][0-9]{0,18}$"  # a job id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -47,7 +57,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
     response_model=JobOut,
     responses={
         200: {"model": JobOut, "description": "A retry: the job first submitted with this key"},
-        **documented(409, 413),
+        **documented(403, 409, 413),
     },
 )
 async def submit_job(
@@ -55,6 +65,7 @@ async def submit_job(
     control: Control,
     intake: Intake,
     caller: Caller,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -76,6 +87,8 @@ async def submit_job(
         request_hash=wire.request_hash(submission),
     )
     record, created = await asyncio.wrap_future(accepted)
+    note(request, f"job {record.id}", tenant=record.job.tenant, job_id=record.id,
+         reason=f"submitted to queue {record.job.queue}" if created else "a retry")  # fmt: skip
     return Response(
         wire.job_out(record).model_dump_json(),
         status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -87,12 +100,13 @@ async def submit_job(
 @router.post(
     "/batch",
     status_code=status.HTTP_201_CREATED,
-    responses=documented(409, 413),
+    responses=documented(403, 409, 413),
 )
 def submit_jobs(
     batch: JobBatch,
     control: Control,
     caller: Caller,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -118,6 +132,10 @@ def submit_jobs(
         request_hashes=[wire.request_hash(submission) for submission in batch.jobs],
         array=NEW_ARRAY if batch.array else batch.array_id,
     )
+    first, last = results[0][0], results[-1][0]
+    tenants = {record.job.tenant for record, _ in results}
+    note(request, f"jobs {first.id}..{last.id}", tenant=tenants.pop() if len(tenants) == 1 else "",
+         job_id=first.id, reason=f"{len(results)} jobs submitted")  # fmt: skip
     return [wire.job_out(record) for record, _ in results]
 
 
@@ -128,7 +146,7 @@ def _named_priorities(batch: JobBatch) -> bool:
 def _cursor(before: str | None) -> int | None:
     if before is None:
         return None
-    if before.isascii() and before.isdigit() and int(before) > 0:
+    if before.isascii() and before.isdigit() and 0 < int(before) <= MAX_ID:
         return int(before)
     error = {
         "type": "value_error",
@@ -142,15 +160,20 @@ def _cursor(before: str | None) -> int | None:
 @router.get("", responses=documented(422))
 def list_jobs(
     control: Control,
+    caller: Caller,
     state: Annotated[list[JobStateName] | None, Query(description="Repeat for several.")] = None,
-    queue: str | None = None,
-    user: str | None = None,
-    tenant: str | None = None,
+    queue: Filter = None,
+    user: Filter = None,
+    tenant: Filter = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    before: Annotated[str | None, Query(description="The 'next' cursor of a page.")] = None,
+    before: Annotated[
+        str | None, Query(pattern=CURSOR, description="The 'next' cursor of a page.")
+    ] = None,
 ) -> JobPage:
-    """Jobs matching every given filter, newest first, one page at a time; 422 for an unknown
-    queue (the problem names the known ones)."""
+    """Jobs matching every given filter among those the caller may see (its tenants'; every
+    job for a cluster admin), newest first, one page at a time; 422 for an unknown queue (the
+    problem names the known ones). A page ends early, with a ``next`` cursor, once its jobs
+    pass 4 MiB, so an answer stays bounded however large the jobs are."""
     where = JobFilter(
         states=tuple(JobState(s) for s in state or ()),
         queue=queue,
@@ -160,56 +183,70 @@ def list_jobs(
         limit=limit + 1,
         before=_cursor(before),
     )
-    records = control.list_jobs(where)
-    page = records[:limit]
-    following = str(page[-1].id) if len(records) > limit else None
-    return JobPage(items=[wire.job_out(r) for r in page], next=following)
+    records = control.list_jobs(where, principal=caller)
+    items: list[JobOut] = []
+    size = 0
+    for record in records[:limit]:
+        if items and size >= MAX_PAGE_BYTES:
+            break
+        item = wire.job_out(record)
+        size += wire.wire_size(item)
+        items.append(item)
+    following = str(items[-1].id) if len(records) > len(items) else None
+    return JobPage(items=items, next=following)
 
 
-@router.get("/{job_id}", responses=documented(404))
-def get_job(job_id: int, control: Control) -> JobOut:
-    """One job."""
-    return wire.job_out(control.get(job_id))
+@router.get("/{job_id:int}", responses=documented(404))
+def get_job(job_id: JobId, control: Control, caller: Caller) -> JobOut:
+    """One job (404 for a job of a tenant the caller is not in, as for one that does not
+    exist)."""
+    return wire.job_out(control.get(job_id, principal=caller))
 
 
-@router.post("/{job_id}/cancel", responses=documented(404, 409))
-def cancel_job(job_id: int, control: Control, caller: Caller) -> JobOut:
+def _acted(request: Request, record: JobRecord, what: str) -> JobOut:
+    note(request, f"job {record.id}", tenant=record.job.tenant, job_id=record.id, reason=what)
+    return wire.job_out(record)
+
+
+@router.post("/{job_id:int}/cancel", responses=documented(403, 404, 409))
+def cancel_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Cancel a pending job, or stop a running one (it gets its grace period)."""
-    return wire.job_out(control.cancel(job_id, principal=caller))
+    return _acted(request, control.cancel(job_id, principal=caller), "cancelled")
 
 
-@router.post("/{job_id}/hold", responses=documented(404, 409))
-def hold_job(job_id: int, control: Control, caller: Caller) -> JobOut:
+@router.post("/{job_id:int}/hold", responses=documented(403, 404, 409))
+def hold_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Keep a pending job from starting until it is released."""
-    return wire.job_out(control.hold(job_id, principal=caller))
+    return _acted(request, control.hold(job_id, principal=caller), "held")
 
 
-@router.post("/{job_id}/release", responses=documented(404, 409))
-def release_job(job_id: int, control: Control, caller: Caller) -> JobOut:
+@router.post("/{job_id:int}/release", responses=documented(403, 404, 409))
+def release_job(job_id: JobId, control: Control, caller: Caller, request: Request) -> JobOut:
     """Let a held job be scheduled again."""
-    return wire.job_out(control.release(job_id, principal=caller))
+    return _acted(request, control.release(job_id, principal=caller), "released")
 
 
-@router.get("/{job_id}/events", responses=documented(404))
-def job_events(job_id: int, control: Control) -> list[EventOut]:
+@router.get("/{job_id:int}/events", responses=documented(404))
+def job_events(job_id: JobId, control: Control, caller: Caller) -> list[EventOut]:
     """The job's event log, oldest first."""
-    return [wire.event_out(e) for e in control.events(job_id)]
+    return [wire.event_out(e) for e in control.events(job_id, principal=caller)]
 
 
-@router.get("/{job_id}/explain", responses=documented(404))
-def explain_job(job_id: int, control: Control) -> ExplainOut:
+@router.get("/{job_id:int}/explain", responses=documented(404))
+def explain_job(job_id: JobId, control: Control, caller: Caller) -> ExplainOut:
     """Why the job is where it is (for a pending job: why it has not started), and the remedy."""
-    return wire.explain_out(control.explain(job_id))
+    return wire.explain_out(control.explain(job_id, principal=caller))
 
 
-@router.get("/{job_id}/logs", responses=documented(404))
+@router.get("/{job_id:int}/logs", responses=documented(404))
 def job_logs(
-    job_id: int,
+    job_id: JobId,
     control: Control,
-    task: Annotated[int, Query(ge=0)] = 0,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    caller: Caller,
+    task: Annotated[int, Query(ge=0, le=4095)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_LOG_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_CHUNK)] = 1 << 16,
 ) -> LogChunkOut:
     """Output of one task of the job's latest run, from ``offset``."""
-    chunk = control.logs(job_id, task=task, offset=offset, limit=limit)
+    chunk = control.logs(job_id, principal=caller, task=task, offset=offset, limit=limit)
     return wire.log_out(chunk, offset=offset, limit=limit)

@@ -13,10 +13,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
+from allot.api.audit import note
 from allot.api.auth import Caller
 from allot.api.problems import documented
+from allot.api.routes.jobs import JobId
 from allot.control.profiling import ProfileReport, Profiling, RecommendationReport
 from allot.control.records import FlavorSpeed, NodeCheckRecord
 from allot.profile.analysis import RankProfile
@@ -50,36 +52,50 @@ Profiler = Annotated[Profiling, Depends(profiling)]
 
 @router.get("/jobs/{job_id}/profile", responses=documented(404, 409))
 def job_profile(
-    job_id: int,
+    job_id: JobId,
     profiler: Profiler,
+    caller: Caller,
     flops_per_step: Annotated[float | None, Query(gt=0, description="Instead of counted.")] = None,
     bytes_per_step: Annotated[float | None, Query(gt=0, description="Instead of counted.")] = None,
 ) -> ProfileOut:
     """A profiled job's analysis: time split per rank, top kernels, overlap, data-loader
     stalls, roofline and the headline bottleneck. 409 when there is no trace yet, saying why."""
-    report = profiler.report(job_id, flops_per_step=flops_per_step, bytes_per_step=bytes_per_step)
+    report = profiler.report(
+        job_id, principal=caller, flops_per_step=flops_per_step, bytes_per_step=bytes_per_step
+    )
     return profile_out(report)
 
 
 @router.post("/jobs/{job_id}/recommendation", responses=documented(404, 409))
 def job_recommendation(
-    job_id: int, profiler: Profiler, body: RecommendRequest | None = None
+    job_id: JobId,
+    profiler: Profiler,
+    caller: Caller,
+    request: Request,
+    body: RecommendRequest | None = None,
 ) -> RecommendationOut:
     """Estimate the job's step time on every flavor of the catalog, rank them by work per
     dollar and by time to finish, and record the estimates for placement."""
     asked = body or RecommendRequest()
     found = profiler.recommend(
         job_id,
+        principal=caller,
         steps=asked.steps,
         flops_per_step=asked.flops_per_step,
         bytes_per_step=asked.bytes_per_step,
     )
+    note(request, f"job {job_id}", tenant=found.report.job.job.tenant, job_id=job_id,
+         reason=f"{found.recorded} step times recorded")  # fmt: skip
     return recommendation_out(found)
 
 
 @router.post("/nodes/{name}/checks", status_code=201, responses=documented(403, 404))
 def record_node_check(
-    name: str, check: NodeCheckIn, profiler: Profiler, caller: Caller
+    name: Annotated[str, Path(min_length=1, max_length=200)],
+    check: NodeCheckIn,
+    profiler: Profiler,
+    caller: Caller,
+    request: Request,
 ) -> NodeCheckOut:
     """Store what ``allot node check`` measured on a node, judged against its flavor; with
     ``drain`` a node below expected is drained (cluster admins only)."""
@@ -90,11 +106,14 @@ def record_node_check(
         drain=check.drain,
         principal=caller,
     )
+    note(request, f"node {name}", reason=stored.summary)
     return check_out(stored)
 
 
 @router.get("/flavor-speeds")
-def flavor_speeds(profiler: Profiler, job_class: str | None = None) -> list[FlavorSpeedOut]:
+def flavor_speeds(
+    profiler: Profiler, caller: Caller, job_class: str | None = None
+) -> list[FlavorSpeedOut]:
     """Recorded step times per job class and flavor: measured by profiled runs, or estimated
     by ``recommendation``."""
     return [speed_out(s) for s in profiler.speeds(job_class)]
