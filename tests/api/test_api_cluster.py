@@ -85,3 +85,14 @@ def test_queues_show_quota_use_and_counts(api: httpx.Client, harness: Harness) -
             "running": 1,
         },
     ]
+
+
+def test_a_node_check_with_a_number_for_drain_is_refused_and_not_stored(
+    api: httpx.Client, harness: Harness
+) -> None:
+    body = {"device": "0", "drain": 0, "measurements": [{"name": "memory", "device": "0",
+            "value": 5.0}]}  # fmt: skip
+    response = api.post("/v1/nodes/gpu-1/checks", json=body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["drain"]
+    assert harness.store.node_checks() == {}

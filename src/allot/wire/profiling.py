@@ -113,7 +113,7 @@ class RecommendRequest(BaseModel):
     """What to rank flavors for: the work left (steps), and FLOPs or bytes per step when the
     counted ones should be overridden."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     steps: int | None = Field(
         default=None, ge=1, le=10**12, description="Steps to finish (default: the run's)."
@@ -156,7 +156,7 @@ class RecommendationOut(BaseModel):
 class MeasurementIn(BaseModel):
     """One microbenchmark result."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     name: CheckName
     device: str = Field(min_length=1, max_length=64)
@@ -166,7 +166,7 @@ class MeasurementIn(BaseModel):
 class NodeCheckIn(BaseModel):
     """What ``allot node check`` measured on a node."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     device: str = Field(min_length=1, max_length=200, description="The GPUs' name, or cpu.")
     measurements: list[MeasurementIn] = Field(min_length=1, max_length=1024)
