@@ -1,0 +1,475 @@
+"""The Slurm executor: every allot run as one Slurm job, pinned to the nodes and GPU counts
+allot chose (``allot.executors.slurm.script``), each task supervised on its node by allot's
+runner (``allot.executors.runner``), as the local executor's tasks are.
+
+On-disk layout, under ``runs_dir`` (which the nodes must see at the same path, as Slurm's own
+output files must be: a shared file system)::
+
+    <run_id>/  batch.sh  hosts  placement.json  submitted  job  slurm-<id>.out
+               task-<index>/  spec.json  claim  pid.json  exit.json  stop  output.log
+
+Invariants
+- ``launch`` is idempotent per run id, across server crashes too: ``submitted`` is created
+  (``O_EXCL``) before ``sbatch``, the job id written to ``job`` after; a run that has
+  ``submitted`` but no ``job`` is looked up by its tag (the job name ``allot-<run id>``)
+  before it is submitted again; and the runner claims each task with ``O_EXCL``, so even a
+  job submitted twice runs each task once.
+- Capacity allot does not own: the GPUs, CPUs and memory that Slurm jobs not launched by
+  allot hold on a node are left out of that node's inventory, so allot never plans onto them.
+- A task sees Slurm's ``SLURM_*`` variables and the devices Slurm allocated
+  (``CUDA_VISIBLE_DEVICES``), allot's rank variables (as the local executor sets them, with
+  ``MASTER_ADDR`` the address of task 0's node), and never the server's secrets.
+- A task gets SIGTERM at most once per run (the ``stop`` marker, as for the local executor);
+  a kill is ``scancel --signal=KILL --full``.
+- Exits are pushed: a thread polls ``squeue`` every ``poll_interval`` seconds while runs are
+  active and reports each run whose Slurm job left the queue's active states.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from allot.control.ports import RunStatus, TaskLaunch
+from allot.core.model import MILLI_PER_CPU, MILLI_PER_GPU, Node
+from allot.executors import runner
+from allot.executors.environment import SECRET_VARIABLES, server_python, task_environment
+from allot.executors.local import check_run_id
+from allot.executors.slurm.commands import SlurmCommandError, SlurmCommands
+from allot.executors.slurm.parse import SlurmJob, SlurmNode, parse_jobs, parse_nodes
+from allot.executors.slurm.script import BatchJob, render, run_of
+from allot.executors.slurm.tracking import TaskExit, run_status
+
+log = logging.getLogger("allot.executors")
+
+RUNNER_PATH = str(Path(runner.__file__).resolve())
+# What a task takes from the environment Slurm gives its runner (they win over allot's).
+SLURM_VARIABLES = ("SLURM_*", "SLURMD_NODENAME")
+DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
+MASTER_PORTS = (29500, 10000)  # a gang's MASTER_PORT: from its run id, in 29500..39499
+SUBMITTED, JOB_FILE, PLACEMENT_FILE = "submitted", "job", "placement.json"
+
+
+class SlurmExecutor:
+    """Runs allot's runs as Slurm jobs (see the module docstring). ``partition``: the one
+    partition whose nodes are this pool (None: every node); ``python``: the interpreter that
+    runs allot's runner on the nodes; ``grace_seconds``: from SIGTERM to SIGKILL at a time
+    limit."""
+
+    def __init__(
+        self,
+        runs_dir: Path,
+        *,
+        partition: str | None = None,
+        commands: SlurmCommands | None = None,
+        python: str = sys.executable,
+        grace_seconds: float = 30.0,
+        poll_interval: float = 0.1,
+    ) -> None:
+        if grace_seconds < 0:
+            raise ValueError(f"grace_seconds: must be >= 0, got {grace_seconds}")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval: must be > 0, got {poll_interval}")
+        if any(c.isspace() or c == "%" for c in str(runs_dir)):
+            raise ValueError(f"runs_dir: must not contain spaces or '%', got {str(runs_dir)!r}")
+        self.runs_dir = Path(runs_dir)
+        self.partition = partition
+        self.commands = commands or SlurmCommands()
+        self.python = python
+        self.grace_seconds = grace_seconds
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._jobs: dict[str, SlurmJob] = {}  # by run id, from the latest squeue
+        self._all_jobs: list[SlurmJob] = []
+        self._queried_at = -math.inf  # monotonic time of the latest squeue
+        self._submitted_at: dict[str, float] = {}  # run id -> monotonic time of its sbatch
+        self._addresses: dict[str, str] = {}  # node name -> address, from the inventory
+        self._watched: set[str] = set()
+        self._on_exit: Callable[[str], None] | None = None
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    # -- checks and inventory
+    def check(self) -> list[SlurmNode]:
+        """Ask Slurm for its nodes once; raises SlurmCommandError naming the command that
+        failed and its stderr (``sinfo`` missing, the controller not answering), or when the
+        partition has no node."""
+        nodes = self._nodes()
+        if not nodes:
+            where = f"partition {self.partition!r}" if self.partition else "the cluster"
+            raise SlurmCommandError(f"sinfo --json: {where} has no node")
+        return nodes
+
+    def _nodes(self) -> list[SlurmNode]:
+        done = self.commands.run("sinfo", ["--json"])
+        try:
+            nodes = parse_nodes(done.stdout)
+        except ValueError as err:
+            raise SlurmCommandError(str(err)) from None
+        if self.partition:
+            nodes = [n for n in nodes if self.partition in n.partitions]
+        self._addresses = {n.name: n.address for n in nodes}
+        return nodes
+
+    def inventory(self) -> list[Node]:
+        """The partition's nodes, each less what Slurm jobs not launched by allot hold on it;
+        drained, reserved and down nodes in their state."""
+        nodes = self._nodes()
+        jobs = self._query(max_age=0.0)
+        foreign: dict[str, list[int]] = {n.name: [0, 0, 0] for n in nodes}
+        for job in jobs:
+            if run_of(job.name) is not None or not job.holding:
+                continue
+            for held in job.allocations:
+                if held.node in foreign:
+                    used = foreign[held.node]
+                    used[0] += held.gpus
+                    used[1] += held.cpus
+                    used[2] += held.memory_mb
+        devices = self._allot_devices(jobs)
+        found = []
+        for n in nodes:
+            gpus, cpus, memory = foreign[n.name]
+            if gpus or cpus or memory:
+                log.info(
+                    "node %s: %d GPUs, %d CPUs held by Slurm jobs not from allot",
+                    *(n.name, gpus, cpus),
+                )
+            if n.slurm_state not in ("idle", "mixed", "allocated"):
+                log.info("node %s: Slurm state %s %s", n.name, n.slurm_state, n.reason)
+            # Never below the devices allot's own runs hold there, so they stay valid.
+            free_gpus = max(n.gpus - gpus, devices.get(n.name, 0))
+            found.append(
+                Node(
+                    n.name,
+                    n.flavor,
+                    free_gpus,
+                    max(n.cpus - cpus, 0) * MILLI_PER_CPU,
+                    max(n.memory_mb - memory, 0),
+                    state=n.state,
+                )
+            )
+        return found
+
+    def _allot_devices(self, jobs: Sequence[SlurmJob]) -> dict[str, int]:
+        """For each node: one more than the highest device index allot's active runs hold."""
+        top: dict[str, int] = {}
+        for job in jobs:
+            run_id = run_of(job.name)
+            if run_id is None or not job.active:
+                continue
+            placement = runner.read_json(str(self.runs_dir / run_id / PLACEMENT_FILE)) or {}
+            tasks = placement.get("tasks")
+            for where in tasks if isinstance(tasks, list) else ():
+                devices = where.get("devices") if isinstance(where, dict) else None
+                if isinstance(devices, list) and devices:
+                    node = str(where.get("node"))
+                    top[node] = max(top.get(node, 0), 1 + max(int(d) for d in devices))
+        return top
+
+    def inventory_source(self) -> str:
+        """``slurm``: the GPUs are the GRES Slurm reports."""
+        return "slurm"
+
+    # -- the job table
+    def _query(self, max_age: float) -> list[SlurmJob]:
+        """Every job Slurm knows (``squeue --json``), asked again when the last answer is
+        older than ``max_age`` seconds."""
+        with self._lock:
+            if time.monotonic() - self._queried_at <= max_age:
+                return self._all_jobs
+        asked = time.monotonic()
+        done = self.commands.run("squeue", ["--json"])
+        try:
+            jobs = parse_jobs(done.stdout)
+        except ValueError as err:
+            raise SlurmCommandError(str(err)) from None
+        by_run: dict[str, SlurmJob] = {}
+        for job in sorted(jobs, key=lambda j: j.job_id):
+            run_id = run_of(job.name)
+            if run_id is not None:
+                by_run[run_id] = job  # the newest job of a run wins
+        with self._lock:
+            if asked >= self._queried_at:
+                self._all_jobs, self._jobs, self._queried_at = jobs, by_run, asked
+        return jobs
+
+    def _job_of(self, run_id: str, max_age: float) -> SlurmJob | None:
+        self._query(max_age)
+        with self._lock:
+            job = self._jobs.get(run_id)
+            stale = self._queried_at < self._submitted_at.get(run_id, -math.inf)
+        if job is None and stale:  # asked before its sbatch: ask again
+            self._query(0.0)
+            with self._lock:
+                job = self._jobs.get(run_id)
+        return job
+
+    # -- paths
+    def run_dir(self, run_id: str) -> Path:
+        """Where a run's files live; raises ValueError for an unsafe run id."""
+        return self.runs_dir / check_run_id(run_id)
+
+    def task_dir(self, run_id: str, task_index: int) -> Path:
+        """The directory of one task of a run."""
+        if task_index < 0:
+            raise ValueError(f"task_index: must be >= 0, got {task_index}")
+        return self.run_dir(run_id) / f"task-{task_index}"
+
+    # -- launch
+    def launch(self, tasks: Sequence[TaskLaunch]) -> None:
+        """Submit one run as one Slurm job (idempotent per run id, see the module docstring).
+        Raises SlurmCommandError (an OSError) when sbatch fails or the placement cannot be
+        expressed to Slurm."""
+        if not tasks:
+            return
+        ordered = sorted(tasks, key=lambda t: t.task_index)
+        run_id = check_run_id(ordered[0].run_id)
+        if [t.task_index for t in ordered] != list(range(ordered[0].num_tasks)):
+            raise ValueError(f"tasks: run {run_id} must be launched whole, task 0 to the last")
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if (run_dir / JOB_FILE).exists():
+            self._watch(run_id)
+            return  # submitted before
+        batch = self._batch(ordered, run_dir)
+        self._write_specs(ordered, run_dir)
+        placement = {
+            "tasks": [
+                {"node": t.placement.node, "devices": list(t.placement.devices)} for t in ordered
+            ]
+        }
+        runner.write_json_atomic(str(run_dir / PLACEMENT_FILE), placement)
+        (run_dir / "batch.sh").write_text(render(batch))
+        if batch.gang:
+            (run_dir / "hosts").write_text(batch.hostfile)
+        try:
+            fd = os.open(run_dir / SUBMITTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        except FileExistsError:  # submitted by a server that died before it wrote the job id
+            job = self._job_of(run_id, 0.0)
+            if job is not None:
+                self._record_job(run_dir, job.job_id)
+                self._watch(run_id)
+                return
+        self._submit(run_id, run_dir, batch.gang)
+
+    def _batch(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> BatchJob:
+        first = tasks[0]
+        per_device = {t.placement.gpu_milli_per_device for t in tasks if t.placement.devices}
+        if any(0 < milli < MILLI_PER_GPU for milli in per_device):
+            raise SlurmCommandError(
+                f"run {first.run_id}: a share of a GPU cannot be pinned through Slurm's GRES;"
+                " ask for whole GPUs on a Slurm pool"
+            )
+        cpus = max((t.resources.cpu_milli if t.resources else 0) for t in tasks)
+        memory = max((t.resources.memory_mib if t.resources else 0) for t in tasks)
+        limit = first.time_limit
+        return BatchJob(
+            run_id=first.run_id,
+            job_id=first.job_id,
+            nodes=tuple(t.placement.node for t in tasks),
+            gpus_per_task=max(len(t.placement.devices) for t in tasks),
+            cpus_per_task=max(1, math.ceil(cpus / MILLI_PER_CPU)),
+            memory_mb_per_task=memory,
+            # Slurm's limit is a backstop: the runner stops the task at the limit itself.
+            time_minutes=None
+            if limit is None
+            else math.ceil((limit + self.grace_seconds) / 60) + 1,
+            run_dir=str(run_dir),
+            python=self.python,
+            runner=RUNNER_PATH,
+            partition=self.partition,
+        )
+
+    def _write_specs(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> None:
+        base = server_python({k: v for k, v in os.environ.items() if not k.startswith("SLURM")})
+        port = MASTER_PORTS[0] + zlib.crc32(tasks[0].run_id.encode()) % MASTER_PORTS[1]
+        master = self._addresses.get(tasks[0].placement.node, tasks[0].placement.node)
+        for task in tasks:
+            task_dir = run_dir / f"task-{task.task_index}"
+            task_dir.mkdir(exist_ok=True, mode=0o700)
+            if (task_dir / runner.SPEC_FILE).exists():
+                continue
+            peers = [t.task_index for t in tasks if t.placement.node == task.placement.node]
+            env = task_environment(
+                task,
+                base,
+                master_port=port,
+                local_rank=peers.index(task.task_index),
+                local_world_size=len(peers),
+            )
+            inherit = list(SLURM_VARIABLES)
+            if task.placement.devices:  # Slurm chose the devices; a CPU task keeps none
+                inherit += DEVICE_VARIABLES
+                env.pop("CUDA_VISIBLE_DEVICES", None)
+            if task.num_tasks > 1:
+                env["MASTER_ADDR"] = master
+            spec: dict[str, object] = {
+                "run_id": task.run_id,
+                "job_id": task.job_id,
+                "task_index": task.task_index,
+                "num_tasks": task.num_tasks,
+                "argv": list(task.launch.argv),
+                "workdir": task.launch.workdir or str(run_dir),
+                "env": env,
+                "inherit": inherit,
+                "time_limit": task.time_limit,
+                "grace_seconds": self.grace_seconds,
+                "log": str(task_dir / runner.LOG_FILE),
+            }
+            runner.write_json_atomic(str(task_dir / runner.SPEC_FILE), spec, mode=0o600)
+
+    def _submit(self, run_id: str, run_dir: Path, gang: bool) -> None:
+        env = {
+            k: v
+            for k, v in (self.commands.env or os.environ).items()
+            if k not in SECRET_VARIABLES
+            and not k.startswith("SBATCH_")
+            and (k == "SLURM_CONF" or not k.startswith("SLURM_"))
+        }
+        if gang:
+            env["SLURM_HOSTFILE"] = str(run_dir / "hosts")
+        with self._lock:
+            self._submitted_at[run_id] = time.monotonic()
+        commands = SlurmCommands(self.commands.bin_dir, self.commands.timeout, env)
+        done = commands.run("sbatch", ["--parsable", str(run_dir / "batch.sh")])
+        first = done.stdout.strip().split(";", 1)[0]
+        if not first.isdigit():
+            raise SlurmCommandError(f"sbatch: expected a job id, got {done.stdout.strip()!r}")
+        self._record_job(run_dir, int(first))
+        self._watch(run_id)
+
+    def _record_job(self, run_dir: Path, job_id: int) -> None:
+        runner.write_json_atomic(str(run_dir / JOB_FILE), {"job_id": job_id}, durable=True)
+
+    def _recorded_job(self, run_id: str) -> int | None:
+        data = runner.read_json(str(self.run_dir(run_id) / JOB_FILE))
+        value = data.get("job_id") if data else None
+        return value if isinstance(value, int) else None
+
+    # -- status
+    def status(self, run_id: str, num_tasks: int) -> RunStatus:
+        """What is known about a run now (see ``allot.executors.slurm.tracking``)."""
+        return self.statuses([(run_id, num_tasks)])[0]
+
+    def statuses(self, runs: Sequence[tuple[str, int]]) -> list[RunStatus]:
+        """``status`` of each (run id, task count), with one ``squeue`` for all."""
+        found = []
+        for run_id, num_tasks in runs:
+            job = self._job_of(run_id, self.poll_interval / 2)
+            exits: list[TaskExit | None] = []
+            claimed: list[bool] = []
+            for index in range(num_tasks):
+                task_dir = self.task_dir(run_id, index)
+                data = runner.read_json(str(task_dir / runner.EXIT_FILE))
+                code = data.get("exit_code") if data else None
+                exits.append(
+                    None
+                    if data is None
+                    else TaskExit(
+                        code if isinstance(code, int) else None, bool(data.get("timed_out"))
+                    )
+                )
+                claimed.append((task_dir / runner.CLAIM_FILE).exists())
+            recorded = self._recorded_job(run_id)
+            status = run_status(run_id, num_tasks, exits, job, job_id=recorded, claimed=claimed)
+            found.append(status)
+        return found
+
+    def notify_on_exit(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(run_id)`` (from the polling thread) when a run's Slurm job ends."""
+        self._on_exit = callback
+
+    def _watch(self, run_id: str) -> None:
+        with self._lock:
+            self._watched.add(run_id)
+            if self._watcher is None:
+                self._watcher = threading.Thread(
+                    target=self._poll, name="allot-slurm-watch", daemon=True
+                )
+                self._watcher.start()
+
+    def _poll(self) -> None:
+        while not self._closing.wait(self.poll_interval):
+            with self._lock:
+                watched = set(self._watched)
+                if not watched:
+                    self._watcher = None
+                    return
+            try:
+                self._query(self.poll_interval / 2)
+            except OSError as err:
+                log.warning("squeue failed: %s", err)
+                continue
+            with self._lock:
+                ended = {r for r in watched if self._has_ended(r)}
+                self._watched -= ended
+            for run_id in ended:
+                if self._on_exit is not None:
+                    self._on_exit(run_id)
+
+    def _has_ended(self, run_id: str) -> bool:
+        """Whether the latest squeue shows the run's job ended, or no longer shows it although
+        it was asked after the submission (under ``_lock``)."""
+        job = self._jobs.get(run_id)
+        if job is not None:
+            return not job.active
+        return self._queried_at > self._submitted_at.get(run_id, -math.inf)
+
+    def close(self) -> None:
+        """Stop polling (Slurm jobs run on)."""
+        self._closing.set()
+
+    # -- stop
+    def signal(self, run_id: str, *, kill: bool) -> None:
+        """SIGTERM every task of the run once (a pending job is cancelled), or SIGKILL them."""
+        run_dir = self.run_dir(run_id)
+        tasks = sorted(p for p in run_dir.glob("task-*") if p.is_dir()) if run_dir.is_dir() else []
+        first_term = False
+        for task_dir in tasks:
+            marker = task_dir / runner.STOP_FILE
+            if kill:
+                marker.write_text("kill")
+            else:
+                with contextlib.suppress(FileExistsError):
+                    with marker.open("x") as f:
+                        f.write("term")
+                    first_term = True
+        job = self._job_of(run_id, 0.0)
+        if job is None or not job.active:
+            return
+        number = str(job.job_id)
+        if kill:
+            self.commands.run("scancel", ["--signal=KILL", "--full", number], check=False)
+            self.commands.run("scancel", [number], check=False)
+        elif job.state == "PENDING":
+            self.commands.run("scancel", [number], check=False)
+        elif first_term:
+            batch_only = ["--batch"] if len(tasks) == 1 else []
+            self.commands.run("scancel", ["--signal=TERM", *batch_only, number], check=False)
+
+    # -- logs
+    def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to ``limit`` bytes of a task's output from ``offset``; returns the bytes and the
+        offset to ask for next."""
+        if offset < 0:
+            raise ValueError(f"offset: must be >= 0, got {offset}")
+        if limit < 0:
+            raise ValueError(f"limit: must be >= 0, got {limit}")
+        path = self.task_dir(run_id, task_index) / runner.LOG_FILE
+        try:
+            with path.open("rb") as out:
+                out.seek(offset)
+                data = out.read(limit)
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
