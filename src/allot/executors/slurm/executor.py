@@ -102,6 +102,8 @@ class SlurmExecutor:
         """Ask Slurm for its nodes once; raises SlurmCommandError naming the command that
         failed and its stderr (``sinfo`` missing, the controller not answering), or when the
         partition has no node."""
+        # The plain form first: with --json, sinfo hides why it failed ("Unspecified error").
+        self.commands.run("sinfo", ["--noheader", "--format=%P"])
         nodes = self._nodes()
         if not nodes:
             where = f"partition {self.partition!r}" if self.partition else "the cluster"
