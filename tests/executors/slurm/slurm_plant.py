@@ -104,7 +104,7 @@ class SlurmPlant:
         """scancel every Slurm job this plant launched and wait until none holds a node."""
         names = [job_name(p.name) for p in (self.root / "slurm").glob("*")]
         if names:
-            slurm("scancel", "--full", f"--name={','.join(names)}")
+            slurm("scancel", f"--name={','.join(names)}")
         deadline = time.monotonic() + 30
         while any(
             j["job_state"] in ("RUNNING", "COMPLETING", "PENDING") for j in self.slurm_jobs()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from slurm_plant import SlurmPlant, ended, slurm
@@ -172,16 +173,17 @@ def test_gpus_held_by_a_foreign_slurm_job_are_never_planned_onto(
 def test_a_launch_repeated_after_a_crash_submits_the_run_once(
     plant: SlurmPlant, slurm_nodes: list[str]
 ) -> None:
+    run_id = uuid.uuid4().hex
     where = TaskPlacement(slurm_nodes[0], (0,), 1000)
-    tasks = [TaskLaunch("r-again", 1, 0, 1, where, Launch(("sleep", "0.5")), None)]
+    tasks = [TaskLaunch(run_id, 1, 0, 1, where, Launch(("sleep", "0.5")), None)]
     plant.executor.launch(tasks)
     # The server died after sbatch, before it recorded the job id: the tag finds the job.
-    (plant.root / "slurm" / "r-again" / "job").unlink()
+    (plant.root / "slurm" / run_id / "job").unlink()
     plant.executor.launch(tasks)
     plant.executor.launch(tasks)
     assert len(plant.slurm_jobs()) == 1
     deadline = time.monotonic() + 30
-    while (status := plant.executor.status("r-again", 1)).state is not RunState.EXITED:
+    while (status := plant.executor.status(run_id, 1)).state is not RunState.EXITED:
         assert time.monotonic() < deadline, f"the run did not end: {status}"
         time.sleep(0.1)
     assert status.exit_codes == (0,)

@@ -1,9 +1,11 @@
-"""Reading Slurm 22.05's output: recorded ``sinfo --json`` and ``squeue --json`` of the test
+"""Reading Slurm 22.05's output: recorded ``sinfo --json``, ``squeue --json``, ``squeue`` in
+allot's text format and ``scontrol show job -o`` of the test
 cluster (two nodes, four GPUs each) with a drained, a reserved and a down node, and jobs that
 completed, failed, were killed, cancelled, run, and wait."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,10 @@ from allot.executors.slurm.parse import (
     decode_wait_status,
     expand_hostlist,
     parse_gres,
+    parse_job_record,
     parse_jobs,
     parse_nodes,
+    parse_queue,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -132,3 +136,44 @@ def test_wait_statuses_decode(status: int, code: int) -> None:
 def test_malformed_output_is_refused_with_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(SlurmOutputError, match=message):
         parse_jobs(text)
+
+
+def test_the_queue_lists_waiting_and_running_jobs_with_names_that_hold_bars() -> None:
+    pending, running = parse_queue(fixture("squeue_active.txt"))
+    assert (pending.job_id, pending.state, pending.reason, pending.nodes, pending.name) == (
+        4,
+        "PENDING",
+        "Resources",
+        (),
+        "allot-pend",
+    )
+    assert (running.state, running.reason, running.nodes, running.name) == (
+        "RUNNING",
+        "",
+        ("vm-1",),
+        "foreign job|x",
+    )
+
+
+def test_a_queue_line_that_cannot_be_read_is_refused() -> None:
+    with pytest.raises(SlurmOutputError, match=re.escape("cannot read the line 'x|y'")):
+        parse_queue("x|y\n")
+
+
+def test_scontrol_gives_an_ended_jobs_exit_code_and_reason() -> None:
+    failed = parse_job_record(fixture("scontrol_job_failed.txt"))
+    assert (failed.job_id, failed.name, failed.state, failed.reason, failed.exit_code) == (
+        1,
+        "allot-f3",
+        "FAILED",
+        "NonZeroExitCode",
+        3,
+    )
+    assert failed.nodes == ("vm-1",)
+    killed = parse_job_record(fixture("scontrol_job_signal.txt"))
+    assert (killed.exit_code, killed.reason) == (-9, "JobLaunchFailure")
+
+
+def test_scontrol_output_without_a_job_is_refused() -> None:
+    with pytest.raises(SlurmOutputError, match="no JobId or JobState"):
+        parse_job_record("slurm_load_jobs error: Invalid job id specified")

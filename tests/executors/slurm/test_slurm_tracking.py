@@ -34,8 +34,13 @@ def test_a_gang_shows_a_failed_task_while_the_job_runs() -> None:
     assert (status.state, status.exit_codes) == (RunState.RUNNING, (3, None))
 
 
-def test_one_task_is_running_until_slurm_lets_its_job_go() -> None:
+def test_a_run_whose_tasks_all_reported_has_exited_while_slurm_lets_it_go() -> None:
     status = run_status("r", 1, [TaskExit(0)], job("COMPLETING"), job_id=12, claimed=[True])
+    assert (status.state, status.exit_codes) == (RunState.EXITED, (0,))
+
+
+def test_one_running_task_shows_no_exit_code() -> None:
+    status = run_status("r", 1, [None], job("RUNNING"), job_id=12, claimed=[True])
     assert (status.state, status.exit_codes) == (RunState.RUNNING, ())
 
 

@@ -32,8 +32,6 @@ import logging
 import math
 import os
 import sys
-import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,7 +42,14 @@ from allot.executors import runner
 from allot.executors.environment import SECRET_VARIABLES, server_python, task_environment
 from allot.executors.local import check_run_id
 from allot.executors.slurm.commands import SlurmCommandError, SlurmCommands
-from allot.executors.slurm.parse import SlurmJob, SlurmNode, parse_jobs, parse_nodes
+from allot.executors.slurm.jobs import JobTable
+from allot.executors.slurm.parse import (
+    HOLDING_JOB_STATES,
+    SlurmJob,
+    SlurmNode,
+    parse_jobs,
+    parse_nodes,
+)
 from allot.executors.slurm.script import BatchJob, render, run_of
 from allot.executors.slurm.tracking import TaskExit, run_status
 
@@ -73,9 +78,12 @@ class SlurmExecutor:
         python: str = sys.executable,
         grace_seconds: float = 30.0,
         poll_interval: float = 0.1,
+        handoff_seconds: float = 0.25,
     ) -> None:
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds: must be >= 0, got {grace_seconds}")
+        if handoff_seconds < 0:
+            raise ValueError(f"handoff_seconds: must be >= 0, got {handoff_seconds}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval: must be > 0, got {poll_interval}")
         if any(c.isspace() or c == "%" for c in str(runs_dir)):
@@ -86,16 +94,10 @@ class SlurmExecutor:
         self.python = python
         self.grace_seconds = grace_seconds
         self.poll_interval = poll_interval
-        self._lock = threading.Lock()
-        self._jobs: dict[str, SlurmJob] = {}  # by run id, from the latest squeue
-        self._all_jobs: list[SlurmJob] = []
-        self._queried_at = -math.inf  # monotonic time of the latest squeue
-        self._submitted_at: dict[str, float] = {}  # run id -> monotonic time of its sbatch
+        self.handoff_seconds = handoff_seconds
+        self.table = JobTable(self.commands, poll_interval, self._reported)
+        self._tasks: dict[str, int] = {}  # run id -> task count, of the runs launched here
         self._addresses: dict[str, str] = {}  # node name -> address, from the inventory
-        self._watched: set[str] = set()
-        self._on_exit: Callable[[str], None] | None = None
-        self._watcher: threading.Thread | None = None
-        self._closing = threading.Event()
 
     # -- checks and inventory
     def check(self) -> list[SlurmNode]:
@@ -125,7 +127,11 @@ class SlurmExecutor:
         """The partition's nodes, each less what Slurm jobs not launched by allot hold on it;
         drained, reserved and down nodes in their state."""
         nodes = self._nodes()
-        jobs = self._query(max_age=0.0)
+        done = self.commands.run("squeue", ["--json", f"--states={','.join(HOLDING_JOB_STATES)}"])
+        try:
+            jobs = parse_jobs(done.stdout)
+        except ValueError as err:
+            raise SlurmCommandError(str(err)) from None
         foreign: dict[str, list[int]] = {n.name: [0, 0, 0] for n in nodes}
         for job in jobs:
             if run_of(job.name) is not None or not job.holding:
@@ -181,40 +187,6 @@ class SlurmExecutor:
         """``slurm``: the GPUs are the GRES Slurm reports."""
         return "slurm"
 
-    # -- the job table
-    def _query(self, max_age: float) -> list[SlurmJob]:
-        """Every job Slurm knows (``squeue --json``), asked again when the last answer is
-        older than ``max_age`` seconds."""
-        with self._lock:
-            if time.monotonic() - self._queried_at <= max_age:
-                return self._all_jobs
-        asked = time.monotonic()
-        done = self.commands.run("squeue", ["--json"])
-        try:
-            jobs = parse_jobs(done.stdout)
-        except ValueError as err:
-            raise SlurmCommandError(str(err)) from None
-        by_run: dict[str, SlurmJob] = {}
-        for job in sorted(jobs, key=lambda j: j.job_id):
-            run_id = run_of(job.name)
-            if run_id is not None:
-                by_run[run_id] = job  # the newest job of a run wins
-        with self._lock:
-            if asked >= self._queried_at:
-                self._all_jobs, self._jobs, self._queried_at = jobs, by_run, asked
-        return jobs
-
-    def _job_of(self, run_id: str, max_age: float) -> SlurmJob | None:
-        self._query(max_age)
-        with self._lock:
-            job = self._jobs.get(run_id)
-            stale = self._queried_at < self._submitted_at.get(run_id, -math.inf)
-        if job is None and stale:  # asked before its sbatch: ask again
-            self._query(0.0)
-            with self._lock:
-                job = self._jobs.get(run_id)
-        return job
-
     # -- paths
     def run_dir(self, run_id: str) -> Path:
         """Where a run's files live; raises ValueError for an unsafe run id."""
@@ -239,8 +211,9 @@ class SlurmExecutor:
             raise ValueError(f"tasks: run {run_id} must be launched whole, task 0 to the last")
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._tasks[run_id] = len(ordered)
         if (run_dir / JOB_FILE).exists():
-            self._watch(run_id)
+            self.table.watch(run_id)
             return  # submitted before
         batch = self._batch(ordered, run_dir)
         self._write_specs(ordered, run_dir)
@@ -257,11 +230,15 @@ class SlurmExecutor:
             fd = os.open(run_dir / SUBMITTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
         except FileExistsError:  # submitted by a server that died before it wrote the job id
-            job = self._job_of(run_id, 0.0)
+            job = self.table.job_of(run_id, 0.0)
             if job is not None:
                 self._record_job(run_dir, job.job_id)
-                self._watch(run_id)
+                self.table.watch(run_id)
                 return
+            if any(
+                (run_dir / f"task-{t.task_index}" / runner.CLAIM_FILE).exists() for t in ordered
+            ):
+                return  # that job ran (or runs) already; its tasks report how it ended
         self._submit(run_id, run_dir, batch.gang)
 
     def _batch(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> BatchJob:
@@ -290,6 +267,7 @@ class SlurmExecutor:
             python=self.python,
             runner=RUNNER_PATH,
             partition=self.partition,
+            handoff=self.handoff_seconds,
         )
 
     def _write_specs(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> None:
@@ -340,15 +318,14 @@ class SlurmExecutor:
         }
         if gang:
             env["SLURM_HOSTFILE"] = str(run_dir / "hosts")
-        with self._lock:
-            self._submitted_at[run_id] = time.monotonic()
+        self.table.submitting(run_id)
         commands = SlurmCommands(self.commands.bin_dir, self.commands.timeout, env)
         done = commands.run("sbatch", ["--parsable", str(run_dir / "batch.sh")])
         first = done.stdout.strip().split(";", 1)[0]
         if not first.isdigit():
             raise SlurmCommandError(f"sbatch: expected a job id, got {done.stdout.strip()!r}")
         self._record_job(run_dir, int(first))
-        self._watch(run_id)
+        self.table.watch(run_id)
 
     def _record_job(self, run_dir: Path, job_id: int) -> None:
         runner.write_json_atomic(str(run_dir / JOB_FILE), {"job_id": job_id}, durable=True)
@@ -367,7 +344,7 @@ class SlurmExecutor:
         """``status`` of each (run id, task count), with one ``squeue`` for all."""
         found = []
         for run_id, num_tasks in runs:
-            job = self._job_of(run_id, self.poll_interval / 2)
+            job = self.table.job_of(run_id, self.poll_interval / 2)
             exits: list[TaskExit | None] = []
             claimed: list[bool] = []
             for index in range(num_tasks):
@@ -383,53 +360,26 @@ class SlurmExecutor:
                 )
                 claimed.append((task_dir / runner.CLAIM_FILE).exists())
             recorded = self._recorded_job(run_id)
+            if job is None and recorded is not None and None in exits:
+                job = self.table.final(recorded)  # how it ended, in Slurm's words
             status = run_status(run_id, num_tasks, exits, job, job_id=recorded, claimed=claimed)
             found.append(status)
         return found
 
+    def _reported(self, run_id: str) -> bool:
+        """Whether every task of a run launched here has reported its exit."""
+        count = self._tasks.get(run_id, 0)
+        return count > 0 and all(
+            (self.runs_dir / run_id / f"task-{i}" / runner.EXIT_FILE).exists() for i in range(count)
+        )
+
     def notify_on_exit(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(run_id)`` (from the polling thread) when a run's Slurm job ends."""
-        self._on_exit = callback
-
-    def _watch(self, run_id: str) -> None:
-        with self._lock:
-            self._watched.add(run_id)
-            if self._watcher is None:
-                self._watcher = threading.Thread(
-                    target=self._poll, name="allot-slurm-watch", daemon=True
-                )
-                self._watcher.start()
-
-    def _poll(self) -> None:
-        while not self._closing.wait(self.poll_interval):
-            with self._lock:
-                watched = set(self._watched)
-                if not watched:
-                    self._watcher = None
-                    return
-            try:
-                self._query(self.poll_interval / 2)
-            except OSError as err:
-                log.warning("squeue failed: %s", err)
-                continue
-            with self._lock:
-                ended = {r for r in watched if self._has_ended(r)}
-                self._watched -= ended
-            for run_id in ended:
-                if self._on_exit is not None:
-                    self._on_exit(run_id)
-
-    def _has_ended(self, run_id: str) -> bool:
-        """Whether the latest squeue shows the run's job ended, or no longer shows it although
-        it was asked after the submission (under ``_lock``)."""
-        job = self._jobs.get(run_id)
-        if job is not None:
-            return not job.active
-        return self._queried_at > self._submitted_at.get(run_id, -math.inf)
+        self.table.on_exit = callback
 
     def close(self) -> None:
         """Stop polling (Slurm jobs run on)."""
-        self._closing.set()
+        self.table.close()
 
     # -- stop
     def signal(self, run_id: str, *, kill: bool) -> None:
@@ -446,7 +396,7 @@ class SlurmExecutor:
                     with marker.open("x") as f:
                         f.write("term")
                     first_term = True
-        job = self._job_of(run_id, 0.0)
+        job = self.table.job_of(run_id, 0.0)
         if job is None or not job.active:
             return
         number = str(job.job_id)

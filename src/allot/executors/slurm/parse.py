@@ -1,5 +1,7 @@
 """Reading what Slurm prints: nodes from ``sinfo --json``, jobs from ``squeue --json`` (both
-as Slurm 22.05, which Debian ships, writes them: the ``openapi/v0.0.38`` layout), hostlist
+as Slurm 22.05, which Debian ships, writes them: the ``openapi/v0.0.38`` layout), the queue
+from ``squeue`` with ``QUEUE_FORMAT`` (the cheap form, polled often), one ended job from
+``scontrol show job -o`` (its exit code and reason, when accounting is off), hostlist
 expressions (``vm-[1-2],gpu[01-03]``), GRES strings (``gpu:a100:8(S:0-1)``) and the wait
 statuses Slurm reports as exit codes. Pure functions over text, so every rule is tested
 against recorded real output (``tests/executors/slurm/fixtures``).
@@ -36,6 +38,9 @@ ACTIVE_JOB_STATES = frozenset(
     {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "REQUEUED"}
 )
 HOLDING_JOB_STATES = frozenset({"CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "RESIZING"})
+# ``squeue -h -t ACTIVE -o QUEUE_FORMAT``: id, state, reason, nodes, name (last: it may hold '|').
+QUEUE_FORMAT = "%i|%T|%r|%N|%j"
+QUEUE_STATES = ",".join(sorted(ACTIVE_JOB_STATES))
 
 
 class SlurmOutputError(ValueError):
@@ -249,3 +254,50 @@ def _field(raw: Any, key: str, kind: type[_T], where: str) -> _T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise SlurmOutputError(f"{where}: {key!r} is missing or not a {kind.__name__}")
     return value
+
+
+def parse_queue(text: str) -> list[SlurmJob]:
+    """The jobs of ``squeue -h -t QUEUE_STATES -o QUEUE_FORMAT``."""
+    jobs = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|", 4)
+        if len(fields) != 5 or not fields[0].isdigit():
+            raise SlurmOutputError(f"squeue: cannot read the line {line!r}")
+        job_id, state, reason, nodes, name = fields
+        jobs.append(
+            SlurmJob(
+                job_id=int(job_id),
+                name=name,
+                state=state,
+                reason="" if reason == "None" else reason,
+                nodes=tuple(expand_hostlist(nodes)),
+                exit_code=None,
+            )
+        )
+    return jobs
+
+
+def parse_job_record(text: str) -> SlurmJob:
+    """One job of ``scontrol show job -o ID`` (``ExitCode=3:0`` -> 3, ``0:9`` -> -9)."""
+    fields = dict(
+        re.findall(r"(?:^| )(JobId|JobName|JobState|Reason|ExitCode|NodeList)=(\S*)", text)
+    )
+    job_id, state = fields.get("JobId", ""), fields.get("JobState", "")
+    if not job_id.isdigit() or not state:
+        raise SlurmOutputError(f"scontrol show job: no JobId or JobState in {text[:80]!r}")
+    code, _, signal = fields.get("ExitCode", "").partition(":")
+    exit_code = None
+    if code.isdigit() and signal.isdigit():
+        exit_code = -int(signal) if int(signal) else int(code)
+    reason = fields.get("Reason", "")
+    nodes = fields.get("NodeList", "")
+    return SlurmJob(
+        job_id=int(job_id),
+        name=fields.get("JobName", ""),
+        state=state,
+        reason="" if reason == "None" else reason,
+        nodes=tuple(expand_hostlist("" if nodes == "(null)" else nodes)),
+        exit_code=exit_code if state not in ACTIVE_JOB_STATES else None,
+    )

@@ -6,10 +6,12 @@ is a unit test.
 Rules, first match wins:
 1. Slurm never heard of the run and it was never submitted (no job id recorded): unknown,
    every task unclaimed, so reconcile submits it again.
-2. Slurm still holds the job (pending, running, completing): running. A gang shows the exit
+2. Every task has reported its exit: exited, with their codes, even while Slurm is still
+   letting the job go (a successor pinned to its GPUs starts the moment Slurm does).
+3. Slurm still holds the job (pending, running, completing): running. A gang shows the exit
    codes its tasks already reported, so a failed task stops the gang; a job waiting in Slurm
    says why in ``notes``.
-3. Otherwise the job has ended (or Slurm forgot it after ``MinJobAge``): every task that
+4. Otherwise the job has ended (or Slurm forgot it after ``MinJobAge``): every task that
    reported has its own exit code; a task that did not takes Slurm's: a cancel or kill the
    signal, a time limit timed out; a node failure, or any other failure before a task
    reported (the runner could not start, say), makes the run lost with Slurm's state, reason
@@ -48,7 +50,8 @@ def run_status(
     claimed: Sequence[bool],
 ) -> RunStatus:
     """The run's status (rules in the module docstring). ``exits`` and ``claimed`` have one
-    entry per task; ``job_id`` is the Slurm job recorded at submission (None: not yet)."""
+    entry per task; ``job`` is the run's Slurm job (while Slurm holds it, else its final
+    record, else None); ``job_id`` the one recorded at submission (None: not yet)."""
     codes = [e.exit_code if e is not None else None for e in exits]
     timed_out = any(e is not None and e.timed_out for e in exits)
     if job is None and job_id is None:
@@ -61,6 +64,8 @@ def run_status(
             detail=f"run {run_id} was never submitted to Slurm",
             unclaimed=unclaimed,
         )
+    if all(e is not None for e in exits):
+        return RunStatus(run_id, RunState.EXITED, tuple(codes), timed_out)
     if job is not None and job.active:
         notes: tuple[str, ...] = ()
         if job.state == "PENDING":
@@ -69,8 +74,6 @@ def run_status(
         shown = tuple(codes) if num_tasks > 1 else ()
         return RunStatus(run_id, RunState.RUNNING, shown, timed_out, notes=notes)
     missing = [i for i, e in enumerate(exits) if e is None]
-    if not missing:
-        return RunStatus(run_id, RunState.EXITED, tuple(codes), timed_out)
     number = job.job_id if job is not None else job_id
     if job is None:
         detail = (
