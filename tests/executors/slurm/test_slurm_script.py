@@ -9,10 +9,8 @@ PYTHON = "/venv/bin/python"
 RUNNER = "/src/allot/executors/runner.py"
 
 
-def test_a_one_task_run_is_pinned_to_its_node_and_passes_sigterm_to_the_runner() -> None:
-    job = BatchJob(
-        "r1", 7, ("n1",), 1, 2, 4096, 3, "/data/slurm/runs/r1", PYTHON, RUNNER, handoff=0.25
-    )
+def test_a_one_task_run_is_pinned_to_its_node_and_execs_the_runner() -> None:
+    job = BatchJob("r1", 7, ("n1",), 1, 2, 4096, 3, "/data/slurm/runs/r1", PYTHON, RUNNER)
     assert render(job) == (
         "#!/bin/sh\n"
         "# allot job 7, run r1: written by allot's Slurm executor.\n"
@@ -29,12 +27,7 @@ def test_a_one_task_run_is_pinned_to_its_node_and_passes_sigterm_to_the_runner()
         "#SBATCH --output=/data/slurm/runs/r1/slurm-%j.out\n"
         "#SBATCH --open-mode=append\n"
         "#SBATCH --no-requeue\n"
-        "/venv/bin/python -I -S /src/allot/executors/runner.py /data/slurm/runs/r1/task-0 &\n"
-        "runner=$!\n"
-        """trap 'kill -TERM "$runner" 2>/dev/null' TERM\n"""
-        'wait "$runner"\n'
-        'while kill -0 "$runner" 2>/dev/null; do wait "$runner"; done\n'
-        "sleep 0.25\n"
+        "exec /venv/bin/python -I -S /src/allot/executors/runner.py /data/slurm/runs/r1/task-0\n"
     )
 
 
@@ -56,7 +49,7 @@ def test_a_gang_places_each_task_through_a_hostfile_and_one_srun() -> None:
         "#SBATCH --output=/data/r2/slurm-%j.out\n"
         "#SBATCH --open-mode=append\n"
         "#SBATCH --no-requeue\n"
-        "srun --kill-on-bad-exit=0 --wait=0 /bin/sh -c "
+        "exec srun --kill-on-bad-exit=0 --wait=0 /bin/sh -c "
         """'exec "$0" -I -S "$1" "$2/task-$SLURM_PROCID"' """
         "/venv/bin/python /src/allot/executors/runner.py /data/r2\n"
     )
@@ -68,8 +61,7 @@ def test_a_cpu_task_asks_for_no_gpu_and_paths_are_quoted() -> None:
     script = render(job)
     assert "gpu" not in script.replace("allot", "")
     assert "--mem" not in script
-    assert f"\n'/my python' -I -S {RUNNER} /data/r3/task-0 &\n" in script
-    assert "sleep" not in script
+    assert script.endswith(f"exec '/my python' -I -S {RUNNER} /data/r3/task-0\n")
 
 
 def test_the_job_name_tags_the_run() -> None:

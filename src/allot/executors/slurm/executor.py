@@ -18,28 +18,28 @@ Invariants
   allot hold on a node are left out of that node's inventory, so allot never plans onto them.
 - A task sees Slurm's ``SLURM_*`` variables and the devices Slurm allocated
   (``CUDA_VISIBLE_DEVICES``), allot's rank variables (as the local executor sets them, with
-  ``MASTER_ADDR`` the address of task 0's node), and never the server's secrets.
+  ``MASTER_ADDR`` the address of task 0's node), and never the server's secrets
+  (``allot.executors.slurm.tasks``).
 - A task gets SIGTERM at most once per run (the ``stop`` marker, as for the local executor);
   a kill is ``scancel --signal=KILL --full``.
-- Exits are pushed: a thread polls ``squeue`` every ``poll_interval`` seconds while runs are
-  active and reports each run whose Slurm job left the queue's active states.
+- Exits are pushed (``allot.executors.slurm.jobs``): while runs are active, a thread looks
+  for their tasks' exit reports and asks ``squeue`` every ``poll_interval`` seconds for jobs
+  that ended without one, and reports each run that ended.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import sys
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from allot.control.ports import RunStatus, TaskLaunch
-from allot.core.model import MILLI_PER_CPU, MILLI_PER_GPU, Node
+from allot.core.model import MILLI_PER_CPU, Node
 from allot.executors import runner
-from allot.executors.environment import SECRET_VARIABLES, server_python, task_environment
+from allot.executors.environment import SECRET_VARIABLES
 from allot.executors.local import check_run_id
 from allot.executors.slurm.commands import SlurmCommandError, SlurmCommands
 from allot.executors.slurm.jobs import JobTable
@@ -50,16 +50,12 @@ from allot.executors.slurm.parse import (
     parse_jobs,
     parse_nodes,
 )
-from allot.executors.slurm.script import BatchJob, render, run_of
+from allot.executors.slurm.script import render, run_of
+from allot.executors.slurm.tasks import batch_job, write_specs
 from allot.executors.slurm.tracking import TaskExit, run_status
 
 log = logging.getLogger("allot.executors")
 
-RUNNER_PATH = str(Path(runner.__file__).resolve())
-# What a task takes from the environment Slurm gives its runner (they win over allot's).
-SLURM_VARIABLES = ("SLURM_*", "SLURMD_NODENAME")
-DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES")
-MASTER_PORTS = (29500, 10000)  # a gang's MASTER_PORT: from its run id, in 29500..39499
 SUBMITTED, JOB_FILE, PLACEMENT_FILE = "submitted", "job", "placement.json"
 
 
@@ -78,12 +74,9 @@ class SlurmExecutor:
         python: str = sys.executable,
         grace_seconds: float = 30.0,
         poll_interval: float = 0.1,
-        handoff_seconds: float = 0.25,
     ) -> None:
         if grace_seconds < 0:
             raise ValueError(f"grace_seconds: must be >= 0, got {grace_seconds}")
-        if handoff_seconds < 0:
-            raise ValueError(f"handoff_seconds: must be >= 0, got {handoff_seconds}")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval: must be > 0, got {poll_interval}")
         if any(c.isspace() or c == "%" for c in str(runs_dir)):
@@ -94,7 +87,6 @@ class SlurmExecutor:
         self.python = python
         self.grace_seconds = grace_seconds
         self.poll_interval = poll_interval
-        self.handoff_seconds = handoff_seconds
         self.table = JobTable(self.commands, poll_interval, self._reported)
         self._tasks: dict[str, int] = {}  # run id -> task count, of the runs launched here
         self._addresses: dict[str, str] = {}  # node name -> address, from the inventory
@@ -215,8 +207,14 @@ class SlurmExecutor:
         if (run_dir / JOB_FILE).exists():
             self.table.watch(run_id)
             return  # submitted before
-        batch = self._batch(ordered, run_dir)
-        self._write_specs(ordered, run_dir)
+        batch = batch_job(
+            ordered,
+            run_dir,
+            python=self.python,
+            grace_seconds=self.grace_seconds,
+            partition=self.partition,
+        )
+        write_specs(ordered, run_dir, addresses=self._addresses, grace_seconds=self.grace_seconds)
         placement = {
             "tasks": [
                 {"node": t.placement.node, "devices": list(t.placement.devices)} for t in ordered
@@ -240,73 +238,6 @@ class SlurmExecutor:
             ):
                 return  # that job ran (or runs) already; its tasks report how it ended
         self._submit(run_id, run_dir, batch.gang)
-
-    def _batch(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> BatchJob:
-        first = tasks[0]
-        per_device = {t.placement.gpu_milli_per_device for t in tasks if t.placement.devices}
-        if any(0 < milli < MILLI_PER_GPU for milli in per_device):
-            raise SlurmCommandError(
-                f"run {first.run_id}: a share of a GPU cannot be pinned through Slurm's GRES;"
-                " ask for whole GPUs on a Slurm pool"
-            )
-        cpus = max((t.resources.cpu_milli if t.resources else 0) for t in tasks)
-        memory = max((t.resources.memory_mib if t.resources else 0) for t in tasks)
-        limit = first.time_limit
-        return BatchJob(
-            run_id=first.run_id,
-            job_id=first.job_id,
-            nodes=tuple(t.placement.node for t in tasks),
-            gpus_per_task=max(len(t.placement.devices) for t in tasks),
-            cpus_per_task=max(1, math.ceil(cpus / MILLI_PER_CPU)),
-            memory_mb_per_task=memory,
-            # Slurm's limit is a backstop: the runner stops the task at the limit itself.
-            time_minutes=None
-            if limit is None
-            else math.ceil((limit + self.grace_seconds) / 60) + 1,
-            run_dir=str(run_dir),
-            python=self.python,
-            runner=RUNNER_PATH,
-            partition=self.partition,
-            handoff=self.handoff_seconds,
-        )
-
-    def _write_specs(self, tasks: Sequence[TaskLaunch], run_dir: Path) -> None:
-        base = server_python({k: v for k, v in os.environ.items() if not k.startswith("SLURM")})
-        port = MASTER_PORTS[0] + zlib.crc32(tasks[0].run_id.encode()) % MASTER_PORTS[1]
-        master = self._addresses.get(tasks[0].placement.node, tasks[0].placement.node)
-        for task in tasks:
-            task_dir = run_dir / f"task-{task.task_index}"
-            task_dir.mkdir(exist_ok=True, mode=0o700)
-            if (task_dir / runner.SPEC_FILE).exists():
-                continue
-            peers = [t.task_index for t in tasks if t.placement.node == task.placement.node]
-            env = task_environment(
-                task,
-                base,
-                master_port=port,
-                local_rank=peers.index(task.task_index),
-                local_world_size=len(peers),
-            )
-            inherit = list(SLURM_VARIABLES)
-            if task.placement.devices:  # Slurm chose the devices; a CPU task keeps none
-                inherit += DEVICE_VARIABLES
-                env.pop("CUDA_VISIBLE_DEVICES", None)
-            if task.num_tasks > 1:
-                env["MASTER_ADDR"] = master
-            spec: dict[str, object] = {
-                "run_id": task.run_id,
-                "job_id": task.job_id,
-                "task_index": task.task_index,
-                "num_tasks": task.num_tasks,
-                "argv": list(task.launch.argv),
-                "workdir": task.launch.workdir or str(run_dir),
-                "env": env,
-                "inherit": inherit,
-                "time_limit": task.time_limit,
-                "grace_seconds": self.grace_seconds,
-                "log": str(task_dir / runner.LOG_FILE),
-            }
-            runner.write_json_atomic(str(task_dir / runner.SPEC_FILE), spec, mode=0o600)
 
     def _submit(self, run_id: str, run_dir: Path, gang: bool) -> None:
         env = {

@@ -4,17 +4,12 @@ text (snapshot tests).
 
 One run is one Slurm job, pinned where allot placed it:
 - one task: ``--nodelist`` its node, ``--gres=gpu:N``, ``--cpus-per-task``, ``--mem``; the
-  batch step starts the task's runner (``allot.executors.runner``) and passes it a SIGTERM
-  sent to the batch step (``scancel --batch``), which the runner forwards to the task once;
+  batch step itself ``exec``s the task's runner (``allot.executors.runner``), so a stop is a
+  SIGTERM to the batch step (``scancel --batch``) that the runner forwards to the task once;
 - a gang: ``--ntasks`` with ``--distribution=arbitrary`` and a hostfile (``SLURM_HOSTFILE``,
   one line per task, in task order), so every task lands on the node allot chose, however
   many tasks a node holds; ``--gpus-per-task``, ``--cpus-per-task``, ``--mem-per-cpu``; one
   ``srun`` step starts every task's runner, task ``SLURM_PROCID`` = allot's task index.
-
-After the runners end, the job holds its allocation ``handoff`` seconds more: allot has read
-the tasks' exit reports by then and submitted the run that takes their place, pinned there;
-Slurm 22.05 considers a new batch job only on its next background pass (about a second), but
-a job's end makes it schedule at once, so the successor starts the moment this job ends.
 
 The job is tagged for reconciliation after a restart: its name is ``allot-<run id>`` and its
 comment names the allot job. Slurm never requeues it (``--no-requeue``): allot decides.
@@ -53,7 +48,6 @@ class BatchJob:
     python: str  # the interpreter that runs the runner on the nodes
     runner: str  # the path of allot/executors/runner.py on the nodes
     partition: str | None = None
-    handoff: float = 0.0  # seconds the job holds its allocation after its tasks end
 
     @property
     def gang(self) -> bool:
@@ -107,18 +101,10 @@ def render(job: BatchJob) -> str:
     python, runner, run_dir = (shlex.quote(v) for v in (job.python, job.runner, job.run_dir))
     if job.gang:
         lines.append(
-            "srun --kill-on-bad-exit=0 --wait=0 /bin/sh -c "
+            "exec srun --kill-on-bad-exit=0 --wait=0 /bin/sh -c "
             """'exec "$0" -I -S "$1" "$2/task-$SLURM_PROCID"' """
             f"{python} {runner} {run_dir}"
         )
     else:
-        lines += [
-            f"{python} -I -S {runner} {run_dir}/task-0 &",
-            "runner=$!",
-            """trap 'kill -TERM "$runner" 2>/dev/null' TERM""",
-            'wait "$runner"',
-            'while kill -0 "$runner" 2>/dev/null; do wait "$runner"; done',
-        ]
-    if job.handoff > 0:
-        lines.append(f"sleep {job.handoff:g}")
+        lines.append(f"exec {python} -I -S {runner} {run_dir}/task-0")
     return "\n".join(lines) + "\n"

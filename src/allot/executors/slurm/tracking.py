@@ -7,7 +7,7 @@ Rules, first match wins:
 1. Slurm never heard of the run and it was never submitted (no job id recorded): unknown,
    every task unclaimed, so reconcile submits it again.
 2. Every task has reported its exit: exited, with their codes, even while Slurm is still
-   letting the job go (a successor pinned to its GPUs starts the moment Slurm does).
+   letting the job go (a successor pinned to its GPUs waits in Slurm until it has).
 3. Slurm still holds the job (pending, running, completing): running. A gang shows the exit
    codes its tasks already reported, so a failed task stops the gang; a job waiting in Slurm
    says why in ``notes``.
