@@ -179,7 +179,7 @@ def up_fails(tmp_path: Path, env: dict[str, str]) -> str:
     return " ".join(done.stderr.split())
 
 
-def test_up_refuses_without_sinfo_and_says_so(tmp_path: Path, slurm_nodes: list[str]) -> None:
+def test_up_refuses_without_sinfo_and_says_so(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     assert (
         "error: sinfo: command not found on PATH; is Slurm installed on this machine?"
@@ -201,3 +201,17 @@ def test_up_refuses_when_the_controller_does_not_answer(
     message = up_fails(tmp_path, {**os.environ, "SLURM_CONF": str(dead)})
     assert "error: sinfo --noheader --format=%P failed (exit 1):" in message
     assert "Unable to contact slurm controller" in message
+
+
+def test_up_refuses_a_partition_without_the_slurm_executor(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "allot", "up", "--partition", "gpu", "--port", str(free_port())]
+    done = subprocess.run(
+        argv,
+        env={**os.environ, "ALLOT_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "error: --partition: only with --executor slurm" in " ".join(done.stderr.split())
