@@ -177,7 +177,7 @@ def allot_phases(client: Client, done: list[JobOut], data_dir: Path) -> dict[str
 
 
 def slurm_env(services_dir: str) -> dict[str, str]:
-    return {**os.environ, "ALLOT_SERVICES_DIR": services_dir}
+    return {**os.environ, "ALLOT_SERVICES_DIR": services_dir, "ALLOT_SLURM_NODES": "1"}
 
 
 def start_slurm(services_dir: str, throughput: bool) -> tuple[dict[str, str] | None, str]:

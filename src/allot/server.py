@@ -1,4 +1,5 @@
-"""The allot server: wires the store, the local executor, the scheduling loop and the REST API
+"""The allot server: wires the store, the executor (local processes, or a Slurm cluster with
+``--executor slurm``), the scheduling loop and the REST API
 together and serves them (``allot up``). This is the one place that knows every adapter; every
 other command talks to a running server through ``allot.client``.
 
@@ -31,7 +32,7 @@ from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
 from allot.control.credentials import hash_token, new_token
 from allot.control.loop import SchedulingLoop
-from allot.control.ports import NotFoundError, Store
+from allot.control.ports import Executor, NotFoundError, Store
 from allot.control.records import AuditEntry
 from allot.control.registry import LOCAL, ExecutorRegistry
 from allot.control.services import ControlPlane
@@ -42,6 +43,7 @@ from allot.core.quota.config import QuotaConfig
 from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
+from allot.executors.slurm import SlurmExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("allot.server")
 DEFAULT_PORT = 8765
+EXECUTORS = ("local", "slurm")
+SLURM_POOL = "slurm"
+SLURM_INVENTORY_INTERVAL = 5.0  # Slurm's nodes change under allot (drains, jobs of others)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +75,18 @@ class ServerConfig:
     oidc_file: Path | None = None
     workdir_roots: tuple[Path, ...] = ()
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
+    executor: str = "local"  # or "slurm": run jobs on a Slurm cluster (docs/slurm.md)
+    partition: str | None = None  # with the Slurm executor: its one partition
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
             raise ValueError("quotas_file and default_quotas: give one of them, not both")
+        if self.executor not in EXECUTORS:
+            raise ValueError(
+                f"executor: must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.partition is not None and self.executor != "slurm":
+            raise ValueError("partition: only the Slurm executor has partitions (--executor slurm)")
 
 
 @dataclass(slots=True)
@@ -139,7 +152,7 @@ class Server:
 
     config: ServerConfig
     store: SqlStore
-    executor: LocalExecutor
+    executor: Executor
     inventory: Inventory
     loop: SchedulingLoop
     control: ControlPlane
@@ -159,14 +172,32 @@ def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | Non
     return quotas
 
 
+def _executor(config: ServerConfig) -> tuple[Executor, Inventory, str]:
+    """The executor ``allot up`` was asked for, its inventory, and its pool's name; raises
+    OSError when Slurm's commands are missing or its controller does not answer."""
+    if config.executor == "slurm":
+        slurm = SlurmExecutor(
+            config.data_dir / "slurm",
+            partition=config.partition,
+            grace_seconds=config.grace_seconds,
+        )
+        slurm.check()
+        nodes = slurm.inventory()
+        where = f"partition {config.partition}" if config.partition else "every partition"
+        gpus = sum(n.gpus for n in nodes)
+        detail = f"Slurm, {where}: {len(nodes)} nodes, {gpus} GPUs free for allot"
+        return slurm, Inventory(nodes, "slurm", detail), SLURM_POOL
+    local = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
+    return local, local.inventory_report(), LOCAL
+
+
 def build(config: ServerConfig) -> Server:
     """Open and prepare everything; starts the scheduling loop (which first reconciles).
     The caller has claimed the data directory (``claim``) when other servers may be about."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     clock = SystemClock()
-    executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
-    inventory = executor.inventory_report()
+    executor, inventory, pool = _executor(config)
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     oidc = None if config.oidc_file is None else load_oidc(config.oidc_file)
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
@@ -177,10 +208,16 @@ def build(config: ServerConfig) -> Server:
     workdirs = WorkdirRule.of(
         [str(config.data_dir)], [str(root) for root in config.workdir_roots] or None
     )
+    every = SLURM_INVENTORY_INTERVAL if pool == SLURM_POOL else SystemConfig().inventory_interval
     system = build_system(
-        SystemConfig(config.policy, config.interval, grace_seconds=config.grace_seconds),
+        SystemConfig(
+            config.policy,
+            config.interval,
+            grace_seconds=config.grace_seconds,
+            inventory_interval=every,
+        ),
         store=store,
-        executors=ExecutorRegistry({LOCAL: executor}),
+        executors=ExecutorRegistry({pool: executor}),
         clock=clock,
         workdirs=workdirs,
     )

@@ -70,13 +70,29 @@ def up(
             min=0.1, help="Requests per second per token (bursts of 10x; cluster admins: none)."
         ),
     ] = 100.0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where jobs run: 'local' (processes on this machine) or 'slurm' (a Slurm"
+            " cluster, see docs/slurm.md).",
+            envvar="ALLOT_EXECUTOR",
+        ),
+    ] = "local",
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor slurm: the partition whose nodes allot schedules"
+            " (default: every node).",
+            envvar="ALLOT_SLURM_PARTITION",
+        ),
+    ] = None,
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
     from allot.banner import queues_line, quotas_line, try_command
     from allot.cli import restore_plugins
     from allot.instance import ClaimError
-    from allot.server import ServerConfig, build, claim, serve
+    from allot.server import EXECUTORS, ServerConfig, build, claim, serve
 
     restore_plugins()  # the server and its tasks get the user's environment as it was
 
@@ -89,6 +105,10 @@ def up(
     if policy not in POLICIES:
         known = ", ".join(POLICIES)
         raise fail(f"--policy: unknown policy {policy!r}; known: {known}", 2)
+    if executor not in EXECUTORS:
+        raise fail(f"--executor: unknown executor {executor!r}; known: {', '.join(EXECUTORS)}", 2)
+    if partition is not None and executor != "slurm":
+        raise fail("--partition: only with --executor slurm", 2)
     if quotas is not None and not quotas:
         raise fail("--quotas: give a file, or 'default' for the built-in queue", 2)
     logging.basicConfig(
@@ -107,6 +127,8 @@ def up(
         oidc_file=oidc,
         workdir_roots=tuple(workdir_root or ()),
         rate_limit=rate_limit,
+        executor=executor,
+        partition=partition,
     )
     try:
         claims = claim(config)

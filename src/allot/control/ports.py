@@ -43,7 +43,7 @@ from allot.control.records import (
     UserRecord,
 )
 from allot.core.explain import Explanation
-from allot.core.model import JobState, Node, NodeState, TaskPlacement
+from allot.core.model import JobState, Node, NodeState, Resources, TaskPlacement
 from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
 
 
@@ -372,6 +372,8 @@ class TaskLaunch:
     placement: TaskPlacement
     launch: Launch
     time_limit: float | None
+    # What the task asked for (CPUs, memory), for engines that allocate them themselves.
+    resources: Resources | None = None
 
 
 class Executor(Protocol):

@@ -23,7 +23,7 @@ from typing import Literal
 from allot.core.model import MILLI_PER_CPU, Node
 from allot.core.units import quantity
 
-Source = Literal["nvml", "declared", "none"]
+Source = Literal["nvml", "declared", "none", "slurm"]
 CPU_FLAVOR = "cpu"
 DECLARED_FLAVOR = "gpu"
 # Words in NVML device names that say who made the card, not which card it is.

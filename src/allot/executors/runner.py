@@ -1,7 +1,8 @@
 """The task runner: ``python -m allot.executors.runner TASK_DIR`` runs one task of a run and
 records how it ended, whether or not the server that launched it is still alive.
 
-The executor writes ``TASK_DIR/spec.json`` (argv, workdir, env, time_limit, grace_seconds, log)
+The executor writes ``TASK_DIR/spec.json`` (argv, workdir, env, time_limit, grace_seconds, log,
+and optionally ``inherit``: variables of the runner's own environment the task also gets)
 and starts this runner detached, in a session of its own. The runner:
 
 1. claims the task by creating ``claim`` with ``O_CREAT | O_EXCL``; when the claim exists it
@@ -235,6 +236,7 @@ class Runner:
         self.grace = _number(spec.get("grace_seconds")) or 0.0
         argv = _strings(spec.get("argv"))
         env = {str(k): str(v) for k, v in _mapping(spec.get("env")).items()}
+        env.update(inherited(_strings(spec.get("inherit")), os.environ))
         workdir = str(spec.get("workdir") or ".")
         try:
             os.chdir(workdir)  # the runner's own cwd does not matter; posix_spawn has no cwd
@@ -346,6 +348,15 @@ class Runner:
         self.task_group = None  # after the reap below, the group id may be anyone's
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status), timed_out
+
+
+def inherited(names: list[str], own: Mapping[str, str]) -> dict[str, str]:
+    """The variables of the runner's own environment that ``names`` picks (a name ending in
+    ``*`` picks every variable it begins), for an engine that tells the task where it runs
+    (Slurm's ``SLURM_*`` and the devices it allocated); they win over the spec's."""
+    exact = {n for n in names if not n.endswith("*")}
+    prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
+    return {k: v for k, v in own.items() if k in exact or (prefixes and k.startswith(prefixes))}
 
 
 def _strings(value: object) -> list[str]:
