@@ -12,6 +12,10 @@ or those the store already has); reconcile whatever a previous process left runn
 serve on the claimed socket, where a connection that has not sent a request's headers within
 ``HEADER_SECONDS`` is closed (``allot.api.connections``).
 
+Observability (``allot.observe``, see docs/observability.md): unless ``metrics`` is off, the
+server keeps Prometheus metrics, serves them at ``/metrics`` and writes a scrape token once to
+``<data dir>/metrics-token`` (mode 0600); with an OTLP endpoint it exports traces.
+
 Jobs may not name a working directory inside the data directory; ``workdir_roots``, when
 given, are the only roots they may name.
 """
@@ -43,6 +47,7 @@ from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.observe.metrics import ControlMetrics, TimedExecutors
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
 
@@ -70,6 +75,7 @@ class ServerConfig:
     oidc_file: Path | None = None
     workdir_roots: tuple[Path, ...] = ()
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
+    metrics: bool = True  # Prometheus metrics at /metrics
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -110,6 +116,18 @@ def claim(config: ServerConfig) -> Claims:
 
 
 ADMIN_USER = "admin"
+SCRAPE_TOKEN_FILE = "metrics-token"
+
+
+def ensure_scrape_token(data_dir: Path) -> str:
+    """Create the scrape token once (file mode 0600); returns its SHA-256 hex digest."""
+    path = data_dir / SCRAPE_TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_token() + "\n")
+    os.chmod(path, 0o600)
+    return hash_token(path.read_text().strip())
 
 
 def ensure_admin_token(store: Store, data_dir: Path, now: float) -> Path:
@@ -146,6 +164,8 @@ class Server:
     token_path: Path
     quotas: ActiveQuotas
     oidc: OidcConfig | None = None
+    metrics: ControlMetrics | None = None
+    scrape_token_hash: str | None = None
 
 
 def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
@@ -177,13 +197,21 @@ def build(config: ServerConfig) -> Server:
     workdirs = WorkdirRule.of(
         [str(config.data_dir)], [str(root) for root in config.workdir_roots] or None
     )
+    executors = ExecutorRegistry({LOCAL: executor})
+    metrics = scrape_hash = None
+    if config.metrics:
+        metrics = ControlMetrics(store)
+        executors = TimedExecutors(executors, metrics.launch_seconds_of)
+        scrape_hash = ensure_scrape_token(config.data_dir)
     system = build_system(
         SystemConfig(config.policy, config.interval, grace_seconds=config.grace_seconds),
         store=store,
-        executors=ExecutorRegistry({LOCAL: executor}),
+        executors=executors,
         clock=clock,
         workdirs=workdirs,
     )
+    if metrics is not None:
+        system.loop.subscribe(metrics)
     if not quotas.kept:
         source = "the built-in default" if quotas.file is None else str(quotas.file)
         loaded_from = f"quotas loaded from {source}"
@@ -191,7 +219,17 @@ def build(config: ServerConfig) -> Server:
         system.control.audit.record(entry)
     system.start()
     return Server(
-        config, store, executor, inventory, system.loop, system.control, token_path, quotas, oidc
+        config,
+        store,
+        executor,
+        inventory,
+        system.loop,
+        system.control,
+        token_path,
+        quotas,
+        oidc,
+        metrics,
+        scrape_hash,
     )
 
 
@@ -202,7 +240,13 @@ def app_of(server: Server) -> FastAPI:
 
     jwt = None if server.oidc is None else JwtVerifier(server.oidc)
     rate = server.config.rate_limit
-    return create_app(server.control, jwt=jwt, rate_limits=RateLimits(rate, rate * 10))
+    return create_app(
+        server.control,
+        jwt=jwt,
+        rate_limits=RateLimits(rate, rate * 10),
+        metrics=server.metrics,
+        scrape_token_hash=server.scrape_token_hash,
+    )
 
 
 def serve(server: Server, sock: socket.socket) -> None:

@@ -70,6 +70,13 @@ def up(
             min=0.1, help="Requests per second per token (bursts of 10x; cluster admins: none)."
         ),
     ] = 100.0,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            help="Serve Prometheus metrics at /metrics (to <data dir>/metrics-token and"
+            " cluster admins; see docs/observability.md)."
+        ),
+    ] = True,
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
@@ -107,6 +114,7 @@ def up(
         oidc_file=oidc,
         workdir_roots=tuple(workdir_root or ()),
         rate_limit=rate_limit,
+        metrics=metrics,
     )
     try:
         claims = claim(config)
