@@ -47,6 +47,7 @@ from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.observe.eta import StartTimeEstimator
 from allot.observe.metrics import ControlMetrics, TimedExecutors
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
@@ -76,6 +77,7 @@ class ServerConfig:
     workdir_roots: tuple[Path, ...] = ()
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
     metrics: bool = True  # Prometheus metrics at /metrics
+    eta_interval: float = 15.0  # seconds between refreshes of start-time estimates (0: none)
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -166,6 +168,15 @@ class Server:
     oidc: OidcConfig | None = None
     metrics: ControlMetrics | None = None
     scrape_token_hash: str | None = None
+    estimator: StartTimeEstimator | None = None
+
+    def close(self) -> None:
+        """Stop the background threads (running jobs keep running), then write what the
+        audit trail holds."""
+        if self.estimator is not None:
+            self.estimator.close()
+        self.loop.close()
+        self.control.audit.close()
 
 
 def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
@@ -212,12 +223,21 @@ def build(config: ServerConfig) -> Server:
     )
     if metrics is not None:
         system.loop.subscribe(metrics)
+    estimator = None
+    if config.eta_interval > 0:
+        estimator = StartTimeEstimator(system.loop, interval=config.eta_interval)
+        system.loop.subscribe(estimator)
+        system.control.estimates = estimator
+        if metrics is not None:
+            metrics.add(estimator)
     if not quotas.kept:
         source = "the built-in default" if quotas.file is None else str(quotas.file)
         loaded_from = f"quotas loaded from {source}"
         entry = AuditEntry(clock.now(), "config", "quotas_loaded", "quotas", "ok", loaded_from)
         system.control.audit.record(entry)
     system.start()
+    if estimator is not None:
+        estimator.start()
     return Server(
         config,
         store,
@@ -230,6 +250,7 @@ def build(config: ServerConfig) -> Server:
         oidc,
         metrics,
         scrape_hash,
+        estimator,
     )
 
 
@@ -268,5 +289,4 @@ def serve(server: Server, sock: socket.socket) -> None:
             )
         ).run(sockets=[sock])
     finally:
-        server.loop.close()
-        server.control.audit.close()
+        server.close()
