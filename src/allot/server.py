@@ -14,7 +14,9 @@ serve on the claimed socket, where a connection that has not sent a request's he
 
 Observability (``allot.observe``, see docs/observability.md): unless ``metrics`` is off, the
 server keeps Prometheus metrics, serves them at ``/metrics`` and writes a scrape token once to
-``<data dir>/metrics-token`` (mode 0600); with an OTLP endpoint it exports traces.
+``<data dir>/metrics-token`` (mode 0600); it keeps start-time estimates of pending jobs; with
+an OTLP endpoint it exports traces (asked for without the exporter installed, it is refused
+before anything is touched).
 
 Jobs may not name a working directory inside the data directory; ``workdir_roots``, when
 given, are the only roots they may name.
@@ -49,6 +51,7 @@ from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.observe.eta import StartTimeEstimator
 from allot.observe.metrics import ControlMetrics, TimedExecutors
+from allot.observe.tracing import JobTracing, endpoint_from, otlp_tracing
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
 
@@ -78,6 +81,7 @@ class ServerConfig:
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
     metrics: bool = True  # Prometheus metrics at /metrics
     eta_interval: float = 15.0  # seconds between refreshes of start-time estimates (0: none)
+    otlp_endpoint: str | None = None  # traces go there (else the OTEL_EXPORTER_OTLP_* variables)
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -169,14 +173,17 @@ class Server:
     metrics: ControlMetrics | None = None
     scrape_token_hash: str | None = None
     estimator: StartTimeEstimator | None = None
+    tracing: JobTracing | None = None
 
     def close(self) -> None:
         """Stop the background threads (running jobs keep running), then write what the
-        audit trail holds."""
+        audit trail holds and send the traces still batched."""
         if self.estimator is not None:
             self.estimator.close()
         self.loop.close()
         self.control.audit.close()
+        if self.tracing is not None:
+            self.tracing.close()
 
 
 def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
@@ -196,6 +203,8 @@ def build(config: ServerConfig) -> Server:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     clock = SystemClock()
+    endpoint = endpoint_from(config.otlp_endpoint)
+    tracing = None if endpoint is None else otlp_tracing(endpoint, clock)  # before any state
     executor = LocalExecutor(config.data_dir, gpus=config.gpus, grace_seconds=config.grace_seconds)
     inventory = executor.inventory_report()
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
@@ -223,6 +232,8 @@ def build(config: ServerConfig) -> Server:
     )
     if metrics is not None:
         system.loop.subscribe(metrics)
+    if tracing is not None:
+        system.loop.subscribe(tracing)
     estimator = None
     if config.eta_interval > 0:
         estimator = StartTimeEstimator(system.loop, interval=config.eta_interval)
@@ -251,6 +262,7 @@ def build(config: ServerConfig) -> Server:
         metrics,
         scrape_hash,
         estimator,
+        tracing,
     )
 
 

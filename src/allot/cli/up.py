@@ -77,12 +77,21 @@ def up(
             " cluster admins; see docs/observability.md)."
         ),
     ] = True,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Export traces of each job's way to running over OTLP/HTTP to this collector"
+            " (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: off). Needs allot[otlp].",
+            metavar="URL",
+        ),
+    ] = None,
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
     from allot.banner import queues_line, quotas_line, try_command
     from allot.cli import restore_plugins
     from allot.instance import ClaimError
+    from allot.observe.tracing import TracingError
     from allot.server import ServerConfig, build, claim, serve
 
     restore_plugins()  # the server and its tasks get the user's environment as it was
@@ -115,6 +124,7 @@ def up(
         workdir_roots=tuple(workdir_root or ()),
         rate_limit=rate_limit,
         metrics=metrics,
+        otlp_endpoint=otlp_endpoint,
     )
     try:
         claims = claim(config)
@@ -123,7 +133,7 @@ def up(
     try:
         try:
             server = build(config)
-        except (ConfigError, SpecError, OSError) as err:
+        except (ConfigError, SpecError, OSError, TracingError) as err:
             raise fail(str(err), 2) from None
         nodes = server.inventory.nodes
         queues = server.quotas.config.queues
