@@ -27,6 +27,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     NewJob,
@@ -73,6 +74,7 @@ class _Tables:
     events: list[EventRecord] = field(default_factory=list)
     usage: list[UsageRecord] = field(default_factory=list)
     checks: list[NodeCheckRecord] = field(default_factory=list)
+    gpu_summaries: dict[str, GpuSummary] = field(default_factory=dict)  # by run id
     speeds: dict[tuple[str, str], FlavorSpeed] = field(default_factory=dict)
     users: dict[str, UserRecord] = field(default_factory=dict)
     grants: dict[str, dict[FlavorResource, ResourceQuota]] = field(default_factory=dict)
@@ -693,6 +695,15 @@ class MemoryStore(MemoryTenancy):
             return db.quotas
 
     # -- profiling
+
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        with self._transaction() as db:
+            db.gpu_summaries[summary.run_id] = summary
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        with self._reading() as db:
+            found = [s for s in db.gpu_summaries.values() if s.job_id == job_id]
+            return sorted(found, key=lambda s: s.first_at)
 
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         with self._transaction() as db:

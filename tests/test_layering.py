@@ -190,10 +190,11 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
     ),
     # Observability drives the core forward for start-time estimates and subscribes to the
-    # control plane; it exports through Prometheus's client, OpenTelemetry and NVML.
+    # control plane; it exports through Prometheus's client, OpenTelemetry and NVML, and
+    # writes its alert rules as YAML.
     "allot.observe": (
         frozenset({"allot.core", "allot.control"}),
-        frozenset({"prometheus_client", "opentelemetry", "pynvml"}),
+        frozenset({"prometheus_client", "opentelemetry", "pynvml", "yaml"}),
     ),
     "allot.client": (
         frozenset(

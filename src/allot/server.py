@@ -51,6 +51,7 @@ from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.observe.eta import StartTimeEstimator
 from allot.observe.metrics import ControlMetrics, TimedExecutors
+from allot.observe.telemetry import GpuTelemetry
 from allot.observe.tracing import JobTracing, endpoint_from, otlp_tracing
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
@@ -174,12 +175,15 @@ class Server:
     scrape_token_hash: str | None = None
     estimator: StartTimeEstimator | None = None
     tracing: JobTracing | None = None
+    telemetry: GpuTelemetry | None = None
 
     def close(self) -> None:
         """Stop the background threads (running jobs keep running), then write what the
         audit trail holds and send the traces still batched."""
         if self.estimator is not None:
             self.estimator.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
         self.loop.close()
         self.control.audit.close()
         if self.tracing is not None:
@@ -220,7 +224,7 @@ def build(config: ServerConfig) -> Server:
     executors = ExecutorRegistry({LOCAL: executor})
     metrics = scrape_hash = None
     if config.metrics:
-        metrics = ControlMetrics(store)
+        metrics = ControlMetrics(store, clock)
         executors = TimedExecutors(executors, metrics.launch_seconds_of)
         scrape_hash = ensure_scrape_token(config.data_dir)
     system = build_system(
@@ -246,9 +250,13 @@ def build(config: ServerConfig) -> Server:
         loaded_from = f"quotas loaded from {source}"
         entry = AuditEntry(clock.now(), "config", "quotas_loaded", "quotas", "ok", loaded_from)
         system.control.audit.record(entry)
+    telemetry = gpu_telemetry(inventory, store, clock)
+    if metrics is not None:
+        metrics.add(telemetry)
     system.start()
     if estimator is not None:
         estimator.start()
+    telemetry.start()
     return Server(
         config,
         store,
@@ -263,7 +271,17 @@ def build(config: ServerConfig) -> Server:
         scrape_hash,
         estimator,
         tracing,
+        telemetry,
     )
+
+
+def gpu_telemetry(inventory: Inventory, store: Store, clock: SystemClock) -> GpuTelemetry:
+    """NVML sampling of the local GPUs when NVML found them; otherwise off, saying why."""
+    if inventory.source == "nvml" and inventory.nodes:
+        return GpuTelemetry.open(store, clock, inventory.nodes[0].name)
+    if inventory.source == "declared":
+        return GpuTelemetry.off("the GPUs were declared with --gpus; NVML sees none")
+    return GpuTelemetry.off("no GPU on this machine")
 
 
 def app_of(server: Server) -> FastAPI:

@@ -62,7 +62,7 @@ class World:
 @pytest.fixture
 def world() -> Iterator[World]:
     harness = make_harness(quotas=QUOTAS)
-    metrics = ControlMetrics(harness.store, cache_seconds=0)
+    metrics = ControlMetrics(harness.store, harness.clock, cache_seconds=0)
     executors = TimedExecutors(ExecutorRegistry.of(harness.executor), metrics.launch_seconds_of)
     loop = SchedulingLoop(harness.store, executors, harness.clock, get_policy("allot"))
     loop.subscribe(metrics)
@@ -82,6 +82,9 @@ def test_a_cycle_counts_placements_waits_launches_and_its_duration(world: World)
     wait = "allot_job_queue_wait_seconds"
     assert value(found, wait, f"{wait}_count", queue="train") == 1
     assert value(found, wait, f"{wait}_sum", queue="train") == pytest.approx(30)
+    start = "allot_job_start_latency_seconds"
+    assert value(found, start, f"{start}_count") == 1  # the first cycle to see it started it
+    assert value(found, start, f"{start}_sum") == pytest.approx(30)
     launch = "allot_executor_launch_duration_seconds"
     assert value(found, launch, f"{launch}_count", pool="local") == 1
     reasons = {s.labels["reason"]: s.value for s in found["allot_pending_jobs_by_reason"]}
@@ -98,6 +101,22 @@ def test_a_cycle_counts_placements_waits_launches_and_its_duration(world: World)
                  node="gpu-1", flavor="H100-80G") == 2  # fmt: skip
     assert value(found, "allot_gpus", "allot_gpus", flavor="H100-80G", status="free") == 6
     assert first
+
+
+def test_start_latency_counts_only_jobs_that_found_room_at_once(world: World) -> None:
+    world.submit(2)
+    world.harness.clock.advance(0.5)
+    world.loop.run_once()
+    world.submit(2)  # the queue's 2 GPUs are taken: it waits for room
+    world.loop.run_once()
+    world.harness.finish(1)
+    world.harness.clock.advance(60)
+    world.loop.run_once()
+    found = world.scrape()
+    start = "allot_job_start_latency_seconds"
+    assert value(found, start, f"{start}_count") == 1
+    assert value(found, start, f"{start}_sum") == pytest.approx(0.5)
+    assert value(found, "allot_placements", "allot_placements_total", flavor="H100-80G") == 2
 
 
 def test_no_label_holds_a_job_id_or_a_user(world: World) -> None:

@@ -24,6 +24,7 @@ from allot.control.records import (
     Condition,
     Dependency,
     EventRecord,
+    GpuSummary,
     JobRecord,
     Launch,
     NewJob,
@@ -40,6 +41,7 @@ from allot.wire.schemas import (
     ConditionName,
     EventOut,
     ExplainOut,
+    GpuUsageOut,
     JobOut,
     JobStateName,
     JobSubmission,
@@ -189,9 +191,31 @@ def estimate_out(estimate: StartEstimate | None) -> StartEstimateOut | None:
     )
 
 
-def job_out(record: JobRecord, estimate: StartEstimate | None = None) -> JobOut:
+def gpu_usage_out(summary: GpuSummary) -> GpuUsageOut:
+    """A run's GPU telemetry as sent to clients."""
+    return GpuUsageOut(
+        run_id=summary.run_id,
+        node=summary.node,
+        devices=list(summary.devices),
+        samples=summary.samples,
+        first_at=_instant(summary.first_at),
+        last_at=_instant(summary.last_at),
+        mean_utilization=summary.mean_utilization,
+        p95_utilization=summary.p95_utilization,
+        peak_memory_bytes=summary.peak_memory_bytes,
+        energy_joules=summary.energy_joules,
+        mean_sm_active=summary.mean_sm_active,
+    )
+
+
+def job_out(
+    record: JobRecord,
+    estimate: StartEstimate | None = None,
+    gpu_usage: list[GpuSummary] | None = None,
+) -> JobOut:
     """A job as sent to clients: environment variable names only, never their values; with
-    its start-time estimate when pending and one is given."""
+    its start-time estimate when pending and one is given, and its runs' GPU telemetry when
+    given."""
     job = record.job
     # Jobs submitted through the API have identical tasks; the first one stands for all.
     task = job.tasks[0]
@@ -229,6 +253,7 @@ def job_out(record: JobRecord, estimate: StartEstimate | None = None) -> JobOut:
         ],
         array_id=record.array_id,
         estimated_start=estimate_out(estimate) if record.state is JobState.PENDING else None,
+        gpu_usage=None if gpu_usage is None else [gpu_usage_out(g) for g in gpu_usage],
         profile=_profile_out(job.launch.profile),
     )
 

@@ -180,6 +180,18 @@ def show(
             devices = ",".join(str(d) for d in p.devices) or "-"
             placed.add_row(str(i), escape(p.node), devices, number(p.gpu_fraction))
         output.print_table(placed)
+    if job.gpu_usage:
+        output.say("\n[bold]GPU usage[/bold] (NVML)")
+        usage = output.table("RUN", "NODE", "GPUS", "MEAN UTIL", "P95 UTIL", "PEAK MEM",
+                             "ENERGY", "SM ACTIVE")  # fmt: skip
+        for g in job.gpu_usage:
+            usage.add_row(
+                g.run_id[:8], escape(g.node), ",".join(map(str, g.devices)),
+                f"{g.mean_utilization:.0%}", f"{g.p95_utilization:.0%}",
+                memory(g.peak_memory_bytes // (1 << 20)), f"{g.energy_joules / 3.6e6:.3f} kWh",
+                "-" if g.mean_sm_active is None else f"{g.mean_sm_active:.0%}",
+            )  # fmt: skip
+        output.print_table(usage)
     output.say(f"\n[bold]Events[/bold] (last {LAST_EVENTS})")
     log = output.table("TIME", "KIND", "STATE", "BY", "REASON")
     for e in events:

@@ -144,6 +144,8 @@ def up(
         console.print(f"  token:  {server.token_path}  (the CLI reads it; or export ALLOT_TOKEN)")
         console.print(f"  quotas: {escape(quotas_line(server.quotas))}", soft_wrap=True)
         console.print(f"  queues: {escape(queues_line(queues))}", soft_wrap=True)
+        if server.telemetry is not None:
+            console.print(f"  gpu telemetry: {escape(server.telemetry.status)}", soft_wrap=True)
         if not any(n.gpus for n in nodes):
             console.print("  no GPU here: jobs may ask for CPUs only (declare GPUs with --gpus N)")
         console.print(f"  try:    {escape(try_command(queues, nodes))}", soft_wrap=True)

@@ -31,6 +31,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     Launch,
@@ -228,6 +229,14 @@ class Store(Protocol):
         ...
 
     # -- profiling
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
+        ...
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        """The GPU telemetry summaries of the job's runs, oldest first."""
+        ...
+
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         """Store a node check (its ``id`` is assigned here); returns it as stored."""
         ...

@@ -4,7 +4,8 @@ one, so two servers in one process, as in the tests, never share counts).
 What is counted where:
 - each scheduling cycle (a cycle observer, ``cycle_done``): its duration, the jobs it placed
   (per flavor), the runs it preempted (per strategy), launches refused or failed, how long
-  each job started for the first time waited (per queue), and the pending jobs per reason;
+  each job started for the first time waited (per queue), submission to launch of the jobs
+  that found room at once (the start-latency SLO's measure), and the pending jobs per reason;
 - each API request (``observe_request``, called by the API's middleware): count per method,
   handler (the route's name: ``get_job``) and status code, and latency per method and handler;
 - each executor launch (``TimedExecutors``): its duration;
@@ -31,8 +32,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from allot.control.clock import SystemClock
 from allot.control.observers import CycleReport
-from allot.control.ports import Store, TaskLaunch
+from allot.control.ports import Clock, Store, TaskLaunch
 from allot.control.records import RunPhase, RunRecord
 from allot.control.registry import ExecutorRegistry
 from allot.core.model import MILLI_PER_GPU, NodeState
@@ -41,6 +43,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LAUNCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNROUTED = "unrouted"  # answered before routing (401, 429) or matching no route
@@ -49,7 +52,10 @@ UNROUTED = "unrouted"  # answered before routing (401, 429) or matching no route
 class ControlMetrics:
     """The server's metrics; subscribe it to the loop (it is a cycle observer)."""
 
-    def __init__(self, store: Store, *, cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self, store: Store, clock: Clock | None = None, *, cache_seconds: float = 5.0
+    ) -> None:
+        self.clock = clock or SystemClock()
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.cycle_seconds = Histogram(
@@ -77,6 +83,14 @@ class ControlMetrics:
             buckets=WAIT_BUCKETS,
             registry=r,
         )
+        self.start_latency = Histogram(
+            "allot_job_start_latency_seconds",
+            "Submission to launched, for jobs without dependencies that the first cycle to"
+            " consider them started (the cluster had room).",
+            buckets=START_BUCKETS,
+            registry=r,
+        )
+        self._left_pending: frozenset[int] = frozenset()  # by the latest cycle
         self.requests = Counter(
             "allot_http_requests", "API requests answered.", ["method", "handler", "code"],
             registry=r,
@@ -116,10 +130,15 @@ class ControlMetrics:
             self.launch_problems.labels("refused").inc(len(report.applied.refused))
         if report.applied.failed:
             self.launch_problems.labels("failed").inc(len(report.applied.failed))
+        done = self.clock.now()  # observers run right after the cycle's launches
         for record in report.started_jobs:
             if record.run_count == 0:  # a requeued job's wait would count its earlier runs
                 wait = max(0.0, report.at - record.submit_time)
                 self.queue_wait.labels(record.job.queue).observe(wait)
+                # A job left pending by a cycle before waited for room: not a free start.
+                if record.id not in self._left_pending and not record.job.after:
+                    self.start_latency.observe(max(0.0, done - record.submit_time))
+        self._left_pending = frozenset(report.plan.pending)
         self.state.cycle(report)
 
     def observe_request(self, method: str, handler: str, code: int, seconds: float) -> None:

@@ -39,6 +39,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     NewJob,
@@ -56,6 +57,7 @@ from allot.store import (
     cluster,
     dependencies,
     events,
+    gpu_usage,
     jobs,
     profiling,
     quotas,
@@ -370,6 +372,16 @@ class SqlStore(Store):
             return quotas.load(conn)
 
     # -- profiling
+
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
+        with self._writing() as conn:
+            gpu_usage.record(conn, summary)
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        """The GPU telemetry summaries of the job's runs, oldest first."""
+        with self._reading() as conn:
+            return gpu_usage.of_job(conn, job_id)
 
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         """Store a node check; returns it with its id."""

@@ -355,6 +355,22 @@ class StartEstimateOut(BaseModel):
     basis: str = Field(description="How the estimate was derived, in one sentence.")
 
 
+class GpuUsageOut(BaseModel):
+    """What NVML saw of one run's GPUs."""
+
+    run_id: str
+    node: str
+    devices: list[int]
+    samples: int
+    first_at: datetime
+    last_at: datetime
+    mean_utilization: float = Field(description="0..1, over every sample of every device.")
+    p95_utilization: float
+    peak_memory_bytes: int = Field(description="The devices together, at their peak.")
+    energy_joules: float
+    mean_sm_active: float | None = Field(description="0..1; null where GPM is unsupported.")
+
+
 class JobOut(BaseModel):
     """A job as the server knows it."""
 
@@ -399,6 +415,10 @@ class JobOut(BaseModel):
         description="Pending jobs: the expected start, from running the queue forward through"
         " the scheduler (null before the first estimate, and for held jobs or jobs waiting on"
         " dependencies).",
+    )
+    gpu_usage: list[GpuUsageOut] | None = Field(
+        default=None,
+        description="GPU telemetry per run (GET /v1/jobs/{id} only; empty without NVML).",
     )
     profile: ProfileSettings | None = Field(
         default=None, description="Its profiling window, when submitted with one."
