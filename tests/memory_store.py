@@ -74,11 +74,11 @@ class _Tables:
     events: list[EventRecord] = field(default_factory=list)
     usage: list[UsageRecord] = field(default_factory=list)
     checks: list[NodeCheckRecord] = field(default_factory=list)
-    gpu_summaries: dict[str, GpuSummary] = field(default_factory=dict)  # by run id
     speeds: dict[tuple[str, str], FlavorSpeed] = field(default_factory=dict)
     users: dict[str, UserRecord] = field(default_factory=dict)
     grants: dict[str, dict[FlavorResource, ResourceQuota]] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+    gpu_summaries: dict[str, GpuSummary] = field(default_factory=dict)  # by run id
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -95,6 +95,7 @@ class _Tables:
             dict(self.users),
             dict(self.grants),
             list(self.audit),
+            dict(self.gpu_summaries),
         )
 
     def event(
@@ -695,6 +696,13 @@ class MemoryStore(MemoryTenancy):
             return db.quotas
 
     # -- profiling
+
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        with self._transaction() as db:
+            db.event(at, kind, job_id, (None, None), actor, reason, **dict(data or {}))
 
     def record_gpu_summary(self, summary: GpuSummary) -> None:
         with self._transaction() as db:

@@ -50,6 +50,7 @@ from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
 from allot.observe.eta import StartTimeEstimator
+from allot.observe.idle import IdleReclaim
 from allot.observe.metrics import ControlMetrics, TimedExecutors
 from allot.observe.telemetry import GpuTelemetry
 from allot.observe.tracing import JobTracing, endpoint_from, otlp_tracing
@@ -250,7 +251,7 @@ def build(config: ServerConfig) -> Server:
         loaded_from = f"quotas loaded from {source}"
         entry = AuditEntry(clock.now(), "config", "quotas_loaded", "quotas", "ok", loaded_from)
         system.control.audit.record(entry)
-    telemetry = gpu_telemetry(inventory, store, clock)
+    telemetry = gpu_telemetry(inventory, store, clock, IdleReclaim(store, system.loop))
     if metrics is not None:
         metrics.add(telemetry)
     system.start()
@@ -275,10 +276,13 @@ def build(config: ServerConfig) -> Server:
     )
 
 
-def gpu_telemetry(inventory: Inventory, store: Store, clock: SystemClock) -> GpuTelemetry:
-    """NVML sampling of the local GPUs when NVML found them; otherwise off, saying why."""
+def gpu_telemetry(
+    inventory: Inventory, store: Store, clock: SystemClock, idle: IdleReclaim
+) -> GpuTelemetry:
+    """NVML sampling of the local GPUs (with idle-GPU reclaim) when NVML found them;
+    otherwise off, saying why."""
     if inventory.source == "nvml" and inventory.nodes:
-        return GpuTelemetry.open(store, clock, inventory.nodes[0].name)
+        return GpuTelemetry.open(store, clock, inventory.nodes[0].name, idle=idle)
     if inventory.source == "declared":
         return GpuTelemetry.off("the GPUs were declared with --gpus; NVML sees none")
     return GpuTelemetry.off("no GPU on this machine")

@@ -229,6 +229,13 @@ class Store(Protocol):
         ...
 
     # -- profiling
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """Append an event that changes no state (a warning) to the job's event log."""
+        ...
+
     def record_gpu_summary(self, summary: GpuSummary) -> None:
         """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
         ...

@@ -15,7 +15,8 @@ the distribution of ended runs' mean utilisation (no job ids in labels).
 
 Without a GPU (no driver, no device, NVML missing) telemetry is off and says why
 (``GpuTelemetry.off``; ``allot up`` prints it and ``allot_gpu_telemetry_enabled`` is 0). The
-NVML boundary is the ``pynvml`` module itself, passed in, so tests give a fake one.
+NVML boundary is the ``pynvml`` module itself, passed in, so tests give a fake one. After each
+sample, idle-GPU reclaim (``allot.observe.idle``), when given, judges the runs sampled.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from allot.control.ports import Clock, Store
-from allot.control.records import GpuSummary
+from allot.control.records import GpuSummary, JobRecord
+from allot.observe.idle import IdleReclaim
 
 log = logging.getLogger("allot.observe")
 DEFAULT_INTERVAL = 5.0
@@ -117,6 +119,7 @@ class GpuTelemetry(Collector):
         interval: float = DEFAULT_INTERVAL,
         persist_every: int = 12,
         off_reason: str | None = None,
+        idle: IdleReclaim | None = None,
     ) -> None:
         self.nvml = nvml
         self.store = store
@@ -125,6 +128,7 @@ class GpuTelemetry(Collector):
         self.interval = interval
         self.persist_every = persist_every
         self.off_reason = off_reason
+        self.idle = idle
         self.enabled = off_reason is None
         self._handles: list[Any] = []
         self._gpm: dict[int, bool] = {}
@@ -234,6 +238,7 @@ class GpuTelemetry(Collector):
         self._last_at = now
         readings = {r.index: r for r in self.read()}
         holders: dict[str, tuple[int, str, tuple[int, ...]]] = {}
+        held: list[tuple[JobRecord, tuple[int, ...]]] = []
         for record in self.store.active_jobs():
             run = record.run
             if run is None:
@@ -241,6 +246,7 @@ class GpuTelemetry(Collector):
             devices = tuple(d for p in run.placement if p.node == self.node for d in p.devices)
             if devices:
                 holders[run.run_id] = (record.id, record.job.queue, devices)
+                held.append((record, devices))
         ended: list[GpuSummary] = []
         due: list[GpuSummary] = []
         with self._lock:
@@ -269,6 +275,8 @@ class GpuTelemetry(Collector):
                 self._ended_sum[acc.queue] = total + summary.mean_utilization
         for summary in (*due, *ended):
             self.store.record_gpu_summary(summary)
+        if self.idle is not None:
+            self.idle.check(now, held, {i: r.utilization for i, r in readings.items()})
 
     def start(self) -> None:
         if not self.enabled:

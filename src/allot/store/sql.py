@@ -373,6 +373,16 @@ class SqlStore(Store):
 
     # -- profiling
 
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """Append an event that changes no state (a warning) to the job's event log."""
+        row = events.event_values(at=at, kind=kind, job_id=job_id, from_state=None,
+                                  to_state=None, actor=actor, reason=reason, data=data)  # fmt: skip
+        with self._writing() as conn:
+            events.append(conn, row)
+
     def record_gpu_summary(self, summary: GpuSummary) -> None:
         """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
         with self._writing() as conn:

@@ -171,6 +171,7 @@ class QueueRow(Base):
     quotas: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     preemption: Mapped[dict[str, Any]] = mapped_column(JSON)
     position: Mapped[int]
+    idle_timeout: Mapped[float | None]
 
 
 class QuotaSettingsRow(Base):

@@ -1,4 +1,5 @@
-"""GPU telemetry: ``gpu_summaries``, one row per run (see ``allot.observe.telemetry``).
+"""GPU telemetry: ``gpu_summaries``, one row per run (see ``allot.observe.telemetry``), and
+each queue's ``idle_timeout`` (seconds a run's GPUs may stay idle; NULL: never released).
 
 Revision ID: 0009
 Revises: 0008
@@ -37,9 +38,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_gpu_summaries")),
     )
     op.create_index("ix_gpu_summaries_job_id", "gpu_summaries", ["job_id"])
+    with op.batch_alter_table("queues") as batch:
+        batch.add_column(sa.Column("idle_timeout", sa.Double(), nullable=True))
 
 
 def downgrade() -> None:
-    """Drop the table."""
+    """Drop the table and the column."""
+    with op.batch_alter_table("queues") as batch:
+        batch.drop_column("idle_timeout")
     op.drop_index("ix_gpu_summaries_job_id", table_name="gpu_summaries")
     op.drop_table("gpu_summaries")
