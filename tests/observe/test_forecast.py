@@ -76,3 +76,17 @@ def test_the_callers_jobs_are_not_changed() -> None:
     waiting = [job(2).gpus(8).estimate(50).build()]
     forecast(ONE_NODE, [busy], waiting, FIFO, now=0)
     assert busy.stopping_until is None
+
+
+def test_a_budget_stops_the_run_where_it_got_to() -> None:
+    busy = running(1, 8, start=0, estimate=100)
+    waiting = [job(i).gpus(8).estimate(100).submitted(i).build() for i in (2, 3, 4)]
+    calls = []
+
+    def spent() -> bool:
+        calls.append(1)
+        return len(calls) >= 2
+
+    outlook = forecast(ONE_NODE, [busy], waiting, FIFO, now=0, budget=spent)
+    assert outlook.starts == {2: 100, 3: None, 4: None}
+    assert outlook.truncated

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from allot.control.estimates import StartEstimate
 from allot.control.loop import SchedulingLoop
 from allot.control.observers import CycleReport
+from allot.control.reasons import wall_time
 from allot.control.records import RunPhase
 from allot.control.usage_history import LedgerHistory
 from allot.core.model import Cluster, RunningJob
@@ -31,6 +32,7 @@ from allot.observe.forecast import DEFAULT_HORIZON, DEFAULT_MAX_CYCLES, Outlook,
 
 log = logging.getLogger("allot.observe")
 DEFAULT_INTERVAL = 15.0
+DEFAULT_BUDGET = 2.0  # wall seconds one refresh may run forward (it shares the GIL with the API)
 NEW_JOB_GAP = 1.0  # a job without an estimate yet gets one this soon after a cycle sees it
 
 
@@ -44,8 +46,10 @@ class StartTimeEstimator(Collector):
         interval: float = DEFAULT_INTERVAL,
         horizon: float = DEFAULT_HORIZON,
         max_cycles: int = DEFAULT_MAX_CYCLES,
+        budget_seconds: float = DEFAULT_BUDGET,
     ) -> None:
         self.loop = loop
+        self.budget_seconds = budget_seconds
         self.store = loop.store
         self.clock = loop.clock
         self.interval = interval
@@ -131,6 +135,7 @@ class StartTimeEstimator(Collector):
             attained={r.id: r.attained_service for r in pending if r.attained_service > 0},
             horizon=self.horizon,
             max_cycles=self.max_cycles,
+            budget=lambda: time.perf_counter() - started > self.budget_seconds,
         )
         self._estimates = {
             job_id: StartEstimate(start, now, self._basis(outlook, start))
@@ -149,8 +154,12 @@ class StartTimeEstimator(Collector):
                 " are not counted"
             )
         if outlook.truncated:
-            days = self.horizon / 86400
-            return f"no start within the next {days:g} days of the queue run forward"
+            reached = wall_time(outlook.until)
+            return (
+                f"no start found up to {reached}, as far as the queue was run forward (at most"
+                f" {self.horizon / 86400:g} days, {self.max_cycles} cycles or"
+                f" {self.budget_seconds:g} s of work)"
+            )
         if outlook.open_ended:
             return (
                 f"no estimate: {outlook.open_ended} running job(s) have neither a runtime"

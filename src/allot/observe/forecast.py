@@ -7,8 +7,10 @@ preemptions (a victim stops at the end of its grace period and waits again). Tim
 one expected end to the next. A running job ends at its start plus its runtime estimate, else
 its time limit (``JobSpec.expected_runtime``), as backfill plans; one with neither never ends in
 the forward run, so whatever waits only for its GPUs gets no estimate. A pending job's estimate
-is the instant the forward run first starts it; None when that is past ``horizon`` seconds or
-``max_cycles`` cycles, or when nothing would ever start it.
+is the instant the forward run first starts it; None when that is past ``horizon`` seconds,
+``max_cycles`` cycles or the point where the caller's ``budget`` says stop (the live
+estimator bounds its wall time this way; this module reads no clock), or when nothing would
+ever start it.
 
 What it cannot know, and so gets wrong: jobs submitted later that go ahead (priority, fair
 share), runs that end earlier or later than their estimate, node failures and drains, and the
@@ -20,7 +22,7 @@ Pure: no clock, no I/O; the caller's snapshot is never touched (the run builds i
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from allot.core.cycle import schedule
@@ -59,6 +61,7 @@ def forecast(
     nominated: Iterable[JobId] = (),
     horizon: float = DEFAULT_HORIZON,
     max_cycles: int = DEFAULT_MAX_CYCLES,
+    budget: Callable[[], bool] | None = None,
 ) -> Outlook:
     """Run the queue forward from ``now`` (see the module docstring)."""
     running = list(running)
@@ -103,7 +106,8 @@ def forecast(
             heapq.heappush(events, (t + runtime, 0, spec.id, generation[spec.id]))
         if not waiting:
             break
-        if not events or outlook.cycles >= max_cycles or events[0][0] > now + horizon:
+        spent = budget is not None and budget()
+        if not events or outlook.cycles >= max_cycles or events[0][0] > now + horizon or spent:
             outlook.truncated = bool(events)
             break
         t = events[0][0]
