@@ -697,6 +697,13 @@ class MemoryStore(MemoryTenancy):
 
     # -- profiling
 
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        found: dict[tuple[str, str, bool], int] = {}
+        for record in self.pending_jobs():
+            key = (record.job.queue, record.job.tenant, record.held)
+            found[key] = found.get(key, 0) + 1
+        return found
+
     def record_event(
         self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
         data: Mapping[str, object] | None = None,

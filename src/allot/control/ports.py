@@ -119,6 +119,10 @@ class Store(Protocol):
         """Every pending job (held ones only with ``include_held``), oldest first."""
         ...
 
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        """How many jobs are pending, per (queue, tenant, held), without reading them."""
+        ...
+
     def active_jobs(self) -> list[JobRecord]:
         """Every job with a run that has not ended, with that run."""
         ...

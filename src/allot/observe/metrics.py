@@ -210,9 +210,8 @@ class StateCollector(Collector):
         counts: Tally[tuple[str, str, str]] = Tally()
         used: dict[tuple[str, str], int] = {}
         allocated: dict[str, int] = {}
-        for record in self.store.pending_jobs(include_held=True):
-            state = "held" if record.held else "pending"
-            counts[(state, record.job.queue, record.job.tenant)] += 1
+        for (queue, tenant, held), count in self.store.pending_counts().items():
+            counts[("held" if held else "pending", queue, tenant)] += count
         for record in self.store.active_jobs():
             run = record.run
             stopping = run is not None and run.phase is RunPhase.STOPPING

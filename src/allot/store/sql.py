@@ -230,6 +230,11 @@ class SqlStore(Store):
         with self._reading() as conn:
             return jobs.in_state(conn, JobState.PENDING, include_held=include_held)
 
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        """How many jobs are pending, per (queue, tenant, held), without reading them."""
+        with self._reading() as conn:
+            return jobs.pending_counts(conn)
+
     def active_jobs(self) -> list[JobRecord]:
         """Every job with a run that has not ended (the running jobs), with that run."""
         with self._reading() as conn:
