@@ -53,6 +53,8 @@ def test_gpm_sm_activity_is_recorded_where_supported(harness: Harness) -> None:
     telemetry = opened(harness, FakeNvml(gpm=True, sm_percent=40.0))
     record, _ = harness.control.submit(_job(1), principal=_admin())
     harness.start(record.id)
+    telemetry.sample()  # the first GPM sample: nothing to compare with yet
+    harness.clock.advance(5)
     telemetry.sample()
     harness.finish(record.id)
     telemetry.sample()

@@ -132,6 +132,7 @@ class GpuTelemetry(Collector):
         self.enabled = off_reason is None
         self._handles: list[Any] = []
         self._gpm: dict[int, bool] = {}
+        self._gpm_samples: dict[int, Any] = {}  # each GPU's latest GPM sample
         self._latest: dict[int, Reading] = {}
         self._runs: dict[str, _Accumulator] = {}
         self._energy: dict[str, float] = {}  # per queue
@@ -201,7 +202,8 @@ class GpuTelemetry(Collector):
         return found
 
     def _sm_active(self, index: int, handle: Any) -> float | None:
-        """SM activity over one GPM sample pair, where the GPU supports GPM."""
+        """SM activity since the previous sample of this GPU (GPM metrics come from a pair
+        of samples), where the GPU supports GPM; None on the first sample and elsewhere."""
         nvml = self.nvml
         if self._gpm.get(index) is False:
             return None
@@ -211,20 +213,22 @@ class GpuTelemetry(Collector):
                 self._gpm[index] = bool(support.isSupportedDevice)
                 if not self._gpm[index]:
                     return None
-            first, second = nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()
+            sample = nvml.nvmlGpmSampleAlloc()
+            nvml.nvmlGpmSampleGet(handle, sample)
+            previous = self._gpm_samples.get(index)
+            self._gpm_samples[index] = sample
+            if previous is None:
+                return None
             try:
-                nvml.nvmlGpmSampleGet(handle, first)
-                nvml.nvmlGpmSampleGet(handle, second)
-                metrics = nvml.c_nvmlGpmMetricsGet_t()
-                metrics.version = nvml.NVML_GPM_METRICS_GET_VERSION
-                metrics.numMetrics = 1
-                metrics.sample1, metrics.sample2 = first, second
-                metrics.metrics[0].metricId = nvml.NVML_GPM_METRIC_SM_UTIL
-                nvml.nvmlGpmMetricsGet(metrics)
-                return float(metrics.metrics[0].value) / 100
+                request = nvml.c_nvmlGpmMetricsGet_t()
+                request.version = nvml.NVML_GPM_METRICS_GET_VERSION
+                request.numMetrics = 1
+                request.sample1, request.sample2 = previous, sample
+                request.metrics[0].metricId = nvml.NVML_GPM_METRIC_SM_UTIL
+                nvml.nvmlGpmMetricsGet(request)
+                return float(request.metrics[0].value) / 100
             finally:
-                nvml.nvmlGpmSampleFree(first)
-                nvml.nvmlGpmSampleFree(second)
+                nvml.nvmlGpmSampleFree(previous)
         except (nvml.NVMLError, AttributeError):  # an older driver or binding: no GPM here
             self._gpm[index] = False
             return None
@@ -297,6 +301,8 @@ class GpuTelemetry(Collector):
             self._thread.join(10)
         if self.enabled:
             with contextlib.suppress(self.nvml.NVMLError):
+                for sample in self._gpm_samples.values():
+                    self.nvml.nvmlGpmSampleFree(sample)
                 self.nvml.nvmlShutdown()
 
     # ------------------------------------------------------------------ metrics
