@@ -4,11 +4,13 @@
    job), on SQLite, in this process: median of ``--cycles`` ``SchedulingLoop.run_once`` with
    the observers ``allot up`` subscribes (the audit trail) only, then with Prometheus metrics,
    then also with tracing (the SDK with an in-memory exporter) and the start-time estimator's
-   cycle hook; and the time of one estimate refresh (the forward run) over that queue, which
-   runs on its own thread, never in the cycle.
+   cycle hook; the observers alone on the latest cycle's report (the cycle-to-cycle noise of
+   a loaded machine is larger than what they add); and the time of one estimate refresh (the
+   forward run) over that queue, which runs on its own thread, never in the cycle.
 2. A scrape of ``/metrics`` rendering with that state (the store read at scrape time).
 3. Submissions per second through the REST API, one client submitting held jobs, against a
-   real ``allot up`` with metrics (the default) and with ``--no-metrics``; best of ``--rounds``.
+   real ``allot up`` with metrics (the default) and with ``--no-metrics``; best of ``--rounds``
+   (0 skips this part).
 
 Run: ``.venv/bin/python benchmarks/observe_overhead.py [--pending 10000] [--submissions 1000]``.
 """
@@ -83,13 +85,22 @@ def cycle_costs(pending: int, cycles: int) -> dict[str, float]:
         metrics = ControlMetrics(store, clock)
         loop.subscribe(metrics)
         found["cycle: + metrics"] = median_time(loop.run_once, cycles)
+        report = loop.last
+        assert report is not None
+        found["metrics observer alone, per cycle"] = median_time(
+            lambda: metrics.cycle_done(report), 50
+        )
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
         loop.subscribe(JobTracing(provider, clock))
         estimator = StartTimeEstimator(loop)
         loop.subscribe(estimator)
         found["cycle: + metrics, tracing, estimates"] = median_time(loop.run_once, cycles)
-        found["estimate refresh (own thread)"] = median_time(estimator.refresh, 3)
+        tracing = JobTracing(provider, clock)
+        found["tracing and estimate observers alone, per cycle"] = median_time(
+            lambda: (tracing.cycle_done(report), estimator.cycle_done(report)), 50
+        )
+        found["estimate refresh (own thread, 2 s budget)"] = median_time(estimator.refresh, 3)
         metrics.add(estimator)
         metrics.state.cache_seconds = 0
         found["/metrics render (store read)"] = median_time(metrics.exposition, 5)
@@ -167,8 +178,10 @@ def main() -> None:
     table.add_column("what")
     table.add_column("median", justify="right")
     for what, seconds in costs.items():
-        table.add_row(what, f"{seconds * 1000:.1f} ms")
+        table.add_row(what, f"{seconds * 1000:.2f} ms")
     console.print(table)
+    if args.rounds < 1:
+        return
     rates = Table(title=f"Held submissions per second, one client, {args.submissions:,} jobs")
     rates.add_column("allot up")
     rates.add_column("best of rounds", justify="right")
