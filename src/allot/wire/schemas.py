@@ -418,7 +418,8 @@ class JobOut(BaseModel):
     )
     gpu_usage: list[GpuUsageOut] | None = Field(
         default=None,
-        description="GPU telemetry per run (GET /v1/jobs/{id} only; empty without NVML).",
+        description="GPU telemetry per run (GET /v1/jobs/{id} only; null when none was"
+        " recorded, e.g. without NVML).",
     )
     profile: ProfileSettings | None = Field(
         default=None, description="Its profiling window, when submitted with one."

@@ -201,7 +201,7 @@ def get_job(job_id: JobId, control: Control, caller: Caller) -> JobOut:
     """One job (404 for a job of a tenant the caller is not in, as for one that does not
     exist)."""
     record = control.get(job_id, principal=caller)
-    gpu_usage = control.store.gpu_summaries(record.id)
+    gpu_usage = control.store.gpu_summaries(record.id) or None  # null: nothing recorded
     return wire.job_out(record, control.estimates.estimate(record.id), gpu_usage)
 
 
