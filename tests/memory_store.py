@@ -27,6 +27,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     NewJob,
@@ -77,6 +78,7 @@ class _Tables:
     users: dict[str, UserRecord] = field(default_factory=dict)
     grants: dict[str, dict[FlavorResource, ResourceQuota]] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+    gpu_summaries: dict[str, GpuSummary] = field(default_factory=dict)  # by run id
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -93,6 +95,7 @@ class _Tables:
             dict(self.users),
             dict(self.grants),
             list(self.audit),
+            dict(self.gpu_summaries),
         )
 
     def event(
@@ -693,6 +696,29 @@ class MemoryStore(MemoryTenancy):
             return db.quotas
 
     # -- profiling
+
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        found: dict[tuple[str, str, bool], int] = {}
+        for record in self.pending_jobs():
+            key = (record.job.queue, record.job.tenant, record.held)
+            found[key] = found.get(key, 0) + 1
+        return found
+
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        with self._transaction() as db:
+            db.event(at, kind, job_id, (None, None), actor, reason, **dict(data or {}))
+
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        with self._transaction() as db:
+            db.gpu_summaries[summary.run_id] = summary
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        with self._reading() as db:
+            found = [s for s in db.gpu_summaries.values() if s.job_id == job_id]
+            return sorted(found, key=lambda s: s.first_at)
 
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         with self._transaction() as db:

@@ -175,9 +175,26 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"pynvml"}),
     ),
     "allot.api": (
-        # allot.config: the OIDC file; jwt: its tokens; uvicorn: the header-read timeout
-        frozenset({"allot.core", "allot.control", "allot.wire", "allot.config", "allot.profile"}),
+        # allot.config: the OIDC file; jwt: its tokens; uvicorn: the header-read timeout;
+        # allot.observe: the metrics it serves and counts
+        frozenset(
+            {
+                "allot.core",
+                "allot.control",
+                "allot.wire",
+                "allot.config",
+                "allot.profile",
+                "allot.observe",
+            }
+        ),
         frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
+    ),
+    # Observability drives the core forward for start-time estimates and subscribes to the
+    # control plane; it exports through Prometheus's client, OpenTelemetry and NVML, and
+    # writes its alert rules as YAML.
+    "allot.observe": (
+        frozenset({"allot.core", "allot.control"}),
+        frozenset({"prometheus_client", "opentelemetry", "pynvml", "yaml"}),
     ),
     "allot.client": (
         frozenset(

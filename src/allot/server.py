@@ -13,6 +13,12 @@ or those the store already has); reconcile whatever a previous process left runn
 serve on the claimed socket, where a connection that has not sent a request's headers within
 ``HEADER_SECONDS`` is closed (``allot.api.connections``).
 
+Observability (``allot.observe``, see docs/observability.md): unless ``metrics`` is off, the
+server keeps Prometheus metrics, serves them at ``/metrics`` and writes a scrape token once to
+``<data dir>/metrics-token`` (mode 0600); it keeps start-time estimates of pending jobs; with
+an OTLP endpoint it exports traces (asked for without the exporter installed, it is refused
+before anything is touched).
+
 Jobs may not name a working directory inside the data directory; ``workdir_roots``, when
 given, are the only roots they may name.
 """
@@ -45,6 +51,11 @@ from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.executors.slurm import SlurmExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.observe.eta import StartTimeEstimator
+from allot.observe.idle import IdleReclaim
+from allot.observe.metrics import ControlMetrics, TimedExecutors
+from allot.observe.telemetry import GpuTelemetry
+from allot.observe.tracing import JobTracing, endpoint_from, otlp_tracing
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
 
@@ -77,6 +88,9 @@ class ServerConfig:
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
     executor: str = "local"  # or "slurm": run jobs on a Slurm cluster (docs/slurm.md)
     partition: str | None = None  # with the Slurm executor: its one partition
+    metrics: bool = True  # Prometheus metrics at /metrics
+    eta_interval: float = 15.0  # seconds between refreshes of start-time estimates (0: none)
+    otlp_endpoint: str | None = None  # traces go there (else the OTEL_EXPORTER_OTLP_* variables)
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -123,6 +137,18 @@ def claim(config: ServerConfig) -> Claims:
 
 
 ADMIN_USER = "admin"
+SCRAPE_TOKEN_FILE = "metrics-token"
+
+
+def ensure_scrape_token(data_dir: Path) -> str:
+    """Create the scrape token once (file mode 0600); returns its SHA-256 hex digest."""
+    path = data_dir / SCRAPE_TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(new_token() + "\n")
+    os.chmod(path, 0o600)
+    return hash_token(path.read_text().strip())
 
 
 def ensure_admin_token(store: Store, data_dir: Path, now: float) -> Path:
@@ -159,6 +185,23 @@ class Server:
     token_path: Path
     quotas: ActiveQuotas
     oidc: OidcConfig | None = None
+    metrics: ControlMetrics | None = None
+    scrape_token_hash: str | None = None
+    estimator: StartTimeEstimator | None = None
+    tracing: JobTracing | None = None
+    telemetry: GpuTelemetry | None = None
+
+    def close(self) -> None:
+        """Stop the background threads (running jobs keep running), then write what the
+        audit trail holds and send the traces still batched."""
+        if self.estimator is not None:
+            self.estimator.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
+        self.loop.close()
+        self.control.audit.close()
+        if self.tracing is not None:
+            self.tracing.close()
 
 
 def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | None:
@@ -197,6 +240,8 @@ def build(config: ServerConfig) -> Server:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     clock = SystemClock()
+    endpoint = endpoint_from(config.otlp_endpoint)
+    tracing = None if endpoint is None else otlp_tracing(endpoint, clock)  # before any state
     executor, inventory, pool = _executor(config)
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     oidc = None if config.oidc_file is None else load_oidc(config.oidc_file)
@@ -209,6 +254,12 @@ def build(config: ServerConfig) -> Server:
         [str(config.data_dir)], [str(root) for root in config.workdir_roots] or None
     )
     every = SLURM_INVENTORY_INTERVAL if pool == SLURM_POOL else SystemConfig().inventory_interval
+    executors = ExecutorRegistry({pool: executor})
+    metrics = scrape_hash = None
+    if config.metrics:
+        metrics = ControlMetrics(store, clock)
+        executors = TimedExecutors(executors, metrics.launch_seconds_of)
+        scrape_hash = ensure_scrape_token(config.data_dir)
     system = build_system(
         SystemConfig(
             config.policy,
@@ -217,19 +268,63 @@ def build(config: ServerConfig) -> Server:
             inventory_interval=every,
         ),
         store=store,
-        executors=ExecutorRegistry({pool: executor}),
+        executors=executors,
         clock=clock,
         workdirs=workdirs,
     )
+    if metrics is not None:
+        system.loop.subscribe(metrics)
+    if tracing is not None:
+        system.loop.subscribe(tracing)
+    estimator = None
+    if config.eta_interval > 0:
+        estimator = StartTimeEstimator(system.loop, interval=config.eta_interval)
+        system.loop.subscribe(estimator)
+        system.control.estimates = estimator
+        if metrics is not None:
+            metrics.add(estimator)
     if not quotas.kept:
         source = "the built-in default" if quotas.file is None else str(quotas.file)
         loaded_from = f"quotas loaded from {source}"
         entry = AuditEntry(clock.now(), "config", "quotas_loaded", "quotas", "ok", loaded_from)
         system.control.audit.record(entry)
+    telemetry = gpu_telemetry(inventory, store, clock, IdleReclaim(store, system.loop))
+    if metrics is not None:
+        metrics.add(telemetry)
     system.start()
+    if estimator is not None:
+        estimator.start()
+    telemetry.start()
     return Server(
-        config, store, executor, inventory, system.loop, system.control, token_path, quotas, oidc
+        config,
+        store,
+        executor,
+        inventory,
+        system.loop,
+        system.control,
+        token_path,
+        quotas,
+        oidc,
+        metrics,
+        scrape_hash,
+        estimator,
+        tracing,
+        telemetry,
     )
+
+
+def gpu_telemetry(
+    inventory: Inventory, store: Store, clock: SystemClock, idle: IdleReclaim
+) -> GpuTelemetry:
+    """NVML sampling of the local GPUs (with idle-GPU reclaim) when NVML found them;
+    otherwise off, saying why."""
+    if inventory.source == "nvml" and inventory.nodes:
+        return GpuTelemetry.open(store, clock, inventory.nodes[0].name, idle=idle)
+    if inventory.source == "declared":
+        return GpuTelemetry.off("the GPUs were declared with --gpus; NVML sees none")
+    if inventory.source == "slurm":
+        return GpuTelemetry.off("jobs run on Slurm nodes, which this server does not sample")
+    return GpuTelemetry.off("no GPU on this machine")
 
 
 def app_of(server: Server) -> FastAPI:
@@ -239,7 +334,13 @@ def app_of(server: Server) -> FastAPI:
 
     jwt = None if server.oidc is None else JwtVerifier(server.oidc)
     rate = server.config.rate_limit
-    return create_app(server.control, jwt=jwt, rate_limits=RateLimits(rate, rate * 10))
+    return create_app(
+        server.control,
+        jwt=jwt,
+        rate_limits=RateLimits(rate, rate * 10),
+        metrics=server.metrics,
+        scrape_token_hash=server.scrape_token_hash,
+    )
 
 
 def serve(server: Server, sock: socket.socket) -> None:
@@ -261,5 +362,4 @@ def serve(server: Server, sock: socket.socket) -> None:
             )
         ).run(sockets=[sock])
     finally:
-        server.loop.close()
-        server.control.audit.close()
+        server.close()

@@ -6,7 +6,8 @@ form at ``/v1/docs``, whose files this server serves itself, see ``allot.api.doc
 Around the routes, from the outside in: unexpected errors become a 500 problem; the caller is
 authenticated (401 before the body is read) and rate-limited (429); state-changing requests
 are recorded in the audit log; bodies over ``MAX_BODY_BYTES`` are refused with 413; known
-exceptions become problem documents.
+exceptions become problem documents. With metrics (``allot.api.metrics``), ``/metrics`` serves
+them to the scrape token and cluster admins, and the outermost layer counts every request.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from allot.api.auth import Authentication, RateLimits, TokenVerifier, Verifier, 
 from allot.api.body_limit import BodySizeLimit
 from allot.api.context import close_intake
 from allot.api.docs import install_docs
+from allot.api.metrics import install_metrics
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
 from allot.api.routes import admin, cluster, jobs, profile
 from allot.control.profiling import Profiling
 from allot.control.services import ControlPlane
 from allot.control.tenancy import Tenancy
+from allot.observe.metrics import ControlMetrics
 from allot.wire.schemas import MAX_BODY_BYTES, Health
 
 API_PREFIX = "/v1"
@@ -53,9 +56,13 @@ def create_app(
     *,
     jwt: Verifier | None = None,
     rate_limits: RateLimits | None = None,
+    metrics: ControlMetrics | None = None,
+    scrape_token_hash: str | None = None,
 ) -> FastAPI:
     """The REST API over ``control``. ``jwt`` checks JWTs (OIDC mode; None: API tokens only);
-    ``rate_limits`` limits each token (default: 100 requests per second, bursts of 1,000)."""
+    ``rate_limits`` limits each token (default: 100 requests per second, bursts of 1,000);
+    ``metrics``, when given, are served at ``/metrics`` to the holder of the scrape token
+    (its SHA-256 digest) and to cluster admins."""
     app = FastAPI(
         title="allot",
         summary="A compute platform for teams that share GPUs.",
@@ -105,4 +112,6 @@ def create_app(
     limits = rate_limits or RateLimits(DEFAULT_RATE, DEFAULT_BURST)
     app.add_middleware(Authentication, tokens=tokens, jwt=jwt, limits=limits)
     app.add_middleware(UnexpectedErrors)
+    if metrics is not None:
+        install_metrics(app, metrics, scrape_token_hash)  # outermost: counts every answer
     return app

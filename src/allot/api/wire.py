@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 
 from pydantic import JsonValue, TypeAdapter
 
+from allot.control.estimates import StartEstimate
 from allot.control.records import (
     Condition,
     Dependency,
     EventRecord,
+    GpuSummary,
     JobRecord,
     Launch,
     NewJob,
@@ -39,6 +41,7 @@ from allot.wire.schemas import (
     ConditionName,
     EventOut,
     ExplainOut,
+    GpuUsageOut,
     JobOut,
     JobStateName,
     JobSubmission,
@@ -50,6 +53,7 @@ from allot.wire.schemas import (
     ResourcesOut,
     RunOut,
     RunPhaseName,
+    StartEstimateOut,
 )
 
 # The wire names of the core's states, spelled out so a renamed state cannot silently change
@@ -176,8 +180,42 @@ def run_out(run: RunRecord) -> RunOut:
     )
 
 
-def job_out(record: JobRecord) -> JobOut:
-    """A job as sent to clients: environment variable names only, never their values."""
+def estimate_out(estimate: StartEstimate | None) -> StartEstimateOut | None:
+    """A start-time estimate as sent to clients."""
+    if estimate is None:
+        return None
+    return StartEstimateOut(
+        start=_maybe_instant(estimate.start),
+        computed_at=_instant(estimate.computed_at),
+        basis=estimate.basis,
+    )
+
+
+def gpu_usage_out(summary: GpuSummary) -> GpuUsageOut:
+    """A run's GPU telemetry as sent to clients."""
+    return GpuUsageOut(
+        run_id=summary.run_id,
+        node=summary.node,
+        devices=list(summary.devices),
+        samples=summary.samples,
+        first_at=_instant(summary.first_at),
+        last_at=_instant(summary.last_at),
+        mean_utilization=summary.mean_utilization,
+        p95_utilization=summary.p95_utilization,
+        peak_memory_bytes=summary.peak_memory_bytes,
+        energy_joules=summary.energy_joules,
+        mean_sm_active=summary.mean_sm_active,
+    )
+
+
+def job_out(
+    record: JobRecord,
+    estimate: StartEstimate | None = None,
+    gpu_usage: list[GpuSummary] | None = None,
+) -> JobOut:
+    """A job as sent to clients: environment variable names only, never their values; with
+    its start-time estimate when pending and one is given, and its runs' GPU telemetry when
+    given."""
     job = record.job
     # Jobs submitted through the API have identical tasks; the first one stands for all.
     task = job.tasks[0]
@@ -214,6 +252,8 @@ def job_out(record: JobRecord) -> JobOut:
             schemas.Dependency(job=d.job_id, condition=CONDITIONS[d.condition]) for d in job.after
         ],
         array_id=record.array_id,
+        estimated_start=estimate_out(estimate) if record.state is JobState.PENDING else None,
+        gpu_usage=None if gpu_usage is None else [gpu_usage_out(g) for g in gpu_usage],
         profile=_profile_out(job.launch.profile),
     )
 
@@ -237,8 +277,8 @@ def event_out(event: EventRecord) -> EventOut:
     )
 
 
-def explain_out(explained: Explained) -> ExplainOut:
-    """An explanation as sent to clients."""
+def explain_out(explained: Explained, estimate: StartEstimate | None = None) -> ExplainOut:
+    """An explanation as sent to clients (with a pending job's start-time estimate)."""
     return ExplainOut(
         job_id=explained.job_id,
         state=JOB_STATES[explained.state],
@@ -246,6 +286,7 @@ def explain_out(explained: Explained) -> ExplainOut:
         message=explained.message,
         remedy=explained.remedy,
         fields=_json_fields.validate_python(dict(explained.fields)),
+        estimated_start=(estimate_out(estimate) if explained.state is JobState.PENDING else None),
     )
 
 

@@ -78,6 +78,14 @@ def jobs(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N.")] = 100,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include finished jobs.")] = False,
+    start: Annotated[
+        bool,
+        typer.Option(
+            "--start",
+            help="Add START: a pending job's expected start, from running the queue forward"
+            " through the scheduler (as squeue --start).",
+        ),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
@@ -92,10 +100,24 @@ def jobs(
         output.print_json(listed)
         return
     now = datetime.now(UTC)
-    grid = output.table(*output.JOB_COLUMNS)
+    grid = output.table(*output.JOB_COLUMNS, *(("START",) if start else ()))
     for job in listed:
-        grid.add_row(*(escape(cell) for cell in output.job_row(job, now)))
+        row = output.job_row(job, now) + ([expected_start(job)] if start else [])
+        grid.add_row(*(escape(cell) for cell in row))
     output.print_table(grid)
+
+
+def expected_start(job: JobOut) -> str:
+    """A pending job's expected start for a table cell: ``now``, a local time, ``unknown``
+    (the forward run found none), or ``-`` (not pending, or no estimate yet)."""
+    estimate = job.estimated_start
+    if estimate is None:
+        return "-"
+    if estimate.start is None:
+        return "unknown"
+    if estimate.start <= estimate.computed_at:
+        return "now"
+    return when(estimate.start)
 
 
 def show(
@@ -138,6 +160,8 @@ def show(
         "GPU time": f"{job.attained_gpu_seconds / 3600:.2f} GPU-hours",
         "runs": str(job.run_count),
     }
+    if job.estimated_start is not None:
+        fields["expected start"] = f"{expected_start(job)} ({job.estimated_start.basis})"
     output.say(f"[bold]Job {job.id}[/bold]")
     grid = output.table("", "")
     grid.show_header = False
@@ -156,6 +180,18 @@ def show(
             devices = ",".join(str(d) for d in p.devices) or "-"
             placed.add_row(str(i), escape(p.node), devices, number(p.gpu_fraction))
         output.print_table(placed)
+    if job.gpu_usage:
+        output.say("\n[bold]GPU usage[/bold] (NVML)")
+        usage = output.table("RUN", "NODE", "GPUS", "MEAN UTIL", "P95 UTIL", "PEAK MEM",
+                             "ENERGY", "SM ACTIVE")  # fmt: skip
+        for g in job.gpu_usage:
+            usage.add_row(
+                g.run_id[:8], escape(g.node), ",".join(map(str, g.devices)),
+                f"{g.mean_utilization:.0%}", f"{g.p95_utilization:.0%}",
+                memory(g.peak_memory_bytes // (1 << 20)), f"{g.energy_joules / 3.6e6:.3f} kWh",
+                "-" if g.mean_sm_active is None else f"{g.mean_sm_active:.0%}",
+            )  # fmt: skip
+        output.print_table(usage)
     output.say(f"\n[bold]Events[/bold] (last {LAST_EVENTS})")
     log = output.table("TIME", "KIND", "STATE", "BY", "REASON")
     for e in events:
@@ -317,3 +353,10 @@ def explain(
     output.say(f"Job {why.job_id} ({why.state}): {escape(why.message)}")
     if why.remedy:
         output.say(f"To unblock it: {escape(why.remedy)}")
+    estimate = why.estimated_start
+    if estimate is not None:
+        expected = "no start found" if estimate.start is None else when(estimate.start)
+        output.say(
+            f"Expected to start: {expected} ({escape(estimate.basis)};"
+            f" worked out at {when(estimate.computed_at)})"
+        )

@@ -2,7 +2,8 @@
 array with ``--array``. The job file format lives in ``allot.cli.jobfile``; flags override the
 file's values. As with sbatch, a job starts in the directory it was submitted from unless the
 job file or ``--workdir`` says otherwise. A thin layer over the SDK's ``submit`` and
-``submit_many``.
+``submit_many``. ``--interactive`` and ``--notebook`` open a session on the allocated GPUs
+(``allot.cli.interactive``).
 """
 
 from __future__ import annotations
@@ -139,6 +140,18 @@ def submit(
         bool,
         typer.Option("--parsable", help="Print only the job id (an array's: its id)."),
     ] = False,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            help="A shell here on the allocated GPUs once the job runs; exiting it cancels"
+            " the job (local server only).",
+        ),
+    ] = False,
+    notebook: Annotated[
+        bool,
+        typer.Option("--notebook", help="Run Jupyter Lab as the job and print its URL."),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     fmt: OutputOption = OutputFormat.table,
@@ -160,7 +173,19 @@ def submit(
 
     argv: list[str] | None = ctx.meta.get(ARGV)
     subject = "" if job_file is None else str(job_file)
+    session = "notebook" if notebook else "shell" if interactive else None
     with reported(subject, fmt):
+        if session is not None:
+            if interactive and notebook:
+                raise InputError("--interactive, --notebook: give one of them, not both")
+            if array is not None:
+                raise InputError(f"--{'notebook' if notebook else 'interactive'}: not with --array")
+            if job_file is None and argv is None:
+                from allot.cli.interactive import HOLD, NOTEBOOK
+
+                argv = list(NOTEBOOK if notebook else HOLD)
+                if name is None:
+                    name = session
         if argv == []:
             raise InputError("nothing after --: give the command to run")
         if job_file is None and argv is None:
@@ -219,7 +244,23 @@ def submit(
                 )
             return
         with output.make_client(url, token) as allot:
+            if session == "shell":
+                from allot.cli.interactive import is_local
+
+                if not is_local(allot.url):
+                    raise InputError(
+                        f"--interactive: the shell runs here, so the server must be local;"
+                        f" {allot.url} is not (submit it, then log in to its node)"
+                    )
             job = allot.submit(submission)
+            if session is not None:
+                from allot.cli.interactive import notebook_session, shell_session
+
+                output.say(f"Submitted job {job.id}")
+                if session == "notebook":
+                    notebook_session(allot, job.id)
+                    return
+                raise typer.Exit(shell_session(allot, job.id))
     if fmt is OutputFormat.json:
         output.print_json(job)
     elif parsable:

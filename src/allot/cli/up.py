@@ -86,12 +86,28 @@ def up(
             envvar="ALLOT_SLURM_PARTITION",
         ),
     ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            help="Serve Prometheus metrics at /metrics (to <data dir>/metrics-token and"
+            " cluster admins; see docs/observability.md)."
+        ),
+    ] = True,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Export traces of each job's way to running over OTLP/HTTP to this collector"
+            " (default: $OTEL_EXPORTER_OTLP_ENDPOINT; none: off). Needs allot[otlp].",
+            metavar="URL",
+        ),
+    ] = None,
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
     from allot.banner import queues_line, quotas_line, try_command
     from allot.cli import restore_plugins
     from allot.instance import ClaimError
+    from allot.observe.tracing import TracingError
     from allot.server import EXECUTORS, ServerConfig, build, claim, serve
 
     restore_plugins()  # the server and its tasks get the user's environment as it was
@@ -129,6 +145,8 @@ def up(
         rate_limit=rate_limit,
         executor=executor,
         partition=partition,
+        metrics=metrics,
+        otlp_endpoint=otlp_endpoint,
     )
     try:
         claims = claim(config)
@@ -137,7 +155,7 @@ def up(
     try:
         try:
             server = build(config)
-        except (ConfigError, SpecError, OSError) as err:
+        except (ConfigError, SpecError, OSError, TracingError) as err:
             raise fail(str(err), 2) from None
         nodes = server.inventory.nodes
         queues = server.quotas.config.queues
@@ -148,6 +166,8 @@ def up(
         console.print(f"  token:  {server.token_path}  (the CLI reads it; or export ALLOT_TOKEN)")
         console.print(f"  quotas: {escape(quotas_line(server.quotas))}", soft_wrap=True)
         console.print(f"  queues: {escape(queues_line(queues))}", soft_wrap=True)
+        if server.telemetry is not None:
+            console.print(f"  gpu telemetry: {escape(server.telemetry.status)}", soft_wrap=True)
         if not any(n.gpus for n in nodes):
             console.print("  no GPU here: jobs may ask for CPUs only (declare GPUs with --gpus N)")
         console.print(f"  try:    {escape(try_command(queues, nodes))}", soft_wrap=True)

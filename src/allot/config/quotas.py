@@ -75,7 +75,7 @@ _TOP_KEYS = (
 )
 _TENANT_KEYS = ("name", "share")
 _COHORT_KEYS = ("name", "parent", "weight", "quotas")
-_QUEUE_KEYS = ("name", "tenant", "cohort", "weight", "quotas", "preemption")
+_QUEUE_KEYS = ("name", "tenant", "cohort", "weight", "quotas", "preemption", "idle_timeout")
 _PREEMPTION_KEYS = (
     "within_queue",
     "reclaim_within_cohort",
@@ -272,7 +272,7 @@ def _read_queue(entry: YamlMap, locator: _Locator) -> QueueSpec:
     name = entry.get_str("name")
     owner = f"queue {name}"
     locator.add(owner, entry.node_of("name"))
-    for key in ("tenant", "cohort", "weight", "quotas", "preemption"):
+    for key in ("tenant", "cohort", "weight", "quotas", "preemption", "idle_timeout"):
         locator.add(f"{owner}.{key}", entry.optional(key))
     tenant = entry.get_str("tenant")
     cohort_node = entry.optional("cohort")
@@ -289,7 +289,10 @@ def _read_queue(entry: YamlMap, locator: _Locator) -> QueueSpec:
                 "(or, in a cohort, a queue that only borrows)"
             )
     rules = _read_preemption(entry.optional("preemption"), locator)
-    return QueueSpec(name, tenant, cohort, quotas, weight, rules)
+    idle = None
+    if entry.optional("idle_timeout") is not None:
+        idle = entry.get_float("idle_timeout", minimum=60)
+    return QueueSpec(name, tenant, cohort, quotas, weight, rules, idle)
 
 
 def _read_quotas(

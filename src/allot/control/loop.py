@@ -220,6 +220,7 @@ class SchedulingLoop:
                 time.perf_counter() - started,
                 len(waits),
                 tuple(ended),
+                tuple(jobs[i] for i in applied.started),
             )
             if ended:
                 self.wake()  # their own dependents can now be settled too

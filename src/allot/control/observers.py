@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from allot.control.records import JobRecord
 from allot.core.plan import Plan
 
 log = logging.getLogger("allot.control")
@@ -42,6 +43,9 @@ class CycleReport:
     seconds: float
     waiting: int = 0  # pending jobs whose dependencies are not all met yet
     unsatisfiable: tuple[int, ...] = ()  # jobs cancelled: a dependency can never be met
+    # The records of the jobs it started, as they were when it decided (submit time, queue,
+    # runs before this one), for observers that measure waits and trace each start.
+    started_jobs: tuple[JobRecord, ...] = ()
 
     @property
     def pending_by_reason(self) -> Mapping[str, int]:

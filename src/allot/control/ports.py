@@ -31,6 +31,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     Launch,
@@ -116,6 +117,10 @@ class Store(Protocol):
 
     def pending_jobs(self, *, include_held: bool = True) -> list[JobRecord]:
         """Every pending job (held ones only with ``include_held``), oldest first."""
+        ...
+
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        """How many jobs are pending, per (queue, tenant, held), without reading them."""
         ...
 
     def active_jobs(self) -> list[JobRecord]:
@@ -228,6 +233,21 @@ class Store(Protocol):
         ...
 
     # -- profiling
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """Append an event that changes no state (a warning) to the job's event log."""
+        ...
+
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
+        ...
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        """The GPU telemetry summaries of the job's runs, oldest first."""
+        ...
+
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         """Store a node check (its ``id`` is assigned here); returns it as stored."""
         ...

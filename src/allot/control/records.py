@@ -207,6 +207,27 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuSummary:
+    """What NVML saw of one run's GPUs (``allot.observe.telemetry``): utilisation (0..1)
+    averaged over every sample of every device and its 95th percentile, the peak of memory
+    used on them together, the energy they drew and, where GPM is supported, mean SM
+    activity."""
+
+    run_id: str
+    job_id: int
+    node: str
+    devices: tuple[int, ...]
+    samples: int
+    first_at: float
+    last_at: float
+    mean_utilization: float
+    p95_utilization: float
+    peak_memory_bytes: int
+    energy_joules: float
+    mean_sm_active: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """One line of the append-only event log: a state transition with time, actor and reason."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.records import NEW_ARRAY, JobFilter, JobRecord, NewJob
@@ -337,3 +337,13 @@ def cancel_pending(
         ),
     )
     return get(conn, job_id)
+
+
+def pending_counts(conn: Connection) -> dict[tuple[str, str, bool], int]:
+    """Pending jobs per (queue, tenant, held), counted by the database (metrics)."""
+    rows = conn.execute(
+        select(JobRow.queue, JobRow.tenant, JobRow.held, func.count())
+        .where(JobRow.state == JobState.PENDING.value)
+        .group_by(JobRow.queue, JobRow.tenant, JobRow.held)
+    )
+    return {(queue, tenant, bool(held)): count for queue, tenant, held, count in rows}

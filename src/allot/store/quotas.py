@@ -121,6 +121,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
                     "quotas": None if q.quotas is None else quotas_json(q.quotas),
                     "preemption": _preemption_json(q.preemption),
                     "position": i,
+                    "idle_timeout": q.idle_timeout,
                 }
                 for i, q in enumerate(config.queues)
             ],
@@ -173,6 +174,7 @@ _QUEUES = select(
     QueueRow.quotas,
     QueueRow.weight,
     QueueRow.preemption,
+    QueueRow.idle_timeout,
 ).order_by(QueueRow.position)
 
 
@@ -192,6 +194,7 @@ def load(conn: Connection) -> QuotaConfig:
             quotas=None if row.quotas is None else quotas_from_json(row.quotas),
             weight=row.weight,
             preemption=_preemption_from_json(row.preemption),
+            idle_timeout=row.idle_timeout,
         )
         for row in conn.execute(_QUEUES)
     )

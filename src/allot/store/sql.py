@@ -39,6 +39,7 @@ from allot.control.records import (
     DependencyProgress,
     EventRecord,
     FlavorSpeed,
+    GpuSummary,
     JobFilter,
     JobRecord,
     NewJob,
@@ -56,6 +57,7 @@ from allot.store import (
     cluster,
     dependencies,
     events,
+    gpu_usage,
     jobs,
     profiling,
     quotas,
@@ -228,6 +230,11 @@ class SqlStore(Store):
         with self._reading() as conn:
             return jobs.in_state(conn, JobState.PENDING, include_held=include_held)
 
+    def pending_counts(self) -> dict[tuple[str, str, bool], int]:
+        """How many jobs are pending, per (queue, tenant, held), without reading them."""
+        with self._reading() as conn:
+            return jobs.pending_counts(conn)
+
     def active_jobs(self) -> list[JobRecord]:
         """Every job with a run that has not ended (the running jobs), with that run."""
         with self._reading() as conn:
@@ -370,6 +377,26 @@ class SqlStore(Store):
             return quotas.load(conn)
 
     # -- profiling
+
+    def record_event(
+        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        data: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """Append an event that changes no state (a warning) to the job's event log."""
+        row = events.event_values(at=at, kind=kind, job_id=job_id, from_state=None,
+                                  to_state=None, actor=actor, reason=reason, data=data)  # fmt: skip
+        with self._writing() as conn:
+            events.append(conn, row)
+
+    def record_gpu_summary(self, summary: GpuSummary) -> None:
+        """Store a run's GPU telemetry summary (replacing the run's earlier one)."""
+        with self._writing() as conn:
+            gpu_usage.record(conn, summary)
+
+    def gpu_summaries(self, job_id: int) -> list[GpuSummary]:
+        """The GPU telemetry summaries of the job's runs, oldest first."""
+        with self._reading() as conn:
+            return gpu_usage.of_job(conn, job_id)
 
     def record_node_check(self, check: NodeCheckRecord) -> NodeCheckRecord:
         """Store a node check; returns it with its id."""

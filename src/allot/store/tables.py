@@ -171,6 +171,7 @@ class QueueRow(Base):
     quotas: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     preemption: Mapped[dict[str, Any]] = mapped_column(JSON)
     position: Mapped[int]
+    idle_timeout: Mapped[float | None]
 
 
 class QuotaSettingsRow(Base):
@@ -381,3 +382,24 @@ class FlavorSpeedRow(Base):
     basis: Mapped[str]  # "measured" or "estimated"
     job_id: Mapped[int | None] = mapped_column(BIG_ID)
     recorded_at: Mapped[float]
+
+
+class GpuSummaryRow(Base):
+    """What NVML saw of one run's GPUs (one row per run, rewritten as samples come in):
+    ``devices`` is a list of device indices on ``node``."""
+
+    __tablename__ = "gpu_summaries"
+    __table_args__ = (Index("ix_gpu_summaries_job_id", "job_id"),)
+
+    run_id: Mapped[str] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(BIG_ID)
+    node: Mapped[str]
+    devices: Mapped[list[Any]] = mapped_column(JSON)
+    samples: Mapped[int]
+    first_at: Mapped[float]
+    last_at: Mapped[float]
+    mean_utilization: Mapped[float]
+    p95_utilization: Mapped[float]
+    peak_memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    energy_joules: Mapped[float]
+    mean_sm_active: Mapped[float | None]

@@ -345,6 +345,32 @@ class RunOut(BaseModel):
     stop_reason: str | None
 
 
+class StartEstimateOut(BaseModel):
+    """When a pending job is expected to start, and how that was worked out."""
+
+    start: datetime | None = Field(
+        description="Null: the forward run found no start within its horizon (see basis)."
+    )
+    computed_at: datetime = Field(description="When the queue was last run forward.")
+    basis: str = Field(description="How the estimate was derived, in one sentence.")
+
+
+class GpuUsageOut(BaseModel):
+    """What NVML saw of one run's GPUs."""
+
+    run_id: str
+    node: str
+    devices: list[int]
+    samples: int
+    first_at: datetime
+    last_at: datetime
+    mean_utilization: float = Field(description="0..1, over every sample of every device.")
+    p95_utilization: float
+    peak_memory_bytes: int = Field(description="The devices together, at their peak.")
+    energy_joules: float
+    mean_sm_active: float | None = Field(description="0..1; null where GPM is unsupported.")
+
+
 class JobOut(BaseModel):
     """A job as the server knows it."""
 
@@ -384,6 +410,17 @@ class JobOut(BaseModel):
     array_id: int | None = Field(
         default=None, description="The array it belongs to (its first job's id), if any."
     )
+    estimated_start: StartEstimateOut | None = Field(
+        default=None,
+        description="Pending jobs: the expected start, from running the queue forward through"
+        " the scheduler (null before the first estimate, and for held jobs or jobs waiting on"
+        " dependencies).",
+    )
+    gpu_usage: list[GpuUsageOut] | None = Field(
+        default=None,
+        description="GPU telemetry per run (GET /v1/jobs/{id} only; null when none was"
+        " recorded, e.g. without NVML).",
+    )
     profile: ProfileSettings | None = Field(
         default=None, description="Its profiling window, when submitted with one."
     )
@@ -419,6 +456,9 @@ class ExplainOut(BaseModel):
     message: str
     remedy: str = Field(description="What would unblock it; empty when nothing is blocking.")
     fields: dict[str, JsonValue]
+    estimated_start: StartEstimateOut | None = Field(
+        default=None, description="A pending job's expected start (see JobOut)."
+    )
 
 
 class LogChunkOut(BaseModel):

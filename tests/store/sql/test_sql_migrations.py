@@ -23,6 +23,7 @@ TABLES = {
     "cohorts",
     "events",
     "flavor_speeds",
+    "gpu_summaries",
     "job_dependencies",
     "jobs",
     "node_checks",

@@ -189,7 +189,7 @@ def list_jobs(
     for record in records[:limit]:
         if items and size >= MAX_PAGE_BYTES:
             break
-        item = wire.job_out(record)
+        item = wire.job_out(record, control.estimates.estimate(record.id))
         size += wire.wire_size(item)
         items.append(item)
     following = str(items[-1].id) if len(records) > len(items) else None
@@ -200,7 +200,9 @@ def list_jobs(
 def get_job(job_id: JobId, control: Control, caller: Caller) -> JobOut:
     """One job (404 for a job of a tenant the caller is not in, as for one that does not
     exist)."""
-    return wire.job_out(control.get(job_id, principal=caller))
+    record = control.get(job_id, principal=caller)
+    gpu_usage = control.store.gpu_summaries(record.id) or None  # null: nothing recorded
+    return wire.job_out(record, control.estimates.estimate(record.id), gpu_usage)
 
 
 def _acted(request: Request, record: JobRecord, what: str) -> JobOut:
@@ -234,8 +236,10 @@ def job_events(job_id: JobId, control: Control, caller: Caller) -> list[EventOut
 
 @router.get("/{job_id:int}/explain", responses=documented(404))
 def explain_job(job_id: JobId, control: Control, caller: Caller) -> ExplainOut:
-    """Why the job is where it is (for a pending job: why it has not started), and the remedy."""
-    return wire.explain_out(control.explain(job_id, principal=caller))
+    """Why the job is where it is (for a pending job: why it has not started, and when it is
+    expected to start), and the remedy."""
+    explained = control.explain(job_id, principal=caller)
+    return wire.explain_out(explained, control.estimates.estimate(job_id))
 
 
 @router.get("/{job_id:int}/logs", responses=documented(404))

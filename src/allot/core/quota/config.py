@@ -179,10 +179,17 @@ class QueueSpec:
     quotas: Quotas | None = None
     weight: float = 1.0  # fair-sharing weight (KEP-1714)
     preemption: PreemptionRules = field(default_factory=PreemptionRules)
+    # Seconds a run's GPUs may stay idle before it is warned, then released (None: never).
+    idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             raise SpecError(f"queue {self.name}.weight", f"must be >= 0, got {self.weight}")
+        if self.idle_timeout is not None and not self.idle_timeout >= 60:
+            raise SpecError(
+                f"queue {self.name}.idle_timeout",
+                f"must be at least 60 seconds, got {self.idle_timeout}",
+            )
 
 
 @dataclass(frozen=True, slots=True)
