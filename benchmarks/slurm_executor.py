@@ -11,6 +11,17 @@ the service's default settings and once with its throughput profile (``start --t
 - plain Slurm: N sequential ``sbatch --gres=gpu:1 --wrap true``; wall time from just before
   the first ``sbatch`` until ``squeue`` (polled every 100 ms) shows none of them left.
 
+What the figures show (docs/slurm.md, Limits): Slurm 22.05 starts a batch job only on a
+scheduling pass of slurmctld (its background pass, about once a second, and with the
+throughput profile its backfill cycle), never inside ``sbatch`` (the submit handler only
+tests a batch job; allocation at submission is for ``salloc``/``srun``), and without an
+``Epilog`` a job's end waits for that pass too. Plain ``sbatch`` keeps all N jobs queued, so
+each pass starts a full wave; allot queues a run when it decides it, after the run before
+it ended, so each run waits for the next pass. Of allot's decision -> running (p50 about
+0.8-0.9 s), allot's own share is about 30 ms (decision -> ``sbatch`` returned), the wait for
+the pass about 0.64 s, Slurm's launch of the batch step about 0.2 s; submitting only once
+Slurm has let the previous job go changes nothing, as nothing is allocated at submission.
+
 The service's state lives under ``$ALLOT_SERVICES_DIR`` (default ``/tmp/allot-services-bench``,
 apart from the test suite's) and is stopped at the end. Needs root (the service does).
 
