@@ -4,6 +4,9 @@ placement cheap.
 Nomenclature
 - node index ``i``: a node's position in ``Cluster.nodes``; all per-node arrays use it.
 - ``dev_free[i][d]``: milli-GPU still free on device ``d`` of node ``i`` (0..1000).
+- ``dev_mem_free[i][d]``: GPU memory (MiB) still free on device ``d`` of node ``i``, for nodes
+  that track it (``Node.gpu_memory_mib`` > 0); a task takes its ``gpu_memory_mib`` on each
+  device it holds.
 - whole-free count: devices of a node with all 1000 milli free.
 - bucket: for each flavor, ``buckets[k]`` is the set of schedulable nodes with exactly ``k``
   whole free devices, stored as a bitset (bit ``i`` set for node ``i``), so "which nodes can
@@ -14,7 +17,8 @@ Nomenclature
   ``Undo`` that restores exactly the previous state. Nothing is deep-copied on the hot path.
 
 Invariants
-- No device, CPU or memory amount ever goes below zero or above the node's capacity: an edit
+- No device (milli-GPU or tracked GPU memory), CPU or memory amount ever goes below zero or
+  above the node's capacity: an edit
   that would break this raises ``OverAllocationError`` and changes nothing.
 - Only nodes in state ``up`` appear in the buckets; drained and down nodes keep their running
   jobs but take nothing new.
@@ -27,6 +31,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.model import (
@@ -43,6 +48,9 @@ from allot.core.quota import request_of
 from allot.core.quota.config import QuotaConfig
 from allot.core.quota.fair_share import UsageHistory
 from allot.core.quota.tree import QuotaTree
+
+if TYPE_CHECKING:
+    from allot.core.placement.packing import Packer
 
 Undo = Callable[[], None]
 PARTIAL_BUCKETS = 10  # tenths of a GPU
@@ -76,8 +84,16 @@ class Snapshot:
         history: UsageHistory | None = None,
         attained: dict[JobId, float] | None = None,
         checks: Sequence[AdmissionCheck] | None = None,
+        packing: Packer | None = None,
+        speed_norms: dict[str, float] | None = None,
     ) -> None:
         self.cluster = cluster
+        # Mean workload speed per flavor, for throughput-aware placement
+        # (``allot.core.placement.throughput``); None: flavor-blind.
+        self.speed_norms = speed_norms
+        # How single-task jobs are packed (``allot.core.placement.packing``); None: best fit
+        # by the bucket walk, flavor by flavor.
+        self.packing: Packer | None = packing
         # Quota usage per queue and cohort (None: no quotas are enforced).
         self.quota: QuotaTree | None = None if quotas is None else QuotaTree(quotas)
         # The admission checks every pending job passes before placement (quota by default).
@@ -99,6 +115,7 @@ class Snapshot:
         self.flavor_of: list[str] = [n.flavor for n in self.nodes]
         self.state: list[NodeState] = [n.state for n in self.nodes]
         self.dev_free: list[list[int]] = [[MILLI_PER_GPU] * n.gpus for n in self.nodes]
+        self.dev_mem_free: list[list[int]] = [[n.gpu_memory_mib] * n.gpus for n in self.nodes]
         self.whole_free: list[int] = [n.gpus for n in self.nodes]
         self.partial_key: list[int] = [-1] * len(self.nodes)
         self.cpu_free: list[int] = [n.cpu_milli for n in self.nodes]
@@ -140,6 +157,10 @@ class Snapshot:
     def schedulable(self, i: int) -> bool:
         """True when node ``i`` takes new work."""
         return self.state[i] is NodeState.UP
+
+    def free_on(self, i: int) -> int:
+        """Free milli-GPU on node ``i``, all devices together."""
+        return sum(self.dev_free[i])
 
     def largest_free_block(self, flavor: str) -> int:
         """The most whole GPUs free on one schedulable node of ``flavor``."""
@@ -237,11 +258,26 @@ class Snapshot:
             else:
                 self.quota.remove(spec.queue, request)
 
-    def adjust(self, i: int, devices: dict[int, int], cpu_milli: int, memory_mib: int) -> Undo:
+    def adjust(
+        self,
+        i: int,
+        devices: dict[int, int],
+        cpu_milli: int,
+        memory_mib: int,
+        device_memory: dict[int, int] | None = None,
+    ) -> Undo:
         """Take (positive) or give back (negative) raw amounts on node ``i``: used for capacity
-        held for a reservation, which belongs to no running job."""
-        self._adjust(i, devices, cpu_milli, memory_mib, -1)
-        return lambda: self._adjust(i, devices, cpu_milli, memory_mib, +1)
+        held for a reservation, which belongs to no running job, and for a gang's tasks while
+        the rest are placed. ``device_memory`` is GPU memory (MiB) per device."""
+        self._adjust(i, devices, cpu_milli, memory_mib, -1, device_memory)
+        return lambda: self._adjust(i, devices, cpu_milli, memory_mib, +1, device_memory)
+
+    def device_fits(self, i: int, d: int, milli: int, gpu_memory_mib: int) -> bool:
+        """True when device ``d`` of node ``i`` has ``milli`` and ``gpu_memory_mib`` free
+        (memory counts only on nodes that track it)."""
+        if self.dev_free[i][d] < milli:
+            return False
+        return not self.nodes[i].gpu_memory_mib or self.dev_mem_free[i][d] >= gpu_memory_mib
 
     def set_node_state(self, name: str, state: NodeState) -> Undo:
         """Change a node's state; only ``up`` nodes take new work."""
@@ -274,27 +310,37 @@ class Snapshot:
             raise OverAllocationError(
                 f"placement has {len(placement)} task(s) but the job has {len(tasks)}"
             )
-        per_node: dict[int, tuple[dict[int, int], list[int]]] = {}
+        per_node: dict[int, tuple[dict[int, int], list[int], dict[int, int]]] = {}
         for task, where in zip(tasks, placement, strict=True):
             i = self.node_index.get(where.node)
             if i is None:
                 raise OverAllocationError(f"placement names unknown node {where.node!r}")
-            devices, cpu_mem = per_node.setdefault(i, ({}, [0, 0]))
+            devices, cpu_mem, dev_mem = per_node.setdefault(i, ({}, [0, 0], {}))
             for d in where.devices:
                 devices[d] = devices.get(d, 0) + where.gpu_milli_per_device
+                if task.gpu_memory_mib:
+                    dev_mem[d] = dev_mem.get(d, 0) + task.gpu_memory_mib
             cpu_mem[0] += task.cpu_milli
             cpu_mem[1] += task.memory_mib
-        done: list[tuple[int, dict[int, int], list[int]]] = []
+        done: list[tuple[int, dict[int, int], list[int], dict[int, int]]] = []
         try:
-            for i, (devices, cpu_mem) in per_node.items():
-                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], sign)
-                done.append((i, devices, cpu_mem))
+            for i, (devices, cpu_mem, dev_mem) in per_node.items():
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], sign, dev_mem)
+                done.append((i, devices, cpu_mem, dev_mem))
         except OverAllocationError:
-            for i, devices, cpu_mem in done:
-                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], -sign)
+            for i, devices, cpu_mem, dev_mem in done:
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], -sign, dev_mem)
             raise
 
-    def _adjust(self, i: int, devices: dict[int, int], cpu: int, mem: int, sign: int) -> None:
+    def _adjust(
+        self,
+        i: int,
+        devices: dict[int, int],
+        cpu: int,
+        mem: int,
+        sign: int,
+        dev_mem: dict[int, int] | None = None,
+    ) -> None:
         node = self.nodes[i]
         dev_free = self.dev_free[i]
         new_cpu = self.cpu_free[i] + sign * cpu
@@ -312,6 +358,21 @@ class Snapshot:
                     f"node {node.name} device {d}: {dev_free[d]} milli free, "
                     f"cannot {'take' if sign < 0 else 'give back'} {amount}"
                 )
+        # GPU memory is bounded only where the node tracks it.
+        track = bool(dev_mem) and node.gpu_memory_mib > 0
+        if track:
+            assert dev_mem is not None
+            mem_free = self.dev_mem_free[i]
+            for d, amount in dev_mem.items():
+                if not 0 <= d < node.gpus:
+                    raise OverAllocationError(f"node {node.name} has no device {d}")
+                if not 0 <= mem_free[d] + sign * amount <= node.gpu_memory_mib:
+                    raise OverAllocationError(
+                        f"node {node.name} device {d}: {mem_free[d]} MiB of GPU memory free, "
+                        f"cannot {'take' if sign < 0 else 'give back'} {amount}"
+                    )
+            for d, amount in dev_mem.items():
+                mem_free[d] += sign * amount
         up = self.state[i] is NodeState.UP
         if up:
             self._unindex(i)
