@@ -91,6 +91,9 @@ class Snapshot:
         # Mean workload speed per flavor, for throughput-aware placement
         # (``allot.core.placement.throughput``); None: flavor-blind.
         self.speed_norms = speed_norms
+        # Milli-GPU per flavor kept for waiting jobs that gain most there (the driver sets it
+        # each cycle: ``allot.core.placement.throughput.reserve_by_flavor``).
+        self.speed_reserve: dict[str, int] = {}
         # How single-task jobs are packed (``allot.core.placement.packing``); None: best fit
         # by the bucket walk, flavor by flavor.
         self.packing: Packer | None = packing

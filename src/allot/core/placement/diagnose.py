@@ -35,7 +35,7 @@ def accepted_flavors(snap: Snapshot, spec: JobSpec) -> tuple[str, ...]:
         flavors = tuple(f for f in spec.flavors if f in snap.buckets)
     if snap.speed_norms is None:
         return flavors
-    return rank_flavors(spec, flavors, snap.speed_norms)
+    return rank_flavors(spec, flavors, snap.speed_norms, snap.free_gpu_milli, snap.speed_reserve)
 
 
 def _flavor_capacity(snap: Snapshot, flavor: str) -> FlavorCapacity:

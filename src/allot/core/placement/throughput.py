@@ -11,6 +11,12 @@ cycle then falls back along that ranking as it does along a user's list (work-co
 a job never waits while a flavor it accepts has room). Fairness is untouched: the order in
 which jobs are admitted is the policy's, only the flavor each gets changes.
 
+Keeping fast GPUs for the jobs that gain most only pays while such jobs wait: a job whose
+advantage ranks a slower flavor first still takes its fastest flavor when that flavor's free
+GPUs exceed what waiting jobs of higher advantage there ask for (``reserve``, set by the
+driver from the pending jobs each cycle; ``reserve_by_flavor``). So an idle fast GPU is never
+passed over for a slow one.
+
 Only jobs that accept any flavor, or list flavors of equal standing (``flavor_order`` False),
 are ranked: a user's own order of preference always wins.
 """
@@ -39,13 +45,41 @@ def advantage(spec: JobSpec, flavor: str, norms: dict[str, float]) -> float:
 
 
 def rank_flavors(
-    spec: JobSpec, flavors: tuple[str, ...], norms: dict[str, float] | None
+    spec: JobSpec,
+    flavors: tuple[str, ...],
+    norms: dict[str, float] | None,
+    free: dict[str, int] | None = None,
+    reserve: dict[str, int] | None = None,
 ) -> tuple[str, ...]:
     """``flavors`` in the order ``spec`` should try them: by comparative advantage (ties keep
-    the given order) for a job without an order of its own, else as given."""
+    the given order) for a job without an order of its own, else as given. With ``free`` (free
+    milli-GPU per flavor), the job's fastest flavor goes first when its free GPUs less the
+    ``reserve`` held for jobs that gain more there still hold the job."""
     if norms is None or (spec.flavors and spec.flavor_order) or len(flavors) < 2:
         return flavors
-    return tuple(sorted(flavors, key=lambda f: -advantage(spec, f, norms)))
+    ranked = sorted(flavors, key=lambda f: -advantage(spec, f, norms))
+    fastest = max(flavors, key=spec.speed_on)
+    if free is not None and ranked[0] != fastest:
+        spare = free.get(fastest, 0) - (reserve or {}).get(fastest, 0)
+        if spare >= spec.total.gpu_milli:
+            ranked.remove(fastest)
+            ranked.insert(0, fastest)
+    return tuple(ranked)
+
+
+def reserve_by_flavor(
+    pending: Iterable[JobSpec], flavors: Sequence[str], norms: dict[str, float]
+) -> dict[str, int]:
+    """Milli-GPU that waiting jobs ask for on the flavor where their advantage is above the
+    workload's (>= 1): what a job of lower advantage should leave free there."""
+    reserve = dict.fromkeys(flavors, 0)
+    for spec in pending:
+        for flavor in flavors:
+            if (not spec.flavors or flavor in spec.flavors) and advantage(
+                spec, flavor, norms
+            ) > 1.0:
+                reserve[flavor] += spec.total.gpu_milli
+    return reserve
 
 
 def advantage_groups(
