@@ -2,7 +2,8 @@
 
 - No device ever holds more than 1000 milli-GPU, nor more GPU memory than it has (on nodes
   that track it), counted independently from the placements; nor CPU or memory over a node's.
-- A gang starts whole, on one flavor and within one node pool; a fractional task takes one
+- A gang starts whole, on one flavor and within one node pool, and within one domain of the
+  topology when its colocation is required; a fractional task takes one
   device, a whole-GPU task exactly its devices.
 - Every packer, with or without throughput-aware ranking, keeps these and leaves the snapshot
   as it found it.
@@ -71,6 +72,8 @@ def jobs(draw: st.DrawFn, first_id: int, count: int) -> list[JobSpec]:
                 flavors=flavors,
                 flavor_order=draw(st.booleans()),
                 speeds=(("A100", draw(st.sampled_from((1.0, 1.5, 3.0)))),),
+                colocate=(level := draw(st.sampled_from(("", "node", "rack", "block")))),
+                colocate_required=bool(level) and draw(st.booleans()),
             )
         )
     return specs
@@ -137,6 +140,10 @@ def test_sharing_never_over_commits_a_device(
         assert len({nodes[p.node].pool for p in job.placement}) == 1
         assert {nodes[p.node].flavor for p in job.placement} == {job.flavor}
         assert not spec.flavors or job.flavor in spec.flavors
+        if spec.colocate_required:
+            depth = {"node": 3, "rack": 2, "block": 1}[spec.colocate]
+            paths = {(*nodes[p.node].topology, p.node)[:depth] for p in job.placement}
+            assert len(paths) == 1
         for task, where in zip(spec.tasks, job.placement, strict=True):
             if task.is_fractional:
                 assert len(where.devices) == 1

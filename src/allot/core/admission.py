@@ -33,7 +33,15 @@ from allot.core.quota import request_of
 from allot.core.quota.tree import QuotaBlock, Request
 from allot.core.snapshot import Snapshot, Undo
 
-PlacementKey = tuple[tuple[tuple[int, int, int, int], ...], str]
+PlacementKey = tuple[object, str]
+
+
+def placement_key(spec: JobSpec, flavor: str) -> PlacementKey:
+    """What a failed placement may be reused for within a cycle: the tasks (and the
+    colocation rule, when the job has one) on one flavor."""
+    if spec.colocate:
+        return ((spec.shape[0], spec.colocate, spec.colocate_required), flavor)
+    return (spec.shape[0], flavor)
 
 
 @dataclass(slots=True)
@@ -115,7 +123,7 @@ def try_admit(
                 attempt.behind = attempt.behind or holder
                 continue
         attempt.capacity_flavors.append(flavor)
-        key = (spec.shape[0], flavor)
+        key = placement_key(spec, flavor)
         if key in failed:
             if holds is not None and key in holds.kept_out:
                 attempt.behind = attempt.behind or holds.kept_out[key]
@@ -171,7 +179,7 @@ def _admit_jointly(
         attempt.start = Start(spec.id, flavor, placement)
         return True
     for flavor in flavors:
-        key = (spec.shape[0], flavor)
+        key = placement_key(spec, flavor)
         failed.add(key)
         holder = None if holds is None else holds.placement_holder(spec, flavor)
         if holder is not None:

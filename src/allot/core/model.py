@@ -194,11 +194,13 @@ class JobSpec:
     preemptible: bool = True
     flavor_order: bool = True
     speeds: tuple[tuple[str, float], ...] = ()
+    # Keep the tasks within one "node", "rack" or "block" of the topology ("" for anywhere);
+    # required, or only preferred.
+    colocate: str = ""
+    colocate_required: bool = False
     # Derived once at construction: the hot path compares and hashes these on every cycle.
     total: Resources = field(init=False, repr=False, compare=False)
-    shape: tuple[tuple[tuple[int, int, int, int], ...], tuple[str, ...]] = field(
-        init=False, repr=False, compare=False
-    )
+    shape: tuple[object, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Accept any sequence but keep tuples, so specs stay hashable and immutable.
@@ -221,6 +223,12 @@ class JobSpec:
                 raise SpecError(name, f"must be > 0 seconds when given, got {value!r}")
         if len(set(self.flavors)) != len(self.flavors):
             raise SpecError("flavors", f"lists a flavor twice: {list(self.flavors)}")
+        if self.colocate not in ("", "node", "rack", "block"):
+            raise SpecError(
+                "colocate", f"must be one of node, rack, block (or empty), got {self.colocate!r}"
+            )
+        if self.colocate_required and not self.colocate:
+            raise SpecError("colocate_required", "needs colocate (node, rack or block)")
         object.__setattr__(self, "speeds", tuple((str(f), float(v)) for f, v in self.speeds))
         if len({f for f, _ in self.speeds}) != len(self.speeds):
             raise SpecError("speeds", "lists a flavor twice")
@@ -234,6 +242,11 @@ class JobSpec:
             (t.gpu_milli, t.cpu_milli, t.memory_mib, t.gpu_memory_mib) for t in self.tasks
         )
         object.__setattr__(self, "shape", (shape, self.flavors))
+        if self.colocate:
+            # Placement depends on the colocation rule too: jobs differing in it are not twins.
+            object.__setattr__(
+                self, "shape", (shape, self.flavors, self.colocate, self.colocate_required)
+            )
 
     def speed_on(self, flavor: str) -> float:
         """The job's relative speed on ``flavor`` (1.0 when not given)."""

@@ -13,7 +13,9 @@ Rules (a gang's tasks start together or not at all):
    free domains stay whole).
 5. A gang never spans node pools (each pool is run by its own executor).
 6. A task's GPU memory (per device) must fit each device it takes, on nodes that track it.
-7. With a packer on the snapshot (``allot.core.placement.packing``), a single-task job is
+7. A gang with a colocation rule (``JobSpec.colocate``) is tried domain by domain first
+   (``allot.core.placement.topology``); only a preferred rule falls back to any nodes.
+8. With a packer on the snapshot (``allot.core.placement.packing``), a single-task job is
    placed by the packer's score over every node that can take it, across all the flavors it
    accepts equally (``choose_packed``).
 
@@ -35,6 +37,7 @@ from allot.core.placement.rank import (
     largest_first,
     smallest_sufficient,
 )
+from allot.core.placement.topology import candidate_domains
 from allot.core.snapshot import Snapshot, Undo
 
 
@@ -235,9 +238,18 @@ def choose_placement(
     if flavor not in snap.buckets:
         return None
     pools = snap.pools.get(flavor) if len(spec.tasks) > 1 else None
-    if not pools:
-        return _place(snap, spec, flavor, ALL_NODES)
-    for _, mask in pools:
+    masks = [mask for _, mask in pools] if pools else [ALL_NODES]
+    if spec.colocate and len(spec.tasks) > 1:
+        # Topology first: each domain (best fit first) within each pool.
+        for domain in candidate_domains(snap, spec, flavor):
+            for mask in masks:
+                if domain & mask:
+                    placement = _place(snap, spec, flavor, domain & mask)
+                    if placement is not None:
+                        return placement
+        if spec.colocate_required:
+            return None
+    for mask in masks:
         placement = _place(snap, spec, flavor, mask)
         if placement is not None:
             return placement
