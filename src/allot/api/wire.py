@@ -255,12 +255,16 @@ def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
     )
 
 
-def node_out(node: Node, gpu_source: str, check: NodeCheckOut | None = None) -> NodeOut:
+def node_out(
+    node: Node, gpu_source: str, check: NodeCheckOut | None = None, gpu_sharing: str = ""
+) -> NodeOut:
     """A node as sent to clients (``gpu_source``: how its GPUs were found; ``check``: its
-    latest node check)."""
+    latest node check; ``gpu_sharing``: how shares of a GPU are bounded)."""
     return NodeOut(
         check=check,
         gpu_source=gpu_source,
+        gpu_sharing=gpu_sharing if node.gpus else "",
+        gpu_memory_mib=node.gpu_memory_mib,
         name=node.name,
         flavor=node.flavor,
         gpus=node.gpus,

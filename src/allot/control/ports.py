@@ -314,6 +314,7 @@ class TaskLaunch:
     placement: TaskPlacement
     launch: Launch
     time_limit: float | None
+    gpu_memory_mib: int = 0  # GPU memory per device the task asked for (0: none)
 
 
 class Executor(Protocol):

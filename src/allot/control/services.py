@@ -356,6 +356,10 @@ class ControlPlane:
         (per pool when there are several)."""
         return self.executors.inventory_source()
 
+    def gpu_sharing(self) -> str:
+        """How shares of one GPU are enforced: ``mps``, ``unenforced`` or empty (unknown)."""
+        return self.executors.gpu_sharing()
+
     def set_node_state(self, name: str, state: NodeState, *, principal: Principal) -> Node:
         """Drain (no new work), undrain (up) or mark a node down (cluster admins only)."""
         principal.check_admin("node")

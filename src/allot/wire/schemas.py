@@ -375,6 +375,12 @@ class NodeOut(BaseModel):
     gpu_source: str = Field(
         default="", description="nvml (detected), declared (configured) or none (no GPU)"
     )
+    gpu_sharing: str = Field(
+        default="",
+        description="How shares of one GPU are bounded: mps (CUDA MPS limits), unenforced"
+        " (no MPS daemon: tasks sharing a device are not limited), or empty (not known).",
+    )
+    gpu_memory_mib: int = Field(default=0, description="Memory per GPU in MiB; 0: not known.")
     check: NodeCheckOut | None = Field(
         default=None, description="Its latest allot node check, if it has had one."
     )

@@ -22,9 +22,10 @@ router = APIRouter(tags=["cluster"])
 def list_nodes(control: Control, profiler: Profiler) -> list[NodeOut]:
     """Every node with its state and its latest node check."""
     source = control.inventory_source()
+    sharing = control.gpu_sharing()
     checks = profiler.node_checks()
     return [
-        wire.node_out(n, source, check_out(checks[n.name]) if n.name in checks else None)
+        wire.node_out(n, source, check_out(checks[n.name]) if n.name in checks else None, sharing)
         for n in control.nodes()
     ]
 
