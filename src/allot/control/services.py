@@ -418,8 +418,11 @@ def _with_defaults(job: NewJob, nodes: tuple[Node, ...]) -> NewJob:
     filled: dict[Resources, Resources] = {}
     for t in job.tasks:
         if t not in filled:
-            filled[t] = fill_task(
-                nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+            filled[t] = replace(
+                fill_task(
+                    nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+                ),
+                gpu_memory_mib=t.gpu_memory_mib,
             )
     return replace(job, tasks=tuple(filled[t] for t in job.tasks))
 

@@ -71,6 +71,20 @@ class TaskResources(BaseModel):
         " of the node's memory (as for cpus, rounded down to 1 MiB); for a CPU-only task,"
         " 1024.",
     )
+    gpu_memory_mib: int | None = Field(
+        default=None,
+        gt=0,
+        le=1 << 30,
+        description="GPU memory per device in MiB (for a share of a GPU: its part of that"
+        " GPU's memory). Placed only where each device it takes has that much free; under"
+        " CUDA MPS it becomes the task's device memory limit. Only with gpus.",
+    )
+
+    @model_validator(mode="after")
+    def _gpu_memory_needs_gpus(self) -> TaskResources:
+        if self.gpu_memory_mib is not None and self.gpus == 0:
+            raise ValueError("gpu_memory_mib: GPU memory can only be asked for with gpus")
+        return self
 
     @field_validator("gpus")
     @classmethod
@@ -150,6 +164,25 @@ class JobSubmission(BaseModel):
     flavors: list[str] = Field(
         default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
     )
+    flavor_order: bool = Field(
+        default=True,
+        description="false: the listed flavors are alternatives of equal standing, and the"
+        " scheduler picks among them (by packing and by speed), as it does when none is listed.",
+    )
+    speeds: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Relative speed per flavor (1.0 for a flavor not listed): throughput-aware"
+        " placement prefers the flavors the job gains most on.",
+    )
+    colocate: Literal["", "node", "rack", "block"] = Field(
+        default="",
+        description="Keep the tasks of a gang within one node, rack or block of the topology.",
+    )
+    colocate_required: bool = Field(
+        default=False,
+        description="true: never place the gang across domains; false: only prefer one domain.",
+    )
     command: list[str] | str = Field(
         description="The argv to run, or a string run with /bin/sh -c.",
     )
@@ -224,6 +257,22 @@ class JobSubmission(BaseModel):
             raise ValueError(f"lists a flavor twice: {value}")
         return value
 
+    @field_validator("speeds")
+    @classmethod
+    def _speeds_are_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for flavor, speed in value.items():
+            if not flavor:
+                raise ValueError("a flavor name must not be empty")
+            if not speed > 0:
+                raise ValueError(f"the speed on {flavor} must be > 0, got {speed}")
+        return value
+
+    @model_validator(mode="after")
+    def _colocation_needs_a_level(self) -> JobSubmission:
+        if self.colocate_required and not self.colocate:
+            raise ValueError("colocate_required: needs colocate (node, rack or block)")
+        return self
+
     @field_validator("after")
     @classmethod
     def _each_job_named_once(cls, value: list[Dependency]) -> list[Dependency]:
@@ -291,6 +340,11 @@ class JobOut(BaseModel):
     tasks: int
     resources: ResourcesOut = Field(description="Per task.")
     flavors: list[str]
+    flavor_order: bool = True
+    speeds: dict[str, float] = Field(default_factory=dict)
+    colocate: str = ""
+    colocate_required: bool = False
+    gpu_memory_mib: int = Field(default=0, description="GPU memory per device, per task (MiB).")
     command: list[str]
     workdir: str | None
     env_keys: list[str] = Field(description="Names of the extra environment variables.")

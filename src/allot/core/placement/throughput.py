@@ -39,6 +39,14 @@ def speed_norms(specs: Iterable[JobSpec], flavors: Sequence[str]) -> dict[str, f
     return {f: (t / count if count else 1.0) for f, t in totals.items()}
 
 
+def workload_norms(specs: Iterable[JobSpec], flavors: Sequence[str]) -> dict[str, float] | None:
+    """``speed_norms`` of ``specs`` when some job gives speeds, else None (flavor-blind)."""
+    specs = list(specs)
+    if not any(s.speeds for s in specs):
+        return None
+    return speed_norms(specs, flavors)
+
+
 def advantage(spec: JobSpec, flavor: str, norms: dict[str, float]) -> float:
     """``spec``'s speed on ``flavor`` relative to the workload's there."""
     return spec.speed_on(flavor) / norms.get(flavor, 1.0)
