@@ -40,10 +40,10 @@ def _hold(snap: Snapshot, job_id: int, node: str, device: int, milli: int) -> No
 def test_fragmentation_counts_free_gpu_the_mix_cannot_use() -> None:
     frag = Fragmentation(TaskMix.of([_job(1, 500), _job(2, 1000)]))
     # Devices free 300 and 1000: the half-GPU shape cannot use 300; the whole one cannot either.
-    assert frag.of(("A", 8000, (300, 1000))) == pytest.approx(300.0)
+    assert frag.of("A", 8000, (300, 1000)) == pytest.approx(300.0)
     # Too little CPU for every shape: all free GPU is lost.
     frag_cpu = Fragmentation(TaskMix.of([_job(1, 500, cpu=16_000)]))
-    assert frag_cpu.of(("A", 8000, (300, 1000))) == pytest.approx(1300.0)
+    assert frag_cpu.of("A", 8000, (300, 1000)) == pytest.approx(1300.0)
 
 
 def test_fgd_fills_the_device_a_small_task_fits_exactly() -> None:

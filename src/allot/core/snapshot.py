@@ -13,6 +13,10 @@ Nomenclature
   take k GPUs of flavor F" is a walk over at most ``max GPUs per node`` buckets, and a walk
   inside a bucket goes in node order. Partial buckets hold nodes with a partly used device,
   keyed by the largest partial free amount in tenths of a GPU, for fractional best fit.
+- node state (with a packer only): ``state_of[i]`` is node ``i``'s capacity and free amounts
+  (CPU, memory, and per device milli-GPU with GPU memory, sorted), and ``by_state[flavor]``
+  maps each state to the bitset of up nodes in it, so a packer scores each distinct state
+  once, not each node.
 - what-if edit: every change (``start``, ``finish``, ``set_node_state``, ``adjust``) returns an
   ``Undo`` that restores exactly the previous state. Nothing is deep-copied on the hot path.
 
@@ -53,6 +57,9 @@ if TYPE_CHECKING:
     from allot.core.placement.packing import Packer
 
 Undo = Callable[[], None]
+# (GPUs, CPU capacity, GPU memory per device, free CPU, free memory, sorted (free milli-GPU,
+# free GPU memory) per device)
+NodeKey = tuple[int, int, int, int, int, tuple[tuple[int, int], ...]]
 PARTIAL_BUCKETS = 10  # tenths of a GPU
 
 
@@ -152,6 +159,16 @@ class Snapshot:
             if node.state is NodeState.UP:
                 self.buckets[node.flavor][node.gpus] |= 1 << i
                 self.free_gpu_milli[node.flavor] += node.gpus * MILLI_PER_GPU
+        # Nodes grouped by state, kept only when a packer will read them (set at construction).
+        self.by_state: dict[str, dict[NodeKey, int]] | None = None
+        self.state_of: list[NodeKey] = []
+        if packing is not None:
+            self.by_state = {f: {} for f in self.flavors}
+            self.state_of = [self._state(i) for i in range(len(self.nodes))]
+            for i in range(len(self.nodes)):
+                if self.state[i] is NodeState.UP:
+                    group = self.by_state[self.flavor_of[i]]
+                    group[self.state_of[i]] = group.get(self.state_of[i], 0) | 1 << i
         for job in running:
             self.start(job)
 
@@ -388,13 +405,30 @@ class Snapshot:
         self.whole_free[i] = sum(1 for f in dev_free if f == MILLI_PER_GPU)
         partial = [f for f in dev_free if 0 < f < MILLI_PER_GPU]
         self.partial_key[i] = max(partial) * PARTIAL_BUCKETS // MILLI_PER_GPU if partial else -1
+        if self.by_state is not None and not up:
+            self.state_of[i] = self._state(i)
         if up:
             self._index(i)
+
+    def _state(self, i: int) -> NodeKey:
+        node = self.nodes[i]
+        return (
+            node.gpus,
+            node.cpu_milli,
+            node.gpu_memory_mib,
+            self.cpu_free[i],
+            self.mem_free[i],
+            tuple(sorted(zip(self.dev_free[i], self.dev_mem_free[i], strict=True))),
+        )
 
     def _index(self, i: int) -> None:
         if self.state[i] is not NodeState.UP:
             return
         flavor = self.flavor_of[i]
+        if self.by_state is not None:
+            key = self.state_of[i] = self._state(i)
+            group = self.by_state[flavor]
+            group[key] = group.get(key, 0) | 1 << i
         self.buckets[flavor][self.whole_free[i]] |= 1 << i
         if self.partial_key[i] >= 0:
             self.partial[flavor][self.partial_key[i]] |= 1 << i
@@ -404,6 +438,14 @@ class Snapshot:
         if self.state[i] is not NodeState.UP:
             return
         flavor = self.flavor_of[i]
+        if self.by_state is not None:
+            group = self.by_state[flavor]
+            key = self.state_of[i]
+            bits = group[key] & ~(1 << i)
+            if bits:
+                group[key] = bits
+            else:
+                del group[key]
         self.buckets[flavor][self.whole_free[i]] &= ~(1 << i)
         if self.partial_key[i] >= 0:
             self.partial[flavor][self.partial_key[i]] &= ~(1 << i)

@@ -185,45 +185,27 @@ def whole_devices(snap: Snapshot, i: int, count: int) -> list[int]:
 def choose_packed(
     snap: Snapshot, spec: JobSpec, flavors: Sequence[str]
 ) -> tuple[str, tuple[TaskPlacement, ...]] | None:
-    """Place a single-task job by ``snap.packing`` over every node of ``flavors`` that can
-    take it; None when none can. Leaves ``snap`` unchanged."""
+    """Place a single-task job by ``snap.packing`` over the up nodes of ``flavors``; None
+    when none can take it. Leaves ``snap`` unchanged."""
     packer = snap.packing
     assert packer is not None
+    assert snap.by_state is not None
     task = spec.tasks[0]
-    g = task.whole_gpus
-    nodes: list[int] = []
-    seen: set[int] = set()
-    for flavor in flavors:
-        if flavor not in snap.buckets:
-            continue
-        if g:
-            candidates = smallest_sufficient(snap, flavor, g)
-        elif task.gpu_milli:
-            candidates = fractional_candidates(snap, flavor, task.gpu_milli)
-        else:
-            candidates = cpu_only_candidates(snap, flavor)
-        for i in candidates:
-            if i in seen:
-                continue
-            seen.add(i)
-            if snap.cpu_free[i] < task.cpu_milli or snap.mem_free[i] < task.memory_mib:
-                continue
-            if g and not memory_holds(snap, i, task):
-                continue
-            if task.is_fractional and not any(
-                snap.device_fits(i, d, task.gpu_milli, task.gpu_memory_mib)
-                for d in range(len(snap.dev_free[i]))
-            ):
-                continue
-            nodes.append(i)
-    if not nodes:
+    groups = [
+        (flavor, key, bits)
+        for flavor in flavors
+        if flavor in snap.by_state
+        for key, bits in snap.by_state[flavor].items()
+    ]
+    choice = packer.choose(snap, spec, task, groups)
+    if choice is None:
         return None
-    i, d = packer.choose(snap, spec, task, nodes)
+    i, d = choice
     name = snap.nodes[i].name
     if d >= 0:
         where = TaskPlacement(name, (d,), task.gpu_milli)
-    elif g:
-        where = TaskPlacement(name, tuple(whole_devices(snap, i, g)), MILLI_PER_GPU)
+    elif task.whole_gpus:
+        where = TaskPlacement(name, tuple(whole_devices(snap, i, task.whole_gpus)), MILLI_PER_GPU)
     else:
         where = TaskPlacement(name)
     return snap.flavor_of[i], (where,)

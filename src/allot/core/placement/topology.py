@@ -45,17 +45,14 @@ def domain_masks(snap: Snapshot, flavor: str, level: str) -> list[int]:
 def candidate_domains(snap: Snapshot, spec: JobSpec, flavor: str) -> list[int]:
     """The domains (bitsets) ``spec`` should be tried in, best fit first: those whose free
     GPUs could hold the whole job, fewest free first."""
-    need = spec.total.gpu_milli
+    # Whole free GPUs per domain from the buckets: a few bit counts, not a walk over nodes.
+    # Only whole-GPU gangs are filtered by it; shares of a GPU try every domain.
+    whole_only = all(t.whole_gpus for t in spec.tasks)
+    need = sum(t.whole_gpus for t in spec.tasks) if whole_only else 0
+    buckets = snap.buckets[flavor]
     ranked: list[tuple[int, int, int]] = []
     for order, mask in enumerate(domain_masks(snap, flavor, spec.colocate)):
-        free = 0
-        bits = mask
-        while bits:
-            low = bits & -bits
-            i = low.bit_length() - 1
-            bits ^= low
-            if snap.schedulable(i):
-                free += snap.free_on(i)
+        free = sum(k * (b & mask).bit_count() for k, b in enumerate(buckets) if k)
         if free >= need:
             ranked.append((free, order, mask))
     ranked.sort()
