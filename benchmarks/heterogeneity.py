@@ -14,10 +14,13 @@ bandwidth): ``min(peak, intensity x bandwidth)``, relative to the slow flavor. W
 flavors a job runs 1.64x (memory-bound) to 3.17x (compute-bound) faster on the fast one. The
 trace's duration is the run time on the slow flavor.
 
-Placement: every job accepts either flavor. ``flavor-blind`` tries the fast flavor first for
-every job and falls back to the slow one when it is full; ``throughput-aware`` ranks the
-flavors by each job's comparative advantage (``allot.core.placement.throughput``). Both run the
-same policy (``--policy``, default ``besteffort``) on the same jobs.
+Placement: every job accepts either flavor. ``flavor-blind, fast first`` tries the fast flavor
+first for every job and falls back to the slow one when it is full (the strongest blind
+baseline); ``flavor-blind, slow first`` does the same the other way round (a scheduler that
+does not know which flavor is fast and tries them in name order, as allot does for "any");
+``throughput-aware`` ranks the flavors by each job's comparative advantage
+(``allot.core.placement.throughput``). All run the same policy (``--policy``, default
+``besteffort``) on the same jobs.
 
 Run: ``.venv/bin/python benchmarks/heterogeneity.py [--limit 10000] [--seed 0]``. Needs
 ``../shared/traces/philly/philly-2017-09-10.csv`` (or ``--trace``).
@@ -111,9 +114,14 @@ def main() -> None:
     )
     for column in ("placement", "mean JCT (h)", "median JCT (h)", "makespan (h)", "wall (s)"):
         table.add_column(column, justify="left" if column == "placement" else "right")
-    for label, throughput in (("flavor-blind", False), ("throughput-aware", True)):
+    slow_first = Cluster(cluster.nodes, name=cluster.name, flavors=(args.slow, args.fast))
+    for label, where, throughput in (
+        ("flavor-blind, slow first", slow_first, False),
+        ("flavor-blind, fast first", cluster, False),
+        ("throughput-aware", cluster, True),
+    ):
         began = time.perf_counter()
-        result = Simulation(cluster, workload, policy, throughput=throughput).run()
+        result = Simulation(where, workload, policy, throughput=throughput).run()
         wall = time.perf_counter() - began
         metrics = compute_metrics(result)
         jct = metrics.jct_s
