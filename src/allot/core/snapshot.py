@@ -178,10 +178,6 @@ class Snapshot:
         """True when node ``i`` takes new work."""
         return self.state[i] is NodeState.UP
 
-    def free_on(self, i: int) -> int:
-        """Free milli-GPU on node ``i``, all devices together."""
-        return sum(self.dev_free[i])
-
     def largest_free_block(self, flavor: str) -> int:
         """The most whole GPUs free on one schedulable node of ``flavor``."""
         buckets = self.buckets.get(flavor)
