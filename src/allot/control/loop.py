@@ -41,7 +41,6 @@ from allot.control.usage_history import LedgerHistory
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, Node, RunningJob
-from allot.core.placement.packing import default_packer
 from allot.core.placement.throughput import reserve_by_flavor, workload_norms
 from allot.core.plan import Plan
 from allot.core.policy import Policy
@@ -281,7 +280,6 @@ class SchedulingLoop:
                 quotas=self.store.quotas(),
                 history=self._usage.at(now, active),
                 attained=attained,
-                packing=default_packer(workload),
                 speed_norms=norms,
             )
         except OverAllocationError:

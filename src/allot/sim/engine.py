@@ -25,9 +25,8 @@ Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it r
 ``s`` (``JobSpec.speeds``) it needs ``duration / s`` seconds, and a checkpointed job keeps
 ``ran * s`` of its work. With ``throughput`` the snapshot ranks flavors by each job's
 comparative advantage against the workload's mean speeds (``allot.core.placement.throughput``);
-``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; by
-default allot's fragmentation-aware packer when the workload has shares of a GPU, as the live
-loop does).
+``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; none
+by default: best fit by the bucket walk, as the live loop does).
 
 Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
 engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
@@ -45,7 +44,7 @@ from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
 from allot.core.placement.diagnose import screen
-from allot.core.placement.packing import Packer, default_packer
+from allot.core.placement.packing import Packer
 from allot.core.placement.throughput import reserve_by_flavor, speed_norms
 from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
@@ -168,8 +167,6 @@ class Simulation:
         norms = (
             speed_norms((j.spec for j in self.arrivals), cluster.flavors) if throughput else None
         )
-        if packing is None:
-            packing = default_packer(j.spec for j in self.arrivals)
         self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order

@@ -371,16 +371,6 @@ def allot_packer(mix: TaskMix) -> FragmentationGradient:
     return FragmentationGradient(mix, name="allot", tie_break=True)
 
 
-def default_packer(specs: Iterable[JobSpec]) -> Packer | None:
-    """The packer a driver uses for a workload of ``specs`` (pending and running): allot's
-    fragmentation-aware packer when some task asks for a share of a GPU, else None (best fit
-    by the bucket walk, which is exact for whole GPUs and costs nothing per node)."""
-    specs = list(specs)
-    if not any(t.is_fractional for s in specs for t in s.tasks):
-        return None
-    return allot_packer(TaskMix.of(specs))
-
-
 def packer_named(name: str, mix: TaskMix, seed: int = 0) -> Packer:
     """The packer called ``name`` (see the module docstring); ValueError for another name."""
     if name == "allot":
