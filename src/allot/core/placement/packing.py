@@ -3,9 +3,9 @@ that could take it, across all the flavors it accepts equally.
 
 The bucket walk in ``select`` is best fit by construction and costs nothing per node; a
 ``Packer`` instead scores every candidate, so it can weigh what a placement does to the
-cluster. Packers (lower key wins; ties go to the lowest node index, then device):
-- ``allot``: the fragmentation score below, ties broken by best fit (the default in the
-  simulator and the fragmentation benchmark).
+cluster. Packers (lower key wins; ties go to the lowest node index):
+- ``allot``: the fragmentation score below, ties broken by best fit (allot's packer in the
+  fragmentation benchmark; opt-in for drivers, see docs/gpus.md).
 - ``fgd``: Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation", USENIX
   ATC'23): the placement that grows the expected fragmentation of the node the least (ties:
   the tightest device, then the lowest node index).
