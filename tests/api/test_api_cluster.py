@@ -20,6 +20,8 @@ def test_nodes_are_listed_in_whole_units(api: httpx.Client) -> None:
         "topology": ["zone-a", "rack-1", "gpu-1"],
         "state": "up",
         "gpu_source": "declared",
+        "gpu_sharing": "",
+        "gpu_memory_mib": 0,
         "check": None,
     }
     assert [n["name"] for n in nodes] == ["gpu-1", "gpu-2"]

@@ -178,3 +178,15 @@ def test_an_unreachable_server_is_named_with_a_hint() -> None:
     assert url in problem["detail"]
     assert "status" not in problem
     assert "--url: must be an http(s) URL" in failed(allot("nodes", "--url", "ftp://x"), 2)
+
+
+@pytest.mark.usefixtures("server")
+def test_nodes_say_when_gpu_sharing_is_unenforced(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "unenforced" not in ok(allot("nodes"))
+    monkeypatch.setattr(harness.executor, "gpu_sharing", lambda: "unenforced", raising=False)
+    text = ok(allot("nodes"))
+    assert "GPU sharing is unenforced" in text
+    listed = json.loads(ok(allot("nodes", "-o", "json")))
+    assert {n["gpu_sharing"] for n in listed} == {"unenforced"}

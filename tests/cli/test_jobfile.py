@@ -215,3 +215,22 @@ def test_flag_problems_name_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--cpus: must be a whole number of milli-CPU" in message
     assert "--env 2X: '2X' is not a valid environment variable name" in message
     assert SECRET not in message
+
+
+def test_placement_options(tmp_path: Path) -> None:
+    job = read(
+        tmp_path,
+        """\
+        command: python serve.py
+        tasks: 2
+        resources: {gpus: 0.5, gpu_memory_gib: 20}
+        flavors: [L4, A10]
+        flavor_order: false
+        speeds: {A10: 1.8}
+        colocate: rack
+        colocate_required: true
+        """,
+    )
+    assert job.resources.gpu_memory_mib == 20 * 1024
+    assert (job.flavor_order, job.speeds) == (False, {"A10": 1.8})
+    assert (job.colocate, job.colocate_required) == ("rack", True)

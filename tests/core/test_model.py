@@ -53,7 +53,7 @@ def test_job_total_shape_and_expected_runtime() -> None:
     assert spec.total == Resources(24000, 300, 30)
     assert spec.is_gang
     assert spec.expected_runtime == 60
-    assert spec.shape == (((8000, 100, 10),) * 3, ())
+    assert spec.shape == (((8000, 100, 10, 0),) * 3, ())
 
 
 def test_node_and_cluster_validation() -> None:

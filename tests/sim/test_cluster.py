@@ -204,3 +204,19 @@ def test_alibaba_example_matches_the_node_list(traces_dir: Path) -> None:
     trace = read_alibaba_nodes(traces_dir / "alibaba2023" / "openb_node_list_gpu_node.csv")
     example = load_cluster(EXAMPLES / "cluster-alibaba2023.yaml").cluster
     assert shapes(example.nodes) == shapes(trace.nodes)
+
+
+def test_gpu_memory_and_nvlink_domains(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    topology: zone-1/rack-a\n",
+        "    topology: zone-1/rack-a\n    gpu_memory_gib: 80\n    nvlink_domains: 2\n",
+    )
+    node = load_cluster(write(tmp_path, text)).cluster.nodes[0]
+    assert node.gpu_memory_mib == 80 * 1024
+    assert node.nvlink == (0, 0, 0, 0, 1, 1, 1, 1)
+
+
+def test_nvlink_domains_must_divide_the_gpus(tmp_path: Path) -> None:
+    text = GOOD.replace("    topology: zone-1/rack-a\n", "    nvlink_domains: 3\n")
+    with pytest.raises(ConfigError, match="nvlink_domains"):
+        load_cluster(write(tmp_path, text))

@@ -99,6 +99,17 @@ def request_hash(submission: JobSubmission) -> str:
         del data["after"]
     if data.get("profile") is None:
         del data["profile"]  # likewise for submissions without profiling
+    # ... and for those that set no placement option or GPU memory.
+    for key, default in (
+        ("flavor_order", True),
+        ("speeds", {}),
+        ("colocate", ""),
+        ("colocate_required", False),
+    ):
+        if data.get(key) == default:
+            data.pop(key, None)
+    if data["resources"].get("gpu_memory_mib") is None:
+        data["resources"].pop("gpu_memory_mib", None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -121,7 +132,7 @@ def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
     profile = None if s.profile is None else ProfileRequest(s.profile.steps, s.profile.skip)
     # 0 stands for "not given": the control plane fills it in from the node shape.
     r = s.resources
-    task = Resources(r.gpu_milli, r.cpu_milli or 0, r.memory_mib or 0)
+    task = Resources(r.gpu_milli, r.cpu_milli or 0, r.memory_mib or 0, r.gpu_memory_mib or 0)
     return NewJob(
         name=s.name,
         tenant=s.tenant or "",
@@ -137,6 +148,10 @@ def new_job(submission: JobSubmission, *, priority: int) -> NewJob:
         preemptible=s.preemptible,
         held=s.hold,
         after=tuple(Dependency(d.job, _CONDITION_OF[d.condition]) for d in s.after),
+        flavor_order=s.flavor_order,
+        speeds=tuple(s.speeds.items()),
+        colocate=s.colocate,
+        colocate_required=s.colocate_required,
     )
 
 
@@ -230,9 +245,16 @@ def job_out(
         priority=job.priority,
         tasks=len(job.tasks),
         resources=ResourcesOut(
-            gpus=task.gpu_milli / MILLI, cpus=task.cpu_milli / MILLI, memory_mib=task.memory_mib
+            gpus=task.gpu_milli / MILLI,
+            cpus=task.cpu_milli / MILLI,
+            memory_mib=task.memory_mib,
         ),
         flavors=list(job.flavors),
+        flavor_order=job.flavor_order,
+        speeds=dict(job.speeds),
+        colocate=job.colocate,
+        colocate_required=job.colocate_required,
+        gpu_memory_mib=task.gpu_memory_mib,
         command=list(job.launch.argv),
         workdir=job.launch.workdir,
         env_keys=sorted(job.launch.env),
@@ -308,12 +330,16 @@ def log_out(chunk: LogChunk, *, offset: int, limit: int) -> LogChunkOut:
     )
 
 
-def node_out(node: Node, gpu_source: str, check: NodeCheckOut | None = None) -> NodeOut:
+def node_out(
+    node: Node, gpu_source: str, check: NodeCheckOut | None = None, gpu_sharing: str = ""
+) -> NodeOut:
     """A node as sent to clients (``gpu_source``: how its GPUs were found; ``check``: its
-    latest node check)."""
+    latest node check; ``gpu_sharing``: how shares of a GPU are bounded)."""
     return NodeOut(
         check=check,
         gpu_source=gpu_source,
+        gpu_sharing=gpu_sharing if node.gpus else "",
+        gpu_memory_mib=node.gpu_memory_mib,
         name=node.name,
         flavor=node.flavor,
         gpus=node.gpus,

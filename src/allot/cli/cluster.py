@@ -53,6 +53,11 @@ def nodes(
             escape(_check(node)),
         )
     output.print_table(grid)
+    if any(n.gpus and n.gpu_sharing == "unenforced" for n in found):
+        output.say(
+            "GPU sharing is unenforced: tasks that share a GPU run without limits (no CUDA MPS"
+            " daemon; start one with nvidia-cuda-mps-control -d to bound each share)."
+        )
 
 
 def _check(node: NodeOut) -> str:

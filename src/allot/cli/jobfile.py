@@ -50,8 +50,12 @@ FILE_KEYS = (
     "hold",
     "after",
     "profile",
+    "flavor_order",
+    "speeds",
+    "colocate",
+    "colocate_required",
 )
-RESOURCE_KEYS = ("gpus", "cpus", "memory_mib", "memory_gib")
+RESOURCE_KEYS = ("gpus", "cpus", "memory_mib", "memory_gib", "gpu_memory_mib", "gpu_memory_gib")
 DURATION_KEYS = {"runtime_estimate": "runtime_estimate_seconds", "time_limit": "time_limit_seconds"}
 MIB_PER_GIB = 1024
 
@@ -227,7 +231,13 @@ def _read(doc: YamlMap, base: Path) -> JobDraft:
     for key, wire in DURATION_KEYS.items():
         if (entry := doc.optional(key)) is not None:
             draft.set(wire, _duration(entry), _origin(entry))
-    for key in ("checkpointable", "preemptible", "hold"):
+    if (entry := doc.optional("speeds")) is not None:
+        for flavor, value in entry.as_pairs():
+            speed = value.as_float(positive=True)
+            draft.set(f"speeds.{flavor.as_str()}", speed, _origin(value))
+    if (entry := doc.optional("colocate")) is not None:
+        draft.set("colocate", entry.as_str(), _origin(entry))
+    for key in ("checkpointable", "preemptible", "hold", "flavor_order", "colocate_required"):
         if (entry := doc.optional(key)) is not None:
             draft.set(key, entry.as_bool(), _origin(entry))
     if (entry := doc.optional("after")) is not None:
@@ -293,6 +303,15 @@ def _read_resources(resources: YamlMap, draft: JobDraft) -> None:
         if abs(mib - round(mib)) > 1e-6:
             raise entry.error(f"must be a whole number of MiB ({mib:g} MiB); use memory_mib")
         draft.set("resources.memory_mib", round(mib), _origin(entry))
+    if "gpu_memory_mib" in resources and "gpu_memory_gib" in resources:
+        raise resources.error("gpu_memory_gib", "give gpu_memory_mib or gpu_memory_gib, not both")
+    if (entry := resources.optional("gpu_memory_mib")) is not None:
+        draft.set("resources.gpu_memory_mib", entry.as_int(minimum=1), _origin(entry))
+    if (entry := resources.optional("gpu_memory_gib")) is not None:
+        mib = entry.as_float(positive=True) * MIB_PER_GIB
+        if abs(mib - round(mib)) > 1e-6:
+            raise entry.error(f"must be a whole number of MiB ({mib:g} MiB); use gpu_memory_mib")
+        draft.set("resources.gpu_memory_mib", round(mib), _origin(entry))
 
 
 def _scalar_tag(entry: YamlNode) -> str | None:

@@ -41,6 +41,7 @@ from allot.control.usage_history import LedgerHistory
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, Node, RunningJob
+from allot.core.placement.throughput import reserve_by_flavor, workload_norms
 from allot.core.plan import Plan
 from allot.core.policy import Policy
 from allot.core.snapshot import OverAllocationError, Snapshot
@@ -269,13 +270,18 @@ class SchedulingLoop:
         attained = {r.id: r.attained_service for r in pending if r.attained_service > 0}
         nodes = self.store.nodes()
         self._nodes = {n.name: n for n in nodes}
+        specs = [r.spec() for r in pending]
+        workload = specs + [j.spec for j in running]
+        cluster = Cluster(tuple(nodes))
+        norms = workload_norms(workload, cluster.flavors)
         try:
             snap = Snapshot(
-                Cluster(tuple(nodes)),
+                cluster,
                 running,
                 quotas=self.store.quotas(),
                 history=self._usage.at(now, active),
                 attained=attained,
+                speed_norms=norms,
             )
         except OverAllocationError:
             log.exception("the stored runs do not fit the stored nodes; not scheduling")
@@ -283,4 +289,6 @@ class SchedulingLoop:
         ids = {r.id for r in pending}
         self._nominated &= ids | {r.id for r in active}
         snap.nominated = self._nominated & ids
-        return schedule(snap, [r.spec() for r in pending], self.policy, now)
+        if norms is not None:
+            snap.speed_reserve = reserve_by_flavor(specs, cluster.flavors, norms)
+        return schedule(snap, specs, self.policy, now)

@@ -394,6 +394,7 @@ class TaskLaunch:
     time_limit: float | None
     # What the task asked for (CPUs, memory), for engines that allocate them themselves.
     resources: Resources | None = None
+    gpu_memory_mib: int = 0  # GPU memory per device the task asked for (0: none)
 
 
 class Executor(Protocol):

@@ -60,6 +60,7 @@ def task_launches(record: JobRecord, run: RunRecord) -> list[TaskLaunch]:
             record.job.launch,
             record.job.time_limit,
             record.job.tasks[index] if index < len(record.job.tasks) else None,
+            record.job.tasks[index].gpu_memory_mib if index < len(record.job.tasks) else 0,
         )
         for index, where in enumerate(run.placement)
     ]

@@ -109,6 +109,12 @@ class NewJob:
     preemptible: bool = True
     held: bool = False
     after: tuple[Dependency, ...] = ()  # all must hold before it may start
+    # Placement options (``JobSpec``): listed flavors as alternatives of equal standing,
+    # relative speed per flavor, and the topology domain its tasks share.
+    flavor_order: bool = True
+    speeds: tuple[tuple[str, float], ...] = ()
+    colocate: str = ""
+    colocate_required: bool = False
 
 
 class StopCause(StrEnum):
@@ -203,6 +209,10 @@ class JobRecord:
             name=j.name,
             checkpointable=j.checkpointable,
             preemptible=j.preemptible,
+            flavor_order=j.flavor_order,
+            speeds=j.speeds,
+            colocate=j.colocate,
+            colocate_required=j.colocate_required,
         )
 
 

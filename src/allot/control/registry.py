@@ -72,6 +72,16 @@ class ExecutorRegistry:
             return next(iter(self._executors.values())).inventory_source()
         return ", ".join(f"{p}: {e.inventory_source()}" for p, e in self._executors.items())
 
+    def gpu_sharing(self) -> str:
+        """How shares of one GPU are enforced: ``mps``, ``unenforced``, or empty where an
+        executor does not say (its engine's business), ``pool: mode`` when several."""
+        modes = {
+            p: str(getattr(e, "gpu_sharing", lambda: "")()) for p, e in self._executors.items()
+        }
+        if len(modes) == 1:
+            return next(iter(modes.values()))
+        return ", ".join(f"{p}: {m}" for p, m in modes.items() if m)
+
     def pool_of(self, placement: Sequence[TaskPlacement], nodes: Mapping[str, Node]) -> str:
         """The one pool ``placement``'s nodes are in; raises UnknownPoolError for a node of no
         known pool and ValueError for a placement that spans pools."""

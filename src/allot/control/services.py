@@ -405,6 +405,10 @@ class ControlPlane:
         (per pool when there are several)."""
         return self.executors.inventory_source()
 
+    def gpu_sharing(self) -> str:
+        """How shares of one GPU are enforced: ``mps``, ``unenforced`` or empty (unknown)."""
+        return self.executors.gpu_sharing()
+
     def set_node_state(self, name: str, state: NodeState, *, principal: Principal) -> Node:
         """Drain (no new work), undrain (up) or mark a node down (cluster admins only)."""
         principal.check_admin("node")
@@ -463,8 +467,11 @@ def _with_defaults(job: NewJob, nodes: tuple[Node, ...]) -> NewJob:
     filled: dict[Resources, Resources] = {}
     for t in job.tasks:
         if t not in filled:
-            filled[t] = fill_task(
-                nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+            filled[t] = replace(
+                fill_task(
+                    nodes, job.flavors, t.gpu_milli, t.cpu_milli or None, t.memory_mib or None
+                ),
+                gpu_memory_mib=t.gpu_memory_mib,
             )
     return replace(job, tasks=tuple(filled[t] for t in job.tasks))
 

@@ -1,8 +1,9 @@
 """Frozen values the scheduling core decides over.
 
 Nomenclature
-- ``Resources``: an amount of GPU (milli-GPU), CPU (milli-cores) and memory (MiB). Integers only,
-  so sums are exact and comparisons never drift.
+- ``Resources``: an amount of GPU (milli-GPU), CPU (milli-cores) and memory (MiB), and for a task
+  the GPU memory (MiB) it needs on each device it holds. Integers only, so sums are exact and
+  comparisons never drift.
 - ``flavor``: a GPU type such as ``H100-80G``; every node has exactly one. CPU-only nodes use a
   flavor of their own (conventionally ``cpu``).
 - ``Node``: one machine: flavor, GPU count, CPU, memory, topology path and state.
@@ -13,6 +14,7 @@ Nomenclature
 Invariants (checked in ``__post_init__``, so an invalid value cannot be built):
 - amounts are non-negative integers;
 - a task asks for either a share of one GPU (1..999 milli) or whole GPUs (a multiple of 1000);
+- GPU memory is asked for only with GPUs, and a node's device memory (0: not tracked) bounds it;
 - a job has at least one task; estimates and time limits are positive when given.
 """
 
@@ -41,19 +43,27 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """An amount of resources: GPU in milli-GPU, CPU in milli-cores, memory in MiB."""
+    """An amount of resources: GPU in milli-GPU, CPU in milli-cores, memory in MiB.
+
+    ``gpu_memory_mib`` is per device: what a task needs on each GPU it holds (for a share of one
+    GPU, its part of that GPU's memory). Sums leave it as the larger of the two, so a job's
+    total keeps the most any of its tasks needs on one device.
+    """
 
     gpu_milli: int = 0
     cpu_milli: int = 0
     memory_mib: int = 0
+    gpu_memory_mib: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("gpu_milli", "cpu_milli", "memory_mib"):
+        for name in ("gpu_milli", "cpu_milli", "memory_mib", "gpu_memory_mib"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise SpecError(name, f"must be an integer, got {value!r}")
             if value < 0:
                 raise SpecError(name, f"must be >= 0, got {value}")
+        if self.gpu_memory_mib and not self.gpu_milli:
+            raise SpecError("gpu_memory_mib", "GPU memory can only be asked for with GPUs")
 
     @classmethod
     def of(cls, gpus: float = 0, cpus: float = 0, memory_mib: int = 0) -> Resources:
@@ -65,11 +75,17 @@ class Resources:
             self.gpu_milli + other.gpu_milli,
             self.cpu_milli + other.cpu_milli,
             self.memory_mib + other.memory_mib,
+            max(self.gpu_memory_mib, other.gpu_memory_mib),
         )
 
     def scaled(self, factor: int) -> Resources:
         """This amount ``factor`` times over (``factor`` >= 0)."""
-        return Resources(self.gpu_milli * factor, self.cpu_milli * factor, self.memory_mib * factor)
+        return Resources(
+            self.gpu_milli * factor,
+            self.cpu_milli * factor,
+            self.memory_mib * factor,
+            self.gpu_memory_mib if factor else 0,
+        )
 
     @property
     def gpus(self) -> float:
@@ -89,12 +105,13 @@ class Resources:
 
 def sum_resources(items: Iterable[Resources]) -> Resources:
     """The component-wise sum of ``items``."""
-    gpu = cpu = mem = 0
+    gpu = cpu = mem = gpu_mem = 0
     for r in items:
         gpu += r.gpu_milli
         cpu += r.cpu_milli
         mem += r.memory_mib
-    return Resources(gpu, cpu, mem)
+        gpu_mem = max(gpu_mem, r.gpu_memory_mib)
+    return Resources(gpu, cpu, mem, gpu_mem)
 
 
 class NodeState(StrEnum):
@@ -119,13 +136,24 @@ class Node:
     # The node pool whose executor runs work here (the local machine, a Slurm partition, a
     # Ray cluster); a gang never spans pools.
     pool: str = ""
+    # Memory of each device in MiB; 0 when not tracked (GPU memory requests are then not
+    # bounded on this node).
+    gpu_memory_mib: int = 0
+    # NVLink domains: a domain number per device (devices with the same number talk over
+    # NVLink); empty when every device is in one domain.
+    nvlink: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
             raise SpecError("node.name", "must not be empty")
         if not self.flavor:
             raise SpecError(f"node {self.name}.flavor", "must not be empty")
-        for name in ("gpus", "cpu_milli", "memory_mib"):
+        if self.nvlink and len(self.nvlink) != self.gpus:
+            raise SpecError(
+                f"node {self.name}.nvlink",
+                f"must give one domain per device ({self.gpus}), got {len(self.nvlink)}",
+            )
+        for name in ("gpus", "cpu_milli", "memory_mib", "gpu_memory_mib"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise SpecError(
@@ -142,7 +170,11 @@ class Node:
 class JobSpec:
     """What a user asked for. ``tasks`` holds one ``Resources`` per task; more than one is a gang.
 
-    ``flavors`` lists the accepted GPU flavors in order of preference; empty accepts any.
+    ``flavors`` lists the accepted GPU flavors in order of preference; empty accepts any. With
+    ``flavor_order`` False the listed flavors are alternatives of equal standing (the scheduler
+    picks among them, as it does for "any"). ``speeds`` gives the job's relative speed on
+    flavors (1.0 on its reference; a flavor not listed runs at 1.0): throughput-aware placement
+    prefers the flavors it runs fastest on, and the simulator scales its run time by it.
     ``runtime_estimate`` and ``time_limit`` are seconds; backfill uses the estimate, else the
     limit. ``checkpointable`` jobs lose less when preempted and are preferred as victims.
     """
@@ -160,11 +192,15 @@ class JobSpec:
     name: str = ""
     checkpointable: bool = False
     preemptible: bool = True
+    flavor_order: bool = True
+    speeds: tuple[tuple[str, float], ...] = ()
+    # Keep the tasks within one "node", "rack" or "block" of the topology ("" for anywhere);
+    # required, or only preferred.
+    colocate: str = ""
+    colocate_required: bool = False
     # Derived once at construction: the hot path compares and hashes these on every cycle.
     total: Resources = field(init=False, repr=False, compare=False)
-    shape: tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]] = field(
-        init=False, repr=False, compare=False
-    )
+    shape: tuple[object, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Accept any sequence but keep tuples, so specs stay hashable and immutable.
@@ -187,11 +223,37 @@ class JobSpec:
                 raise SpecError(name, f"must be > 0 seconds when given, got {value!r}")
         if len(set(self.flavors)) != len(self.flavors):
             raise SpecError("flavors", f"lists a flavor twice: {list(self.flavors)}")
+        if self.colocate not in ("", "node", "rack", "block"):
+            raise SpecError(
+                "colocate", f"must be one of node, rack, block (or empty), got {self.colocate!r}"
+            )
+        if self.colocate_required and not self.colocate:
+            raise SpecError("colocate_required", "needs colocate (node, rack or block)")
+        object.__setattr__(self, "speeds", tuple((str(f), float(v)) for f, v in self.speeds))
+        if len({f for f, _ in self.speeds}) != len(self.speeds):
+            raise SpecError("speeds", "lists a flavor twice")
+        for flavor, speed in self.speeds:
+            if not speed > 0:
+                raise SpecError(f"speeds[{flavor}]", f"must be > 0, got {speed!r}")
         # ``total``: everything the job asks for across its tasks; ``shape``: what placement
         # depends on (tasks and accepted flavors), as plain tuples that hash fast.
         object.__setattr__(self, "total", sum_resources(self.tasks))
-        shape = tuple((t.gpu_milli, t.cpu_milli, t.memory_mib) for t in self.tasks)
+        shape = tuple(
+            (t.gpu_milli, t.cpu_milli, t.memory_mib, t.gpu_memory_mib) for t in self.tasks
+        )
         object.__setattr__(self, "shape", (shape, self.flavors))
+        if self.colocate:
+            # Placement depends on the colocation rule too: jobs differing in it are not twins.
+            object.__setattr__(
+                self, "shape", (shape, self.flavors, self.colocate, self.colocate_required)
+            )
+
+    def speed_on(self, flavor: str) -> float:
+        """The job's relative speed on ``flavor`` (1.0 when not given)."""
+        for name, speed in self.speeds:
+            if name == flavor:
+                return speed
+        return 1.0
 
     @property
     def is_gang(self) -> bool:

@@ -4,17 +4,25 @@ placement cheap.
 Nomenclature
 - node index ``i``: a node's position in ``Cluster.nodes``; all per-node arrays use it.
 - ``dev_free[i][d]``: milli-GPU still free on device ``d`` of node ``i`` (0..1000).
+- ``dev_mem_free[i][d]``: GPU memory (MiB) still free on device ``d`` of node ``i``, for nodes
+  that track it (``Node.gpu_memory_mib`` > 0); a task takes its ``gpu_memory_mib`` on each
+  device it holds.
 - whole-free count: devices of a node with all 1000 milli free.
 - bucket: for each flavor, ``buckets[k]`` is the set of schedulable nodes with exactly ``k``
   whole free devices, stored as a bitset (bit ``i`` set for node ``i``), so "which nodes can
   take k GPUs of flavor F" is a walk over at most ``max GPUs per node`` buckets, and a walk
   inside a bucket goes in node order. Partial buckets hold nodes with a partly used device,
   keyed by the largest partial free amount in tenths of a GPU, for fractional best fit.
+- node state (with a packer only): ``state_of[i]`` is node ``i``'s capacity and free amounts
+  (CPU, memory, and per device milli-GPU with GPU memory, sorted), and ``by_state[flavor]``
+  maps each state to the bitset of up nodes in it, so a packer scores each distinct state
+  once, not each node.
 - what-if edit: every change (``start``, ``finish``, ``set_node_state``, ``adjust``) returns an
   ``Undo`` that restores exactly the previous state. Nothing is deep-copied on the hot path.
 
 Invariants
-- No device, CPU or memory amount ever goes below zero or above the node's capacity: an edit
+- No device (milli-GPU or tracked GPU memory), CPU or memory amount ever goes below zero or
+  above the node's capacity: an edit
   that would break this raises ``OverAllocationError`` and changes nothing.
 - Only nodes in state ``up`` appear in the buckets; drained and down nodes keep their running
   jobs but take nothing new.
@@ -27,6 +35,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.model import (
@@ -44,7 +53,13 @@ from allot.core.quota.config import QuotaConfig
 from allot.core.quota.fair_share import UsageHistory
 from allot.core.quota.tree import QuotaTree
 
+if TYPE_CHECKING:
+    from allot.core.placement.packing import Packer
+
 Undo = Callable[[], None]
+# (GPUs, CPU capacity, GPU memory per device, free CPU, free memory, sorted (free milli-GPU,
+# free GPU memory) per device)
+NodeKey = tuple[int, int, int, int, int, tuple[tuple[int, int], ...]]
 PARTIAL_BUCKETS = 10  # tenths of a GPU
 
 
@@ -76,8 +91,19 @@ class Snapshot:
         history: UsageHistory | None = None,
         attained: dict[JobId, float] | None = None,
         checks: Sequence[AdmissionCheck] | None = None,
+        packing: Packer | None = None,
+        speed_norms: dict[str, float] | None = None,
     ) -> None:
         self.cluster = cluster
+        # Mean workload speed per flavor, for throughput-aware placement
+        # (``allot.core.placement.throughput``); None: flavor-blind.
+        self.speed_norms = speed_norms
+        # Milli-GPU per flavor kept for waiting jobs that gain most there (the driver sets it
+        # each cycle: ``allot.core.placement.throughput.reserve_by_flavor``).
+        self.speed_reserve: dict[str, int] = {}
+        # How single-task jobs are packed (``allot.core.placement.packing``); None: best fit
+        # by the bucket walk, flavor by flavor.
+        self.packing: Packer | None = packing
         # Quota usage per queue and cohort (None: no quotas are enforced).
         self.quota: QuotaTree | None = None if quotas is None else QuotaTree(quotas)
         # The admission checks every pending job passes before placement (quota by default).
@@ -99,6 +125,7 @@ class Snapshot:
         self.flavor_of: list[str] = [n.flavor for n in self.nodes]
         self.state: list[NodeState] = [n.state for n in self.nodes]
         self.dev_free: list[list[int]] = [[MILLI_PER_GPU] * n.gpus for n in self.nodes]
+        self.dev_mem_free: list[list[int]] = [[n.gpu_memory_mib] * n.gpus for n in self.nodes]
         self.whole_free: list[int] = [n.gpus for n in self.nodes]
         self.partial_key: list[int] = [-1] * len(self.nodes)
         self.cpu_free: list[int] = [n.cpu_milli for n in self.nodes]
@@ -132,6 +159,16 @@ class Snapshot:
             if node.state is NodeState.UP:
                 self.buckets[node.flavor][node.gpus] |= 1 << i
                 self.free_gpu_milli[node.flavor] += node.gpus * MILLI_PER_GPU
+        # Nodes grouped by state, kept only when a packer will read them (set at construction).
+        self.by_state: dict[str, dict[NodeKey, int]] | None = None
+        self.state_of: list[NodeKey] = []
+        if packing is not None:
+            self.by_state = {f: {} for f in self.flavors}
+            self.state_of = [self._state(i) for i in range(len(self.nodes))]
+            for i in range(len(self.nodes)):
+                if self.state[i] is NodeState.UP:
+                    group = self.by_state[self.flavor_of[i]]
+                    group[self.state_of[i]] = group.get(self.state_of[i], 0) | 1 << i
         for job in running:
             self.start(job)
 
@@ -237,11 +274,26 @@ class Snapshot:
             else:
                 self.quota.remove(spec.queue, request)
 
-    def adjust(self, i: int, devices: dict[int, int], cpu_milli: int, memory_mib: int) -> Undo:
+    def adjust(
+        self,
+        i: int,
+        devices: dict[int, int],
+        cpu_milli: int,
+        memory_mib: int,
+        device_memory: dict[int, int] | None = None,
+    ) -> Undo:
         """Take (positive) or give back (negative) raw amounts on node ``i``: used for capacity
-        held for a reservation, which belongs to no running job."""
-        self._adjust(i, devices, cpu_milli, memory_mib, -1)
-        return lambda: self._adjust(i, devices, cpu_milli, memory_mib, +1)
+        held for a reservation, which belongs to no running job, and for a gang's tasks while
+        the rest are placed. ``device_memory`` is GPU memory (MiB) per device."""
+        self._adjust(i, devices, cpu_milli, memory_mib, -1, device_memory)
+        return lambda: self._adjust(i, devices, cpu_milli, memory_mib, +1, device_memory)
+
+    def device_fits(self, i: int, d: int, milli: int, gpu_memory_mib: int) -> bool:
+        """True when device ``d`` of node ``i`` has ``milli`` and ``gpu_memory_mib`` free
+        (memory counts only on nodes that track it)."""
+        if self.dev_free[i][d] < milli:
+            return False
+        return not self.nodes[i].gpu_memory_mib or self.dev_mem_free[i][d] >= gpu_memory_mib
 
     def set_node_state(self, name: str, state: NodeState) -> Undo:
         """Change a node's state; only ``up`` nodes take new work."""
@@ -274,27 +326,37 @@ class Snapshot:
             raise OverAllocationError(
                 f"placement has {len(placement)} task(s) but the job has {len(tasks)}"
             )
-        per_node: dict[int, tuple[dict[int, int], list[int]]] = {}
+        per_node: dict[int, tuple[dict[int, int], list[int], dict[int, int]]] = {}
         for task, where in zip(tasks, placement, strict=True):
             i = self.node_index.get(where.node)
             if i is None:
                 raise OverAllocationError(f"placement names unknown node {where.node!r}")
-            devices, cpu_mem = per_node.setdefault(i, ({}, [0, 0]))
+            devices, cpu_mem, dev_mem = per_node.setdefault(i, ({}, [0, 0], {}))
             for d in where.devices:
                 devices[d] = devices.get(d, 0) + where.gpu_milli_per_device
+                if task.gpu_memory_mib:
+                    dev_mem[d] = dev_mem.get(d, 0) + task.gpu_memory_mib
             cpu_mem[0] += task.cpu_milli
             cpu_mem[1] += task.memory_mib
-        done: list[tuple[int, dict[int, int], list[int]]] = []
+        done: list[tuple[int, dict[int, int], list[int], dict[int, int]]] = []
         try:
-            for i, (devices, cpu_mem) in per_node.items():
-                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], sign)
-                done.append((i, devices, cpu_mem))
+            for i, (devices, cpu_mem, dev_mem) in per_node.items():
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], sign, dev_mem)
+                done.append((i, devices, cpu_mem, dev_mem))
         except OverAllocationError:
-            for i, devices, cpu_mem in done:
-                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], -sign)
+            for i, devices, cpu_mem, dev_mem in done:
+                self._adjust(i, devices, cpu_mem[0], cpu_mem[1], -sign, dev_mem)
             raise
 
-    def _adjust(self, i: int, devices: dict[int, int], cpu: int, mem: int, sign: int) -> None:
+    def _adjust(
+        self,
+        i: int,
+        devices: dict[int, int],
+        cpu: int,
+        mem: int,
+        sign: int,
+        dev_mem: dict[int, int] | None = None,
+    ) -> None:
         node = self.nodes[i]
         dev_free = self.dev_free[i]
         new_cpu = self.cpu_free[i] + sign * cpu
@@ -312,6 +374,21 @@ class Snapshot:
                     f"node {node.name} device {d}: {dev_free[d]} milli free, "
                     f"cannot {'take' if sign < 0 else 'give back'} {amount}"
                 )
+        # GPU memory is bounded only where the node tracks it.
+        track = bool(dev_mem) and node.gpu_memory_mib > 0
+        if track:
+            assert dev_mem is not None
+            mem_free = self.dev_mem_free[i]
+            for d, amount in dev_mem.items():
+                if not 0 <= d < node.gpus:
+                    raise OverAllocationError(f"node {node.name} has no device {d}")
+                if not 0 <= mem_free[d] + sign * amount <= node.gpu_memory_mib:
+                    raise OverAllocationError(
+                        f"node {node.name} device {d}: {mem_free[d]} MiB of GPU memory free, "
+                        f"cannot {'take' if sign < 0 else 'give back'} {amount}"
+                    )
+            for d, amount in dev_mem.items():
+                mem_free[d] += sign * amount
         up = self.state[i] is NodeState.UP
         if up:
             self._unindex(i)
@@ -324,13 +401,30 @@ class Snapshot:
         self.whole_free[i] = sum(1 for f in dev_free if f == MILLI_PER_GPU)
         partial = [f for f in dev_free if 0 < f < MILLI_PER_GPU]
         self.partial_key[i] = max(partial) * PARTIAL_BUCKETS // MILLI_PER_GPU if partial else -1
+        if self.by_state is not None and not up:
+            self.state_of[i] = self._state(i)
         if up:
             self._index(i)
+
+    def _state(self, i: int) -> NodeKey:
+        node = self.nodes[i]
+        return (
+            node.gpus,
+            node.cpu_milli,
+            node.gpu_memory_mib,
+            self.cpu_free[i],
+            self.mem_free[i],
+            tuple(sorted(zip(self.dev_free[i], self.dev_mem_free[i], strict=True))),
+        )
 
     def _index(self, i: int) -> None:
         if self.state[i] is not NodeState.UP:
             return
         flavor = self.flavor_of[i]
+        if self.by_state is not None:
+            key = self.state_of[i] = self._state(i)
+            group = self.by_state[flavor]
+            group[key] = group.get(key, 0) | 1 << i
         self.buckets[flavor][self.whole_free[i]] |= 1 << i
         if self.partial_key[i] >= 0:
             self.partial[flavor][self.partial_key[i]] |= 1 << i
@@ -340,6 +434,14 @@ class Snapshot:
         if self.state[i] is not NodeState.UP:
             return
         flavor = self.flavor_of[i]
+        if self.by_state is not None:
+            group = self.by_state[flavor]
+            key = self.state_of[i]
+            bits = group[key] & ~(1 << i)
+            if bits:
+                group[key] = bits
+            else:
+                del group[key]
         self.buckets[flavor][self.whole_free[i]] &= ~(1 << i)
         if self.partial_key[i] >= 0:
             self.partial[flavor][self.partial_key[i]] &= ~(1 << i)

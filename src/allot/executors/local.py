@@ -52,6 +52,7 @@ from allot.executors.environment import (
 )
 from allot.executors.exits import ExitWatcher
 from allot.executors.inventory import Inventory, detect
+from allot.executors.sharing import mps_pipe_directory, sharing_mode, with_gpu_share
 from allot.executors.spawner import Spawner, SpawnerError
 from allot.executors.task_state import Processes, TaskPhase, read_task, run_status
 from allot.profile.capture import PROFILE_FOLDER, profile_environment
@@ -143,6 +144,11 @@ class LocalExecutor:
         """``nvml``, ``declared`` or ``none``: how this machine's GPUs were found."""
         return self.inventory_report().source
 
+    def gpu_sharing(self) -> str:
+        """``mps`` when shares of a GPU run under MPS limits here, else ``unenforced``
+        (``allot.executors.sharing``)."""
+        return sharing_mode(os.environ)
+
     # -- paths
     def run_dir(self, run_id: str) -> Path:
         """Where a run's task directories live; raises ValueError for an unsafe run id."""
@@ -181,6 +187,7 @@ class LocalExecutor:
             run_dir.mkdir(exist_ok=True, mode=0o700)
         port = self._master_port(run_dir) if tasks[0].num_tasks > 1 else None
         node_of = {t.task_index: t.placement.node for t in tasks}
+        mps_pipe = mps_pipe_directory(os.environ)
         ready: list[Path] = []
         for task in tasks:
             task_dir = run_dir / f"task-{task.task_index}"
@@ -199,6 +206,7 @@ class LocalExecutor:
                     local_rank=peers.index(task.task_index),
                     local_world_size=len(peers),
                 )
+                env = with_gpu_share(env, task.placement, task.gpu_memory_mib, mps_pipe)
                 if task.launch.profile is not None:
                     request = task.launch.profile
                     env = profile_environment(

@@ -12,6 +12,8 @@ A cluster file is YAML with a ``name``, a list of ``node_groups`` (identical nod
         cpu: 64             # cores per node, stored as milli-cores
         memory_gib: 512     # per node, stored as MiB (or give memory_mib instead)
         topology: zone-1/rack-a
+        gpu_memory_gib: 80  # optional: memory per GPU (bounds GPU memory requests)
+        nvlink_domains: 2   # optional: GPUs split into this many equal NVLink domains
     failures:
       mtbf_hours: 720       # mean time between failures per node (exponential)
       mttr_hours: 4         # mean time to repair
@@ -30,7 +32,18 @@ from allot.config.yamldoc import YamlMap, YamlNode, load_yaml
 from allot.core.model import MIB_PER_GIB, MILLI_PER_CPU, SECONDS_PER_HOUR, Cluster, Node, SpecError
 
 _TOP_KEYS = ("name", "node_groups", "failures")
-_GROUP_KEYS = ("name", "count", "flavor", "gpus", "cpu", "memory_gib", "memory_mib", "topology")
+_GROUP_KEYS = (
+    "name",
+    "count",
+    "flavor",
+    "gpus",
+    "cpu",
+    "memory_gib",
+    "memory_mib",
+    "topology",
+    "gpu_memory_gib",
+    "nvlink_domains",
+)
 _FAILURE_KEYS = ("mtbf_hours", "mttr_hours")
 
 
@@ -102,10 +115,30 @@ def _read_group(group: YamlMap) -> list[Node]:
             raise group.error(
                 "topology", f"must be a '/'-separated path without empty parts, got {path!r}"
             )
+    gpu_memory_mib = 0
+    if group.optional("gpu_memory_gib") is not None:
+        gpu_memory_mib = round(group.get_float("gpu_memory_gib", positive=True) * MIB_PER_GIB)
+    nvlink: tuple[int, ...] = ()
+    if group.optional("nvlink_domains") is not None:
+        domains = group.get_int("nvlink_domains", minimum=1)
+        if gpus % domains:
+            raise group.error(
+                "nvlink_domains", f"must divide the GPUs per node ({gpus}), got {domains}"
+            )
+        nvlink = tuple(d * domains // gpus for d in range(gpus))
     width = max(3, len(str(count - 1)))
     try:
         return [
-            Node(f"{name}-{i:0{width}d}", flavor, gpus, cpu_milli, memory_mib, topology)
+            Node(
+                f"{name}-{i:0{width}d}",
+                flavor,
+                gpus,
+                cpu_milli,
+                memory_mib,
+                topology,
+                gpu_memory_mib=gpu_memory_mib,
+                nvlink=nvlink,
+            )
             for i in range(count)
         ]
     except SpecError as exc:

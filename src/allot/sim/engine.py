@@ -21,6 +21,13 @@ instant started nothing. From then on nothing can change what the scheduler sees
 clock and further failures, so the jobs left pending can never start; they stay unfinished
 (``finish`` is None). Without this rule a failure model would keep the run going for ever.
 
+Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it runs at speed
+``s`` (``JobSpec.speeds``) it needs ``duration / s`` seconds, and a checkpointed job keeps
+``ran * s`` of its work. With ``throughput`` the snapshot ranks flavors by each job's
+comparative advantage against the workload's mean speeds (``allot.core.placement.throughput``);
+``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; none
+by default: best fit by the bucket walk, as the live loop does).
+
 Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
 engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
 """
@@ -37,6 +44,8 @@ from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
 from allot.core.placement.diagnose import screen
+from allot.core.placement.packing import Packer
+from allot.core.placement.throughput import reserve_by_flavor, speed_norms
 from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
@@ -143,6 +152,8 @@ class Simulation:
         failures: FailureModel | None = None,
         seed: int = 0,
         progress: Progress | None = None,
+        packing: Packer | None = None,
+        throughput: bool = False,
     ) -> None:
         self.cluster = cluster
         self.policy = policy
@@ -153,7 +164,10 @@ class Simulation:
         self.remaining: dict[JobId, float] = {j.spec.id: j.duration for j in self.arrivals}
         if len(self.remaining) != len(self.arrivals):
             raise SimulationError("workload: job ids must be unique")
-        self.snapshot = Snapshot(cluster, quotas=quotas)
+        norms = (
+            speed_norms((j.spec for j in self.arrivals), cluster.flavors) if throughput else None
+        )
+        self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order
         self.pending: dict[JobId, JobSpec] = {}
@@ -301,7 +315,8 @@ class Simulation:
         else:
             record.preemptions += 1
         if not failed and spec.checkpointable:
-            self.remaining[job_id] = max(0.0, self.remaining[job_id] - ran)
+            done = ran * spec.speed_on(job.flavor)
+            self.remaining[job_id] = max(0.0, self.remaining[job_id] - done)
         else:
             record.lost_gpu_seconds += ran * gpus
         self._enqueue(spec)
@@ -309,6 +324,10 @@ class Simulation:
     def _cycle(self, now: float) -> None:
         self.result.cycles += 1
         snap = self.snapshot
+        if snap.speed_norms is not None:
+            snap.speed_reserve = reserve_by_flavor(
+                self.pending.values(), snap.flavors, snap.speed_norms
+            )
         plan = schedule(snap, list(self.pending.values()), self.policy, now)
         for preemption in plan.preemptions:
             snap.nominated.add(preemption.preemptor)
@@ -326,7 +345,7 @@ class Simulation:
             if record.start is None:
                 record.start = now
             token = self.token.setdefault(start.job_id, 0)
-            run_for = self.remaining[start.job_id]
+            run_for = self.remaining[start.job_id] / spec.speed_on(start.flavor)
             if spec.time_limit is not None and spec.time_limit < run_for:
                 run_for = spec.time_limit  # Slurm ends the job at its limit: TIMEOUT
                 self.limited.add(start.job_id)

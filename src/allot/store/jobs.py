@@ -24,6 +24,7 @@ from allot.store.reads import (
     dependencies_json,
     job_record_by_id,
     job_records,
+    placement_json,
     profile_json,
     select_jobs,
     tasks_json,
@@ -43,6 +44,7 @@ def task_rows(job_id: int, job: NewJob) -> list[dict[str, int]]:
             "gpu_milli": task.gpu_milli,
             "cpu_milli": task.cpu_milli,
             "memory_mib": task.memory_mib,
+            "gpu_memory_mib": task.gpu_memory_mib,
         }
         for index, task in enumerate(job.tasks)
     ]
@@ -86,6 +88,7 @@ def job_values(
         "queue": job.queue,
         "priority": job.priority,
         "tasks": tasks_json(job.tasks),
+        "placement": placement_json(job),
         "flavors": list(job.flavors),
         "argv": list(job.launch.argv),
         "workdir": job.launch.workdir,

@@ -2,7 +2,10 @@
 many jobs are read).
 
 JSON shapes (written by ``jobs.py`` and ``runs.py`` through the encoders here):
-- ``jobs.tasks``: ``[{"gpu_milli": int, "cpu_milli": int, "memory_mib": int}, ...]``, one per task;
+- ``jobs.tasks``: ``[{"gpu_milli": int, "cpu_milli": int, "memory_mib": int}, ...]``, one per task,
+  with ``"gpu_memory_mib": int`` (per device) in a task that asks for GPU memory;
+- ``jobs.placement``: ``{"flavor_order": bool, "speeds": {flavor: float}, "colocate": str,
+  "colocate_required": bool}`` (keys left out take their defaults) or NULL for the defaults;
 - ``jobs.flavors``, ``jobs.argv``: lists of strings; ``jobs.env``: an object of strings;
 - ``jobs.profile``: ``{"steps": int, "skip": int}`` or NULL for a job not profiled;
 - ``jobs.dependencies``: ``[{"job": int, "condition": "ok"|"failed"|"any"}, ...]`` or NULL
@@ -46,21 +49,55 @@ _IN_CHUNK = 500
 
 
 def tasks_json(tasks: Sequence[Resources]) -> list[dict[str, int]]:
-    """The JSON form of a job's tasks."""
-    return [
-        {"gpu_milli": t.gpu_milli, "cpu_milli": t.cpu_milli, "memory_mib": t.memory_mib}
-        for t in tasks
-    ]
+    """The JSON form of a job's tasks (``gpu_memory_mib`` only when asked for)."""
+    out = []
+    for t in tasks:
+        item = {"gpu_milli": t.gpu_milli, "cpu_milli": t.cpu_milli, "memory_mib": t.memory_mib}
+        if t.gpu_memory_mib:
+            item["gpu_memory_mib"] = t.gpu_memory_mib
+        out.append(item)
+    return out
+
+
+def placement_json(job: NewJob) -> dict[str, Any] | None:
+    """The JSON form of a job's placement options (``jobs.placement``); None for the
+    defaults, so jobs that set none store nothing."""
+    data: dict[str, Any] = {}
+    if not job.flavor_order:
+        data["flavor_order"] = False
+    if job.speeds:
+        data["speeds"] = dict(job.speeds)
+    if job.colocate:
+        data["colocate"] = job.colocate
+        data["colocate_required"] = job.colocate_required
+    return data or None
+
+
+def placement_from_json(data: dict[str, Any] | None) -> dict[str, Any]:
+    """``NewJob`` keyword arguments from ``jobs.placement``."""
+    if not data:
+        return {}
+    return {
+        "flavor_order": bool(data.get("flavor_order", True)),
+        "speeds": tuple((str(f), float(v)) for f, v in data.get("speeds", {}).items()),
+        "colocate": str(data.get("colocate", "")),
+        "colocate_required": bool(data.get("colocate_required", False)),
+    }
 
 
 def tasks_from_json(
-    data: Iterable[Any], shapes: dict[tuple[int, int, int], Resources]
+    data: Iterable[Any], shapes: dict[tuple[int, int, int, int], Resources]
 ) -> tuple[Resources, ...]:
     """Tasks from their JSON form; ``shapes`` shares one ``Resources`` value per distinct shape
     across a bulk read (most jobs ask for one of a few shapes)."""
     tasks = []
     for item in data:
-        key = (item["gpu_milli"], item["cpu_milli"], item["memory_mib"])
+        key = (
+            item["gpu_milli"],
+            item["cpu_milli"],
+            item["memory_mib"],
+            item.get("gpu_memory_mib", 0),
+        )
         shape = shapes.get(key)
         if shape is None:
             shape = shapes[key] = Resources(*key)
@@ -124,6 +161,7 @@ JOB_COLUMNS = (
     JobRow.array_id,
     JobRow.dependencies,
     JobRow.profile,
+    JobRow.placement,
     JobRow.current_run_id,
 )
 _CURRENT_RUN = len(JOB_COLUMNS) - 1
@@ -138,7 +176,7 @@ def select_jobs() -> Select[Any]:
 def job_record(
     row: Sequence[Any],
     run: RunRecord | None,
-    shapes: dict[tuple[int, int, int], Resources] | None = None,
+    shapes: dict[tuple[int, int, int, int], Resources] | None = None,
 ) -> JobRecord:
     """A job record from a row of ``JOB_COLUMNS`` and its current run."""
     # Positional unpacking: bulk reads build thousands of records, and named access to
@@ -171,6 +209,7 @@ def job_record(
         array_id,
         dependencies,
         profile,
+        placement,
         _current_run_id,
     ) = row
     job = NewJob(
@@ -188,6 +227,7 @@ def job_record(
         preemptible,
         held,
         dependencies_from_json(dependencies),
+        **placement_from_json(placement),
     )
     return JobRecord(
         job_id,
@@ -261,7 +301,7 @@ def job_records(conn: Connection, rows: Sequence[Row[Any]]) -> list[JobRecord]:
     """Job records from rows of ``JOB_COLUMNS``, their current runs loaded in bulk."""
     current = [row[_CURRENT_RUN] for row in rows if row[_CURRENT_RUN] is not None]
     runs = runs_by_id(conn, current) if current else {}
-    shapes: dict[tuple[int, int, int], Resources] = {}
+    shapes: dict[tuple[int, int, int, int], Resources] = {}
     return [job_record(row, runs.get(row[_CURRENT_RUN]), shapes) for row in rows]
 
 

@@ -245,6 +245,8 @@ class JobRow(Base):
     dependencies: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     # {"steps": int, "skip": int} for a job run under the profiler, NULL otherwise.
     profile: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # Placement options (flavor order, speeds, colocation), NULL for the defaults.
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class DependencyRow(Base):
@@ -275,6 +277,7 @@ class TaskRow(Base):
     gpu_milli: Mapped[int]
     cpu_milli: Mapped[int]
     memory_mib: Mapped[int]
+    gpu_memory_mib: Mapped[int] = mapped_column(server_default="0")  # per device
 
 
 class RunRow(Base):

@@ -117,6 +117,20 @@ class TaskResources(BaseModel):
         " of the node's memory (as for cpus, rounded down to 1 MiB); for a CPU-only task,"
         " 1024.",
     )
+    gpu_memory_mib: int | None = Field(
+        default=None,
+        gt=0,
+        le=1 << 30,
+        description="GPU memory per device in MiB (for a share of a GPU: its part of that"
+        " GPU's memory). Placed only where each device it takes has that much free; under"
+        " CUDA MPS it becomes the task's device memory limit. Only with gpus.",
+    )
+
+    @model_validator(mode="after")
+    def _gpu_memory_needs_gpus(self) -> TaskResources:
+        if self.gpu_memory_mib is not None and self.gpus == 0:
+            raise ValueError("gpu_memory_mib: GPU memory can only be asked for with gpus")
+        return self
 
     @field_validator("gpus")
     @classmethod
@@ -195,6 +209,28 @@ class JobSubmission(BaseModel):
     resources: TaskResources = TaskResources()  # frozen, so one shared default is safe
     flavors: list[ShortText] = Field(
         default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
+    )
+    flavor_order: bool = Field(
+        default=True,
+        description="false: the listed flavors are alternatives of equal standing, and the"
+        " scheduler picks among them (by packing and by speed), as it does when none is listed.",
+    )
+    speeds: dict[
+        Annotated[str, Field(min_length=1, max_length=200)],
+        Annotated[float, Field(gt=0, le=1000)],
+    ] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Relative speed per flavor (1.0 for a flavor not listed): throughput-aware"
+        " placement prefers the flavors the job gains most on.",
+    )
+    colocate: Literal["", "node", "rack", "block"] = Field(
+        default="",
+        description="Keep the tasks of a gang within one node, rack or block of the topology.",
+    )
+    colocate_required: bool = Field(
+        default=False,
+        description="true: never place the gang across domains; false: only prefer one domain.",
     )
     command: Argv | ShellCommand = Field(
         description=f"The argv to run (at most {MAX_ARGS} arguments), or a string run with"
@@ -291,6 +327,22 @@ class JobSubmission(BaseModel):
             raise ValueError(f"lists a flavor twice: {value}")
         return value
 
+    @field_validator("speeds")
+    @classmethod
+    def _speeds_are_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for flavor, speed in value.items():
+            if not flavor:
+                raise ValueError("a flavor name must not be empty")
+            if not speed > 0:
+                raise ValueError(f"the speed on {flavor} must be > 0, got {speed}")
+        return value
+
+    @model_validator(mode="after")
+    def _colocation_needs_a_level(self) -> JobSubmission:
+        if self.colocate_required and not self.colocate:
+            raise ValueError("colocate_required: needs colocate (node, rack or block)")
+        return self
+
     @field_validator("after")
     @classmethod
     def _each_job_named_once(cls, value: list[Dependency]) -> list[Dependency]:
@@ -385,6 +437,11 @@ class JobOut(BaseModel):
     tasks: int
     resources: ResourcesOut = Field(description="Per task.")
     flavors: list[str]
+    flavor_order: bool = True
+    speeds: dict[str, float] = Field(default_factory=dict)
+    colocate: str = ""
+    colocate_required: bool = False
+    gpu_memory_mib: int = Field(default=0, description="GPU memory per device, per task (MiB).")
     command: list[str]
     workdir: str | None
     env_keys: list[str] = Field(description="Names of the extra environment variables.")
@@ -483,6 +540,12 @@ class NodeOut(BaseModel):
     gpu_source: str = Field(
         default="", description="nvml (detected), declared (configured) or none (no GPU)"
     )
+    gpu_sharing: str = Field(
+        default="",
+        description="How shares of one GPU are bounded: mps (CUDA MPS limits), unenforced"
+        " (no MPS daemon: tasks sharing a device are not limited), or empty (not known).",
+    )
+    gpu_memory_mib: int = Field(default=0, description="Memory per GPU in MiB; 0: not known.")
     check: NodeCheckOut | None = Field(
         default=None, description="Its latest allot node check, if it has had one."
     )

@@ -232,3 +232,25 @@ def test_submit_many_in_one_transaction_with_keys(store: Store) -> None:
     assert [r.id for r, _ in again] == [r.id for r, _ in first]
     assert [created for _, created in again] == [False] * 5
     assert len(store.pending_jobs()) == 5
+
+
+def test_placement_options_and_gpu_memory_read_back_equal(store: Store) -> None:
+    job = NewJob(
+        name="shared",
+        tenant="nlp",
+        user="grace",
+        queue="batch",
+        tasks=(Resources(500, 1000, 2048, 8192),) * 2,
+        launch=Launch(("true",), None, {}),
+        flavors=("T4", "A10"),
+        flavor_order=False,
+        speeds=(("A10", 2.5), ("T4", 1.0)),
+        colocate="rack",
+        colocate_required=True,
+    )
+    record, _ = store.submit(job, at=1.0, actor="grace")
+    assert store.get_job(record.id).job == job
+    spec = store.get_job(record.id).spec()
+    assert (spec.flavor_order, spec.colocate, spec.colocate_required) == (False, "rack", True)
+    assert spec.speed_on("A10") == 2.5
+    assert spec.tasks[0].gpu_memory_mib == 8192

@@ -34,7 +34,7 @@ def old_store(database_url: str) -> Iterator[SqlStore]:
 def _old_job(store: SqlStore, job: NewJob, *, state: JobState = JobState.PENDING) -> int:
     """Insert a job as revision 0001 stored it: its tasks only in ``jobs.tasks``."""
     values = job_values(job, at=1.0, actor="ada", idempotency_key=None, request_hash=None)
-    for later in ("array_id", "dependencies", "profile"):  # columns of revisions 0003, 0005
+    for later in ("array_id", "dependencies", "profile", "placement"):  # of 0003, 0006, 0010
         del values[later]
     with store.engine.begin() as conn:
         job_id: int = conn.execute(

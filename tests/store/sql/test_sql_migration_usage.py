@@ -34,6 +34,7 @@ def test_revision_0004_fills_causes_and_the_ledger(store_at_0003: SqlStore) -> N
     values = job_values(new_job(gpus=2), at=1.0, actor="ada", idempotency_key=None,
                         request_hash=None)  # fmt: skip
     del values["profile"]  # a column of revision 0006
+    del values["placement"]  # a column of revision 0010
     runs = [
         ("r1", "ended", 30.0, "preempted for job 9 (reclaim)"),
         ("r2", "ended", 60.0, "time limit of 10 s"),

@@ -28,9 +28,10 @@ NodeName = Annotated[str, Path(min_length=1, max_length=200)]
 def list_nodes(control: Control, profiler: Profiler, caller: Caller) -> list[NodeOut]:
     """Every node with its state and its latest node check."""
     source = control.inventory_source()
+    sharing = control.gpu_sharing()
     checks = profiler.node_checks()
     return [
-        wire.node_out(n, source, check_out(checks[n.name]) if n.name in checks else None)
+        wire.node_out(n, source, check_out(checks[n.name]) if n.name in checks else None, sharing)
         for n in control.nodes()
     ]
 

@@ -20,16 +20,22 @@ from allot.core.explain import Explanation, FieldValue, Reason, memory
 from allot.core.model import MILLI_PER_GPU, Cluster, JobSpec, NodeState, Resources
 from allot.core.placement.feasibility import FlavorCapacity, node_capacity_tasks
 from allot.core.placement.select import choose_placement
+from allot.core.placement.throughput import rank_flavors
 from allot.core.snapshot import Snapshot
 from allot.core.units import number, quantity
 
 
 def accepted_flavors(snap: Snapshot, spec: JobSpec) -> tuple[str, ...]:
     """The flavors ``spec`` accepts that the cluster has, in the job's order of preference
-    (the cluster's order when the job accepts any)."""
+    (the cluster's order when the job accepts any; by speed with throughput-aware placement,
+    ``allot.core.placement.throughput``)."""
     if not spec.flavors:
-        return snap.flavors
-    return tuple(f for f in spec.flavors if f in snap.buckets)
+        flavors = snap.flavors
+    else:
+        flavors = tuple(f for f in spec.flavors if f in snap.buckets)
+    if snap.speed_norms is None:
+        return flavors
+    return rank_flavors(spec, flavors, snap.speed_norms, snap.free_gpu_milli, snap.speed_reserve)
 
 
 def _flavor_capacity(snap: Snapshot, flavor: str) -> FlavorCapacity:

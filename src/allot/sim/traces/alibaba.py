@@ -14,10 +14,15 @@ Pod mapping to ``JobSpec``:
   one); above 1 asks for ``num_gpu`` whole GPUs in one task (the column's ``gpu_milli`` is then the
   per-GPU amount, always 1000, and is not used);
 - ``flavors`` = the ``|``-separated ``gpu_spec`` with repeats dropped (the lists repeat models,
-  e.g. ``V100M16|V100M32|V100M32``), empty = any;
+  e.g. ``V100M16|V100M32|V100M32``), empty = any; the models are alternatives of equal
+  standing (``flavor_order`` False), not an order of preference;
 - ``priority`` from ``qos``: LS 2, Guaranteed 2, Burstable 1, BE 0 (Kubernetes evicts BestEffort,
   then Burstable, then Guaranteed; Alibaba's latency-sensitive LS sits with Guaranteed);
   ``tenant`` = ``user`` = ``queue`` = ``qos`` in lower case.
+
+``read_alibaba_tasks`` reads only the resource columns (``name, cpu_milli, memory_mib,
+num_gpu, gpu_milli``, with ``gpu_spec`` and ``qos`` when present), in file order, for the
+fragmentation experiment: every openb variant, ``multigpu50`` included, has them.
 
 Nodes: ``sn,cpu_milli,memory_mib,gpu,model``; an empty model is a CPU-only node of flavor
 ``cpu``. Every bad row raises ``TraceError`` naming the file, line (header = 1) and column.
@@ -47,6 +52,7 @@ POD_COLUMNS = (
     "deletion_time",
     "scheduled_time",
 )
+TASK_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
 QOS_PRIORITY = {"LS": 2, "Guaranteed": 2, "Burstable": 1, "BE": 0}
 CPU_FLAVOR = "cpu"
@@ -69,6 +75,9 @@ class _Row:
 
     def text(self, column: str) -> str:
         return self.values[self._index[column]].strip()
+
+    def has(self, column: str) -> bool:
+        return column in self._index
 
     def integer(self, column: str, *, minimum: int = 0) -> int:
         text = self.text(column)
@@ -150,9 +159,33 @@ def read_alibaba_pods(path: str | Path, *, limit: int | None = None) -> list[Tra
     ]
 
 
-def _pod(row: _Row) -> tuple[JobSpec, float]:
-    """The spec (with a placeholder id) and the duration of one pod row."""
-    name = row.text("name")
+def read_alibaba_tasks(path: str | Path) -> list[JobSpec]:
+    """Read the tasks of an openb pod list in file order, numbered 1..N, times ignored."""
+    specs: list[JobSpec] = []
+    for row in _rows(path, TASK_COLUMNS):
+        task, flavors = _task(row)
+        qos = row.text("qos") if row.has("qos") else "LS"
+        if qos not in QOS_PRIORITY:
+            raise row.error("qos", f"must be one of {', '.join(QOS_PRIORITY)}, got {qos!r}")
+        tenant = qos.lower()
+        specs.append(
+            JobSpec(
+                id=len(specs) + 1,
+                tenant=tenant,
+                user=tenant,
+                queue=tenant,
+                tasks=(task,),
+                flavors=flavors,
+                flavor_order=False,
+                priority=QOS_PRIORITY[qos],
+                name=row.text("name"),
+            )
+        )
+    return specs
+
+
+def _task(row: _Row) -> tuple[Resources, tuple[str, ...]]:
+    """The task and the accepted GPU models of one pod row."""
     cpu_milli = row.integer("cpu_milli")
     memory_mib = row.integer("memory_mib")
     num_gpu = row.integer("num_gpu")
@@ -166,13 +199,20 @@ def _pod(row: _Row) -> tuple[JobSpec, float]:
             )
     else:
         gpu_milli = num_gpu * MILLI_PER_GPU
-    qos = row.text("qos")
-    if qos not in QOS_PRIORITY:
-        raise row.error("qos", f"must be one of {', '.join(QOS_PRIORITY)}, got {qos!r}")
-    spec_text = row.text("gpu_spec")
+    spec_text = row.text("gpu_spec") if row.has("gpu_spec") else ""
     flavors = tuple(dict.fromkeys(spec_text.split("|"))) if spec_text else ()
     if not all(flavors):
         raise row.error("gpu_spec", f"must be GPU models separated by '|', got {spec_text!r}")
+    return Resources(gpu_milli, cpu_milli, memory_mib), flavors
+
+
+def _pod(row: _Row) -> tuple[JobSpec, float]:
+    """The spec (with a placeholder id) and the duration of one pod row."""
+    name = row.text("name")
+    task, flavors = _task(row)
+    qos = row.text("qos")
+    if qos not in QOS_PRIORITY:
+        raise row.error("qos", f"must be one of {', '.join(QOS_PRIORITY)}, got {qos!r}")
     created = row.seconds("creation_time")
     deleted = row.seconds("deletion_time")
     if created is None:
@@ -187,8 +227,9 @@ def _pod(row: _Row) -> tuple[JobSpec, float]:
         tenant=tenant,
         user=tenant,
         queue=tenant,
-        tasks=(Resources(gpu_milli, cpu_milli, memory_mib),),
+        tasks=(task,),
         flavors=flavors,
+        flavor_order=False,
         priority=QOS_PRIORITY[qos],
         submit_time=created,
         name=name,
