@@ -27,7 +27,8 @@ Phases, in order:
    later job expected to end by then may use anything free, a longer one only what the hold
    leaves (``allot.core.policy.backfill``).
 7. Restore: undo every edit, so the snapshot is exactly as it came in, explain every job left
-   pending against what is free after this cycle's starts, and return the Plan.
+   pending against what is free after this cycle's starts (the settled tail on demand, with
+   its representative's explanation), and return the Plan.
 
 State: each phase keeps its own (``PreemptionPhase``, ``_Backfill``, ``_Blocking``); what
 they build is the ``CycleResult``, and what they may reuse is the ``CycleCache``
@@ -35,8 +36,12 @@ they build is the ``CycleResult``, and what they may reuse is the ``CycleCache``
 
 Cost: a (tasks, flavor) pair that found no room in this cycle is not tried again, since free
 capacity only shrinks within a cycle, and a failed attempt is reused for the next job with the
-same admission key; so a cycle is linear in the pending jobs plus the placements and victim
-searches it makes.
+same admission key. The order is kept on the snapshot from one cycle to the next
+(``allot.core.pending_index``) and the walk stops once every job still to come is settled: it
+would get a verdict already reached in the same state (``allot.core.tail``); those jobs are
+explained when someone asks (``Plan.pending``). So a cycle costs the jobs that changed since
+the last one, plus the jobs it walks until nothing more can change, plus its placements and
+victim searches: on a full cluster that is a few jobs per request shape, not the whole queue.
 """
 
 from __future__ import annotations
@@ -47,16 +52,23 @@ from allot.core.admission import Attempt, try_admit
 from allot.core.checks import widest_scope
 from allot.core.cycle_cache import CycleCache, CycleResult
 from allot.core.explain import Explanation, Reason
-from allot.core.model import JobSpec
+from allot.core.model import JobId, JobSpec
 from allot.core.order import job_stream
+from allot.core.pending_index import backlog, decision_key, pending_index
 from allot.core.placement.diagnose import explain_no_fit, needs_fields, screen
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation
 from allot.core.policy import Blocking, Policy
 from allot.core.policy.backfill import Hold, Shadow, find_shadow
+from allot.core.policy.ordering import las_level
+from allot.core.preemption import Strategy
 from allot.core.preemption.phase import PreemptionPhase
 from allot.core.snapshot import Snapshot
+from allot.core.tail import PendingReasons, Tail
 
+# Stop walking once the tail is settled (``allot.core.tail``); off, every job is taken one by
+# one, which tests use to check that both give the same Plan.
+SETTLE_TAIL = True
 _UNPLACED = Explanation(Reason.NO_CAPACITY)  # placeholder until the end-of-cycle diagnosis
 _UNSCREENED = object()
 
@@ -100,9 +112,13 @@ class _Cycle:
         self.jobs = jobs
         self.result = CycleResult()
         self.cache = CycleCache(widest_scope(snap.checks))
-        self.preemption = PreemptionPhase(snap, policy, now, self.cache, self.result, jobs)
+        self.index = index = pending_index(snap, policy, jobs)
+        self.preemption = PreemptionPhase(
+            snap, policy, now, self.cache, self.result, jobs, lambda: backlog(snap, index)
+        )
         self.blocking = _Blocking()
         self.backfill: _Backfill | None = None
+        self.tail = Tail({}, {})
         self.known_queues = (
             ", ".join(q.name for q in snap.quota.config.queues) if snap.quota else ""
         )
@@ -111,7 +127,12 @@ class _Cycle:
 
     def run(self) -> None:
         snap, pending, screened = self.snap, self.result.pending, self.snap.screened
-        for spec in job_stream(snap, self.jobs, self.policy):
+        index = self.index
+        decision, nominated = index.decision, snap.nominated
+        tail = Tail(index.counts, index.runtimes)
+        self.tail = tail
+        for spec in job_stream(snap, index, self.policy):
+            before = self._state()
             # Phase 2: screen (memoised per job shape on the snapshot).
             reason = screened.get(spec.shape, _UNSCREENED)
             if reason is _UNSCREENED:
@@ -128,6 +149,55 @@ class _Cycle:
                 self._backfill(spec, self.backfill)
             else:
                 self._admit(spec)
+            key = decision[spec.id]
+            if self._state() != before:
+                backfill = self.backfill
+                tail.changed(
+                    None if backfill is None else (self.now, backfill.shadow.reservation.start_time)
+                )
+                tail.took(key, None, None)
+            elif (
+                tail.took(key, self._variant(spec), None if spec.id in nominated else spec.id)
+                and SETTLE_TAIL
+            ):
+                # Every job still to come is settled: explained on demand (``PendingReasons``).
+                return
+
+    def _state(self) -> tuple[int, ...]:
+        """What the verdicts of later jobs depend on, as far as it changes within a cycle."""
+        result, blocking = self.result, self.blocking
+        return (
+            len(result.starts),
+            len(result.preemptions),
+            len(result.reservations),
+            len(self.preemption.holds.holders),
+            len(blocking.queues),
+            blocking.everyone is not None,
+            self.backfill is not None,
+        )
+
+    def _variant(self, spec: JobSpec) -> bool | None:
+        """Whether ``spec`` would outlast the reservation (None without one)."""
+        if self.backfill is None:
+            return None
+        runtime = spec.expected_runtime
+        return runtime is None or self.now + runtime > self.backfill.shadow.reservation.start_time
+
+    def reasons(self) -> PendingReasons:
+        """The Plan's explanations: the jobs taken, and the settled tail on demand."""
+        memo = dict(self.tail.memo)
+        scope, policy = self.cache.scope, self.policy
+        las = Strategy.LAS in policy.preemption
+        attained = dict(self.snap.attained)
+        variant = self._variant
+
+        def representative(spec: JobSpec) -> JobId:
+            level = las_level(attained.get(spec.id, 0.0), policy.las_thresholds) if las else None
+            return memo[(decision_key(scope, spec, level), variant(spec))]
+
+        return PendingReasons(
+            self.result.pending, self.jobs, self.result.started_ids, representative
+        )
 
     def _release_hold(self) -> None:
         if self.backfill is not None:
@@ -317,4 +387,4 @@ def schedule(snapshot: Snapshot, pending: Sequence[JobSpec], policy: Policy, now
         cycle.restore()
     result = cycle.result
     starts, reservations = tuple(result.starts), tuple(result.reservations)
-    return Plan(starts, reservations, result.pending, tuple(result.preemptions))
+    return Plan(starts, reservations, cycle.reasons(), tuple(result.preemptions))
