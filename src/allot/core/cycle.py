@@ -46,22 +46,20 @@ victim searches: on a full cluster that is a few jobs per request shape, not the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from allot.core.admission import Attempt, try_admit
 from allot.core.checks import widest_scope
 from allot.core.cycle_cache import CycleCache, CycleResult
 from allot.core.explain import Explanation, Reason
-from allot.core.model import JobId, JobSpec
+from allot.core.model import JobSpec
 from allot.core.order import job_stream
-from allot.core.pending_index import backlog, decision_key, pending_index
+from allot.core.pending_index import backlog, pending_index
 from allot.core.placement.diagnose import explain_no_fit, needs_fields, screen
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation
 from allot.core.policy import Blocking, Policy
 from allot.core.policy.backfill import Hold, Shadow, find_shadow
-from allot.core.policy.ordering import las_level
-from allot.core.preemption import Strategy
 from allot.core.preemption.phase import PreemptionPhase
 from allot.core.snapshot import Snapshot
 from allot.core.tail import PendingReasons, Tail
@@ -119,6 +117,7 @@ class _Cycle:
         self.blocking = _Blocking()
         self.backfill: _Backfill | None = None
         self.tail = Tail({}, {})
+        self.everyone_blocked = False  # the walk stopped behind a head that blocks everyone
         self.known_queues = (
             ", ".join(q.name for q in snap.quota.config.queues) if snap.quota else ""
         )
@@ -131,8 +130,24 @@ class _Cycle:
         decision, nominated = index.decision, snap.nominated
         tail = Tail(index.counts, index.runtimes)
         self.tail = tail
+        before = self._state()
+        memo, unplaced, freed = tail.memo, self.result.unplaced, self.preemption.no_node_freed
         for spec in job_stream(snap, index, self.policy):
-            before = self._state()
+            key = decision[spec.id]
+            if memo and spec.id not in nominated:
+                # A key already decided in this state: the same verdict, nothing to try.
+                variant = self._variant(spec)
+                representative = memo.get((key, variant))
+                if representative is not None:
+                    verdict = pending[representative]
+                    pending[spec.id] = verdict
+                    if verdict is _UNPLACED:
+                        unplaced.append(spec)
+                        if representative in freed:
+                            freed[spec.id] = freed[representative]
+                    if tail.took(key, variant, spec.id) and SETTLE_TAIL:
+                        return
+                    continue
             # Phase 2: screen (memoised per job shape on the snapshot).
             reason = screened.get(spec.shape, _UNSCREENED)
             if reason is _UNSCREENED:
@@ -149,8 +164,13 @@ class _Cycle:
                 self._backfill(spec, self.backfill)
             else:
                 self._admit(spec)
-            key = decision[spec.id]
-            if self._state() != before:
+            after = self._state()
+            if after != before:
+                before = after
+                if self.blocking.everyone is not None and SETTLE_TAIL:
+                    # Everyone behind waits for the head: nothing later can start.
+                    self.everyone_blocked = True
+                    return
                 backfill = self.backfill
                 tail.changed(
                     None if backfill is None else (self.now, backfill.shadow.reservation.start_time)
@@ -185,19 +205,36 @@ class _Cycle:
 
     def reasons(self) -> PendingReasons:
         """The Plan's explanations: the jobs taken, and the settled tail on demand."""
-        memo = dict(self.tail.memo)
-        scope, policy = self.cache.scope, self.policy
-        las = Strategy.LAS in policy.preemption
+        explained = self.result.pending
+        if self.everyone_blocked:
+            return PendingReasons(
+                explained, self.jobs, self.result.started_ids, self._blocked_reason()
+            )
+        memo, index = dict(self.tail.memo), self.index
         attained = dict(self.snap.attained)
         variant = self._variant
 
-        def representative(spec: JobSpec) -> JobId:
-            level = las_level(attained.get(spec.id, 0.0), policy.las_thresholds) if las else None
-            return memo[(decision_key(scope, spec, level), variant(spec))]
+        def resolve(spec: JobSpec) -> Explanation:
+            key = index.key_of(spec, attained.get(spec.id, 0.0))
+            return explained[memo[(key, variant(spec))]]
 
-        return PendingReasons(
-            self.result.pending, self.jobs, self.result.started_ids, representative
-        )
+        return PendingReasons(explained, self.jobs, self.result.started_ids, resolve)
+
+    def _blocked_reason(self) -> Callable[[JobSpec], Explanation]:
+        """Why a job behind a head that blocks everyone waits: screened out (per shape, as of
+        this cycle), an unknown queue, or the head."""
+        everyone = self.blocking.everyone
+        assert everyone is not None
+        snap, quota, known = self.snap, self.snap.quota, self.known_queues
+        screened = {spec.shape: screen(snap, spec) for spec in self.index.shapes()}
+
+        def resolve(spec: JobSpec) -> Explanation:
+            reason = screened[spec.shape]
+            if reason is None and quota is not None and not quota.knows(spec.queue):
+                reason = Explanation(Reason.UNKNOWN_QUEUE, {"queue": spec.queue, "known": known})
+            return everyone if reason is None else reason
+
+        return resolve
 
     def _release_hold(self) -> None:
         if self.backfill is not None:

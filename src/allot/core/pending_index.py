@@ -15,8 +15,9 @@ they touched, all with C-level list operations; with nothing changed the previou
 reused as it is. The result is exactly ``sorted(jobs, key=static_key(...))``.
 
 Decision key: what a cycle's verdict for a job depends on besides the cycle's state: its
-admission key (``allot.core.checks``), queue, priority, LAS level (when LAS may preempt) and
-whether it has a runtime estimate or time limit (backfill asks). Two jobs with the same
+admission key (``allot.core.checks``), its queue (when preemption or per-queue blocking read
+it), priority (when preemption reads it), LAS level (when LAS may preempt) and whether it has
+a runtime estimate or time limit (backfill asks). Two jobs with the same
 decision key get the same verdict in the same state (``allot.core.cycle``'s tail), and the
 index keeps how many pending jobs share each one.
 
@@ -29,11 +30,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from operator import attrgetter, is_, itemgetter
+from itertools import compress
+from operator import attrgetter, is_, itemgetter, not_
 from typing import TYPE_CHECKING, cast
 
 from allot.core.checks import CacheScope, admission_key, widest_scope
-from allot.core.model import JobId, JobSpec
+from allot.core.model import JobId, JobSpec, Resources
 from allot.core.policy import Blocking, Criterion, Policy
 from allot.core.policy.ordering import INF, SortKey, las_level
 from allot.core.preemption import Strategy
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 DecisionKey = tuple[object, ...]
 GroupKey = tuple[object, ...]
 _Entry = tuple[SortKey, JobSpec]
+_Shape = tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]
 _ID = attrgetter("id")
 _TENANT = attrgetter("tenant")
 _USER = attrgetter("user")
@@ -98,6 +101,13 @@ class PendingIndex:
         self.leveled = self.las_decides or Criterion.LAS in criteria
         self.shares = Criterion.USAGE in criteria  # keeps the (tenant, user) pairs asking
         self.backfills = policy.blocking is Blocking.BACKFILL  # keeps runtimes per key
+        # The queue decides a verdict through preemption rules and per-queue blocking (an
+        # admission check that reads it puts it in the admission key); the priority only
+        # through preemption. Left out otherwise, so keys are fewer and tails settle sooner.
+        self.preempts = bool(policy.preemption)
+        self.queue_decides = self.preempts or (
+            policy.blocking is Blocking.STRICT and policy.queue_fair
+        )
         self.specs: dict[JobId, JobSpec] = {}
         self.attained: dict[JobId, float] = {}  # for jobs that had some when indexed
         self.group_of: dict[JobId, GroupKey] = {}
@@ -116,13 +126,11 @@ class PendingIndex:
         """Bring the index to exactly ``jobs``."""
         ids = list(map(_ID, jobs))
         specs = self.specs
-        if len(ids) == len(specs) and all(map(is_, map(specs.get, ids), jobs)):
-            stale: set[JobId] = set()
-        else:
-            current = dict(zip(ids, jobs, strict=True))
-            get = specs.get
-            stale = {i for i, s in current.items() if get(i) is not s}
-            stale |= specs.keys() - current.keys()
+        same = list(map(is_, map(specs.get, ids), jobs))  # all in C: no loop per job here
+        stale: set[JobId] = set()
+        if len(ids) != len(specs) or not all(same):
+            stale = set(compress(ids, map(not_, same)))
+            stale |= specs.keys() - set(ids)
         attained = snap.attained
         if self.leveled and (attained or self.attained):
             mine = self.attained
@@ -250,7 +258,20 @@ class PendingIndex:
             admission = [("job", i) for i in ids]
         decided: list[int | None] = list(levels) if self.las_decides else [None] * n
         timed = [r is not None for r in map(_RUNTIME, specs)]
-        return list(zip(admission, queues, map(_PRIORITY, specs), decided, timed, strict=True))
+        owners: list[str | None] = queues if self.queue_decides else [None] * n
+        ranks: list[int | None] = list(map(_PRIORITY, specs)) if self.preempts else [None] * n
+        return list(zip(admission, owners, ranks, decided, timed, strict=True))
+
+    def key_of(self, spec: JobSpec, attained: float) -> DecisionKey:
+        """The decision key of one job (as ``_decision_keys`` gives it)."""
+        level = las_level(attained, self.thresholds) if self.las_decides else None
+        return (
+            admission_key(self.scope, spec),
+            spec.queue if self.queue_decides else None,
+            spec.priority if self.preempts else None,
+            level,
+            spec.expected_runtime is not None,
+        )
 
     def _add_runtimes(self, specs: list[JobSpec], keys: list[DecisionKey]) -> None:
         runtimes = self.runtimes
@@ -267,6 +288,17 @@ class PendingIndex:
             runtimes[key].sort()
 
     # ------------------------------------------------------------------ reading
+
+    def shapes(self) -> list[JobSpec]:
+        """A job of every request shape pending: built from the decision keys (one per key),
+        unless the admission key is the job itself."""
+        if self.scope is CacheScope.JOB:
+            return list({s.shape: s for s in self.specs.values()}.values())
+        shapes = {cast(_Shape, cast(tuple[object, ...], key[0])[-1]) for key in self.counts}
+        return [
+            JobSpec(0, "", "", "", tuple(Resources(*t) for t in tasks), flavors)
+            for tasks, flavors in shapes
+        ]
 
     def ordered(self, factors: FairShareFactors | None) -> list[JobSpec]:
         """Every job, in the policy's static order under ``factors`` (the caller must not
@@ -302,17 +334,6 @@ class PendingIndex:
         return ordered
 
 
-def decision_key(scope: CacheScope, spec: JobSpec, level: int | None) -> DecisionKey:
-    """What a cycle's verdict for ``spec`` depends on besides the cycle's state."""
-    return (
-        admission_key(scope, spec),
-        spec.queue,
-        spec.priority,
-        level,
-        spec.expected_runtime is not None,
-    )
-
-
 def pending_index(snap: Snapshot, policy: Policy, jobs: Sequence[JobSpec]) -> PendingIndex:
     """The snapshot's index for ``policy``, brought up to ``jobs``."""
     scope = widest_scope(snap.checks)
@@ -320,8 +341,8 @@ def pending_index(snap: Snapshot, policy: Policy, jobs: Sequence[JobSpec]) -> Pe
         policy.order,
         policy.las_thresholds,
         scope,
-        Strategy.LAS in policy.preemption,
-        policy.blocking is Blocking.BACKFILL,
+        policy.preemption,
+        policy.blocking,
     )
     index = snap.pending_index.get(signature)
     if not isinstance(index, PendingIndex):

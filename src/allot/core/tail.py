@@ -84,7 +84,7 @@ class Tail:
         return len(self._settled) == self.live
 
 
-Resolve = Callable[[JobSpec], JobId]
+Resolve = Callable[[JobSpec], Explanation]
 
 
 class PendingReasons(Mapping[JobId, Explanation]):
@@ -95,12 +95,12 @@ class PendingReasons(Mapping[JobId, Explanation]):
         explained: dict[JobId, Explanation],
         jobs: Sequence[JobSpec] = (),
         started: frozenset[JobId] | set[JobId] = frozenset(),
-        representative: Resolve | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
         self._explained = explained
-        self._jobs = jobs if representative is not None else ()
+        self._jobs = jobs if resolve is not None else ()
         self._started = started
-        self._representative = representative
+        self._resolve = resolve
         self._tail: dict[JobId, JobSpec] | None = None
         self._resolved: dict[JobId, Explanation] = {}
 
@@ -120,8 +120,8 @@ class PendingReasons(Mapping[JobId, Explanation]):
         if found is not None:
             return found
         spec = self._rest()[job_id]  # KeyError for a job that is not pending
-        assert self._representative is not None
-        found = self._resolved[job_id] = self._explained[self._representative(spec)]
+        assert self._resolve is not None
+        found = self._resolved[job_id] = self._resolve(spec)
         return found
 
     def __contains__(self, job_id: object) -> bool:
