@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, cast
 from allot.core.checks import CacheScope, admission_key, widest_scope
 from allot.core.model import JobId, JobSpec, Resources
 from allot.core.policy import Blocking, Criterion, Policy
-from allot.core.policy.ordering import INF, SortKey, las_level
+from allot.core.policy.ordering import INF, SortKey, expected_work, las_level
 from allot.core.preemption import Strategy
 from allot.core.preemption.finder import Backlog, backlog_of
 from allot.core.quota.config import FlavorResource
@@ -67,6 +67,8 @@ def _group_value(criterion: Criterion, spec: JobSpec, level: int) -> object:
         return spec.priority
     if criterion is Criterion.SJF:
         return spec.expected_runtime
+    if criterion is Criterion.WORK:
+        return expected_work(spec)
     if criterion is Criterion.LAS:
         return level
     return (spec.tenant, spec.user)
@@ -78,6 +80,8 @@ def _part(criterion: Criterion, value: object, factors: FairShareFactors | None)
         return (-value,)  # type: ignore[operator]
     if criterion is Criterion.SJF:
         return (INF if value is None else value,)  # type: ignore[return-value]
+    if criterion is Criterion.WORK:
+        return (value,)  # type: ignore[return-value]
     if criterion is Criterion.LAS:
         return (value,)  # type: ignore[return-value]
     if factors is None:
@@ -235,6 +239,8 @@ class PendingIndex:
                 columns.append([-p for p in map(_PRIORITY, specs)])
             elif c is Criterion.SJF:
                 columns.append([INF if r is None else r for r in map(_RUNTIME, specs)])
+            elif c is Criterion.WORK:
+                columns.append(list(map(expected_work, specs)))
             elif c is Criterion.LAS:
                 columns.append([float(level) for level in levels])
         return list(zip(*columns, map(_SUBMIT, specs), ids, strict=True))
