@@ -111,3 +111,14 @@ def test_every_job_can_be_marked_checkpointable_or_not() -> None:
     ].spec.checkpointable
     with pytest.raises(ValueError, match="checkpointable: unknown mode 'some'"):
         with_checkpointing(workload, "some")
+
+
+def test_a_waiting_job_is_predicted_once_enough_jobs_have_completed() -> None:
+    workload = [TraceJob(spec(k, 0.0, gpus=8), 100.0) for k in range(1, 5)]
+    result = Simulation(
+        one_node(),
+        with_estimates(workload, "predicted"),
+        get_policy("fifo"),
+        predictor=RuntimePredictor(),
+    ).run()
+    assert {r.job_id: r.predicted for r in result.jobs} == {1: None, 2: None, 3: None, 4: 100.0}

@@ -25,7 +25,8 @@ clock and further failures, so the jobs left pending can never start; they stay 
 (``finish`` is None). Without this rule a failure model would keep the run going for ever.
 
 Estimates: with a ``RuntimePredictor`` (``--estimates predicted``), every job gets the estimate
-predicted when it arrives, learned from the jobs completed before (``allot.sim.predict``).
+predicted when it arrives, learned from the jobs completed before (``allot.sim.predict``); a
+job the predictor knew nothing of then is predicted again at each completion while it waits.
 
 Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
 engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
@@ -182,6 +183,7 @@ class Simulation:
         self.cluster = cluster
         self.checkpointing = checkpointing or Checkpointing()
         self.predictor = predictor
+        self.unpredicted: set[JobId] = set()  # pending jobs the predictor knew nothing of
         self.policy = policy
         self.failures = failures
         self.rng = random.Random(seed)
@@ -280,11 +282,20 @@ class Simulation:
             len(spec.tasks),
         )
         if self.predictor is not None:
-            predicted = self.predictor.predict(spec)
-            if predicted is not None:
-                spec = replace(spec, runtime_estimate=predicted)
-                self.records[spec.id].predicted = predicted
+            spec = self._predicted(spec)
         self._enqueue(spec)
+
+    def _predicted(self, spec: JobSpec) -> JobSpec:
+        """``spec`` with the runtime predicted now, if there is one; a job left without one
+        is predicted again whenever a job completes, until it has one or starts."""
+        assert self.predictor is not None
+        predicted = self.predictor.predict(spec)
+        if predicted is None:
+            self.unpredicted.add(spec.id)
+            return spec
+        self.unpredicted.discard(spec.id)
+        self.records[spec.id].predicted = predicted
+        return replace(spec, runtime_estimate=predicted)
 
     def _handle(self, kind: _Kind, subject: int, token: int, now: float) -> int:
         """Apply one event; returns 1 when a job completed."""
@@ -305,6 +316,12 @@ class Simulation:
             if self.predictor is not None:
                 worked = record.runtime if not record.timed_out else job.spec.time_limit
                 self.predictor.learn(job.spec, worked or record.runtime)
+                for job_id in sorted(self.unpredicted):
+                    waiting = self.pending.get(job_id)
+                    if waiting is None:
+                        self.unpredicted.discard(job_id)
+                    else:
+                        self.pending[job_id] = self._predicted(waiting)
             return 1
         assert self.failures is not None
         name = self.cluster.nodes[subject].name
