@@ -3,7 +3,9 @@
 Nominated jobs (those whose preemptions were issued in an earlier cycle) come first, in the
 policy's order: the room their victims leave is theirs.
 
-Without the DRS criterion this is a plain sort by the policy's static key. With it (Kueue
+Without the DRS criterion this is the policy's static key order, kept on the snapshot from one
+cycle to the next (``allot.core.pending_index``); the stream is lazy, so a cycle that stops
+early pays only for the jobs it took. With it (Kueue
 KEP-1714 fair sharing), guaranteed quota comes before borrowed quota, in two passes:
 1. every job whose admission keeps its queue within its nominal quota, in the static order
    (under STRICT blocking a queue's first borrowing job defers the rest of that queue, so a

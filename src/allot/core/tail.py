@@ -10,6 +10,11 @@ and changes nothing either; so once every key still pending has been seen since 
 in each variant its jobs may have, nothing later can change the state, and every job not taken
 gets the verdict its key's representative got. ``Tail`` does that bookkeeping in O(1) per job.
 
+The same argument lets the cycle give a job whose key and variant were already decided in
+the current state its verdict without trying it (the cycle's fast path), and stop at once
+behind a head that blocks everyone (strict FIFO): every later job then waits for that head,
+or is screened out, whatever it is.
+
 ``PendingReasons`` is the Plan's ``pending``: the explanations of the jobs taken, and for the
 others the representative's explanation, looked up the first time someone asks. Nobody asking
 (the simulator) costs nothing.
