@@ -31,7 +31,8 @@ alone (fewest GPUs first, no preemption) gained only 15 %. Within a LAS level th
 expected to need the least GPU-time goes first (fewest GPUs when no runtime is known), which
 is the Tiresias order plus a size tie-break; decayed usage breaks the remaining ties. Best
 effort, not backfill: without estimates a reservation cannot be made and EASY backfill would
-wait behind the head.
+wait behind the head. With quotas configured the queues' rules alone preempt
+(``allot.core.preemption.finder.effective_strategies``).
 """
 
 from __future__ import annotations
