@@ -1,8 +1,15 @@
-"""Full replay of the Microsoft Philly trace (Sep-Oct 2017, 52,849 jobs) for each policy on
-``examples/cluster-philly.yaml``; prints wall time and events per second.
+"""Replay of the Microsoft Philly trace (Sep-Oct 2017, 52,849 jobs) for each policy; prints
+wall time, events per second and the figures that judge a policy: mean, p50 and p99 JCT,
+mean bounded slowdown, Jain's index across tenants, preemptions and lost GPU-hours.
 
-Run: ``.venv/bin/python benchmarks/sim_philly.py [--policies fifo,backfill] [--limit N]``.
-Needs ``../shared/traces/philly/philly-2017-09-10.csv`` (or ``--trace PATH``).
+Default cluster: ``examples/cluster-philly-contended.yaml`` (384 GPUs; strict FIFO's mean wait
+is over a day). Estimates default to what a live system has (``none``); ``--estimates
+predicted`` learns them online. ``--checkpointable all`` (the default here) lets 2D-LAS
+preempt as Tiresias assumes; lost work follows ``Checkpointing``'s defaults.
+
+Run: ``.venv/bin/python benchmarks/sim_philly.py [--policies fifo,backfill] [--limit N]
+[--cluster FILE] [--estimates none|predicted|exact]``. Needs ``../shared/traces/philly/
+philly-2017-09-10.csv`` next to the project (or ``--trace PATH``).
 """
 
 from __future__ import annotations
@@ -19,10 +26,17 @@ from allot.core.policy import get_policy
 from allot.sim.cluster import load_cluster
 from allot.sim.engine import Simulation, with_estimates
 from allot.sim.metrics import compute_metrics
+from allot.sim.predict import RuntimePredictor
 from allot.sim.traces import read_philly
+from allot.sim.workload import with_checkpointing
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TRACE = ROOT.parent / "shared" / "traces" / "philly" / "philly-2017-09-10.csv"
+POLICIES = "fifo,besteffort,backfill,fairshare,kueue,las,allot"
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.2f} h"
 
 
 def main() -> None:
@@ -30,50 +44,66 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
-    parser.add_argument("--cluster", type=Path, default=ROOT / "examples" / "cluster-philly.yaml")
-    parser.add_argument("--policies", default="fifo,besteffort,priority,sjf,backfill")
+    parser.add_argument(
+        "--cluster", type=Path, default=ROOT / "examples" / "cluster-philly-contended.yaml"
+    )
+    parser.add_argument("--policies", default=POLICIES)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--estimates", default="none", choices=("none", "predicted", "exact"))
+    parser.add_argument("--checkpointable", default="all", choices=("keep", "all", "none"))
     args = parser.parse_args()
     if not args.trace.exists():
-        sys.exit(
-            f"needs the Philly trace at {args.trace} (../shared/traces is absent); pass --trace"
-        )
+        sys.exit(f"needs the Philly trace at {args.trace}; pass --trace")
 
     started = time.perf_counter()
-    workload = with_estimates(read_philly(args.trace, limit=args.limit), "exact")
+    jobs = read_philly(args.trace, limit=args.limit)
+    workload = with_checkpointing(with_estimates(jobs, args.estimates), args.checkpointable)
     read_s = time.perf_counter() - started
     cluster = load_cluster(args.cluster).cluster
     table = Table(
-        title=f"Philly replay: {len(workload):,} jobs on {cluster.name} "
-        f"({cluster.total_gpus} GPUs); trace read in {read_s:.2f} s"
+        title=f"Philly replay: {len(workload):,} jobs on {cluster.name} ({cluster.total_gpus} "
+        f"GPUs), estimates {args.estimates}; trace read in {read_s:.2f} s"
     )
-    for column in (
+    columns = (
         "policy",
         "wall",
-        "events",
         "events/s",
         "cycles",
         "mean JCT",
-        "mean wait",
-        "GPU alloc",
-    ):
+        "p50 JCT",
+        "p99 JCT",
+        "mean bsld",
+        "Jain",
+        "preempt.",
+        "lost GPU-h",
+        "pred. err",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right")
+    console = Console(width=160)
     for name in args.policies.split(","):
+        predictor = RuntimePredictor() if args.estimates == "predicted" else None
         started = time.perf_counter()
-        result = Simulation(cluster, workload, get_policy(name)).run()
+        result = Simulation(cluster, workload, get_policy(name), predictor=predictor).run()
         wall = time.perf_counter() - started
         m = compute_metrics(result)
+        error = m.prediction.median_relative_error
         table.add_row(
             name,
             f"{wall:.1f} s",
-            f"{result.events:,}",
             f"{result.events / wall:,.0f}",
             f"{result.cycles:,}",
-            f"{(m.jct_s.mean or 0) / 3600:.2f} h",
-            f"{(m.queueing_delay_s.mean or 0) / 3600:.2f} h",
-            f"{(m.gpu_allocation_fraction or 0) * 100:.1f} %",
+            _hours(m.jct_s.mean),
+            _hours(m.jct_s.median),
+            _hours(m.jct_s.p99),
+            f"{m.bounded_slowdown.mean or 0:,.1f}",
+            f"{m.jain_index or 0:.3f}",
+            f"{m.preemptions:,}",
+            f"{m.lost_gpu_hours:,.0f}",
+            "-" if error is None else f"{error:.2f}",
         )
-    Console(width=140).print(table)
+        console.print(f"{name}: {wall:.1f} s", highlight=False)
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,24 @@ def test_a_job_file_workdir_is_relative_to_the_file(
     assert ok(allot("logs", relative)) == f"{data}\nfrom the file's folder\n"
     assert finished(unsaid)["workdir"] == str(elsewhere)
     assert ok(allot("logs", unsaid)) == f"{elsewhere}\nfrom where it was submitted\n"
+
+
+@pytest.mark.usefixtures("env")
+def test_whatif_replays_the_jobs_that_ran_under_each_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = [submitted("--gpus", "1", "--", "sh", "-c", "sleep 0.2") for _ in range(2)]
+    assert all(finished(job_id)["state"] == "succeeded" for job_id in ran)
+    out = json.loads(ok(allot("whatif", "--policy", "allot,fifo", "--since", "1d", "-o", "json")))
+    assert list(out) == ["allot", "fifo"]
+    assert all(figures["completed"] == figures["jobs"] >= 2 for figures in out.values())
+    table = ok(allot("whatif", "--policy", "las", "--since", "1d"))
+    assert "Mean JCT" in table or "JCT" in table
+
+
+@pytest.mark.usefixtures("env")
+def test_whatif_names_a_bad_span() -> None:
+    result = allot("whatif", "--since", "soon")
+    assert result.exit_code != 0
+    assert "--since" in result.output

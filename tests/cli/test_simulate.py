@@ -120,7 +120,7 @@ def test_readme_command_writes_a_report_of_every_policy(readme_run: tuple[Result
     assert meta["trace"] == str(SYNTHETIC)
     assert meta["trace_format"] == "synthetic"
     assert (meta["cluster_name"], meta["cluster_gpus"], meta["jobs"]) == ("small", 64, 300)
-    assert (meta["limit"], meta["estimates"], meta["failures"]) == (300, "exact", False)
+    assert (meta["limit"], meta["estimates"], meta["failures"]) == (300, "none", False)
     assert written["never_fit"] == []
 
 

@@ -170,7 +170,9 @@ def test_the_readme_replay_shows_policies_apart(traces_dir: Path, tmp_path: Path
     # Strict FIFO queues behind pods only the one G3 node holds; the others pass them.
     assert policies["fifo"]["queueing_delay_s"]["mean"] > 3600
     assert policies["fifo"]["queueing_delay_s"]["p95"] > 5 * 3600
-    for name in ("besteffort", "sjf", "backfill"):
+    for name in ("besteffort", "sjf"):
         assert policies[name]["queueing_delay_s"]["mean"] < 120
+    # Without runtime estimates (the default) EASY backfill cannot reserve: it waits as FIFO.
+    assert policies["backfill"]["queueing_delay_s"] == policies["fifo"]["queueing_delay_s"]
     for name in ("jct_cdf.png", "timeline.png"):
         assert (out / name).is_file()

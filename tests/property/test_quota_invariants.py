@@ -44,6 +44,7 @@ from allot.core.plan import Plan
 from allot.core.policy import Policy, get_policy
 from allot.core.policy.ordering import las_level
 from allot.core.preemption import Strategy
+from allot.core.preemption.finder import effective_strategies
 from allot.core.quota import request_of
 from allot.core.quota.config import (
     CohortSpec,
@@ -336,7 +337,9 @@ def _allowed_in(
     """Independent statement of each strategy's rule, in the state ``running`` at ``now``
     with the jobs ``pending``."""
     rules = config.queue_by_name[spec.queue].preemption
-    if strategy not in policy.preemption or not victim.spec.preemptible:
+    if strategy not in effective_strategies(policy.preemption, with_quotas=True):
+        return False
+    if not victim.spec.preemptible:
         return False
     if strategy is Strategy.WITHIN_QUEUE:
         if rules.within_queue is WithinQueue.NEVER or victim.spec.queue != spec.queue:

@@ -722,7 +722,8 @@ def test_keep_estimates_returns_the_workload_unchanged() -> None:
 
 
 def test_an_unknown_estimates_mode_is_an_error() -> None:
-    with pytest.raises(SimulationError, match=r"estimates: unknown mode 'guess'; known: exact"):
+    known = r"known: none, predicted, exact"
+    with pytest.raises(SimulationError, match=rf"estimates: unknown mode 'guess'; {known}"):
         with_estimates(head_of_line(), "guess")
 
 

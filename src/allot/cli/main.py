@@ -21,6 +21,10 @@ COMMANDS = {
         "Replay a trace on a cluster under each policy and compare them side by side.",
         no_args_is_help=True,
     ),
+    "whatif": Entry(
+        "allot.cli.whatif:whatif",
+        "Replay your own history under other policies or quotas and compare them side by side.",
+    ),
     "submit": Entry(
         "allot.cli.submit:submit",
         "Submit a job from a job file, or the command after --, like sbatch.",

@@ -36,9 +36,18 @@ class TraceFormat(StrEnum):
 class Estimates(StrEnum):
     """Where the scheduler's runtime estimates come from."""
 
-    exact = "exact"
     none = "none"
+    predicted = "predicted"
+    exact = "exact"
     keep = "keep"
+
+
+class Checkpointable(StrEnum):
+    """Which jobs can checkpoint."""
+
+    keep = "keep"
+    all = "all"
+    none = "none"
 
 
 class OutputFormat(StrEnum):
@@ -130,10 +139,31 @@ def simulate(
         Estimates,
         typer.Option(
             metavar="KIND",
-            help="Runtime estimates the scheduler sees: the trace's real duration (exact), "
-            "none, or what the trace carries (keep).",
+            help="Runtime estimates the scheduler sees: none (only the trace's time limits, "
+            "as a live system), predicted (learned online from completed jobs), the trace's "
+            "real duration (exact, an upper bound), or what the trace carries (keep).",
         ),
-    ] = Estimates.exact,
+    ] = Estimates.none,
+    checkpointable: Annotated[
+        Checkpointable,
+        typer.Option(
+            metavar="WHICH",
+            help="Jobs that resume from a checkpoint after a preemption: as the trace says "
+            "(keep), all, or none.",
+        ),
+    ] = Checkpointable.keep,
+    checkpoint_period: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="A checkpointable job checkpoints this often (0: at the stop).",
+        ),
+    ] = 1_800.0,
+    restart_overhead: Annotated[
+        float,
+        typer.Option(min=0, metavar="SECONDS", help="Time to reload a checkpoint on restart."),
+    ] = 60.0,
     output: Annotated[
         OutputFormat, typer.Option(metavar="FORMAT", help="table or json.")
     ] = OutputFormat.table,
@@ -158,10 +188,18 @@ def simulate(
     from allot.core.model import SpecError
     from allot.core.policy import UnknownPolicyError
     from allot.sim.cluster import load_cluster
-    from allot.sim.engine import Simulation, SimulationError, check_some_job_fits, with_estimates
+    from allot.sim.engine import (
+        Checkpointing,
+        Simulation,
+        SimulationError,
+        check_some_job_fits,
+        with_estimates,
+    )
     from allot.sim.metrics import compute_metrics
+    from allot.sim.predict import RuntimePredictor
     from allot.sim.report import write_plots, write_report
     from allot.sim.result import SimResult
+    from allot.sim.workload import with_checkpointing
 
     console = Console(stderr=output is OutputFormat.json)
     try:
@@ -172,7 +210,7 @@ def simulate(
             quota_config = load_quotas(quotas)
             check_against_cluster(quota_config, config.cluster.flavors, quotas)
         fmt, jobs = _read_trace(trace, trace_format, limit)
-        workload = with_estimates(jobs, estimates.value)
+        workload = with_checkpointing(with_estimates(jobs, estimates.value), checkpointable.value)
         check_some_job_fits(
             config.cluster, workload, cluster_file=str(cluster), trace_file=str(trace)
         )
@@ -206,6 +244,8 @@ def simulate(
                     failures=config.failures,
                     seed=seed,
                     progress=progress,
+                    checkpointing=Checkpointing(checkpoint_period, restart_overhead),
+                    predictor=RuntimePredictor() if estimates is Estimates.predicted else None,
                 ).run()
             except SimulationError as err:
                 console.print(
@@ -227,6 +267,9 @@ def simulate(
         "jobs": len(workload),
         "limit": limit,
         "estimates": estimates.value,
+        "checkpointable": checkpointable.value,
+        "checkpoint_period_s": checkpoint_period,
+        "restart_overhead_s": restart_overhead,
         "seed": seed,
         "failures": config.failures is not None,
         "wall_seconds": wall,

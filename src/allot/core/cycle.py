@@ -27,7 +27,8 @@ Phases, in order:
    later job expected to end by then may use anything free, a longer one only what the hold
    leaves (``allot.core.policy.backfill``).
 7. Restore: undo every edit, so the snapshot is exactly as it came in, explain every job left
-   pending against what is free after this cycle's starts, and return the Plan.
+   pending against what is free after this cycle's starts (the settled tail on demand, with
+   its representative's explanation), and return the Plan.
 
 State: each phase keeps its own (``PreemptionPhase``, ``_Backfill``, ``_Blocking``); what
 they build is the ``CycleResult``, and what they may reuse is the ``CycleCache``
@@ -35,13 +36,17 @@ they build is the ``CycleResult``, and what they may reuse is the ``CycleCache``
 
 Cost: a (tasks, flavor) pair that found no room in this cycle is not tried again, since free
 capacity only shrinks within a cycle, and a failed attempt is reused for the next job with the
-same admission key; so a cycle is linear in the pending jobs plus the placements and victim
-searches it makes.
+same admission key. The order is kept on the snapshot from one cycle to the next
+(``allot.core.pending_index``) and the walk stops once every job still to come is settled: it
+would get a verdict already reached in the same state (``allot.core.tail``); those jobs are
+explained when someone asks (``Plan.pending``). So a cycle costs the jobs that changed since
+the last one, plus the jobs it walks until nothing more can change, plus its placements and
+victim searches: on a full cluster that is a few jobs per request shape, not the whole queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from allot.core.admission import Attempt, try_admit
 from allot.core.checks import widest_scope
@@ -49,6 +54,7 @@ from allot.core.cycle_cache import CycleCache, CycleResult
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobSpec
 from allot.core.order import job_stream
+from allot.core.pending_index import backlog, pending_index
 from allot.core.placement.diagnose import explain_no_fit, needs_fields, screen
 from allot.core.placement.select import choose_placement
 from allot.core.plan import Plan, Reservation
@@ -56,7 +62,11 @@ from allot.core.policy import Blocking, Policy
 from allot.core.policy.backfill import Hold, Shadow, find_shadow
 from allot.core.preemption.phase import PreemptionPhase
 from allot.core.snapshot import Snapshot
+from allot.core.tail import PendingReasons, Tail
 
+# Stop walking once the tail is settled (``allot.core.tail``); off, every job is taken one by
+# one, which tests use to check that both give the same Plan.
+SETTLE_TAIL = True
 _UNPLACED = Explanation(Reason.NO_CAPACITY)  # placeholder until the end-of-cycle diagnosis
 _UNSCREENED = object()
 
@@ -100,9 +110,14 @@ class _Cycle:
         self.jobs = jobs
         self.result = CycleResult()
         self.cache = CycleCache(widest_scope(snap.checks))
-        self.preemption = PreemptionPhase(snap, policy, now, self.cache, self.result, jobs)
+        self.index = index = pending_index(snap, policy, jobs)
+        self.preemption = PreemptionPhase(
+            snap, policy, now, self.cache, self.result, jobs, lambda: backlog(snap, index)
+        )
         self.blocking = _Blocking()
         self.backfill: _Backfill | None = None
+        self.tail = Tail({}, {})
+        self.everyone_blocked = False  # the walk stopped behind a head that blocks everyone
         self.known_queues = (
             ", ".join(q.name for q in snap.quota.config.queues) if snap.quota else ""
         )
@@ -111,7 +126,28 @@ class _Cycle:
 
     def run(self) -> None:
         snap, pending, screened = self.snap, self.result.pending, self.snap.screened
-        for spec in job_stream(snap, self.jobs, self.policy):
+        index = self.index
+        decision, nominated = index.decision, snap.nominated
+        tail = Tail(index.counts, index.runtimes)
+        self.tail = tail
+        before = self._state()
+        memo, unplaced, freed = tail.memo, self.result.unplaced, self.preemption.no_node_freed
+        for spec in job_stream(snap, index, self.policy):
+            key = decision[spec.id]
+            if memo and spec.id not in nominated:
+                # A key already decided in this state: the same verdict, nothing to try.
+                variant = self._variant(spec)
+                representative = memo.get((key, variant))
+                if representative is not None:
+                    verdict = pending[representative]
+                    pending[spec.id] = verdict
+                    if verdict is _UNPLACED:
+                        unplaced.append(spec)
+                        if representative in freed:
+                            freed[spec.id] = freed[representative]
+                    if tail.took(key, variant, spec.id) and SETTLE_TAIL:
+                        return
+                    continue
             # Phase 2: screen (memoised per job shape on the snapshot).
             reason = screened.get(spec.shape, _UNSCREENED)
             if reason is _UNSCREENED:
@@ -128,6 +164,77 @@ class _Cycle:
                 self._backfill(spec, self.backfill)
             else:
                 self._admit(spec)
+            after = self._state()
+            if after != before:
+                before = after
+                if self.blocking.everyone is not None and SETTLE_TAIL:
+                    # Everyone behind waits for the head: nothing later can start.
+                    self.everyone_blocked = True
+                    return
+                backfill = self.backfill
+                tail.changed(
+                    None if backfill is None else (self.now, backfill.shadow.reservation.start_time)
+                )
+                tail.took(key, None, None)
+            elif (
+                tail.took(key, self._variant(spec), None if spec.id in nominated else spec.id)
+                and SETTLE_TAIL
+            ):
+                # Every job still to come is settled: explained on demand (``PendingReasons``).
+                return
+
+    def _state(self) -> tuple[int, ...]:
+        """What the verdicts of later jobs depend on, as far as it changes within a cycle."""
+        result, blocking = self.result, self.blocking
+        return (
+            len(result.starts),
+            len(result.preemptions),
+            len(result.reservations),
+            len(self.preemption.holds.holders),
+            len(blocking.queues),
+            blocking.everyone is not None,
+            self.backfill is not None,
+        )
+
+    def _variant(self, spec: JobSpec) -> bool | None:
+        """Whether ``spec`` would outlast the reservation (None without one)."""
+        if self.backfill is None:
+            return None
+        runtime = spec.expected_runtime
+        return runtime is None or self.now + runtime > self.backfill.shadow.reservation.start_time
+
+    def reasons(self) -> PendingReasons:
+        """The Plan's explanations: the jobs taken, and the settled tail on demand."""
+        explained = self.result.pending
+        if self.everyone_blocked:
+            return PendingReasons(
+                explained, self.jobs, self.result.started_ids, self._blocked_reason()
+            )
+        memo, index = dict(self.tail.memo), self.index
+        attained = dict(self.snap.attained)
+        variant = self._variant
+
+        def resolve(spec: JobSpec) -> Explanation:
+            key = index.key_of(spec, attained.get(spec.id, 0.0))
+            return explained[memo[(key, variant(spec))]]
+
+        return PendingReasons(explained, self.jobs, self.result.started_ids, resolve)
+
+    def _blocked_reason(self) -> Callable[[JobSpec], Explanation]:
+        """Why a job behind a head that blocks everyone waits: screened out (per shape, as of
+        this cycle), an unknown queue, or the head."""
+        everyone = self.blocking.everyone
+        assert everyone is not None
+        snap, quota, known = self.snap, self.snap.quota, self.known_queues
+        screened = {spec.shape: screen(snap, spec) for spec in self.index.shapes()}
+
+        def resolve(spec: JobSpec) -> Explanation:
+            reason = screened[spec.shape]
+            if reason is None and quota is not None and not quota.knows(spec.queue):
+                reason = Explanation(Reason.UNKNOWN_QUEUE, {"queue": spec.queue, "known": known})
+            return everyone if reason is None else reason
+
+        return resolve
 
     def _release_hold(self) -> None:
         if self.backfill is not None:
@@ -317,4 +424,4 @@ def schedule(snapshot: Snapshot, pending: Sequence[JobSpec], policy: Policy, now
         cycle.restore()
     result = cycle.result
     starts, reservations = tuple(result.starts), tuple(result.reservations)
-    return Plan(starts, reservations, result.pending, tuple(result.preemptions))
+    return Plan(starts, reservations, cycle.reasons(), tuple(result.preemptions))

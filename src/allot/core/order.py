@@ -3,7 +3,9 @@
 Nominated jobs (those whose preemptions were issued in an earlier cycle) come first, in the
 policy's order: the room their victims leave is theirs.
 
-Without the DRS criterion this is a plain sort by the policy's static key. With it (Kueue
+Without the DRS criterion this is the policy's static key order, kept on the snapshot from one
+cycle to the next (``allot.core.pending_index``); the stream is lazy, so a cycle that stops
+early pays only for the jobs it took. With it (Kueue
 KEP-1714 fair sharing), guaranteed quota comes before borrowed quota, in two passes:
 1. every job whose admission keeps its queue within its nominal quota, in the static order
    (under STRICT blocking a queue's first borrowing job defers the rest of that queue, so a
@@ -18,9 +20,10 @@ each share is computed once per job, right after the cycle acted on the previous
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 from allot.core.model import JobSpec
+from allot.core.pending_index import PendingIndex
 from allot.core.placement.diagnose import accepted_flavors
 from allot.core.policy import Blocking, Criterion, Policy
 from allot.core.policy.ordering import SortKey, sort_key
@@ -32,15 +35,19 @@ from allot.core.snapshot import Snapshot
 SortKeyFn = Callable[[JobSpec], SortKey]
 
 
-def static_key(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> SortKeyFn:
-    """The policy's sort key for this cycle (fair-share factors computed once)."""
+def static_key(
+    snap: Snapshot, policy: Policy, asking: Iterable[tuple[str, str]]
+) -> tuple[SortKeyFn, FairShareFactors | None]:
+    """The policy's sort key for this cycle and the fair-share factors it uses (computed once,
+    for the (tenant, user) pairs ``asking``)."""
     factors = None
     if Criterion.USAGE in policy.order:
         shares = {t.name: t.share for t in snap.quota.config.tenants} if snap.quota else {}
-        factors = FairShareFactors.compute(snap.history, shares, {(j.tenant, j.user) for j in jobs})
-    return sort_key(
+        factors = FairShareFactors.compute(snap.history, shares, asking)
+    key = sort_key(
         policy.order, attained=snap.attained, thresholds=policy.las_thresholds, factors=factors
     )
+    return key, factors
 
 
 def _share_after(snap: Snapshot, spec: JobSpec) -> ShareOrder:
@@ -63,15 +70,17 @@ def _within_nominal(snap: Snapshot, spec: JobSpec) -> bool:
     )
 
 
-def job_stream(snap: Snapshot, jobs: Sequence[JobSpec], policy: Policy) -> Iterator[JobSpec]:
-    """Yield ``jobs`` in the order the cycle should consider them."""
-    key = static_key(snap, jobs, policy)
-    ordered = sorted(jobs, key=key)
+def job_stream(snap: Snapshot, index: PendingIndex, policy: Policy) -> Iterator[JobSpec]:
+    """Yield the jobs of ``index`` in the order the cycle should consider them. Lazy: a cycle
+    that stops early pays only for the jobs it took."""
+    key, factors = static_key(snap, policy, index.users)
+    ordered: Iterable[JobSpec] = index.ordered(factors)
     if snap.nominated:
-        first = [j for j in ordered if j.id in snap.nominated]
+        first = sorted((index.specs[i] for i in snap.nominated if i in index.specs), key=key)
         if first:
             yield from first
-            ordered = [j for j in ordered if j.id not in snap.nominated]
+            skip = {j.id for j in first}
+            ordered = (j for j in ordered if j.id not in skip)
     if not policy.queue_fair or snap.quota is None:
         yield from ordered
         return

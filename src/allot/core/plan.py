@@ -7,6 +7,7 @@ cycle made them; every job that was pending and is not started has exactly one e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from allot.core.explain import Explanation
@@ -45,7 +46,8 @@ class Plan:
 
     starts: tuple[Start, ...] = ()
     reservations: tuple[Reservation, ...] = ()
-    pending: dict[JobId, Explanation] = field(default_factory=dict)
+    # Read-only; the jobs a cycle did not take one by one are explained when first asked.
+    pending: Mapping[JobId, Explanation] = field(default_factory=dict)
     preemptions: tuple[Preemption, ...] = ()
 
     def started_ids(self) -> frozenset[JobId]:

@@ -146,6 +146,9 @@ class Snapshot:
         # cleared whenever a node changes state, so they survive across scheduling cycles.
         self.memo: dict[object, object] = {}
         self.screened: dict[object, object] = {}
+        # The pending jobs' order and decision keys per policy, kept from one cycle to the next
+        # (``allot.core.pending_index``); it follows the jobs passed in, not the nodes.
+        self.pending_index: dict[object, object] = {}
         # flavor -> [(pool, bitset of its nodes)], only for flavors whose nodes span pools.
         self.pools: dict[str, list[tuple[str, int]]] = {}
         by_pool: dict[str, dict[str, int]] = {}

@@ -7,8 +7,11 @@ applied, then the same ``schedule()`` the live control plane uses is called once
 is applied to the simulator's snapshot.
 
 Work model: a job needs ``duration`` seconds of running. A preempted job keeps running through
-its grace period; a checkpointable one then resumes later with the work it had done, any other
-restarts from scratch (the lost GPU-seconds are counted). A job on a failed node stops at once
+its grace period; a checkpointable one then resumes later from its last checkpoint
+(``Checkpointing``: one every ``period`` seconds of a run, 0 for one at the stop itself) and
+pays ``restart_overhead`` seconds to reload it; any other job restarts from scratch. Lost
+GPU-seconds count the work since the last checkpoint plus the reload (checkpointable) or the
+whole run (not). A job on a failed node stops at once
 and restarts from where its run began (a failure restart, counted apart from preemptions). A
 job with a ``time_limit`` shorter than the work it has left is ended at ``start + time_limit``
 and not requeued, as Slurm does (``TIMEOUT``); its record is marked ``timed_out``. Attained
@@ -27,6 +30,9 @@ Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it r
 comparative advantage against the workload's mean speeds (``allot.core.placement.throughput``);
 ``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; none
 by default: best fit by the bucket walk, as the live loop does).
+Estimates: with a ``RuntimePredictor`` (``--estimates predicted``), every job gets the estimate
+predicted when it arrives, learned from the jobs completed before (``allot.sim.predict``); a
+job the predictor knew nothing of then is predicted again at each completion while it waits.
 
 Deterministic: the same workload, cluster, quotas, policy and seed give the same result. The
 engine does no I/O and reads no clock; a progress callback lets a caller draw a bar.
@@ -37,7 +43,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from allot.core.cycle import schedule
@@ -50,6 +56,7 @@ from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
 from allot.sim.cluster import FailureModel
+from allot.sim.predict import RuntimePredictor
 from allot.sim.result import JobRecord, NeverFit, SimResult
 from allot.sim.workload import TraceJob
 
@@ -69,17 +76,43 @@ class _Kind(IntEnum):
     REPAIR = 3
 
 
+ESTIMATES = ("none", "predicted", "exact", "keep")
+
+
 def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
-    """Give every job a runtime estimate: ``exact`` (the trace's duration, the usual
-    assumption when a trace has no user estimates), ``none`` (no estimate; backfill then has
-    nothing to plan with), or ``keep`` (whatever the trace carried)."""
+    """Give every job the runtime estimate the scheduler sees: ``none`` (what a live system
+    has: no estimate, only the time limits the trace carries), ``predicted`` (none here; the
+    simulation predicts each job when it arrives, see ``Simulation(predict=...)``), ``exact``
+    (the trace's duration: an upper bound no real scheduler has), or ``keep`` (whatever the
+    trace carried)."""
     if mode == "keep":
         return list(workload)
     if mode == "exact":
         return [replace(j, spec=replace(j.spec, runtime_estimate=j.duration)) for j in workload]
-    if mode == "none":
+    if mode in ("none", "predicted"):
         return [replace(j, spec=replace(j.spec, runtime_estimate=None)) for j in workload]
-    raise SimulationError(f"estimates: unknown mode {mode!r}; known: exact, none, keep")
+    raise SimulationError(f"estimates: unknown mode {mode!r}; known: {', '.join(ESTIMATES)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointing:
+    """How a checkpointable job resumes after a preemption: from its last checkpoint, taken
+    every ``period`` seconds of a run (0: at the stop itself, in its grace period), after
+    ``restart_overhead`` seconds of reloading."""
+
+    period: float = 1_800.0
+    restart_overhead: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("period", "restart_overhead"):
+            if not getattr(self, name) >= 0:
+                raise SimulationError(f"{name}: must be >= 0 seconds, got {getattr(self, name)}")
+
+    def kept(self, ran: float) -> float:
+        """The work of a run of ``ran`` seconds that its last checkpoint keeps."""
+        if self.period <= 0:
+            return ran
+        return (ran // self.period) * self.period
 
 
 def check_some_job_fits(
@@ -154,8 +187,13 @@ class Simulation:
         progress: Progress | None = None,
         packing: Packer | None = None,
         throughput: bool = False,
+        checkpointing: Checkpointing | None = None,
+        predictor: RuntimePredictor | None = None,
     ) -> None:
         self.cluster = cluster
+        self.checkpointing = checkpointing or Checkpointing()
+        self.predictor = predictor
+        self.unpredicted: set[JobId] = set()  # pending jobs the predictor knew nothing of
         self.policy = policy
         self.failures = failures
         self.rng = random.Random(seed)
@@ -256,7 +294,21 @@ class Simulation:
             spec.total.gpu_milli,
             len(spec.tasks),
         )
+        if self.predictor is not None:
+            spec = self._predicted(spec)
         self._enqueue(spec)
+
+    def _predicted(self, spec: JobSpec) -> JobSpec:
+        """``spec`` with the runtime predicted now, if there is one; a job left without one
+        is predicted again whenever a job completes, until it has one or starts."""
+        assert self.predictor is not None
+        predicted = self.predictor.predict(spec)
+        if predicted is None:
+            self.unpredicted.add(spec.id)
+            return spec
+        self.unpredicted.discard(spec.id)
+        self.records[spec.id].predicted = predicted
+        return replace(spec, runtime_estimate=predicted)
 
     def _handle(self, kind: _Kind, subject: int, token: int, now: float) -> int:
         """Apply one event; returns 1 when a job completed."""
@@ -267,12 +319,22 @@ class Simulation:
             if kind is _Kind.STOP:
                 self._stop(self.snapshot.running[subject], now, failed=False)
                 return 0
+            job = self.snapshot.running[subject]
             self.snapshot.finish(subject)
             record = self.records[subject]
             record.finish = now
             if subject in self.limited:
                 self.limited.discard(subject)
                 record.timed_out = True
+            if self.predictor is not None:
+                worked = record.runtime if not record.timed_out else job.spec.time_limit
+                self.predictor.learn(job.spec, worked or record.runtime)
+                for job_id in sorted(self.unpredicted):
+                    waiting = self.pending.get(job_id)
+                    if waiting is None:
+                        self.unpredicted.discard(job_id)
+                    else:
+                        self.pending[job_id] = self._predicted(waiting)
             return 1
         assert self.failures is not None
         name = self.cluster.nodes[subject].name
@@ -315,8 +377,12 @@ class Simulation:
         else:
             record.preemptions += 1
         if not failed and spec.checkpointable:
-            done = ran * spec.speed_on(job.flavor)
-            self.remaining[job_id] = max(0.0, self.remaining[job_id] - done)
+            # Work is in seconds at speed 1.0; the checkpoint keeps what ran until it was taken.
+            kept = self.checkpointing.kept(ran)
+            overhead = self.checkpointing.restart_overhead
+            done = kept * spec.speed_on(job.flavor)
+            self.remaining[job_id] = max(0.0, self.remaining[job_id] - done) + overhead
+            record.lost_gpu_seconds += (ran - kept + overhead) * gpus
         else:
             record.lost_gpu_seconds += ran * gpus
         self._enqueue(spec)

@@ -43,6 +43,9 @@ Definitions (times in seconds of virtual time; a job is *started* when ``start``
   ``x_t = 0``; tenants that appear only among the never-fit jobs are not counted. ``J`` is 1
   when every tenant is served alike and ``1/n`` when one tenant gets everything; it is None
   when no job completed.
+- Prediction (``--estimates predicted``): over completed jobs that had a prediction, the median
+  of ``|predicted - actual| / actual`` and the share predicted within a factor of two of the
+  trace's run time (``allot.sim.predict``); None without predictions.
 - Per tenant: job records, completed jobs, mean JCT, mean bounded slowdown, and GPU-hours of
   completed work (GPUs asked for times the recorded run time, over completed jobs; a timed-out
   job counts its recorded run time too, though it ran only up to its limit).
@@ -57,6 +60,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from allot.sim.predict import PredictionError
 from allot.sim.result import SimResult
 
 BOUNDED_SLOWDOWN_TAU_S = 10.0
@@ -142,6 +146,7 @@ class Metrics:
     peak_queue_length: int | None = None
     jain_index: float | None = None
     per_tenant: Mapping[str, TenantMetrics] = field(default_factory=dict)
+    prediction: PredictionError = field(default_factory=lambda: PredictionError(0, None, None))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures, headline first: outcome counts, JCT, slowdown, use, fairness.
@@ -168,6 +173,11 @@ class Metrics:
             "preemptions": self.preemptions,
             "failure_restarts": self.failure_restarts,
             "lost_gpu_hours": _rounded(self.lost_gpu_hours, _AMOUNT_DIGITS),
+            "predicted_jobs": self.prediction.jobs,
+            "prediction_median_relative_error": _rounded(
+                self.prediction.median_relative_error, _RATIO_DIGITS
+            ),
+            "prediction_within_2x": _rounded(self.prediction.within_2x, _RATIO_DIGITS),
             "per_tenant": {
                 name: self.per_tenant[name].to_dict() for name in sorted(self.per_tenant)
             },
@@ -233,6 +243,9 @@ def compute_metrics(result: SimResult) -> Metrics:
         peak_queue_length=timeline.peak_queue_length,
         jain_index=jain,
         per_tenant=per_tenant,
+        prediction=PredictionError.of(
+            [(r.predicted, r.runtime) for r in records if r.predicted is not None and r.finish]
+        ),
     )
 
 

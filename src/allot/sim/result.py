@@ -28,6 +28,7 @@ class JobRecord:
     failure_restarts: int = 0  # times a node failure stopped the job and requeued it
     lost_gpu_seconds: float = 0.0  # GPU-seconds thrown away by both kinds of stop
     timed_out: bool = False  # the last run ended at the time limit, not with the work done
+    predicted: float | None = None  # the runtime predicted when it arrived (--estimates predicted)
 
 
 TenantSeries = list[tuple[float, int]]

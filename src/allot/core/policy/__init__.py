@@ -19,6 +19,20 @@ running jobs: within its queue by priority, reclaim of borrowed quota, fair shar
 queues of a cohort (each further governed by the queue's own rules), and 2D-LAS levels.
 
 The named presets are what ``allot simulate --policy`` accepts.
+
+``allot``, the default, keeps quotas, fair share between queues and the queues' preemption
+rules as they are, and within them orders and preempts to shorten completion times with what
+a live system knows (no runtimes; estimates or time limits when given). Chosen by measurement
+(``benchmarks/sim_philly.py``, ``docs/policies.md``): on the Philly trace on 384 GPUs with no
+estimates, least attained service with preemption (Tiresias' 2D-LAS) cut the mean JCT of
+best-effort FIFO (``kueue``) and of fair share with backfill (``fairshare``, which without
+estimates cannot reserve and waits behind its head) about eightfold, while ordering by size
+alone (fewest GPUs first, no preemption) gained only 15 %. Within a LAS level the job
+expected to need the least GPU-time goes first (fewest GPUs when no runtime is known), which
+is the Tiresias order plus a size tie-break; decayed usage breaks the remaining ties. Best
+effort, not backfill: without estimates a reservation cannot be made and EASY backfill would
+wait behind the head. With quotas configured the queues' rules alone preempt
+(``allot.core.preemption.finder.effective_strategies``).
 """
 
 from __future__ import annotations
@@ -98,11 +112,12 @@ POLICIES: dict[str, Policy] = {
         ),
         Policy(
             "allot",
-            (_C.DRS, _C.PRIORITY, _C.USAGE),
-            Blocking.BACKFILL,
-            "quotas with borrowing, share order then priority then decayed usage, preemption "
-            "by the queues' rules, and backfill",
-            preemption=_QUEUE_RULES,
+            (_C.DRS, _C.PRIORITY, _C.LAS, _C.WORK, _C.USAGE),
+            Blocking.BEST_EFFORT,
+            "quotas with borrowing, guaranteed quota first, then priority, least attained "
+            "service (2D-LAS levels), least expected GPU-time, decayed usage; preemption by "
+            "the queues' rules and by LAS level",
+            preemption=_QUEUE_RULES | {Strategy.LAS},
         ),
     )
 }

@@ -6,6 +6,9 @@ break the remaining ties, so the order is total and the same every time.
 - PRIORITY: higher priority first (Slurm priority, Kueue WorkloadPriorityClass).
 - SJF: shortest expected runtime first (estimate, else time limit; jobs with neither last) —
   optimal for mean completion time when estimates are exact.
+- WORK: least expected GPU-time first: GPUs x expected runtime (estimate, else time limit);
+  a job with neither counts ``UNKNOWN_RUNTIME`` per GPU, so without any runtimes this is
+  fewest GPUs first, the size a scheduler always knows.
 - LAS: least attained service first, discretised into levels (Tiresias 2D-LAS, Gu et al., NSDI
   2019): a job's attained service is GPUs x seconds it has run, over all its runs; level ``k``
   holds jobs with ``thresholds[k-1] <= attained < thresholds[k]``; FIFO within a level.
@@ -26,6 +29,16 @@ from allot.core.model import JobSpec
 from allot.core.quota.fair_share import FairShareFactors
 
 INF = float("inf")
+UNKNOWN_RUNTIME = 3_600.0  # seconds per GPU assumed by WORK for a job without a runtime
+
+
+def expected_work(spec: JobSpec) -> float:
+    """GPU-seconds ``spec`` is expected to take (the WORK criterion)."""
+    runtime = spec.expected_runtime
+    gpus = spec.total.gpu_milli / 1000
+    return gpus * (UNKNOWN_RUNTIME if runtime is None else runtime)
+
+
 SortKey = tuple[float, ...]
 
 
@@ -34,6 +47,7 @@ class Criterion(StrEnum):
 
     PRIORITY = "priority"
     SJF = "sjf"
+    WORK = "work"
     LAS = "las"
     USAGE = "usage"
     DRS = "drs"
@@ -58,6 +72,8 @@ def sort_key(
             parts.append(lambda j: -j.priority)
         elif criterion is Criterion.SJF:
             parts.append(lambda j: INF if j.expected_runtime is None else j.expected_runtime)
+        elif criterion is Criterion.WORK:
+            parts.append(expected_work)
         elif criterion is Criterion.LAS:
             parts.append(lambda j: las_level(attained.get(j.id, 0.0), thresholds))
         elif criterion is Criterion.USAGE and factors is not None:

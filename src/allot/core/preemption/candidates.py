@@ -43,6 +43,8 @@ class CandidatePool:
         self._min_priority: dict[tuple[str, str], int] = {}  # (flavor, queue) -> lowest
         self._max_level: dict[str, int] = {}
         self._exempt: dict[tuple[str, int], float] = {}  # (queue, priority) -> seconds
+        self._stale: set[str] = set()  # flavors whose list may hold jobs no longer possible
+        self._levels: dict[int, int] = {}  # running job id -> its LAS level at ``now``
 
     def _min_runtime(self, job: RunningJob) -> float:
         tree = self.snap.quota
@@ -55,10 +57,10 @@ class CandidatePool:
         return seconds
 
     def invalidate(self) -> None:
-        """Forget everything (jobs were marked stopping)."""
-        self._by_flavor.clear()
-        self._min_priority.clear()
-        self._max_level.clear()
+        """Jobs were marked stopping or started: the lists drop them when next read. The
+        summaries stay: they only ever overstate what a search may find, never understate
+        it, and the search checks every victim itself."""
+        self._stale = set(self._by_flavor)
 
     def _possible(self, job: RunningJob, flavor: str) -> bool:
         return (
@@ -85,12 +87,28 @@ class CandidatePool:
             if lowest is None or job.spec.priority < lowest:
                 self._min_priority[key] = job.spec.priority
             if self.track_levels:
-                level = max(level, las.level_of(job, self.now, self.thresholds))
+                level = max(level, self.level(job))
         self._max_level[flavor] = level
+
+    def level(self, job: RunningJob) -> int:
+        """The LAS level ``job`` has reached by ``now`` (memoised for the cycle)."""
+        found = self._levels.get(job.spec.id)
+        if found is None:
+            found = self._levels[job.spec.id] = las.level_of(job, self.now, self.thresholds)
+        return found
 
     def of(self, flavor: str) -> list[RunningJob]:
         """Possible victims on ``flavor``, the one to preempt first first."""
         jobs = self._by_flavor.get(flavor)
+        if jobs is not None and flavor in self._stale:
+            # A sublist of a sorted list keeps its order: the same as sorting again.
+            running, stopping, fresh = self.snap.running, self.snap.stopping, self.fresh
+            jobs = self._by_flavor[flavor] = [
+                j
+                for j in jobs
+                if j.spec.id not in stopping and j.spec.id not in fresh and j.spec.id in running
+            ]
+            self._stale.discard(flavor)
         if jobs is None:
             jobs = sorted(
                 (job for job in self.snap.running.values() if self._possible(job, flavor)),

@@ -65,12 +65,26 @@ def backlog_of(snap: Snapshot, jobs: Iterable[JobSpec]) -> Backlog:
     return out
 
 
+def effective_strategies(
+    strategies: frozenset[Strategy], *, with_quotas: bool
+) -> frozenset[Strategy]:
+    """The strategies a policy preempts by: all of them, except LAS when quotas are configured
+    and the policy has the queues' rules too (see ``_preemptors``)."""
+    if with_quotas and len(strategies) > 1 and Strategy.LAS in strategies:
+        return strategies - {Strategy.LAS}
+    return strategies
+
+
 def _preemptors(
     snap: Snapshot, spec: JobSpec, policy: Policy, now: float, backlog: Backlog
 ) -> list[Preemptor]:
-    """One preemptor per accepted flavor its queue has quota for, in order of preference."""
+    """One preemptor per accepted flavor its queue has quota for, in order of preference.
+    With quotas configured, a policy that also has the queues' rules does not preempt by LAS
+    level: the quotas say whose capacity is whose, and taking it back by attained service
+    would undo what reclaim and fair share give (two jobs would preempt each other)."""
+    strategies = effective_strategies(policy.preemption, with_quotas=snap.quota is not None)
     level = None
-    if Strategy.LAS in policy.preemption:
+    if Strategy.LAS in strategies:
         level = las_level(snap.attained.get(spec.id, 0.0), policy.las_thresholds)
     rules = rules_of(snap, spec.queue, policy)
     tree = snap.quota
@@ -79,9 +93,7 @@ def _preemptors(
         if tree is None or tree.covers(spec.queue, flavor):
             request = request_of(spec, flavor)
             waiting = backlog.get(flavor, {})
-            found.append(
-                Preemptor(spec, flavor, request, rules, level, now, policy.preemption, waiting)
-            )
+            found.append(Preemptor(spec, flavor, request, rules, level, now, strategies, waiting))
     return found
 
 

@@ -43,6 +43,7 @@ class PreemptionPhase:
         cache: CycleCache,
         result: CycleResult,
         jobs: Sequence[JobSpec],
+        backlog: Callable[[], Backlog] | None = None,
     ) -> None:
         self.snap = snap
         self.policy = policy
@@ -62,6 +63,10 @@ class PreemptionPhase:
         self.preempted_for: set[str] = set()  # queues that already preempt this cycle
         self.no_node_freed: dict[JobId, str] = {}  # job -> strategies, for its reason
         self._backlog: Backlog | None = None  # what the pending jobs ask for; on first use
+        # Only fair share weighs the backlog; ``backlog`` computes it faster than the jobs.
+        self._backlog_source = backlog
+        if Strategy.FAIR_SHARE not in policy.preemption:
+            self._backlog = {}
 
     def key(self, spec: JobSpec) -> object:
         """What a search for ``spec`` depends on."""
@@ -135,7 +140,8 @@ class PreemptionPhase:
 
     def _pending_backlog(self) -> Backlog:
         if self._backlog is None:
-            self._backlog = backlog_of(self.snap, self.jobs)
+            source = self._backlog_source
+            self._backlog = backlog_of(self.snap, self.jobs) if source is None else source()
         return self._backlog
 
     def no_node(self, spec: JobSpec) -> bool:

@@ -1,0 +1,381 @@
+"""What a snapshot remembers about the pending jobs from one cycle to the next: their order
+under a policy and each job's decision key, so a cycle's cost follows what changed.
+
+A policy's order (``allot.core.policy.ordering``) is a static key, except for the USAGE
+criterion, whose fair-share factors move every cycle. So the jobs are kept in **groups**: a
+group holds the jobs that agree on every criterion up to the last USAGE one (for ``fairshare``,
+a (tenant, user); for ``allot``, a (priority, tenant, user)); inside a group the order never
+changes and is kept sorted by the rest of the key (ending in submit time and id). Each cycle
+the groups are ordered by their factors, and groups that tie are merged. Without USAGE there is
+one group and the order is simply kept.
+
+From one cycle to the next the index removes the jobs that left, adds the ones that came (a
+job whose spec object or attained service changed counts as both) and re-sorts only the groups
+they touched, all with C-level list operations; with nothing changed the previous order is
+reused as it is. The result is exactly ``sorted(jobs, key=static_key(...))``.
+
+Decision key: what a cycle's verdict for a job depends on besides the cycle's state: its
+admission key (``allot.core.checks``), its queue (when preemption or per-queue blocking read
+it), priority (when preemption reads it), LAS level (when LAS may preempt) and whether it has
+a runtime estimate or time limit (backfill asks). Two jobs with the same
+decision key get the same verdict in the same state (``allot.core.cycle``'s tail), and the
+index keeps how many pending jobs share each one.
+
+The index lives on the snapshot (``Snapshot.pending_index``), one per policy signature; a new
+snapshot starts empty, so a driver that builds one per cycle simply sorts every time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from itertools import compress
+from operator import attrgetter, is_, itemgetter, not_
+from typing import TYPE_CHECKING, cast
+
+from allot.core.checks import CacheScope, admission_key, widest_scope
+from allot.core.model import JobId, JobSpec, Resources
+from allot.core.policy import Blocking, Criterion, Policy
+from allot.core.policy.ordering import INF, SortKey, expected_work, las_level
+from allot.core.preemption import Strategy
+from allot.core.preemption.finder import Backlog, backlog_of
+from allot.core.quota.config import FlavorResource
+from allot.core.quota.fair_share import FairShareFactors
+
+if TYPE_CHECKING:
+    from allot.core.snapshot import Snapshot
+
+DecisionKey = tuple[object, ...]
+GroupKey = tuple[object, ...]
+_Entry = tuple[SortKey, JobSpec]
+_Shape = tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]
+_ID = attrgetter("id")
+_TENANT = attrgetter("tenant")
+_USER = attrgetter("user")
+_QUEUE = attrgetter("queue")
+_SHAPE = attrgetter("shape")
+_PRIORITY = attrgetter("priority")
+_SUBMIT = attrgetter("submit_time")
+_RUNTIME = attrgetter("expected_runtime")
+_SPEC = itemgetter(1)
+_RANK = itemgetter(0)
+
+
+def _group_value(criterion: Criterion, spec: JobSpec, level: int) -> object:
+    if criterion is Criterion.PRIORITY:
+        return spec.priority
+    if criterion is Criterion.SJF:
+        return spec.expected_runtime
+    if criterion is Criterion.WORK:
+        return expected_work(spec)
+    if criterion is Criterion.LAS:
+        return level
+    return (spec.tenant, spec.user)
+
+
+def _part(criterion: Criterion, value: object, factors: FairShareFactors | None) -> SortKey:
+    """The sort key parts of one criterion from its group value."""
+    if criterion is Criterion.PRIORITY:
+        return (-value,)  # type: ignore[operator]
+    if criterion is Criterion.SJF:
+        return (INF if value is None else value,)  # type: ignore[return-value]
+    if criterion is Criterion.WORK:
+        return (value,)  # type: ignore[return-value]
+    if criterion is Criterion.LAS:
+        return (value,)  # type: ignore[return-value]
+    if factors is None:
+        return ()
+    tenant, user = cast(tuple[str, str], value)
+    return (-factors.tenant(tenant), -factors.user(tenant, user))
+
+
+class PendingIndex:
+    """The pending jobs of one policy signature, grouped and sorted (module docstring)."""
+
+    def __init__(self, policy: Policy, scope: CacheScope) -> None:
+        criteria = tuple(c for c in policy.order if c is not Criterion.DRS)
+        usage = [i for i, c in enumerate(criteria) if c is Criterion.USAGE]
+        cut = usage[-1] + 1 if usage else 0
+        self.prefix = criteria[:cut]  # the criteria that make a group
+        self.suffix = criteria[cut:]  # the static rest of the key
+        self.thresholds = policy.las_thresholds
+        self.scope = scope
+        self.las_decides = Strategy.LAS in policy.preemption
+        self.leveled = self.las_decides or Criterion.LAS in criteria
+        self.shares = Criterion.USAGE in criteria  # keeps the (tenant, user) pairs asking
+        self.backfills = policy.blocking is Blocking.BACKFILL  # keeps runtimes per key
+        # The queue decides a verdict through preemption rules and per-queue blocking (an
+        # admission check that reads it puts it in the admission key); the priority only
+        # through preemption. Left out otherwise, so keys are fewer and tails settle sooner.
+        self.preempts = bool(policy.preemption)
+        self.queue_decides = self.preempts or (
+            policy.blocking is Blocking.STRICT and policy.queue_fair
+        )
+        self.specs: dict[JobId, JobSpec] = {}
+        self.attained: dict[JobId, float] = {}  # for jobs that had some when indexed
+        self.group_of: dict[JobId, GroupKey] = {}
+        self.groups: dict[GroupKey, list[_Entry]] = {}
+        self.decision: dict[JobId, DecisionKey] = {}
+        self.counts: Counter[DecisionKey] = Counter()
+        self.users: Counter[tuple[str, str]] = Counter()
+        # decision key -> the runtimes (estimate, else limit) of its jobs that have one, sorted
+        self.runtimes: dict[DecisionKey, list[float]] = {}
+        self._layout: tuple[tuple[GroupKey, ...], ...] | None = None
+        self._ordered: list[JobSpec] = []
+
+    # ------------------------------------------------------------------ keeping up
+
+    def update(self, snap: Snapshot, jobs: Sequence[JobSpec]) -> None:
+        """Bring the index to exactly ``jobs``."""
+        ids = list(map(_ID, jobs))
+        specs = self.specs
+        same = list(map(is_, map(specs.get, ids), jobs))  # all in C: no loop per job here
+        stale: set[JobId] = set()
+        if len(ids) != len(specs) or not all(same):
+            stale = set(compress(ids, map(not_, same)))
+            stale |= specs.keys() - set(ids)
+        attained = snap.attained
+        if self.leveled and (attained or self.attained):
+            mine = self.attained
+            stale |= {i for i, v in attained.items() if i in specs and mine.get(i, 0.0) != v}
+            stale |= {i for i in mine if i in specs and i not in attained}
+        if not stale:
+            return
+        touched: set[GroupKey] = set()
+        if len(stale) * 2 > len(specs):
+            self._clear()
+            self._add(list(jobs), attained, touched)
+        else:
+            gone = [i for i in stale if i in specs]
+            if gone:
+                self._remove(gone, touched)
+            self._add([s for s in jobs if s.id in stale], attained, touched)
+        for group in touched:
+            entries = self.groups[group]
+            if entries:
+                entries.sort()
+            else:
+                del self.groups[group]
+        self._layout = None
+
+    def _clear(self) -> None:
+        for table in (self.specs, self.attained, self.group_of, self.groups, self.decision):
+            table.clear()
+        self.counts.clear()
+        self.users.clear()
+        self.runtimes.clear()
+
+    def _remove(self, gone: list[JobId], touched: set[GroupKey]) -> None:
+        by_group: dict[GroupKey, set[JobId]] = {}
+        counts, users, runtimes = self.counts, self.users, self.runtimes
+        for i in gone:
+            spec = self.specs.pop(i)
+            self.attained.pop(i, None)
+            by_group.setdefault(self.group_of.pop(i, ()), set()).add(i)
+            key = self.decision.pop(i)
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+            if self.shares:
+                user = (spec.tenant, spec.user)
+                users[user] -= 1
+                if not users[user]:
+                    del users[user]
+            runtime = spec.expected_runtime
+            if runtime is not None and self.backfills:
+                times = runtimes[key]
+                del times[bisect_left(times, runtime)]
+                if not times:
+                    del runtimes[key]
+        for group, ids in by_group.items():
+            self.groups[group] = [e for e in self.groups[group] if e[1].id not in ids]
+            touched.add(group)
+
+    def _add(
+        self, specs: list[JobSpec], attained: Mapping[JobId, float], touched: set[GroupKey]
+    ) -> None:
+        """Index ``specs`` in bulk: one pass per table, most of them in C."""
+        if not specs:
+            return
+        ids = list(map(_ID, specs))
+        thresholds = self.thresholds
+        if self.leveled:
+            levels = [las_level(attained.get(i, 0.0), thresholds) for i in ids]
+            self.attained.update((i, attained[i]) for i in ids if attained.get(i))
+        else:
+            levels = [0] * len(ids)
+        entries = list(zip(self._tails(specs, ids, levels), specs, strict=True))
+        self.specs.update(zip(ids, specs, strict=True))
+        prefix, table = self.prefix, self.groups
+        if prefix:
+            groups = [
+                tuple(_group_value(c, s, level) for c in prefix)
+                for s, level in zip(specs, levels, strict=True)
+            ]
+            self.group_of.update(zip(ids, groups, strict=True))
+            for group, entry in zip(groups, entries, strict=True):
+                bucket = table.get(group)
+                if bucket is None:
+                    bucket = table[group] = []
+                bucket.append(entry)
+            touched.update(groups)
+        else:
+            table.setdefault((), []).extend(entries)
+            touched.add(())
+        keys = self._decision_keys(specs, ids, levels)
+        self.decision.update(zip(ids, keys, strict=True))
+        self.counts.update(keys)
+        if self.shares:
+            self.users.update(zip(map(_TENANT, specs), map(_USER, specs), strict=True))
+        if self.backfills:
+            self._add_runtimes(specs, keys)
+
+    def _tails(self, specs: list[JobSpec], ids: list[JobId], levels: list[int]) -> list[SortKey]:
+        """The static rest of each job's sort key, column by column."""
+        columns: list[list[float]] = []
+        for c in self.suffix:
+            if c is Criterion.PRIORITY:
+                columns.append([-p for p in map(_PRIORITY, specs)])
+            elif c is Criterion.SJF:
+                columns.append([INF if r is None else r for r in map(_RUNTIME, specs)])
+            elif c is Criterion.WORK:
+                columns.append(list(map(expected_work, specs)))
+            elif c is Criterion.LAS:
+                columns.append([float(level) for level in levels])
+        return list(zip(*columns, map(_SUBMIT, specs), ids, strict=True))
+
+    def _decision_keys(
+        self, specs: list[JobSpec], ids: list[JobId], levels: list[int]
+    ) -> list[DecisionKey]:
+        """Each job's decision key (``decision_key``), column by column."""
+        scope, n = self.scope, len(specs)
+        shapes, queues = map(_SHAPE, specs), list(map(_QUEUE, specs))
+        admission: list[tuple[object, ...]]
+        if scope is CacheScope.SHAPE:
+            admission = list(zip(shapes))
+        elif scope is CacheScope.QUEUE:
+            admission = list(zip(queues, shapes, strict=True))
+        elif scope is CacheScope.OWNER:
+            admission = list(
+                zip(queues, map(_TENANT, specs), map(_USER, specs), shapes, strict=True)
+            )
+        else:
+            admission = [("job", i) for i in ids]
+        decided: list[int | None] = list(levels) if self.las_decides else [None] * n
+        timed = [r is not None for r in map(_RUNTIME, specs)]
+        owners: list[str | None] = queues if self.queue_decides else [None] * n
+        ranks: list[int | None] = list(map(_PRIORITY, specs)) if self.preempts else [None] * n
+        return list(zip(admission, owners, ranks, decided, timed, strict=True))
+
+    def key_of(self, spec: JobSpec, attained: float) -> DecisionKey:
+        """The decision key of one job (as ``_decision_keys`` gives it)."""
+        level = las_level(attained, self.thresholds) if self.las_decides else None
+        return (
+            admission_key(self.scope, spec),
+            spec.queue if self.queue_decides else None,
+            spec.priority if self.preempts else None,
+            level,
+            spec.expected_runtime is not None,
+        )
+
+    def _add_runtimes(self, specs: list[JobSpec], keys: list[DecisionKey]) -> None:
+        runtimes = self.runtimes
+        grown: set[DecisionKey] = set()
+        for key, runtime in zip(keys, map(_RUNTIME, specs), strict=True):
+            if runtime is not None:
+                times = runtimes.get(key)
+                if times is None:
+                    runtimes[key] = [runtime]
+                else:
+                    times.append(runtime)
+                    grown.add(key)
+        for key in grown:
+            runtimes[key].sort()
+
+    # ------------------------------------------------------------------ reading
+
+    def shapes(self) -> list[JobSpec]:
+        """A job of every request shape pending: built from the decision keys (one per key),
+        unless the admission key is the job itself."""
+        if self.scope is CacheScope.JOB:
+            return list({s.shape: s for s in self.specs.values()}.values())
+        shapes = {cast(_Shape, cast(tuple[object, ...], key[0])[-1]) for key in self.counts}
+        return [
+            JobSpec(0, "", "", "", tuple(Resources(*t) for t in tasks), flavors)
+            for tasks, flavors in shapes
+        ]
+
+    def ordered(self, factors: FairShareFactors | None) -> list[JobSpec]:
+        """Every job, in the policy's static order under ``factors`` (the caller must not
+        change the list)."""
+        prefix = self.prefix
+
+        def rank(group: GroupKey) -> SortKey:
+            key: SortKey = ()
+            for c, value in zip(prefix, group, strict=True):
+                key += _part(c, value, factors)
+            return key
+
+        runs: list[tuple[GroupKey, ...]] = []
+        last: SortKey | None = None
+        for key, group in sorted(((rank(g), g) for g in self.groups), key=_RANK):
+            if runs and key == last:
+                runs[-1] += (group,)
+            else:
+                runs.append((group,))
+            last = key
+        layout = tuple(runs)
+        if layout == self._layout:
+            return self._ordered
+        ordered: list[JobSpec] = []
+        for run in layout:
+            if len(run) == 1:
+                ordered.extend(map(_SPEC, self.groups[run[0]]))
+            else:
+                merged = [e for g in run for e in self.groups[g]]
+                merged.sort()
+                ordered.extend(map(_SPEC, merged))
+        self._layout, self._ordered = layout, ordered
+        return ordered
+
+
+def pending_index(snap: Snapshot, policy: Policy, jobs: Sequence[JobSpec]) -> PendingIndex:
+    """The snapshot's index for ``policy``, brought up to ``jobs``."""
+    scope = widest_scope(snap.checks)
+    signature = (
+        policy.order,
+        policy.las_thresholds,
+        scope,
+        policy.preemption,
+        policy.blocking,
+    )
+    index = snap.pending_index.get(signature)
+    if not isinstance(index, PendingIndex):
+        index = snap.pending_index[signature] = PendingIndex(policy, scope)
+    index.update(snap, jobs)
+    return index
+
+
+def backlog(snap: Snapshot, index: PendingIndex) -> Backlog:
+    """What the pending jobs of each queue ask for, per flavor they accept (a job that accepts
+    several flavors counts on each): ``allot.core.preemption.finder.backlog_of`` over the
+    index's jobs, summed per decision key (a key's jobs share queue and shape)."""
+    if index.scope is CacheScope.JOB:
+        return backlog_of(snap, index.specs.values())
+    out: dict[str, dict[str, dict[FlavorResource, int]]] = {}
+    for key, count in index.counts.items():
+        shape = cast(
+            tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]],
+            cast(tuple[object, ...], key[0])[-1],
+        )
+        tasks, flavors = shape
+        queue = cast(str, key[1])
+        total = tuple(sum(t[k] for t in tasks) * count for k in range(3))
+        accepted = snap.flavors if not flavors else [f for f in flavors if f in snap.buckets]
+        for flavor in accepted:
+            amounts = out.setdefault(flavor, {}).setdefault(queue, {})
+            for resource, amount in zip(("gpu", "cpu", "memory"), total, strict=True):
+                fr = (flavor, resource)
+                amounts[fr] = amounts.get(fr, 0) + amount
+    return out

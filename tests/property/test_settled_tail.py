@@ -1,0 +1,149 @@
+"""The settled tail and the pending index change how much a cycle walks, never what it decides.
+
+- Stopping once the tail is settled gives the same Plan, explanations included, as taking every
+  job one by one (``allot.core.tail``).
+- A snapshot whose pending index was built for other jobs (some gone, some new, some with more
+  attained service) gives the same Plan as a fresh snapshot (``allot.core.pending_index``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allot.core import cycle
+from allot.core.cycle import schedule
+from allot.core.model import Cluster, JobSpec, Node, NodeState, Resources, RunningJob
+from allot.core.plan import Plan
+from allot.core.policy import POLICIES, get_policy
+from allot.core.snapshot import Snapshot
+
+FLAVORS = ("A100", "H100")
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    cluster: Cluster
+    running: tuple[RunningJob, ...]
+    pending: tuple[JobSpec, ...]
+
+
+@st.composite
+def _jobs(draw: st.DrawFn, first_id: int, count: int) -> list[JobSpec]:
+    return [
+        JobSpec(
+            first_id + k,
+            draw(st.sampled_from(("t1", "t2"))),
+            "u",
+            draw(st.sampled_from(("q", "r"))),
+            (
+                Resources(
+                    draw(st.sampled_from((0, 500, 1000, 2000, 4000, 8000))),
+                    draw(st.sampled_from((1000, 4000, 16_000))),
+                    draw(st.sampled_from((1024, 8192, 65_536))),
+                ),
+            )
+            * draw(st.sampled_from((1, 1, 2, 3))),
+            flavors=draw(st.sampled_from(((), ("A100",), ("H100", "A100")))),
+            priority=draw(st.integers(0, 2)),
+            submit_time=float(draw(st.integers(0, 50))),
+            runtime_estimate=draw(st.one_of(st.none(), st.integers(1, 400).map(float))),
+            time_limit=draw(st.one_of(st.none(), st.integers(1, 800).map(float))),
+        )
+        for k in range(count)
+    ]
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    nodes = tuple(
+        Node(
+            f"n{i}",
+            draw(st.sampled_from(FLAVORS)),
+            draw(st.sampled_from((1, 2, 4, 8))),
+            draw(st.sampled_from((16_000, 64_000))),
+            draw(st.sampled_from((65_536, 524_288))),
+            state=draw(st.sampled_from((NodeState.UP,) * 5 + (NodeState.DOWN,))),
+        )
+        for i in range(draw(st.integers(1, 6)))
+    )
+    cluster = Cluster(nodes)
+    seed_jobs = draw(_jobs(1_000, draw(st.integers(0, 10))))
+    plan = schedule(Snapshot(cluster), seed_jobs, get_policy("besteffort"), 0.0)
+    by_id = {j.id: j for j in seed_jobs}
+    running = tuple(
+        RunningJob(by_id[s.job_id], float(draw(st.integers(0, 90))), s.placement, s.flavor)
+        for s in plan.starts
+    )
+    return Scenario(cluster, running, tuple(draw(_jobs(1, draw(st.integers(1, 8))))))
+
+
+def _many(scenario: Scenario, copies: int) -> list[JobSpec]:
+    """The scenario's pending jobs, each followed by ``copies`` twins (same decision key), so
+    that tails settle."""
+    out: list[JobSpec] = []
+    next_id = 10_000
+    for spec in scenario.pending:
+        out.append(spec)
+        for k in range(copies):
+            next_id += 1
+            out.append(replace(spec, id=next_id, submit_time=spec.submit_time + k))
+    return out
+
+
+def _walked(snap: Snapshot, jobs: list[JobSpec], name: str, now: float) -> Plan:
+    cycle.SETTLE_TAIL = False
+    try:
+        return schedule(snap, jobs, get_policy(name), now)
+    finally:
+        cycle.SETTLE_TAIL = True
+
+
+def _same(a: Plan, b: Plan) -> None:
+    assert a.starts == b.starts
+    assert a.reservations == b.reservations
+    assert a.preemptions == b.preemptions
+    assert dict(a.pending) == dict(b.pending)
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(sorted(POLICIES)), st.integers(0, 6))
+def test_a_settled_tail_explains_as_walking_every_job(
+    scenario: Scenario, name: str, copies: int
+) -> None:
+    jobs = _many(scenario, copies)
+    settled = schedule(Snapshot(scenario.cluster, scenario.running), jobs, get_policy(name), 100.0)
+    walked = _walked(Snapshot(scenario.cluster, scenario.running), jobs, name, 100.0)
+    _same(settled, walked)
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(sorted(POLICIES)), st.data())
+def test_a_kept_index_plans_as_a_fresh_one(
+    scenario: Scenario, name: str, data: st.DataObject
+) -> None:
+    jobs = _many(scenario, 2)
+    snap = Snapshot(scenario.cluster, scenario.running)
+    schedule(snap, jobs, get_policy(name), 100.0)
+    kept = data.draw(st.lists(st.sampled_from(jobs), unique_by=lambda j: j.id))
+    served = data.draw(st.lists(st.sampled_from(jobs), unique_by=lambda j: j.id, max_size=3))
+    new = [replace(j, id=j.id + 50_000) for j in data.draw(st.lists(st.sampled_from(jobs)))]
+    later = list({j.id: j for j in [*kept, *new]}.values())
+    attained = {j.id: 4_000.0 * (1 + k) for k, j in enumerate(served)}
+    snap.attained.update(attained)
+    reused = schedule(snap, later, get_policy(name), 100.0)
+    fresh = Snapshot(scenario.cluster, scenario.running, attained=dict(attained))
+    _same(reused, schedule(fresh, later, get_policy(name), 100.0))
+
+
+def test_reading_a_job_that_is_not_pending_is_a_key_error() -> None:
+    cluster = Cluster((Node("n0", "A100", 1, 4_000, 8_192),))
+    plan = schedule(Snapshot(cluster), [], get_policy("fifo"), 0.0)
+    with pytest.raises(KeyError):
+        plan.pending[1]
+    assert 1 not in plan.pending
+    assert dict(plan.pending) == {}
