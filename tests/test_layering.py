@@ -138,6 +138,7 @@ def sim_may_import(imp: Import) -> bool:
         or in_package(imp.module, "allot.core")
         or in_package(imp.module, "allot.sim")
         or in_package(imp.module, "allot.config")
+        or in_package(imp.module, "allot.metering")
         or imp.top in SIM_THIRD_PARTY
     )
 
@@ -147,10 +148,12 @@ def sim_may_import(imp: Import) -> bool:
 LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "allot.wire": (frozenset(), frozenset({"pydantic"})),
     "allot.config": (frozenset({"allot.core"}), frozenset({"yaml"})),
+    # Metering prices the ledger for the control plane and the simulator alike.
+    "allot.metering": (frozenset({"allot.core", "allot.config"}), frozenset()),
     # Profiling's use cases drive the analysis library (allot.profile), which is pure like the
     # core but numeric, and read its catalog's errors (allot.config).
     "allot.control": (
-        frozenset({"allot.core", "allot.profile", "allot.config.errors"}),
+        frozenset({"allot.core", "allot.profile", "allot.config.errors", "allot.metering"}),
         frozenset(),
     ),
     "allot.profile": (
