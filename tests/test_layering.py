@@ -167,6 +167,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.control.ports",
                 "allot.control.records",
                 "allot.control.principal",
+                "allot.metering.ledger",
             }
         ),
         frozenset({"sqlalchemy", "alembic"}),
@@ -179,12 +180,27 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "allot.api": (
         # allot.config: the OIDC file; jwt: its tokens; uvicorn: the header-read timeout
-        frozenset({"allot.core", "allot.control", "allot.wire", "allot.config", "allot.profile"}),
+        frozenset(
+            {
+                "allot.core",
+                "allot.control",
+                "allot.wire",
+                "allot.config",
+                "allot.profile",
+                "allot.metering",
+            }
+        ),
         frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
     ),
     "allot.client": (
         frozenset(
-            {"allot.wire.schemas", "allot.wire.profiling", "allot.wire.tenancy", "allot.datadir"}
+            {
+                "allot.wire.schemas",
+                "allot.wire.profiling",
+                "allot.wire.tenancy",
+                "allot.wire.metering",
+                "allot.datadir",
+            }
         ),
         frozenset({"httpx", "pydantic"}),
     ),
@@ -195,6 +211,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.wire.schemas",
                 "allot.wire.profiling",
                 "allot.wire.tenancy",
+                "allot.wire.metering",
                 "allot.datadir",
                 "allot.config",
                 "allot.profile",

@@ -31,6 +31,7 @@ from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
 from allot.control.credentials import hash_token, new_token
 from allot.control.loop import SchedulingLoop
+from allot.control.metering import MeteringConfig
 from allot.control.ports import NotFoundError, Store
 from allot.control.records import AuditEntry
 from allot.control.registry import LOCAL, ExecutorRegistry
@@ -43,6 +44,9 @@ from allot.datadir import TOKEN_FILE
 from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.metering.budgets import BudgetBook, load_budgets
+from allot.metering.prices import load_prices
+from allot.metering.report import IdleMode
 from allot.quota_source import ActiveQuotas, activate, default_quotas
 from allot.store import SqlStore, default_database_url
 
@@ -70,6 +74,9 @@ class ServerConfig:
     oidc_file: Path | None = None
     workdir_roots: tuple[Path, ...] = ()
     rate_limit: float = 100.0  # requests per second per token (cluster admins: unlimited)
+    prices_file: Path | None = None  # prices per flavor (else the flavor catalog's)
+    budgets_file: Path | None = None  # money budgets, enforced at admission
+    idle: str = "unallocated"  # idle capacity's cost: "share" or "unallocated"
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -159,6 +166,17 @@ def _quota_file(config: ServerConfig, inventory: Inventory) -> QuotaConfig | Non
     return quotas
 
 
+def _metering(config: ServerConfig) -> MeteringConfig:
+    """The prices, budgets and idle-cost rule ``allot up`` was given, read and checked."""
+    prices = None if config.prices_file is None else load_prices(config.prices_file)
+    budgets = BudgetBook() if config.budgets_file is None else load_budgets(config.budgets_file)
+    try:
+        idle = IdleMode(config.idle)
+    except ValueError:
+        raise ValueError(f"idle: must be share or unallocated, got {config.idle!r}") from None
+    return MeteringConfig(prices, budgets, idle)
+
+
 def build(config: ServerConfig) -> Server:
     """Open and prepare everything; starts the scheduling loop (which first reconciles).
     The caller has claimed the data directory (``claim``) when other servers may be about."""
@@ -169,6 +187,7 @@ def build(config: ServerConfig) -> Server:
     inventory = executor.inventory_report()
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     oidc = None if config.oidc_file is None else load_oidc(config.oidc_file)
+    metering = _metering(config)  # a bad prices or budgets file is refused before the store opens
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
     store.migrate()
     token_path = ensure_admin_token(store, config.data_dir, clock.now())
@@ -183,6 +202,7 @@ def build(config: ServerConfig) -> Server:
         executors=ExecutorRegistry({LOCAL: executor}),
         clock=clock,
         workdirs=workdirs,
+        metering=metering,
     )
     if not quotas.kept:
         source = "the built-in default" if quotas.file is None else str(quotas.file)

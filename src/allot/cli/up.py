@@ -70,6 +70,26 @@ def up(
             min=0.1, help="Requests per second per token (bursts of 10x; cluster admins: none)."
         ),
     ] = 100.0,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prices per flavor with effective dates (YAML, see docs/metering.md); default:"
+            " the flavor catalog's list prices.",
+            metavar="FILE",
+        ),
+    ] = None,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(
+            help="Money budgets per tenant or user, enforced at admission (YAML, see"
+            " docs/metering.md).",
+            metavar="FILE",
+        ),
+    ] = None,
+    idle: Annotated[
+        str,
+        typer.Option(help="Idle capacity's cost in usage reports: share or unallocated."),
+    ] = "unallocated",
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
@@ -89,6 +109,8 @@ def up(
     if policy not in POLICIES:
         known = ", ".join(POLICIES)
         raise fail(f"--policy: unknown policy {policy!r}; known: {known}", 2)
+    if idle not in ("share", "unallocated"):
+        raise fail(f"--idle: must be share or unallocated, got {idle!r}", 2)
     if quotas is not None and not quotas:
         raise fail("--quotas: give a file, or 'default' for the built-in queue", 2)
     logging.basicConfig(
@@ -107,6 +129,9 @@ def up(
         oidc_file=oidc,
         workdir_roots=tuple(workdir_root or ()),
         rate_limit=rate_limit,
+        prices_file=prices,
+        budgets_file=budgets,
+        idle=idle,
     )
     try:
         claims = claim(config)

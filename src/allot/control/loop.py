@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from allot.control.apply import apply_plan
 from allot.control.dependencies import DependencyWait, judge_job
@@ -38,6 +39,7 @@ from allot.control.reconcile import ACTOR, reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.control.registry import ExecutorRegistry
 from allot.control.usage_history import LedgerHistory
+from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, Node, RunningJob
@@ -46,6 +48,7 @@ from allot.core.policy import Policy
 from allot.core.snapshot import OverAllocationError, Snapshot
 
 log = logging.getLogger("allot.control")
+AdmissionSource = Callable[[float, Sequence[JobRecord]], tuple[AdmissionCheck, ...]]
 
 
 class SchedulingLoop:
@@ -89,6 +92,8 @@ class SchedulingLoop:
         self.cycles = 0
         self.observers = Observers()
         self._nodes: dict[str, Node] = {}
+        # Checks beside quota for each cycle (budgets: ``allot.control.metering``).
+        self.admission: AdmissionSource | None = None
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -268,13 +273,16 @@ class SchedulingLoop:
         attained = {r.id: r.attained_service for r in pending if r.attained_service > 0}
         nodes = self.store.nodes()
         self._nodes = {n.name: n for n in nodes}
+        quotas = self.store.quotas()
+        extra = () if self.admission is None else self.admission(now, active)
         try:
             snap = Snapshot(
                 Cluster(tuple(nodes)),
                 running,
-                quotas=self.store.quotas(),
+                quotas=quotas,
                 history=self._usage.at(now, active),
                 attained=attained,
+                checks=(*default_checks(True), *extra) if extra else None,
             )
         except OverAllocationError:
             log.exception("the stored runs do not fit the stored nodes; not scheduling")

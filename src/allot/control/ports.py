@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from allot.control.dependencies import DependencyWait
 from allot.control.principal import Role
@@ -45,6 +45,7 @@ from allot.control.records import (
 from allot.core.explain import Explanation
 from allot.core.model import JobState, Node, NodeState, TaskPlacement
 from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
+from allot.metering.ledger import Sums
 
 
 class Clock(Protocol):
@@ -200,6 +201,23 @@ class Store(Protocol):
         """The usage ledger: records with an id above ``after`` (and that ended after
         ``ended_after``, when given), in the order they were written (``end_run`` appends
         one per run, in its transaction)."""
+        ...
+
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        """The usage ledger's amounts per group of ``by`` (tenant, user, queue, flavor),
+        flavor and segment of ``cuts`` (consecutive instants), of ``tenants`` only when
+        given: each record counted for its overlap with each segment."""
+        ...
+
+    def record_event(
+        self, *, kind: str, at: float, actor: str, reason: str, data: dict[str, Any]
+    ) -> None:
+        """Append an event about no job (a budget's soft limit passed)."""
         ...
 
     # -- cluster

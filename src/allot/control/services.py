@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from allot.control import reasons
 from allot.control.audit import AuditTrail
 from allot.control.dependencies import problem_at_submit
+from allot.control.metering import Metering
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.principal import ForbiddenError, Principal
 from allot.control.reasons import Explained, wall_time
@@ -110,6 +111,7 @@ class ControlPlane:
         self.loop = loop
         self.workdirs = workdirs or WorkdirRule()
         self.audit = AuditTrail(store, clock)
+        self.metering = Metering(store, clock)
         self._view: _ClusterView | None = None
 
     def forget_cluster(self) -> None:

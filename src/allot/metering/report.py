@@ -17,7 +17,7 @@ Capacity is the nodes known now, over the whole window.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -166,10 +166,12 @@ def build_report(
     capacity: Iterable[Capacity] = (),
     idle_mode: IdleMode = IdleMode.UNALLOCATED,
     group_by_segment: bool = False,
+    paid_on: Mapping[str, float] | None = None,
 ) -> UsageReport:
     """Price ``sums`` and account for idle capacity (see the module docstring). With
     ``group_by_segment`` each row's key starts with its segment's start (time buckets; idle
-    is then reported, never shared)."""
+    is then reported, never shared). ``paid_on``: what every group paid per flavor, when
+    ``sums`` hold only some groups (idle is shared by what all paid)."""
     if group_by_segment:
         sums = [Sums((f"{s.segment:.0f}", *s.key), s.flavor, s.segment, *_raw(s)) for s in sums]
     priced = price_sums(sums, prices)
@@ -187,7 +189,7 @@ def build_report(
     share = idle_mode is IdleMode.SHARE and not group_by_segment
     if share:
         for (key, flavor), got in priced.items():
-            paid = cost_on.get(flavor, 0.0)
+            paid = (cost_on if paid_on is None else paid_on).get(flavor, 0.0)
             if flavor in idle_by_flavor and paid > 0:
                 part = idle_by_flavor[flavor][1].cost * got.cost / paid
                 shares[key] = shares.get(key, 0.0) + part

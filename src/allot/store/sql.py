@@ -51,6 +51,7 @@ from allot.control.records import (
 )
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
+from allot.metering.ledger import Sums
 from allot.store import (
     audit,
     cluster,
@@ -61,6 +62,7 @@ from allot.store import (
     quotas,
     runs,
     tokens,
+    usage,
     users,
 )
 from allot.store.migrations import alembic_config
@@ -304,6 +306,24 @@ class SqlStore(Store):
         given), in the order they were written."""
         with self._reading() as conn:
             return runs.usage(conn, after=after, ended_after=ended_after)
+
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        """The ledger's sums per group of ``by``, flavor and segment of ``cuts``
+        (``allot.store.usage``)."""
+        with self._reading() as conn:
+            return usage.usage_sums(conn, by, cuts, tenants)
+
+    def record_event(
+        self, *, kind: str, at: float, actor: str, reason: str, data: dict[str, Any]
+    ) -> None:
+        """Append an event about no job (a budget's warning)."""
+        with self._writing() as conn:
+            usage.record_event(conn, kind=kind, at=at, actor=actor, reason=reason, data=data)
 
     def end_run(
         self,
