@@ -316,7 +316,7 @@ def _budget(f: Mapping[str, FieldValue]) -> str:
     )
     return (
         f"its projected cost on {f.get('flavor')}, {_money(f, 'needed')}, would pass the budget"
-        f" of {owner} for {f.get('period')}: {_money(f, 'committed')} of"
+        f" of {owner} for {f.get('period')}: {float(f.get('committed', 0) or 0):.2f} of"
         f" {_money(f, 'limit')} is spent or committed to running jobs,"
         f" {_money(f, 'remaining')} is left"
     )
