@@ -70,6 +70,7 @@ def test_the_report_is_the_ledger_priced_across_a_restart(tmp_path: Path) -> Non
             for u in records
         ]  # fmt: skip
         cuts = cuts_of(t0, plant.clock.now(), [t0 + 1000.0, t0 + 2500.0])
+
         def table(sums: list[Sums]) -> dict[object, tuple[float, float, float]]:
             return {
                 (s.key, s.flavor, s.segment): (
