@@ -219,6 +219,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.core.model",
                 "allot.core.policy",
                 "allot.core.units",
+                "allot.metering",
                 "allot.cli",
             }
         ),
