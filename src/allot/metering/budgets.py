@@ -143,13 +143,16 @@ def budget_check(
     """The admission check for this cycle: ``spent`` is what ended runs cost within each
     budget's period; ``running`` the active runs (held until now)."""
     limits: dict[str, list[BudgetLimit]] = {}
+    by_tenant: dict[str, list[Interval]] = {}
+    for r in running:
+        by_tenant.setdefault(r.tenant, []).append(r)
     for budget in book.budgets:
         if budget.hard_limit is None:
             continue
         period = period_of(budget, now, calendar=calendar)
         accrued = {
             r.job_id: interval_cost(prices, r, period.start, now)
-            for r in running
+            for r in by_tenant.get(budget.tenant, ())
             if owns(budget, r)
         }
         limits.setdefault(budget.tenant, []).append(
