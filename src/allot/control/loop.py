@@ -273,13 +273,12 @@ class SchedulingLoop:
         attained = {r.id: r.attained_service for r in pending if r.attained_service > 0}
         nodes = self.store.nodes()
         self._nodes = {n.name: n for n in nodes}
-        quotas = self.store.quotas()
         extra = () if self.admission is None else self.admission(now, active)
         try:
             snap = Snapshot(
                 Cluster(tuple(nodes)),
                 running,
-                quotas=quotas,
+                quotas=self.store.quotas(),
                 history=self._usage.at(now, active),
                 attained=attained,
                 checks=(*default_checks(True), *extra) if extra else None,

@@ -198,14 +198,16 @@ class Metering:
         tenants = {tenant} if tenant is not None else visible
         nodes = self.store.nodes()
         active = [(rid, iv) for rid, iv in _intervals(self.store.active_jobs(), now)]
-        prices = self.prices([n.flavor for n in nodes] + [iv.flavor for _, iv in active])
-        extra = prices.boundaries(since, end)
+        # Only the prices file has effective dates: the catalog's list prices always hold.
+        extra = (self.config.prices or PriceCatalog()).boundaries(since, end)
         if bucket is not None:
             extra += every(since, end, bucket)
         cuts = cuts_of(since, end, extra)
         ended = self.store.usage_sums(groups, cuts, tenants)
         running = [iv for _, iv in active if tenants is None or iv.tenant in tenants]
         sums = ended + sums_of(running, groups, cuts)
+        used = {n.flavor for n in nodes} | {s.flavor for s in sums}
+        prices = self.prices(sorted(used | {iv.flavor for _, iv in active}))
         capacity: dict[str, list[int]] = {}
         for n in nodes:
             slot = capacity.setdefault(n.flavor, [0, 0, 0])

@@ -2,9 +2,11 @@
 group and flavor, summed by the database (``GROUP BY``), so a month's report over a million
 records reads a few hundred rows; and the one kind of event about no job that metering writes.
 
-A record counts in a segment ``[lo, hi)`` for its overlap ``min(ended_at, hi) -
-max(started_at, lo)`` (written with ``CASE``, which SQLite and PostgreSQL both have); only
-records overlapping the segment are read (``ended_at > lo`` uses the ledger's index).
+A record counts in a segment ``[lo, hi)`` for its overlap ``max(0, min(ended_at, hi) -
+max(started_at, lo))``. Up to ``ONE_PASS`` segments (a window and its price changes) are
+summed in one pass, each segment three sums per row; more (time buckets) one query per
+segment. A long window on SQLite is read through the covering ``ix_usage_records_report``
+index (migration 0009), in group order.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import itertools
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, Connection, Double, Table, bindparam, case, func, select
+from sqlalchemy import ColumnElement, Connection, Double, Table, func, literal, select
 
 from allot.metering.ledger import Sums, check_groups
 from allot.store import events
 from allot.store.tables import UsageRow
 
 _USAGE = cast(Table, UsageRow.__table__)
+
+
+ONE_PASS = 4  # segments summed in one pass over the ledger; more: one query per segment
+SHORT_WINDOW = 86400.0  # SQLite: windows up to a day read through the ``ended_at`` index
 
 
 def usage_sums(
@@ -31,40 +37,66 @@ def usage_sums(
     """The ledger's sums per group of ``by``, flavor and segment of ``cuts`` (consecutive
     instants), of ``tenants`` only when given."""
     groups = check_groups(by)
-    columns = [_USAGE.c[name] for name in groups]
-    keys = [*columns, *([] if "flavor" in groups else [_USAGE.c.flavor])]
-    lo: BindParameter[float] = bindparam("lo", type_=Double())
-    hi: BindParameter[float] = bindparam("hi", type_=Double())
-    start = case((_USAGE.c.started_at > lo, _USAGE.c.started_at), else_=lo)
-    end = case((_USAGE.c.ended_at < hi, _USAGE.c.ended_at), else_=hi)
-    span = end - start
-    query = (
-        select(
-            *keys,
+    segments = list(itertools.pairwise(cuts))
+    if not segments:
+        return []
+    if len(segments) <= ONE_PASS:
+        return _sums(conn, groups, segments, tenants)
+    out: list[Sums] = []
+    for segment in segments:
+        out += _sums(conn, groups, [segment], tenants)
+    return out
+
+
+def _sums(
+    conn: Connection,
+    groups: tuple[str, ...],
+    segments: Sequence[tuple[float, float]],
+    tenants: Collection[str] | None,
+) -> list[Sums]:
+    """One query: per group and flavor, three sums (GPU, CPU, memory) per segment."""
+    sqlite = conn.dialect.name == "sqlite"
+    # SQLite's two-argument min()/max() are scalar; PostgreSQL spells them least()/greatest().
+    lower, upper = (func.min, func.max) if sqlite else (func.least, func.greatest)
+    keys = [_USAGE.c[name] for name in groups]
+    if "flavor" not in groups:
+        keys.append(_USAGE.c.flavor)
+    sums = []
+    for lo, hi in segments:
+        span = upper(
+            lower(_USAGE.c.ended_at, literal(hi, Double()))
+            - upper(_USAGE.c.started_at, literal(lo, Double())),
+            literal(0.0, Double()),
+        )
+        sums += [
             func.sum(span * _USAGE.c.gpu_milli),
             func.sum(span * _USAGE.c.cpu_milli),
             func.sum(span * _USAGE.c.memory_mib),
-        )
-        .where(_USAGE.c.ended_at > lo, _USAGE.c.started_at < hi)
+        ]
+    first, last = segments[0][0], segments[-1][1]
+    ended: ColumnElement[float] = _USAGE.c.ended_at
+    if sqlite and last - first > SHORT_WINDOW:
+        # A long window holds most of the ledger: one pass over the covering report index
+        # beats a walk of the ``ended_at`` index and a table lookup per row (``+ 0`` keeps
+        # SQLite's planner off that index).
+        ended = ended + 0
+    query = (
+        select(*keys, *sums)
+        .where(ended > literal(first, Double()), _USAGE.c.started_at < literal(last, Double()))
         .group_by(*keys)
     )
     if tenants is not None:
         query = query.where(_USAGE.c.tenant.in_(sorted(tenants)))
     flavor_at = groups.index("flavor") if "flavor" in groups else len(groups)
+    width = len(keys)
     out: list[Sums] = []
-    for a, b in itertools.pairwise(cuts):
-        for row in conn.execute(query, {"lo": float(a), "hi": float(b)}):
-            values = tuple(row)
-            out.append(
-                Sums(
-                    tuple(str(v) for v in values[: len(groups)]),
-                    str(values[flavor_at]),
-                    float(a),
-                    float(values[-3] or 0.0),
-                    float(values[-2] or 0.0),
-                    float(values[-1] or 0.0),
-                )
-            )
+    for row in conn.execute(query):
+        values = tuple(row)
+        key = tuple(str(v) for v in values[: len(groups)])
+        for i, (lo, _) in enumerate(segments):
+            gpu, cpu, mem = (float(v or 0.0) for v in values[width + 3 * i : width + 3 * i + 3])
+            if gpu or cpu or mem:
+                out.append(Sums(key, str(values[flavor_at]), float(lo), gpu, cpu, mem))
     return out
 
 
