@@ -2,11 +2,11 @@
 group and flavor, summed by the database (``GROUP BY``), so a month's report over a million
 records reads a few hundred rows; and the one kind of event about no job that metering writes.
 
-A record counts in a segment ``[lo, hi)`` for its overlap ``max(0, min(ended_at, hi) -
-max(started_at, lo))``. Up to ``ONE_PASS`` segments (a window and its price changes) are
-summed in one pass, each segment three sums per row; more (time buckets) one query per
-segment. A long window on SQLite is read through the covering ``ix_usage_records_report``
-index (migration 0009), in group order.
+A record counts in a segment ``[lo, hi)`` for its overlap ``min(ended_at, hi) -
+max(started_at, lo)`` when it overlaps it at all. Up to ``ONE_PASS`` segments (a window and
+its price changes) are summed in one pass, each segment three sums per row; more (time
+buckets) one query per segment. A long window on SQLite is read through the covering
+``ix_usage_records_report`` index (migration 0009), in group order.
 """
 
 from __future__ import annotations
@@ -15,7 +15,18 @@ import itertools
 from collections.abc import Collection, Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Double, Table, func, literal, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Double,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    select,
+)
 
 from allot.metering.ledger import Sums, check_groups
 from allot.store import events
@@ -56,17 +67,21 @@ def _sums(
 ) -> list[Sums]:
     """One query: per group and flavor, three sums (GPU, CPU, memory) per segment."""
     sqlite = conn.dialect.name == "sqlite"
-    # SQLite's two-argument min()/max() are scalar; PostgreSQL spells them least()/greatest().
-    lower, upper = (func.min, func.max) if sqlite else (func.least, func.greatest)
     keys = [_USAGE.c[name] for name in groups]
     if "flavor" not in groups:
         keys.append(_USAGE.c.flavor)
+    started, ended = _USAGE.c.started_at, _USAGE.c.ended_at
     sums = []
-    for lo, hi in segments:
-        span = upper(
-            lower(_USAGE.c.ended_at, literal(hi, Double()))
-            - upper(_USAGE.c.started_at, literal(lo, Double())),
-            literal(0.0, Double()),
+    for a, b in segments:
+        lo: BindParameter[float] = literal(a, Double())
+        hi: BindParameter[float] = literal(b, Double())
+        # NULL (left out of the sum) for a record outside the segment. CASE rather than
+        # min()/max(): SQLite evaluates it a quarter faster, and both databases have it.
+        span = case(
+            (
+                and_(ended > lo, started < hi),
+                case((ended < hi, ended), else_=hi) - case((started > lo, started), else_=lo),
+            )
         )
         sums += [
             func.sum(span * _USAGE.c.gpu_milli),
@@ -74,15 +89,15 @@ def _sums(
             func.sum(span * _USAGE.c.memory_mib),
         ]
     first, last = segments[0][0], segments[-1][1]
-    ended: ColumnElement[float] = _USAGE.c.ended_at
+    ended_filter: ColumnElement[float] = ended
     if sqlite and last - first > SHORT_WINDOW:
         # A long window holds most of the ledger: one pass over the covering report index
         # beats a walk of the ``ended_at`` index and a table lookup per row (``+ 0`` keeps
         # SQLite's planner off that index).
-        ended = ended + 0
+        ended_filter = ended + 0
     query = (
         select(*keys, *sums)
-        .where(ended > literal(first, Double()), _USAGE.c.started_at < literal(last, Double()))
+        .where(ended_filter > literal(first, Double()), started < literal(last, Double()))
         .group_by(*keys)
     )
     if tenants is not None:
@@ -93,10 +108,10 @@ def _sums(
     for row in conn.execute(query):
         values = tuple(row)
         key = tuple(str(v) for v in values[: len(groups)])
-        for i, (lo, _) in enumerate(segments):
+        for i, (a, _) in enumerate(segments):
             gpu, cpu, mem = (float(v or 0.0) for v in values[width + 3 * i : width + 3 * i + 3])
             if gpu or cpu or mem:
-                out.append(Sums(key, str(values[flavor_at]), float(lo), gpu, cpu, mem))
+                out.append(Sums(key, str(values[flavor_at]), float(a), gpu, cpu, mem))
     return out
 
 
