@@ -14,7 +14,8 @@
 3. Scheduling-cycle time with 10,000 pending jobs (the cluster held by one job, so none can
    start): one ``SchedulingLoop.run_once`` on the real store, in this process.
 
-Run: ``.venv/bin/python benchmarks/control_plane.py [--submissions 2000] [--postgres URL]``.
+Run: ``.venv/bin/python benchmarks/control_plane.py [--submissions 2000] [--postgres URL]``;
+``--budgets FILE`` runs the server and the cycle with money budgets checked at admission.
 PostgreSQL: ``--postgres`` or ``$ALLOT_TEST_POSTGRES_URL`` (``scripts/services/postgres start``
 prints one); a fresh database is created for each run. Slurm: ``scripts/services/slurm start``.
 """
@@ -54,12 +55,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(data_dir: Path, database: str | None, gpus: int) -> Iterator[Client]:
+def running_server(
+    data_dir: Path, database: str | None, gpus: int, budgets: Path | None = None
+) -> Iterator[Client]:
     """``allot up`` in a subprocess; yields a client; stops it afterwards."""
     port = free_port()
     cmd = [sys.executable, "-m", "allot", "up", "--gpus", str(gpus), "--port", str(port)]
     if database:
         cmd += ["--database", database]
+    if budgets:
+        cmd += ["--budgets", str(budgets)]
     env = {**os.environ, "ALLOT_DATA_DIR": str(data_dir)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -206,14 +211,17 @@ def sbatch_rate(count: int) -> tuple[float | None, str]:
     return rate, f"{count} x sbatch -H --wrap true, sequential"
 
 
-def cycle_time(database: str, pending: int) -> float:
-    """Median of 5 ``run_once`` with ``pending`` jobs that cannot start."""
+def cycle_time(database: str, pending: int, budgets: Path | None = None) -> float:
+    """Median of 5 ``run_once`` with ``pending`` jobs that cannot start (with the budget
+    check of ``budgets`` too, when given)."""
     from allot.control.clock import SystemClock
+    from allot.control.metering import MeteringConfig
     from allot.control.ports import RunState
     from allot.control.records import Launch, NewJob
     from allot.control.system import SystemConfig, build
     from allot.core.model import Resources
     from allot.executors.local import LocalExecutor
+    from allot.metering.budgets import BudgetBook, load_budgets
     from allot.quota_source import default_quotas
     from allot.store import SqlStore
 
@@ -223,7 +231,12 @@ def cycle_time(database: str, pending: int) -> float:
         executor = LocalExecutor(Path(tmp), gpus=8)
         clock = SystemClock()
         store.save_quotas(default_quotas(), at=clock.now())
-        loop = build(SystemConfig(), store=store, executors=executor, clock=clock).loop
+        book = BudgetBook() if budgets is None else load_budgets(budgets)
+        metering = MeteringConfig(budgets=book)
+        system = build(
+            SystemConfig(), store=store, executors=executor, clock=clock, metering=metering
+        )
+        loop = system.loop
         launch = Launch(("sleep", "600"))
         whole = NewJob(
             "blocker",
@@ -296,7 +309,7 @@ def measure(label: str, database: str | None, args: argparse.Namespace) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         db = database or f"sqlite:///{data_dir / 'allot.db'}"
-        with running_server(data_dir, db, gpus=8) as client:
+        with running_server(data_dir, db, gpus=8, budgets=args.budgets) as client:
             client.submit(HELD)  # warm up connections and code paths
             single = submit_rate(client, args.submissions)
             token = (data_dir / "admin-token").read_text().strip()
@@ -305,7 +318,9 @@ def measure(label: str, database: str | None, args: argparse.Namespace) -> Row:
             wrk_single = wrk_rate(client.url, token, 1, args.wrk_seconds)
             wrk_concurrent = wrk_rate(client.url, token, CLIENTS, args.wrk_seconds)
             server, seen = latencies(client, args.latency_jobs)
-        cycle = cycle_time(database or f"sqlite:///{data_dir / 'cycle.db'}", args.pending)
+        cycle = cycle_time(
+            database or f"sqlite:///{data_dir / 'cycle.db'}", args.pending, args.budgets
+        )
     return Row(
         label,
         single,
@@ -332,6 +347,9 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=5, help="length of each wrk run")
     parser.add_argument("--sbatch", type=int, default=300, help="sbatch -H submissions to time")
     parser.add_argument("--postgres", default=os.environ.get("ALLOT_TEST_POSTGRES_URL"))
+    parser.add_argument(
+        "--budgets", type=Path, default=None, help="a budgets file for the server and the cycle"
+    )
     args = parser.parse_args()
 
     rows = [measure("SQLite", None, args)]

@@ -47,6 +47,7 @@ from allot.core.quota.config import (
     ResourceQuota,
     TenantSpec,
 )
+from allot.metering.ledger import Interval, Sums, check_groups, sums_of
 from memory_tenancy import MemoryTenancy
 
 DEFAULT_QUOTAS = QuotaConfig((TenantSpec("default"),), (QueueSpec("default", "default"),))
@@ -611,6 +612,31 @@ class MemoryStore(MemoryTenancy):
                 if u.id > after and (ended_after is None or u.ended_at > ended_after)
             ]
 
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        with self._reading() as db:
+            records = [u for u in db.usage if tenants is None or u.tenant in tenants]
+        intervals = [
+            Interval(
+                u.job_id,
+                u.tenant,
+                u.user,
+                u.queue,
+                u.flavor,
+                u.started_at,
+                u.ended_at,
+                u.gpu_milli,
+                u.cpu_milli,
+                u.memory_mib,
+            )
+            for u in records
+        ]
+        return sums_of(intervals, check_groups(by), cuts)
+
     # -- cluster
 
     def sync_nodes(
@@ -705,7 +731,7 @@ class MemoryStore(MemoryTenancy):
         return found
 
     def record_event(
-        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        self, job_id: int | None, kind: str, reason: str, *, at: float, actor: str,
         data: Mapping[str, object] | None = None,
     ) -> None:  # fmt: skip
         with self._transaction() as db:

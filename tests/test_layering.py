@@ -138,6 +138,7 @@ def sim_may_import(imp: Import) -> bool:
         or in_package(imp.module, "allot.core")
         or in_package(imp.module, "allot.sim")
         or in_package(imp.module, "allot.config")
+        or in_package(imp.module, "allot.metering")
         or imp.top in SIM_THIRD_PARTY
     )
 
@@ -147,10 +148,12 @@ def sim_may_import(imp: Import) -> bool:
 LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "allot.wire": (frozenset(), frozenset({"pydantic"})),
     "allot.config": (frozenset({"allot.core"}), frozenset({"yaml"})),
+    # Metering prices the ledger for the control plane and the simulator alike.
+    "allot.metering": (frozenset({"allot.core", "allot.config"}), frozenset()),
     # Profiling's use cases drive the analysis library (allot.profile), which is pure like the
     # core but numeric, and read its catalog's errors (allot.config).
     "allot.control": (
-        frozenset({"allot.core", "allot.profile", "allot.config.errors"}),
+        frozenset({"allot.core", "allot.profile", "allot.config.errors", "allot.metering"}),
         frozenset(),
     ),
     "allot.profile": (
@@ -164,6 +167,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.control.ports",
                 "allot.control.records",
                 "allot.control.principal",
+                "allot.metering.ledger",
             }
         ),
         frozenset({"sqlalchemy", "alembic"}),
@@ -185,6 +189,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.config",
                 "allot.profile",
                 "allot.observe",
+                "allot.metering",
             }
         ),
         frozenset({"fastapi", "starlette", "pydantic", "jwt", "uvicorn"}),
@@ -198,7 +203,13 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "allot.client": (
         frozenset(
-            {"allot.wire.schemas", "allot.wire.profiling", "allot.wire.tenancy", "allot.datadir"}
+            {
+                "allot.wire.schemas",
+                "allot.wire.profiling",
+                "allot.wire.tenancy",
+                "allot.wire.metering",
+                "allot.datadir",
+            }
         ),
         frozenset({"httpx", "pydantic"}),
     ),
@@ -209,6 +220,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.wire.schemas",
                 "allot.wire.profiling",
                 "allot.wire.tenancy",
+                "allot.wire.metering",
                 "allot.datadir",
                 "allot.config",
                 "allot.profile",
@@ -216,6 +228,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.core.model",
                 "allot.core.policy",
                 "allot.core.units",
+                "allot.metering",
                 "allot.cli",
             }
         ),

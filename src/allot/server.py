@@ -38,6 +38,7 @@ from allot.config.quotas import check_against_cluster, load_quotas
 from allot.control.clock import SystemClock
 from allot.control.credentials import hash_token, new_token
 from allot.control.loop import SchedulingLoop
+from allot.control.metering import MeteringConfig
 from allot.control.ports import Executor, NotFoundError, Store
 from allot.control.records import AuditEntry
 from allot.control.registry import LOCAL, ExecutorRegistry
@@ -51,6 +52,9 @@ from allot.executors.inventory import Inventory
 from allot.executors.local import LocalExecutor
 from allot.executors.slurm import SlurmExecutor
 from allot.instance import ClaimError, DataDirLock, bind_address, data_dir_holder, lock_data_dir
+from allot.metering.budgets import BudgetBook, load_budgets
+from allot.metering.prices import load_prices
+from allot.metering.report import IdleMode
 from allot.observe.eta import StartTimeEstimator
 from allot.observe.idle import IdleReclaim
 from allot.observe.metrics import ControlMetrics, TimedExecutors
@@ -91,6 +95,9 @@ class ServerConfig:
     metrics: bool = True  # Prometheus metrics at /metrics
     eta_interval: float = 15.0  # seconds between refreshes of start-time estimates (0: none)
     otlp_endpoint: str | None = None  # traces go there (else the OTEL_EXPORTER_OTLP_* variables)
+    prices_file: Path | None = None  # prices per flavor (else the flavor catalog's)
+    budgets_file: Path | None = None  # money budgets, enforced at admission
+    idle: str = "unallocated"  # idle capacity's cost: "share" or "unallocated"
 
     def __post_init__(self) -> None:
         if self.default_quotas and self.quotas_file is not None:
@@ -234,6 +241,17 @@ def _executor(config: ServerConfig) -> tuple[Executor, Inventory, str]:
     return local, local.inventory_report(), LOCAL
 
 
+def _metering(config: ServerConfig) -> MeteringConfig:
+    """The prices, budgets and idle-cost rule ``allot up`` was given, read and checked."""
+    prices = None if config.prices_file is None else load_prices(config.prices_file)
+    budgets = BudgetBook() if config.budgets_file is None else load_budgets(config.budgets_file)
+    try:
+        idle = IdleMode(config.idle)
+    except ValueError:
+        raise ValueError(f"idle: must be share or unallocated, got {config.idle!r}") from None
+    return MeteringConfig(prices, budgets, idle)
+
+
 def build(config: ServerConfig) -> Server:
     """Open and prepare everything; starts the scheduling loop (which first reconciles).
     The caller has claimed the data directory (``claim``) when other servers may be about."""
@@ -245,6 +263,7 @@ def build(config: ServerConfig) -> Server:
     executor, inventory, pool = _executor(config)
     loaded = _quota_file(config, inventory)  # a bad file is refused before the store opens
     oidc = None if config.oidc_file is None else load_oidc(config.oidc_file)
+    metering = _metering(config)  # a bad prices or budgets file is refused before the store opens
     store = SqlStore(config.database_url or default_database_url(config.data_dir))
     store.migrate()
     token_path = ensure_admin_token(store, config.data_dir, clock.now())
@@ -271,6 +290,7 @@ def build(config: ServerConfig) -> Server:
         executors=executors,
         clock=clock,
         workdirs=workdirs,
+        metering=metering,
     )
     if metrics is not None:
         system.loop.subscribe(metrics)

@@ -152,6 +152,9 @@ REQUESTS: dict[str, Build] = {
         {"device": "cpu", "measurements": [{"name": "memory", "device": "cpu", "value": 10.0}]},
     ),
     "flavor_speeds": lambda w, r, t: ("GET", "/v1/flavor-speeds", None),
+    "usage_report": lambda w, r, t: ("GET", f"/v1/usage?by=user&tenant={TENANT[t]}", None),
+    "job_cost": _job_path("/cost"),
+    "list_budgets": lambda w, r, t: ("GET", "/v1/budgets", None),
 }
 
 Rule = Callable[[str, str], int]  # (role, target) -> the status expected
@@ -202,6 +205,11 @@ def _audit(role: str, target: str) -> int:
     return 200 if role in ("cluster_admin", "tenant_admin") else 403
 
 
+def _read_tenant(role: str, target: str) -> int:
+    """A tenant's usage: its members read it; another tenant's is refused."""
+    return 403 if target == "other" and role != "cluster_admin" else 200
+
+
 def _not_profiled(role: str, target: str) -> int:
     """Anyone who may read the job gets past authorisation to a 409: it was not profiled."""
     return 404 if _read_job(role, target) == 404 else 409
@@ -240,6 +248,9 @@ RULES: dict[str, Rule] = {
     "job_recommendation": _not_profiled,
     "record_node_check": _cluster_admin(201),
     "flavor_speeds": _anyone(),
+    "usage_report": _read_tenant,
+    "job_cost": _read_job,
+    "list_budgets": _anyone(),
 }
 
 

@@ -17,7 +17,7 @@ METHODS = [
     "submit",
     "submit_many", "jobs", "iter_jobs", "job", "cancel", "hold", "release", "events", "explain",
     "logs", "follow_logs", "nodes", "drain", "undrain", "queues", "health", "close",
-    "profile", "recommend", "record_node_check", "flavor_speeds",
+    "profile", "recommend", "record_node_check", "flavor_speeds", "usage", "job_cost", "budgets",
 ]  # fmt: skip
 
 

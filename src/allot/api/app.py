@@ -26,7 +26,7 @@ from allot.api.context import close_intake
 from allot.api.docs import install_docs
 from allot.api.metrics import install_metrics
 from allot.api.problems import UnexpectedErrors, documented, install_problem_handlers
-from allot.api.routes import admin, cluster, jobs, profile
+from allot.api.routes import admin, cluster, jobs, profile, usage
 from allot.control.profiling import Profiling
 from allot.control.services import ControlPlane
 from allot.control.tenancy import Tenancy
@@ -95,6 +95,7 @@ def create_app(
     v1.include_router(cluster.router)
     v1.include_router(profile.router)
     v1.include_router(admin.router)
+    v1.include_router(usage.router)
     app.include_router(v1)
     install_docs(
         app, docs_url=f"{API_PREFIX}/docs", openapi_url=f"{API_PREFIX}/openapi.json", title="allot"

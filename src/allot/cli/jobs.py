@@ -130,8 +130,9 @@ def show(
     with reported(fmt=fmt), output.make_client(url, token) as allot:
         job = allot.job(job_id)
         events = allot.events(job_id)[-LAST_EVENTS:]
+        cost = allot.job_cost(job_id)
     if fmt is OutputFormat.json:
-        output.print_json({"job": job, "events": events})
+        output.print_json({"job": job, "events": events, "cost": cost})
         return
     r = job.resources
     fields = {
@@ -159,6 +160,7 @@ def show(
         "reason": job.reason or "-",
         "GPU time": f"{job.attained_gpu_seconds / 3600:.2f} GPU-hours",
         "runs": str(job.run_count),
+        "cost": f"{cost.cost:.2f} {cost.currency} ({cost.gpu_hours:.2f} GPU-hours priced)",
     }
     if job.estimated_start is not None:
         fields["expected start"] = f"{expected_start(job)} ({job.estimated_start.basis})"

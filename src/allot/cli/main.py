@@ -71,6 +71,13 @@ COMMANDS = {
         "allot.cli.profile:recommend",
         "Rank every GPU flavor for a profiled job by work per dollar and by time to finish.",
     ),
+    "usage": Entry(
+        "allot.cli.usage:usage",
+        "Usage and cost per tenant, user, queue or flavor over a window, like sreport.",
+    ),
+    "budgets": Entry(
+        "allot.cli.usage:budgets", "Each budget of your tenants and what it spent this period."
+    ),
     "node": Entry(
         "allot.cli.node:node",
         "Check this machine's GPUs against its flavor: allot node check.",

@@ -21,6 +21,7 @@ import typer
 
 if TYPE_CHECKING:  # the simulator is imported inside the command: `allot --help` stays fast
     from allot.core.policy import Policy
+    from allot.sim.cost import CostReport
     from allot.sim.workload import TraceJob
 
 
@@ -168,6 +169,21 @@ def simulate(
         OutputFormat, typer.Option(metavar="FORMAT", help="table or json.")
     ] = OutputFormat.table,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Prices per flavor (YAML, docs/metering.md; effective dates in trace seconds)."
+            " Default: the flavor catalog's list prices.",
+        ),
+    ] = None,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Replay money budgets (YAML, docs/metering.md): jobs wait as they would live.",
+        ),
+    ] = None,
 ) -> None:
     """Replay a trace on a cluster under each policy and compare them side by side."""
     # The simulator, its plots and the progress bar load here, only for this command.
@@ -182,12 +198,15 @@ def simulate(
         TimeElapsedColumn,
     )
 
+    from allot.cli.simulate_cost import cost_table, sim_prices
     from allot.cli.simulate_table import comparison_table
     from allot.config.errors import ConfigError
     from allot.config.quotas import check_against_cluster, load_quotas
     from allot.core.model import SpecError
     from allot.core.policy import UnknownPolicyError
+    from allot.metering.budgets import load_budgets
     from allot.sim.cluster import load_cluster
+    from allot.sim.cost import SimBudgets, cost_report
     from allot.sim.engine import (
         Checkpointing,
         Simulation,
@@ -214,11 +233,14 @@ def simulate(
         check_some_job_fits(
             config.cluster, workload, cluster_file=str(cluster), trace_file=str(trace)
         )
+        price_list = sim_prices(prices, config.cluster.flavors)
+        book = None if budgets is None else load_budgets(budgets)
     except (ConfigError, SimulationError, UnknownPolicyError, SpecError, OSError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
     results: list[SimResult] = []
+    costs: dict[str, CostReport] = {}
     wall: dict[str, float] = {}
     with Progress(
         TextColumn("{task.description:<12}"),
@@ -235,8 +257,9 @@ def simulate(
                 bar.update(task, completed=done, total=total)
 
             started = time.perf_counter()
+            replayed = None if book is None else SimBudgets(book, price_list, config.cluster)
             try:
-                result = Simulation(
+                sim = Simulation(
                     config.cluster,
                     workload,
                     p,
@@ -246,7 +269,12 @@ def simulate(
                     progress=progress,
                     checkpointing=Checkpointing(checkpoint_period, restart_overhead),
                     predictor=RuntimePredictor() if estimates is Estimates.predicted else None,
-                ).run()
+                    admission=None if replayed is None else replayed.admission,
+                    on_plan=None if replayed is None else replayed.on_plan,
+                )
+                if replayed is not None:
+                    replayed.attach(sim.result)
+                result = sim.run()
             except SimulationError as err:
                 console.print(
                     f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
@@ -254,6 +282,7 @@ def simulate(
                 raise typer.Exit(2) from None
             wall[p.name] = round(time.perf_counter() - started, 3)
             results.append(result)
+            costs[p.name] = cost_report(result, config.cluster, price_list, budgets=replayed)
 
     metrics = {r.policy: compute_metrics(r) for r in results}
     meta: dict[str, object] = {
@@ -273,6 +302,9 @@ def simulate(
         "seed": seed,
         "failures": config.failures is not None,
         "wall_seconds": wall,
+        "prices": None if prices is None else str(prices),
+        "budgets": None if budgets is None else str(budgets),
+        "cost": {name: report.to_dict() for name, report in costs.items()},
     }
     report = write_report(out, results=results, metrics=metrics, meta=meta)
     written = [report]
@@ -286,6 +318,7 @@ def simulate(
         typer.echo(json.dumps(json.loads(report.read_text()), indent=2))
         return
     console.print(comparison_table(metrics, title))
+    console.print(cost_table(costs, budgets is not None))
     for name, seconds in wall.items():
         events = next(r.events for r in results if r.policy == name)
         console.print(f"{name}: {seconds:.1f} s wall, {events / max(seconds, 1e-9):,.0f} events/s")

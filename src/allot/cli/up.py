@@ -101,6 +101,26 @@ def up(
             metavar="URL",
         ),
     ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prices per flavor with effective dates (YAML, see docs/metering.md); default:"
+            " the flavor catalog's list prices.",
+            metavar="FILE",
+        ),
+    ] = None,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(
+            help="Money budgets per tenant or user, enforced at admission (YAML, see"
+            " docs/metering.md).",
+            metavar="FILE",
+        ),
+    ] = None,
+    idle: Annotated[
+        str,
+        typer.Option(help="Idle capacity's cost in usage reports: share or unallocated."),
+    ] = "unallocated",
 ) -> None:
     """Run the allot server: REST API, scheduler and local executor."""
     # Imported here: only `up` needs the server and its adapters.
@@ -125,6 +145,8 @@ def up(
         raise fail(f"--executor: unknown executor {executor!r}; known: {', '.join(EXECUTORS)}", 2)
     if partition is not None and executor != "slurm":
         raise fail("--partition: only with --executor slurm", 2)
+    if idle not in ("share", "unallocated"):
+        raise fail(f"--idle: must be share or unallocated, got {idle!r}", 2)
     if quotas is not None and not quotas:
         raise fail("--quotas: give a file, or 'default' for the built-in queue", 2)
     logging.basicConfig(
@@ -147,6 +169,9 @@ def up(
         partition=partition,
         metrics=metrics,
         otlp_endpoint=otlp_endpoint,
+        prices_file=prices,
+        budgets_file=budgets,
+        idle=idle,
     )
     try:
         claims = claim(config)

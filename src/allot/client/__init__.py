@@ -45,6 +45,7 @@ if typing.TYPE_CHECKING:
         Unreachable,
     )
     from allot.client._sync import Client
+    from allot.wire.metering import BudgetOut, JobCostOut, UsageReportOut
     from allot.wire.profiling import (
         FlavorSpeedOut,
         MeasurementIn,
@@ -109,6 +110,9 @@ _HOMES = {
     "RecommendationOut": "allot.wire.profiling",
     "RecommendRequest": "allot.wire.profiling",
     "MeasurementIn": "allot.wire.profiling",
+    "BudgetOut": "allot.wire.metering",
+    "JobCostOut": "allot.wire.metering",
+    "UsageReportOut": "allot.wire.metering",
 }
 
 
@@ -129,6 +133,7 @@ __all__ = [
     "DEFAULT_URL",
     "ApiError",
     "AsyncClient",
+    "BudgetOut",
     "Client",
     "Conflict",
     "Dependency",
@@ -141,6 +146,7 @@ __all__ = [
     "Forbidden",
     "Health",
     "Invalid",
+    "JobCostOut",
     "JobOut",
     "JobPage",
     "JobSubmission",
@@ -163,5 +169,6 @@ __all__ = [
     "TaskResources",
     "Unauthorized",
     "Unreachable",
+    "UsageReportOut",
     "find_endpoint",
 ]

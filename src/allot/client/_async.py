@@ -15,6 +15,7 @@ import httpx
 from allot.client import _routes as routes
 from allot.client._admin import AsyncAdminCalls
 from allot.client._errors import unreachable
+from allot.wire.metering import BudgetOut, JobCostOut, UsageReportOut
 from allot.wire.profiling import (
     FlavorSpeedOut,
     NodeCheckIn,
@@ -282,6 +283,32 @@ class AsyncClient(AsyncAdminCalls):
         """Recorded step times per job class and flavor (measured or estimated). Raises
         ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
         return await self._send(routes.flavor_speeds(job_class))
+
+    # ------------------------------------------------------------------ metering
+
+    async def usage(
+        self,
+        by: str = "tenant",
+        since: str = "30d",
+        until: str | None = None,
+        bucket: str | None = None,
+        tenant: str | None = None,
+    ) -> UsageReportOut:
+        """Usage and cost per group (``by``: tenant, user, queue, flavor, comma-separated)
+        from ``since`` (UNIX seconds or a span back from now, ``30d``), per time ``bucket``
+        (``1d``) when given, of the caller's tenants. Raises ``Invalid``, ``Forbidden``
+        (another tenant), ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return await self._send(routes.usage(by, since, until, bucket, tenant))
+
+    async def job_cost(self, job_id: int) -> JobCostOut:
+        """What the job's runs held and cost so far. Raises ``NotFound``,
+        ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return await self._send(routes.job_cost(job_id))
+
+    async def budgets(self) -> list[BudgetOut]:
+        """The budgets of the caller's tenants and what each spent this period. Raises
+        ``Unauthorized``, ``Unreachable`` or ``ServerError``."""
+        return await self._send(routes.budgets())
 
     async def health(self) -> Health:
         """The server's health (needs no token). Raises ``Unreachable`` or ``ServerError``."""

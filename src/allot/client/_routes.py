@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from allot.client._endpoint import find_endpoint
 from allot.client._errors import ApiError, error_from_response
+from allot.wire.metering import BudgetOut, JobCostOut, UsageReportOut
 from allot.wire.profiling import (
     FlavorSpeedOut,
     NodeCheckIn,
@@ -46,6 +47,7 @@ _nodes: TypeAdapter[list[NodeOut]] = TypeAdapter(list[NodeOut])
 _queues: TypeAdapter[list[QueueOut]] = TypeAdapter(list[QueueOut])
 _jobs: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
 _speeds: TypeAdapter[list[FlavorSpeedOut]] = TypeAdapter(list[FlavorSpeedOut])
+_budgets: TypeAdapter[list[BudgetOut]] = TypeAdapter(list[BudgetOut])
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +241,29 @@ def flavor_speeds(job_class: str | None) -> Call[list[FlavorSpeedOut]]:
     """GET /v1/flavor-speeds."""
     params = httpx.QueryParams({} if job_class is None else {"job_class": job_class})
     return Call("GET", "/v1/flavor-speeds", _speeds.validate_json, params=params)
+
+
+def usage(
+    by: str, since: str, until: str | None, bucket: str | None, tenant: str | None
+) -> Call[UsageReportOut]:
+    """GET /v1/usage."""
+    params: dict[str, str] = {"by": by, "since": since}
+    for name, value in (("until", until), ("bucket", bucket), ("tenant", tenant)):
+        if value is not None:
+            params[name] = value
+    return Call(
+        "GET", "/v1/usage", UsageReportOut.model_validate_json, params=httpx.QueryParams(params)
+    )
+
+
+def job_cost(job_id: int) -> Call[JobCostOut]:
+    """GET /v1/jobs/{id}/cost."""
+    return Call("GET", f"/v1/jobs/{job_id}/cost", JobCostOut.model_validate_json)
+
+
+def budgets() -> Call[list[BudgetOut]]:
+    """GET /v1/budgets."""
+    return Call("GET", "/v1/budgets", _budgets.validate_json)
 
 
 def health() -> Call[Health]:

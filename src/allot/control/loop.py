@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 from allot.control.apply import apply_plan
 from allot.control.dependencies import DependencyWait, judge_job
@@ -38,6 +39,7 @@ from allot.control.reconcile import ACTOR, reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.control.registry import ExecutorRegistry
 from allot.control.usage_history import LedgerHistory
+from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, Node, RunningJob
@@ -47,6 +49,7 @@ from allot.core.policy import Policy
 from allot.core.snapshot import OverAllocationError, Snapshot
 
 log = logging.getLogger("allot.control")
+AdmissionSource = Callable[[float, Sequence[JobRecord]], tuple[AdmissionCheck, ...]]
 
 
 class SchedulingLoop:
@@ -90,6 +93,8 @@ class SchedulingLoop:
         self.cycles = 0
         self.observers = Observers()
         self._nodes: dict[str, Node] = {}
+        # Checks beside quota for each cycle (budgets: ``allot.control.metering``).
+        self.admission: AdmissionSource | None = None
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -274,6 +279,7 @@ class SchedulingLoop:
         workload = specs + [j.spec for j in running]
         cluster = Cluster(tuple(nodes))
         norms = workload_norms(workload, cluster.flavors)
+        extra = () if self.admission is None else self.admission(now, active)
         try:
             snap = Snapshot(
                 cluster,
@@ -282,6 +288,7 @@ class SchedulingLoop:
                 history=self._usage.at(now, active),
                 attained=attained,
                 speed_norms=norms,
+                checks=(*default_checks(True), *extra) if extra else None,
             )
         except OverAllocationError:
             log.exception("the stored runs do not fit the stored nodes; not scheduling")

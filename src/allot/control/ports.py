@@ -46,6 +46,7 @@ from allot.control.records import (
 from allot.core.explain import Explanation
 from allot.core.model import JobState, Node, NodeState, Resources, TaskPlacement
 from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
+from allot.metering.ledger import Sums
 
 
 class Clock(Protocol):
@@ -207,6 +208,17 @@ class Store(Protocol):
         one per run, in its transaction)."""
         ...
 
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        """The usage ledger's amounts per group of ``by`` (tenant, user, queue, flavor),
+        flavor and segment of ``cuts`` (consecutive instants), of ``tenants`` only when
+        given: each record counted for its overlap with each segment."""
+        ...
+
     # -- cluster
     def sync_nodes(
         self, nodes: Sequence[Node], *, at: float, pool: str | None = None
@@ -234,10 +246,11 @@ class Store(Protocol):
 
     # -- profiling
     def record_event(
-        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        self, job_id: int | None, kind: str, reason: str, *, at: float, actor: str,
         data: Mapping[str, object] | None = None,
     ) -> None:  # fmt: skip
-        """Append an event that changes no state (a warning) to the job's event log."""
+        """Append an event that changes no state (a warning) to the job's event log, or
+        one about no job (``job_id`` None: a budget's soft limit passed)."""
         ...
 
     def record_gpu_summary(self, summary: GpuSummary) -> None:

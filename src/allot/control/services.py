@@ -24,6 +24,7 @@ from allot.control import reasons
 from allot.control.audit import AuditTrail
 from allot.control.dependencies import problem_at_submit
 from allot.control.estimates import NoEstimates, StartEstimates
+from allot.control.metering import Metering
 from allot.control.ports import Clock, ConflictError, Executor, NotFoundError, Scheduler, Store
 from allot.control.principal import ForbiddenError, Principal
 from allot.control.reasons import Explained, wall_time
@@ -112,6 +113,7 @@ class ControlPlane:
         self.workdirs = workdirs or WorkdirRule()
         self.audit = AuditTrail(store, clock)
         self.estimates: StartEstimates = NoEstimates()  # set by an estimator (allot.observe.eta)
+        self.metering = Metering(store, clock)
         self._view: _ClusterView | None = None
 
     def forget_cluster(self) -> None:

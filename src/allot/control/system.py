@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from allot.control.audit import SchedulingAudit
 from allot.control.loop import SchedulingLoop
+from allot.control.metering import Metering, MeteringConfig
 from allot.control.ports import Clock, Executor, Store
 from allot.control.registry import ExecutorRegistry
 from allot.control.services import ControlPlane
@@ -63,9 +64,11 @@ def build(
     executors: ExecutorRegistry | Executor,
     clock: Clock,
     workdirs: WorkdirRule | None = None,
+    metering: MeteringConfig | None = None,
 ) -> System:
     """Wire the system (see the module docstring); raises UnknownPolicyError. The scheduler's
-    decisions go to the control plane's audit trail; ``workdirs`` says where jobs may run."""
+    decisions go to the control plane's audit trail; ``workdirs`` says where jobs may run;
+    ``metering`` gives prices, budgets (checked at admission) and how idle cost is reported."""
     registry = ExecutorRegistry.of(executors)
     loop = SchedulingLoop(
         store,
@@ -79,5 +82,7 @@ def build(
     )
     loop.sync_inventory()
     control = ControlPlane(store, registry, clock, loop, workdirs=workdirs)
+    control.metering = Metering(store, clock, metering)
+    loop.admission = control.metering.admission
     loop.subscribe(SchedulingAudit(control.audit))
     return System(store, registry, clock, loop, control)

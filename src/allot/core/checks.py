@@ -8,9 +8,10 @@ order, flavor by flavor (``allot.core.admission``), then placement.
 Cache scope (Nomad's feasibility wrappers, scheduler/feasible.go, keep job-, task-group- and
 node-level checks apart for the same reason): within a cycle the cycle reuses a job's failed
 attempt for the next job with the same *admission key*. A check declares what its verdict
-depends on besides the request shape: the queue (quota), the owner (a per-user budget), or the
-job itself (its dependencies, its affinities), and the key is made of everything any check
-declares. So a verdict is never lent to a job it was not computed for.
+depends on besides the request shape: the queue (quota), the owner (a tenant rule), the owner
+and the job's expected run time (a money budget: ``allot.core.budget``), or the job itself
+(its dependencies, its affinities), and the key is made of everything any check declares. So
+a verdict is never lent to a job it was not computed for.
 
 Invariant every check keeps: within one cycle its verdict for a key can only get worse as the
 cycle admits jobs (admissions consume quota, money, ...; nothing is given back until the next
@@ -39,20 +40,24 @@ class CacheScope(IntEnum):
     SHAPE = 0  # the request shape only (tasks and accepted flavors)
     QUEUE = 1  # ... and the queue
     OWNER = 2  # ... and the tenant and user
-    JOB = 3  # the job itself: never reused for another job
+    COST = 3  # ... and the job's expected run time (what a money budget projects)
+    JOB = 4  # the job itself: never reused for another job
 
 
 AdmissionKey = tuple[object, ...]
 
 
 def admission_key(scope: CacheScope, spec: JobSpec) -> AdmissionKey:
-    """The key under which a verdict about ``spec`` may be reused within a cycle."""
+    """The key under which a verdict about ``spec`` may be reused within a cycle; the request
+    shape is always its last part (the pending index reads it there)."""
     if scope is CacheScope.SHAPE:
         return (spec.shape,)
     if scope is CacheScope.QUEUE:
         return (spec.queue, spec.shape)
     if scope is CacheScope.OWNER:
         return (spec.queue, spec.tenant, spec.user, spec.shape)
+    if scope is CacheScope.COST:
+        return (spec.queue, spec.tenant, spec.user, spec.expected_runtime, spec.shape)
     return ("job", spec.id)
 
 

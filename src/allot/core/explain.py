@@ -45,6 +45,7 @@ class Reason(StrEnum):
     PREEMPTING = "preempting"  # running jobs are being stopped to make room for it
     WAITING_FOR_PREEMPTED = "waiting_for_preempted"  # fits once jobs being preempted stop
     BEHIND_PREEMPTOR = "behind_preemptor"  # a preemptor in its cohort holds the room it needs
+    BUDGET = "budget"  # its projected cost would pass its tenant's (or user's) money budget
 
 
 TimeFormat = Callable[[float], str]
@@ -257,6 +258,8 @@ def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
                 f"waits behind job {f.get('preemptor')}, which preempted jobs in its cohort and"
                 " holds the room they free"
             )
+        case Reason.BUDGET:
+            return _budget(f)
     return str(reason)  # pragma: no cover - every Reason is matched above
 
 
@@ -296,7 +299,40 @@ def _remedy(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
             return "starts once the preempted jobs have stopped"
         case Reason.BEHIND_PREEMPTOR:
             return f"is considered again once job {f.get('preemptor')} has started"
+        case Reason.BUDGET:
+            return _budget_remedy(f, when)
     return ""  # pragma: no cover - every Reason is matched above
+
+
+def _money(f: Mapping[str, FieldValue], name: str) -> str:
+    return f"{float(f.get(name, 0) or 0):.2f} {f.get('currency', '')}".rstrip()
+
+
+def _budget(f: Mapping[str, FieldValue]) -> str:
+    owner = (
+        f"user {f.get('user')} of tenant {f.get('tenant')}"
+        if f.get("user")
+        else (f"tenant {f.get('tenant')}")
+    )
+    return (
+        f"its projected cost on {f.get('flavor')}, {_money(f, 'needed')}, would pass the budget"
+        f" of {owner} for {f.get('period')}: {float(f.get('committed', 0) or 0):.2f} of"
+        f" {_money(f, 'limit')} is spent or committed to running jobs,"
+        f" {_money(f, 'remaining')} is left"
+    )
+
+
+def _budget_remedy(f: Mapping[str, FieldValue], when: TimeFormat) -> str:
+    renews = f.get("renews")
+    later = (
+        f"starts once the budget renews at {when(float(renews))}"
+        if isinstance(renews, int | float)
+        else "starts as older spending leaves the budget's window"
+    )
+    return (
+        f"{later}, or when an administrator raises the budget; a shorter --time-limit or"
+        " --estimate (what the projection uses) or a cheaper flavor may let it start sooner"
+    )
 
 
 @dataclass(frozen=True, slots=True)

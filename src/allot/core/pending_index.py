@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 DecisionKey = tuple[object, ...]
 GroupKey = tuple[object, ...]
 _Entry = tuple[SortKey, JobSpec]
-_Shape = tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]]
+# ``JobSpec.shape``: (tasks, flavors), and with a colocation rule (..., colocate, required).
+_Shape = tuple[object, ...]
 _ID = attrgetter("id")
 _TENANT = attrgetter("tenant")
 _USER = attrgetter("user")
@@ -260,6 +261,11 @@ class PendingIndex:
             admission = list(
                 zip(queues, map(_TENANT, specs), map(_USER, specs), shapes, strict=True)
             )
+        elif scope is CacheScope.COST:
+            admission = list(
+                zip(queues, map(_TENANT, specs), map(_USER, specs), map(_RUNTIME, specs), shapes,
+                    strict=True)
+            )  # fmt: skip
         else:
             admission = [("job", i) for i in ids]
         decided: list[int | None] = list(levels) if self.las_decides else [None] * n
@@ -301,10 +307,7 @@ class PendingIndex:
         if self.scope is CacheScope.JOB:
             return list({s.shape: s for s in self.specs.values()}.values())
         shapes = {cast(_Shape, cast(tuple[object, ...], key[0])[-1]) for key in self.counts}
-        return [
-            JobSpec(0, "", "", "", tuple(Resources(*t) for t in tasks), flavors)
-            for tasks, flavors in shapes
-        ]
+        return [_spec_of(shape) for shape in shapes]
 
     def ordered(self, factors: FairShareFactors | None) -> list[JobSpec]:
         """Every job, in the policy's static order under ``factors`` (the caller must not
@@ -379,3 +382,13 @@ def backlog(snap: Snapshot, index: PendingIndex) -> Backlog:
                 fr = (flavor, resource)
                 amounts[fr] = amounts.get(fr, 0) + amount
     return out
+
+
+def _spec_of(shape: _Shape) -> JobSpec:
+    """A job of this request shape (``JobSpec.shape``), standing for every job that has it."""
+    tasks = cast(tuple[tuple[int, ...], ...], shape[0])
+    flavors = cast(tuple[str, ...], shape[1])
+    colocate = cast(str, shape[2]) if len(shape) > 2 else ""
+    required = bool(shape[3]) if len(shape) > 3 else False
+    return JobSpec(0, "", "", "", tuple(Resources(*t) for t in tasks), flavors,
+                   colocate=colocate, colocate_required=required)  # fmt: skip

@@ -120,6 +120,8 @@ class Snapshot:
         # GPUs held now per tenant and per (tenant, user), in milli-GPU.
         self.tenant_gpu_milli: dict[str, int] = {}
         self.user_gpu_milli: dict[tuple[str, str], int] = {}
+        # Running jobs per tenant (a budget sums what they cost).
+        self.tenant_jobs: dict[str, set[JobId]] = {}
         self.nodes: tuple[Node, ...] = cluster.nodes
         self.node_index: dict[str, int] = {n.name: i for i, n in enumerate(self.nodes)}
         self.flavor_of: list[str] = [n.flavor for n in self.nodes]
@@ -270,6 +272,10 @@ class Snapshot:
         self.tenant_gpu_milli[spec.tenant] = self.tenant_gpu_milli.get(spec.tenant, 0) + gpu
         user = (spec.tenant, spec.user)
         self.user_gpu_milli[user] = self.user_gpu_milli.get(user, 0) + gpu
+        if sign > 0:
+            self.tenant_jobs.setdefault(spec.tenant, set()).add(spec.id)
+        else:
+            self.tenant_jobs[spec.tenant].discard(spec.id)
         if self.quota is not None:
             request = request_of(spec, job.flavor)
             if sign > 0:

@@ -46,21 +46,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+from allot.core.checks import AdmissionCheck
 from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
 from allot.core.placement.diagnose import screen
 from allot.core.placement.packing import Packer
 from allot.core.placement.throughput import reserve_by_flavor, speed_norms
+from allot.core.plan import Plan
 from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
 from allot.core.snapshot import Snapshot
+from allot.metering.ledger import Interval
 from allot.sim.cluster import FailureModel
 from allot.sim.predict import RuntimePredictor
 from allot.sim.result import JobRecord, NeverFit, SimResult
 from allot.sim.workload import TraceJob
 
 Progress = Callable[[int, int], None]
+AdmissionSource = Callable[[float, Snapshot], Sequence[AdmissionCheck]]
 
 
 class SimulationError(ValueError):
@@ -74,6 +78,7 @@ class _Kind(IntEnum):
     STOP = 1
     FAIL = 2
     REPAIR = 3
+    WAKE = 4  # a cycle asked for by ``on_plan`` (a budget renews then)
 
 
 ESTIMATES = ("none", "predicted", "exact", "keep")
@@ -189,6 +194,8 @@ class Simulation:
         throughput: bool = False,
         checkpointing: Checkpointing | None = None,
         predictor: RuntimePredictor | None = None,
+        admission: AdmissionSource | None = None,
+        on_plan: Callable[[float, Plan], float | None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.checkpointing = checkpointing or Checkpointing()
@@ -217,6 +224,11 @@ class Simulation:
         self.limited: set[JobId] = set()  # running jobs whose run ends at their time limit
         self.down: set[str] = set()  # nodes failed and not yet repaired
         self.result = SimResult(policy.name, cluster.total_gpus)
+        # Checks beside quota per cycle (budgets, ``allot.sim.cost``), and who sees each plan.
+        self.admission = admission
+        self.on_plan = on_plan
+        self.base_checks = self.snapshot.checks
+        self.wake_at: float | None = None  # the cycle ``on_plan`` asked for
 
     def _push(self, time: float, kind: _Kind, subject: int, token: int = 0) -> None:
         self.seq += 1
@@ -250,12 +262,14 @@ class Simulation:
             self._sample(now)
             if self.progress is not None and self.result.events % 2048 == 0:
                 self.progress(done + len(self.result.never_fit), total)
-            if a >= total and not snap.running and not self.down:
+            if a >= total and not snap.running and not self.down and self.wake_at is None:
                 # Nothing runs (so this instant's cycle started nothing), every node is up and
                 # no job is still to come: what is pending now can never start.
                 break
         if self.progress is not None:
             self.progress(total, total)
+        for job in snap.running.values():  # still running when the replay stopped
+            self._meter(job, max(self.result.end_time, job.start_time))
         self.result.jobs = list(self.records.values())
         return self.result
 
@@ -313,6 +327,10 @@ class Simulation:
     def _handle(self, kind: _Kind, subject: int, token: int, now: float) -> int:
         """Apply one event; returns 1 when a job completed."""
         self.result.events += 1
+        if kind is _Kind.WAKE:
+            if self.wake_at == now:
+                self.wake_at = None
+            return 0
         if kind is _Kind.COMPLETE or kind is _Kind.STOP:
             if self.token.get(subject) != token or subject not in self.snapshot.running:
                 return 0  # the run this event belonged to already ended
@@ -320,6 +338,7 @@ class Simulation:
                 self._stop(self.snapshot.running[subject], now, failed=False)
                 return 0
             job = self.snapshot.running[subject]
+            self._meter(job, now)
             self.snapshot.finish(subject)
             record = self.records[subject]
             record.finish = now
@@ -365,6 +384,7 @@ class Simulation:
         a node failure (``failed``). After a preemption a checkpointable job keeps the work it
         did; otherwise the run is lost."""
         spec, job_id = job.spec, job.spec.id
+        self._meter(job, now)
         self.snapshot.finish(job_id)
         self.token[job_id] = self.token.get(job_id, 0) + 1
         self.limited.discard(job_id)
@@ -387,6 +407,24 @@ class Simulation:
             record.lost_gpu_seconds += ran * gpus
         self._enqueue(spec)
 
+    def _meter(self, job: RunningJob, now: float) -> None:
+        """Append the run that ends now to the usage ledger."""
+        spec, total = job.spec, job.spec.total
+        self.result.usage.append(
+            Interval(
+                spec.id,
+                spec.tenant,
+                spec.user,
+                spec.queue,
+                job.flavor,
+                job.start_time,
+                now,
+                total.gpu_milli,
+                total.cpu_milli,
+                total.memory_mib,
+            )
+        )
+
     def _cycle(self, now: float) -> None:
         self.result.cycles += 1
         snap = self.snapshot
@@ -394,7 +432,14 @@ class Simulation:
             snap.speed_reserve = reserve_by_flavor(
                 self.pending.values(), snap.flavors, snap.speed_norms
             )
+        if self.admission is not None:
+            snap.checks = (*self.base_checks, *self.admission(now, snap))
         plan = schedule(snap, list(self.pending.values()), self.policy, now)
+        if self.on_plan is not None:
+            wake = self.on_plan(now, plan)
+            if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
+                self.wake_at = wake
+                self._push(wake, _Kind.WAKE, 0)
         for preemption in plan.preemptions:
             snap.nominated.add(preemption.preemptor)
             snap.mark_stopping(preemption.victim, preemption.stop_by)

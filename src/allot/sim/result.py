@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from allot.metering.ledger import Interval
+
 
 @dataclass(slots=True)
 class JobRecord:
@@ -90,3 +92,5 @@ class SimResult:
     events: int = 0  # events processed (arrivals, completions, failures, repairs)
     cycles: int = 0  # calls to schedule()
     end_time: float = 0.0
+    # What every run held, in the order runs ended (the usage ledger; ``allot.sim.cost``).
+    usage: list[Interval] = field(default_factory=list)

@@ -52,6 +52,7 @@ from allot.control.records import (
 )
 from allot.core.model import JobState, Node, NodeState
 from allot.core.quota.config import FlavorResource, QuotaConfig, Quotas, ResourceQuota
+from allot.metering.ledger import Sums
 from allot.store import (
     audit,
     cluster,
@@ -63,6 +64,7 @@ from allot.store import (
     quotas,
     runs,
     tokens,
+    usage,
     users,
 )
 from allot.store.migrations import alembic_config
@@ -312,6 +314,17 @@ class SqlStore(Store):
         with self._reading() as conn:
             return runs.usage(conn, after=after, ended_after=ended_after)
 
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        """The ledger's sums per group of ``by``, flavor and segment of ``cuts``
+        (``allot.store.usage``)."""
+        with self._reading() as conn:
+            return usage.usage_sums(conn, by, cuts, tenants)
+
     def end_run(
         self,
         run_id: str,
@@ -379,10 +392,11 @@ class SqlStore(Store):
     # -- profiling
 
     def record_event(
-        self, job_id: int, kind: str, reason: str, *, at: float, actor: str,
+        self, job_id: int | None, kind: str, reason: str, *, at: float, actor: str,
         data: Mapping[str, object] | None = None,
     ) -> None:  # fmt: skip
-        """Append an event that changes no state (a warning) to the job's event log."""
+        """Append an event that changes no state (a warning) to the job's event log, or
+        one about no job (``job_id`` None: a budget's soft limit passed)."""
         row = events.event_values(at=at, kind=kind, job_id=job_id, from_state=None,
                                   to_state=None, actor=actor, reason=reason, data=data)  # fmt: skip
         with self._writing() as conn:
