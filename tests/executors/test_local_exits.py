@@ -33,6 +33,13 @@ def test_each_ended_run_is_pushed_after_it_exited(
     executor.launch(run("gang", "exit 3", num_tasks=2))
     executor.launch(run("slow", "sleep 0.5"))
     until(lambda: executor.unreported() == 0, "every runner reaped")
+
+    def pushed_all() -> bool:
+        with lock:
+            return {run_id for run_id, _ in pushed} == {"gang", "quick", "slow"}
+
+    # A push runs on the watcher's thread and may land just after the reap is counted.
+    until(pushed_all, "every run pushed")
     # Each run is pushed (a gang once per task, or once for tasks that end together), and a
     # push comes after its runner wrote how the task ended.
     assert {run_id for run_id, _ in pushed} == {"gang", "quick", "slow"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 CheckName = Literal[
     "gemm_bf16", "gemm_fp16", "gemm_fp32", "memory", "host_to_device", "device_to_host",
@@ -113,7 +113,7 @@ class RecommendRequest(BaseModel):
     """What to rank flavors for: the work left (steps), and FLOPs or bytes per step when the
     counted ones should be overridden."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int | None = Field(
         default=None, ge=1, le=10**12, description="Steps to finish (default: the run's)."
@@ -156,7 +156,7 @@ class RecommendationOut(BaseModel):
 class MeasurementIn(BaseModel):
     """One microbenchmark result."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: CheckName
     device: str = Field(min_length=1, max_length=64)
@@ -166,11 +166,13 @@ class MeasurementIn(BaseModel):
 class NodeCheckIn(BaseModel):
     """What ``allot node check`` measured on a node."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     device: str = Field(min_length=1, max_length=200, description="The GPUs' name, or cpu.")
     measurements: list[MeasurementIn] = Field(min_length=1, max_length=1024)
-    drain: bool = Field(default=False, description="Drain the node when it is below expected.")
+    drain: StrictBool = Field(
+        default=False, description="Drain the node when it is below expected."
+    )
 
 
 class CheckResultOut(BaseModel):

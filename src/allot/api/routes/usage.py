@@ -33,6 +33,9 @@ from allot.wire.metering import (
 router = APIRouter(tags=["metering"])
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+# A span (a positive whole number and a unit: 30d, 12h, 1w) or, for instants, UNIX seconds too.
+SPAN = r"^[0-9]*[1-9][0-9]*[smhdw]$"
+INSTANT = r"^([0-9]+(\.[0-9]+)?|[0-9]*[1-9][0-9]*[smhdw])$"
 
 
 def _instant(field: str, text: str, now: float) -> float:
@@ -123,9 +126,9 @@ def usage_report(
     control: Control,
     caller: Caller,
     by: Annotated[str, Query(min_length=1, max_length=100)] = "tenant",
-    since: Annotated[str, Query(min_length=1, max_length=40)] = "30d",
-    until: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
-    bucket: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
+    since: Annotated[str, Query(min_length=1, max_length=40, pattern=INSTANT)] = "30d",
+    until: Annotated[str | None, Query(min_length=1, max_length=40, pattern=INSTANT)] = None,
+    bucket: Annotated[str | None, Query(min_length=1, max_length=40, pattern=SPAN)] = None,
     tenant: Text = None,
 ) -> UsageReportOut:
     """Usage and cost per group (``by``: tenant, user, queue or flavor, comma-separated)
