@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from allot.core.model import Cluster, JobSpec, Node, Resources, SpecError, gang
+from allot.core.model import Cluster, JobSpec, Node, Resources, RunningJob, SpecError, gang
 from allot.core.placement.select import choose_placement
 from allot.core.snapshot import Snapshot
 
@@ -61,3 +63,28 @@ def test_colocate_level_is_checked() -> None:
         _gang(2, 1, "zone")
     with pytest.raises(SpecError, match="colocate_required"):
         _gang(2, 1, "", True)
+
+
+@pytest.mark.parametrize("policy", ["allot", "kueue", "las", "fairshare"])
+def test_a_pending_colocated_gang_on_a_full_cluster_is_weighed_for_preemption(
+    policy: str,
+) -> None:
+    # The pending backlog that preemption reads sums jobs by request shape, which for a gang
+    # with a colocation rule carries the rule too.
+    from allot.core.cycle import schedule
+    from allot.core.model import TaskPlacement
+    from allot.core.policy import get_policy
+
+    cluster = _cluster()
+    running = [
+        RunningJob(
+            JobSpec(10 + i, "t", "v", "q", (Resources(n.gpus * 1000),), priority=-5),
+            0.0,
+            (TaskPlacement(n.name, tuple(range(n.gpus))),),
+            "A",
+        )
+        for i, n in enumerate(cluster.nodes)
+    ]
+    pending = [replace(_gang(2, 4, "rack", True), priority=5), replace(_gang(1, 2), id=2)]
+    plan = schedule(Snapshot(cluster, running), pending, get_policy(policy), 100.0)
+    assert set(plan.pending) | {s.job_id for s in plan.starts} >= {1}

@@ -368,11 +368,9 @@ def backlog(snap: Snapshot, index: PendingIndex) -> Backlog:
         return backlog_of(snap, index.specs.values())
     out: dict[str, dict[str, dict[FlavorResource, int]]] = {}
     for key, count in index.counts.items():
-        shape = cast(
-            tuple[tuple[tuple[int, int, int], ...], tuple[str, ...]],
-            cast(tuple[object, ...], key[0])[-1],
-        )
-        tasks, flavors = shape
+        shape = cast(_Shape, cast(tuple[object, ...], key[0])[-1])
+        tasks = cast(tuple[tuple[int, ...], ...], shape[0])
+        flavors = cast(tuple[str, ...], shape[1])
         queue = cast(str, key[1])
         total = tuple(sum(t[k] for t in tasks) * count for k in range(3))
         accepted = snap.flavors if not flavors else [f for f in flavors if f in snap.buckets]
