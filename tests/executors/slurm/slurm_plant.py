@@ -92,7 +92,8 @@ class SlurmPlant:
             time.sleep(0.05)
 
     def log(self, job_id: int, task: int = 0) -> str:
-        return self.control.logs(job_id, task=task).data.decode()
+        found = self.control.logs(job_id, task=task, principal=Principal.admin("tester"))
+        return found.data.decode()
 
     def slurm_jobs(self) -> list[dict[str, object]]:
         """Every Slurm job this plant launched, as ``squeue --json`` reports it."""
