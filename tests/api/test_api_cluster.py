@@ -98,3 +98,12 @@ def test_a_node_check_with_a_number_for_drain_is_refused_and_not_stored(
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["drain"]
     assert harness.store.node_checks() == {}
+
+
+def test_a_usage_report_with_too_many_buckets_is_refused_naming_the_bucket(
+    api: httpx.Client,
+) -> None:
+    response = api.get("/v1/usage", params={"since": "30d", "bucket": "194s"})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["bucket"]
+    assert api.get("/v1/usage", params={"since": "30d", "bucket": "1d"}).status_code == 200

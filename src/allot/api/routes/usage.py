@@ -35,6 +35,7 @@ router = APIRouter(tags=["metering"])
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 # A span (a positive whole number and a unit: 30d, 12h, 1w) or, for instants, UNIX seconds too.
 SPAN = r"^[0-9]*[1-9][0-9]*[smhdw]$"
+MAX_BUCKETS = 1000  # rows per group a report may have, so one request cannot take minutes
 INSTANT = r"^([0-9]+(\.[0-9]+)?|[0-9]*[1-9][0-9]*[smhdw])$"
 
 
@@ -143,6 +144,12 @@ def usage_report(
             step = parse_span(bucket)
         except ValueError as exc:
             raise SpecError("bucket", str(exc)) from None
+    if step is not None:
+        buckets = ((now if end is None else end) - start) / step
+        if buckets > MAX_BUCKETS:
+            raise SpecError(
+                "bucket", f"makes {buckets:,.0f} buckets over the window; at most {MAX_BUCKETS:,}"
+            )
     groups = [part.strip() for part in by.split(",") if part.strip()]
     try:
         report = control.metering.report(
