@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter
 
-from allot.client._routes import Call, QueryValue
+from allot.client._routes import Call, QueryValue, list_of
 from allot.wire.tenancy import (
     AuditPage,
     FlavorQuotas,
@@ -31,10 +30,6 @@ from allot.wire.tenancy import (
 )
 
 T = TypeVar("T")
-
-_users: TypeAdapter[list[UserOut]] = TypeAdapter(list[UserOut])
-_tokens: TypeAdapter[list[TokenOut]] = TypeAdapter(list[TokenOut])
-_tenants: TypeAdapter[list[TenantOut]] = TypeAdapter(list[TenantOut])
 
 
 def _name(value: str) -> str:
@@ -73,7 +68,7 @@ def me() -> Call[MeOut]:
 
 
 def users() -> Call[list[UserOut]]:
-    return Call("GET", "/v1/users", _users.validate_json)
+    return Call("GET", "/v1/users", list_of(UserOut))
 
 
 def create_user(name: str, cluster_admin: bool) -> Call[UserOut]:
@@ -90,7 +85,7 @@ def set_role(user: str, tenant: str, role: str | None) -> Call[UserOut]:
 
 def tokens(user: str | None) -> Call[list[TokenOut]]:
     params: list[tuple[str, QueryValue]] = [] if user is None else [("user", user)]
-    return Call("GET", "/v1/tokens", _tokens.validate_json, params=httpx.QueryParams(params))
+    return Call("GET", "/v1/tokens", list_of(TokenOut), params=httpx.QueryParams(params))
 
 
 def create_token(name: str, user: str | None, expires_in_days: float | None) -> Call[TokenCreated]:
@@ -108,7 +103,7 @@ def revoke_token(token_id: int) -> Call[TokenOut]:
 
 
 def tenants() -> Call[list[TenantOut]]:
-    return Call("GET", "/v1/tenants", _tenants.validate_json)
+    return Call("GET", "/v1/tenants", list_of(TenantOut))
 
 
 def create_tenant(name: str, share: float) -> Call[TenantOut]:

@@ -7,6 +7,7 @@ same reason (where the server is and which token to send come from ``allot.clien
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from allot.client._endpoint import find_endpoint
 from allot.client._errors import ApiError, error_from_response
@@ -42,12 +43,22 @@ from allot.wire.schemas import (
 T = TypeVar("T")
 QueryValue = str | int | float | bool | None
 
-_events: TypeAdapter[list[EventOut]] = TypeAdapter(list[EventOut])
-_nodes: TypeAdapter[list[NodeOut]] = TypeAdapter(list[NodeOut])
-_queues: TypeAdapter[list[QueueOut]] = TypeAdapter(list[QueueOut])
-_jobs: TypeAdapter[list[JobOut]] = TypeAdapter(list[JobOut])
-_speeds: TypeAdapter[list[FlavorSpeedOut]] = TypeAdapter(list[FlavorSpeedOut])
-_budgets: TypeAdapter[list[BudgetOut]] = TypeAdapter(list[BudgetOut])
+M = TypeVar("M", bound=BaseModel)
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def list_of(model: type[M]) -> Callable[[bytes], list[M]]:
+    """A decoder of a JSON list of ``model``; its validator is built on first use, so a
+    command pays only for the answers it reads."""
+
+    def decode(raw: bytes) -> list[M]:
+        return _list_adapter(model).validate_json(raw)
+
+    return decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +148,7 @@ def submit_many(
     return Call(
         "POST",
         "/v1/jobs/batch",
-        _jobs.validate_json,
+        list_of(JobOut),
         body=body,
         headers={"Idempotency-Key": idempotency_key},
         retry_safe=True,
@@ -174,7 +185,7 @@ def job_action(job_id: int, action: str) -> Call[JobOut]:
 
 def events(job_id: int) -> Call[list[EventOut]]:
     """GET /v1/jobs/{id}/events."""
-    return Call("GET", f"/v1/jobs/{int(job_id)}/events", _events.validate_json)
+    return Call("GET", f"/v1/jobs/{int(job_id)}/events", list_of(EventOut))
 
 
 def explain(job_id: int) -> Call[ExplainOut]:
@@ -193,7 +204,7 @@ def logs(job_id: int, task: int, offset: int, limit: int | None) -> Call[LogChun
 
 def nodes() -> Call[list[NodeOut]]:
     """GET /v1/nodes."""
-    return Call("GET", "/v1/nodes", _nodes.validate_json)
+    return Call("GET", "/v1/nodes", list_of(NodeOut))
 
 
 def node_action(name: str, action: str) -> Call[NodeOut]:
@@ -204,7 +215,7 @@ def node_action(name: str, action: str) -> Call[NodeOut]:
 
 def queues() -> Call[list[QueueOut]]:
     """GET /v1/queues."""
-    return Call("GET", "/v1/queues", _queues.validate_json)
+    return Call("GET", "/v1/queues", list_of(QueueOut))
 
 
 def profile(
@@ -240,7 +251,7 @@ def node_check(name: str, check: NodeCheckIn) -> Call[NodeCheckOut]:
 def flavor_speeds(job_class: str | None) -> Call[list[FlavorSpeedOut]]:
     """GET /v1/flavor-speeds."""
     params = httpx.QueryParams({} if job_class is None else {"job_class": job_class})
-    return Call("GET", "/v1/flavor-speeds", _speeds.validate_json, params=params)
+    return Call("GET", "/v1/flavor-speeds", list_of(FlavorSpeedOut), params=params)
 
 
 def usage(
@@ -263,7 +274,7 @@ def job_cost(job_id: int) -> Call[JobCostOut]:
 
 def budgets() -> Call[list[BudgetOut]]:
     """GET /v1/budgets."""
-    return Call("GET", "/v1/budgets", _budgets.validate_json)
+    return Call("GET", "/v1/budgets", list_of(BudgetOut))
 
 
 def health() -> Call[Health]:

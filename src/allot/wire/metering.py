@@ -4,12 +4,10 @@ library only, like ``allot.wire.schemas``. Amounts: GPU-hours, CPU core-hours, m
 GiB-hours; money in the report's ``currency``; instants in UNIX seconds.
 """
 
-from __future__ import annotations
-
-from pydantic import BaseModel
+from allot.wire.model import WireModel
 
 
-class AmountsOut(BaseModel):
+class AmountsOut(WireModel):
     """What was held, and its cost."""
 
     gpu_hours: float
@@ -18,7 +16,7 @@ class AmountsOut(BaseModel):
     cost: float
 
 
-class UsageRowOut(BaseModel):
+class UsageRowOut(WireModel):
     """One group's usage: ``key`` holds the values of the report's ``by`` fields, in order
     (preceded by the bucket's start, in UNIX seconds, for a report by time bucket)."""
 
@@ -28,7 +26,7 @@ class UsageRowOut(BaseModel):
     total_cost: float
 
 
-class UsageReportOut(BaseModel):
+class UsageReportOut(WireModel):
     """Usage and cost per group over ``[since, until)``."""
 
     by: list[str]
@@ -45,7 +43,7 @@ class UsageReportOut(BaseModel):
     total_cost: float
 
 
-class RunCostOut(BaseModel):
+class RunCostOut(WireModel):
     """One run of a job and what it cost."""
 
     run_id: str
@@ -56,7 +54,7 @@ class RunCostOut(BaseModel):
     cost: float
 
 
-class JobCostOut(BaseModel):
+class JobCostOut(WireModel):
     """A job's cost over all its runs so far (a running one until now)."""
 
     job_id: int
@@ -66,7 +64,7 @@ class JobCostOut(BaseModel):
     runs: list[RunCostOut]
 
 
-class BudgetOut(BaseModel):
+class BudgetOut(WireModel):
     """A budget and what it has spent in its current period (ended runs and what running
     jobs accrued)."""
 

@@ -6,12 +6,12 @@ GB/s for rates, shares as fractions (0.25 is 25%). Pydantic and the standard lib
 like ``allot.wire.schemas``.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool
+
+from allot.wire.model import WireModel
 
 CheckName = Literal[
     "gemm_bf16", "gemm_fp16", "gemm_fp32", "memory", "host_to_device", "device_to_host",
@@ -19,17 +19,17 @@ CheckName = Literal[
 ]  # fmt: skip
 
 
-class ProfileSettings(BaseModel):
+class ProfileSettings(WireModel):
     """Run the job under the PyTorch profiler: record ``steps`` optimizer steps after the
     first ``skip`` (plus one warm-up step). Needs PyTorch in the job's Python."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(defer_build=False, extra="forbid", strict=True, frozen=True)
 
     steps: int = Field(default=5, ge=1, le=100, description="Steps to record.")
     skip: int = Field(default=3, ge=1, le=100_000, description="Steps to run first, unrecorded.")
 
 
-class KernelOut(BaseModel):
+class KernelOut(WireModel):
     """A kernel (on a CPU run: an operator) by name, per step."""
 
     name: str
@@ -38,7 +38,7 @@ class KernelOut(BaseModel):
     share: float = Field(description="Of the rank's compute time.")
 
 
-class RankOut(BaseModel):
+class RankOut(WireModel):
     """One rank's profiled steps; the four parts add up to ``step_seconds``."""
 
     rank: int
@@ -61,7 +61,7 @@ class RankOut(BaseModel):
     top_kernels: list[KernelOut]
 
 
-class RooflineOut(BaseModel):
+class RooflineOut(WireModel):
     """The job on its flavor's roofline."""
 
     flavor: str = Field(description="Whose roofline: a catalog flavor, or a measured node.")
@@ -78,7 +78,7 @@ class RooflineOut(BaseModel):
     bound: Literal["memory", "compute"]
 
 
-class BottleneckOut(BaseModel):
+class BottleneckOut(WireModel):
     """The headline bottleneck in plain words, its evidence, and what usually helps."""
 
     kind: str
@@ -87,7 +87,7 @@ class BottleneckOut(BaseModel):
     remedy: str
 
 
-class ProfileOut(BaseModel):
+class ProfileOut(WireModel):
     """A profiled job's analysis."""
 
     job_id: int
@@ -109,11 +109,11 @@ class ProfileOut(BaseModel):
     bottleneck: BottleneckOut
 
 
-class RecommendRequest(BaseModel):
+class RecommendRequest(WireModel):
     """What to rank flavors for: the work left (steps), and FLOPs or bytes per step when the
     counted ones should be overridden."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=False, extra="forbid", allow_inf_nan=False)
 
     steps: int | None = Field(
         default=None, ge=1, le=10**12, description="Steps to finish (default: the run's)."
@@ -122,7 +122,7 @@ class RecommendRequest(BaseModel):
     bytes_per_step: float | None = Field(default=None, gt=0)
 
 
-class FlavorEstimateOut(BaseModel):
+class FlavorEstimateOut(WireModel):
     """One flavor's row of a recommendation."""
 
     flavor: str
@@ -140,7 +140,7 @@ class FlavorEstimateOut(BaseModel):
     rank_by_time: int
 
 
-class RecommendationOut(BaseModel):
+class RecommendationOut(WireModel):
     """Every catalog flavor for a profiled job, best work per dollar first."""
 
     job_id: int
@@ -153,20 +153,20 @@ class RecommendationOut(BaseModel):
     recorded: int = Field(description="Per-flavor step times recorded for placement.")
 
 
-class MeasurementIn(BaseModel):
+class MeasurementIn(WireModel):
     """One microbenchmark result."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=False, extra="forbid", allow_inf_nan=False)
 
     name: CheckName
     device: str = Field(min_length=1, max_length=64)
     value: float = Field(gt=0, description="TFLOP/s for gemm_*, GB/s for the others.")
 
 
-class NodeCheckIn(BaseModel):
+class NodeCheckIn(WireModel):
     """What ``allot node check`` measured on a node."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(defer_build=False, extra="forbid", allow_inf_nan=False)
 
     device: str = Field(min_length=1, max_length=200, description="The GPUs' name, or cpu.")
     measurements: list[MeasurementIn] = Field(min_length=1, max_length=1024)
@@ -175,7 +175,7 @@ class NodeCheckIn(BaseModel):
     )
 
 
-class CheckResultOut(BaseModel):
+class CheckResultOut(WireModel):
     """A measurement against what the flavor should reach."""
 
     name: str
@@ -186,7 +186,7 @@ class CheckResultOut(BaseModel):
     ok: bool | None
 
 
-class NodeCheckOut(BaseModel):
+class NodeCheckOut(WireModel):
     """A node check as stored."""
 
     node: str
@@ -199,7 +199,7 @@ class NodeCheckOut(BaseModel):
     drained: bool
 
 
-class FlavorSpeedOut(BaseModel):
+class FlavorSpeedOut(WireModel):
     """A job class's step time on a flavor, for throughput-aware placement."""
 
     job_class: str

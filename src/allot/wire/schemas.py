@@ -13,16 +13,15 @@ is decided by the control plane. Responses never carry environment variable valu
 their names, and no error message repeats one.
 """
 
-from __future__ import annotations
-
 import math
 import re
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from allot.wire.model import WireModel
 from allot.wire.profiling import NodeCheckOut, ProfileSettings
 
 MAX_BODY_BYTES = 1 << 20  # larger request bodies are refused with 413 before parsing
@@ -86,13 +85,15 @@ def _whole_milli(value: float) -> bool:
     return abs(scaled - round(scaled)) < 1e-6
 
 
-class TaskResources(BaseModel):
+class TaskResources(WireModel):
     """What each task of a job asks for. CPU and memory left out (null) are filled in by the
     server from the shape of the nodes the job accepts: a GPU task gets its GPUs' share of the
     node's CPUs and memory (Slurm's DefCpuPerGPU/DefMemPerGPU), a CPU-only task 1 CPU and
     1024 MiB. The stored job shows the amounts it got."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        defer_build=False, extra="forbid", strict=True, allow_inf_nan=False, frozen=True
+    )
 
     gpus: float = Field(
         default=0.0,
@@ -127,7 +128,7 @@ class TaskResources(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _gpu_memory_needs_gpus(self) -> TaskResources:
+    def _gpu_memory_needs_gpus(self) -> "TaskResources":
         if self.gpu_memory_mib is not None and self.gpus == 0:
             raise ValueError("gpu_memory_mib: GPU memory can only be asked for with gpus")
         return self
@@ -167,10 +168,10 @@ MAX_DEPENDENCIES = 100
 ConditionName = Literal["ok", "failed", "any"]
 
 
-class Dependency(BaseModel):
+class Dependency(WireModel):
     """A job (or, by its id, a whole job array) that a job waits for, and how it must end."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(defer_build=False, extra="forbid", strict=True, frozen=True)
 
     job: int = Field(
         ge=1,
@@ -186,10 +187,12 @@ class Dependency(BaseModel):
     )
 
 
-class JobSubmission(BaseModel):
+class JobSubmission(WireModel):
     """A job to run: where it queues, what each task needs, and how to start it."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(
+        defer_build=False, extra="forbid", strict=True, allow_inf_nan=False, frozen=True
+    )
 
     name: str = Field(default="", max_length=MAX_NAME)
     queue: str = Field(default="default", min_length=1, max_length=MAX_NAME)
@@ -206,7 +209,7 @@ class JobSubmission(BaseModel):
         default=0, description="An integer, or the name of one of the cluster's priority classes."
     )
     tasks: int = Field(default=1, ge=1, le=4096, description="More than one task makes a gang.")
-    resources: TaskResources = TaskResources()  # frozen, so one shared default is safe
+    resources: TaskResources = Field(default_factory=TaskResources)
     flavors: list[ShortText] = Field(
         default_factory=list, max_length=64, description="Accepted GPU flavors, preferred first."
     )
@@ -338,7 +341,7 @@ class JobSubmission(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _colocation_needs_a_level(self) -> JobSubmission:
+    def _colocation_needs_a_level(self) -> "JobSubmission":
         if self.colocate_required and not self.colocate:
             raise ValueError("colocate_required: needs colocate (node, rack or block)")
         return self
@@ -369,7 +372,7 @@ class JobSubmission(BaseModel):
         return value
 
 
-class ResourcesOut(BaseModel):
+class ResourcesOut(WireModel):
     """Resources of one task."""
 
     gpus: float
@@ -377,7 +380,7 @@ class ResourcesOut(BaseModel):
     memory_mib: int
 
 
-class PlacementOut(BaseModel):
+class PlacementOut(WireModel):
     """Where one task of a run is placed."""
 
     node: str
@@ -385,7 +388,7 @@ class PlacementOut(BaseModel):
     gpu_fraction: float = Field(description="Share of each listed device: 1.0 for whole GPUs.")
 
 
-class RunOut(BaseModel):
+class RunOut(WireModel):
     """The job's current run."""
 
     run_id: str
@@ -397,7 +400,7 @@ class RunOut(BaseModel):
     stop_reason: str | None
 
 
-class StartEstimateOut(BaseModel):
+class StartEstimateOut(WireModel):
     """When a pending job is expected to start, and how that was worked out."""
 
     start: datetime | None = Field(
@@ -407,7 +410,7 @@ class StartEstimateOut(BaseModel):
     basis: str = Field(description="How the estimate was derived, in one sentence.")
 
 
-class GpuUsageOut(BaseModel):
+class GpuUsageOut(WireModel):
     """What NVML saw of one run's GPUs."""
 
     run_id: str
@@ -423,7 +426,7 @@ class GpuUsageOut(BaseModel):
     mean_sm_active: float | None = Field(description="0..1; null where GPM is unsupported.")
 
 
-class JobOut(BaseModel):
+class JobOut(WireModel):
     """A job as the server knows it."""
 
     id: int
@@ -483,14 +486,14 @@ class JobOut(BaseModel):
     )
 
 
-class JobPage(BaseModel):
+class JobPage(WireModel):
     """One page of jobs, newest first; pass ``next`` as ``before`` for the following page."""
 
     items: list[JobOut]
     next: str | None = Field(description="Opaque cursor of the next page; null on the last.")
 
 
-class EventOut(BaseModel):
+class EventOut(WireModel):
     """One entry of a job's event log."""
 
     id: int
@@ -504,7 +507,7 @@ class EventOut(BaseModel):
     data: dict[str, JsonValue]
 
 
-class ExplainOut(BaseModel):
+class ExplainOut(WireModel):
     """Why a job is where it is, and what would change that."""
 
     job_id: int
@@ -518,7 +521,7 @@ class ExplainOut(BaseModel):
     )
 
 
-class LogChunkOut(BaseModel):
+class LogChunkOut(WireModel):
     """Part of a task's output; ask again from ``next_offset`` for more."""
 
     run_id: str | None
@@ -527,7 +530,7 @@ class LogChunkOut(BaseModel):
     finished: bool = Field(description="The run has ended: no more output will come.")
 
 
-class NodeOut(BaseModel):
+class NodeOut(WireModel):
     """One machine."""
 
     name: str
@@ -551,7 +554,7 @@ class NodeOut(BaseModel):
     )
 
 
-class QueueOut(BaseModel):
+class QueueOut(WireModel):
     """A queue with its nominal GPU quota, what its running jobs hold, and job counts."""
 
     name: str
@@ -563,20 +566,20 @@ class QueueOut(BaseModel):
     running: int
 
 
-class Health(BaseModel):
+class Health(WireModel):
     """The server answers."""
 
     status: Literal["ok"] = "ok"
 
 
-class FieldProblem(BaseModel):
+class FieldProblem(WireModel):
     """One invalid field of a request and the rule it broke."""
 
     field: str
     rule: str
 
 
-class Problem(BaseModel):
+class Problem(WireModel):
     """An error, as RFC 9457 problem details (``application/problem+json``)."""
 
     type: str = "about:blank"
@@ -613,11 +616,11 @@ __all__ = [
 ]
 
 
-class JobBatch(BaseModel):
+class JobBatch(WireModel):
     """Many jobs in one request (a job array, or a sweep): all are validated before any is
     stored, then stored in one transaction."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=False, extra="forbid")
 
     jobs: list[JobSubmission] = Field(min_length=1, max_length=MAX_BATCH)
     array: bool = Field(
@@ -633,7 +636,7 @@ class JobBatch(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _one_array(self) -> JobBatch:
+    def _one_array(self) -> "JobBatch":
         if self.array and self.array_id is not None:
             raise ValueError("give array (a new array) or array_id (an existing one), not both")
         return self

@@ -8,13 +8,13 @@ Quotas on the wire: per flavor, per resource (``gpu`` in GPUs, ``cpu`` in cores,
 A token's secret appears in exactly one answer, the one that created it.
 """
 
-from __future__ import annotations
-
 import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from allot.wire.model import WireModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -29,8 +29,10 @@ ReclaimName = Literal["never", "lower_priority", "any"]
 Name = Field(pattern=NAME_PATTERN, description="Letters, digits, '.', '_', '@' and '-'.")
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+class _In(WireModel):
+    model_config = ConfigDict(
+        defer_build=False, extra="forbid", strict=True, allow_inf_nan=False, frozen=True
+    )
 
 
 class QuotaIn(_In):
@@ -56,7 +58,7 @@ def _check_flavors(value: dict[str, FlavorQuotas]) -> dict[str, FlavorQuotas]:
     return value
 
 
-class MeOut(BaseModel):
+class MeOut(WireModel):
     """Who the caller is."""
 
     user: str
@@ -71,7 +73,7 @@ class UserIn(_In):
     cluster_admin: bool = False
 
 
-class UserOut(BaseModel):
+class UserOut(WireModel):
     """A user and its roles."""
 
     name: str
@@ -96,7 +98,7 @@ class TokenIn(_In):
     )
 
 
-class TokenOut(BaseModel):
+class TokenOut(WireModel):
     """An API token (never its secret)."""
 
     id: int
@@ -121,7 +123,7 @@ class TenantIn(_In):
     share: float = Field(default=1.0, gt=0, le=1e6, description="Fair-share entitlement.")
 
 
-class TenantOut(BaseModel):
+class TenantOut(WireModel):
     """A tenant, its share and what its admins may hand out."""
 
     name: str
@@ -170,7 +172,7 @@ class QueueIn(_In):
     cohort: str | None = Field(default=None, pattern=NAME_PATTERN)
     weight: float = Field(default=1.0, ge=0, le=1e6)
     quotas: QuotasIn | None = None
-    preemption: PreemptionIn = PreemptionIn()
+    preemption: PreemptionIn = Field(default_factory=PreemptionIn)
 
     @field_validator("quotas")
     @classmethod
@@ -178,7 +180,7 @@ class QueueIn(_In):
         return None if value is None else _check_flavors(value)
 
 
-class CohortOut(BaseModel):
+class CohortOut(WireModel):
     """A cohort as configured."""
 
     name: str
@@ -186,7 +188,7 @@ class CohortOut(BaseModel):
     quotas: dict[str, dict[ResourceName, QuotaIn]]
 
 
-class QueueSpecOut(BaseModel):
+class QueueSpecOut(WireModel):
     """A queue as configured."""
 
     name: str
@@ -196,7 +198,7 @@ class QueueSpecOut(BaseModel):
     quotas: dict[str, dict[ResourceName, QuotaIn]] | None
 
 
-class AuditOut(BaseModel):
+class AuditOut(WireModel):
     """One entry of the audit log."""
 
     id: int
@@ -210,7 +212,7 @@ class AuditOut(BaseModel):
     job_id: int | None
 
 
-class AuditPage(BaseModel):
+class AuditPage(WireModel):
     """Audit entries, newest first; pass ``next`` as ``before`` for older ones."""
 
     items: list[AuditOut]
