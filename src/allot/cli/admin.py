@@ -129,10 +129,7 @@ def user_add(
     """Create a user (cluster admins)."""
     with reported(fmt=fmt), output.make_client(url, token) as allot:
         user = allot.create_user(name, cluster_admin=cluster_admin)
-    if fmt is OutputFormat.json:
-        output.print_json(user)
-        return
-    output.say(f"created user {escape(user.name)}")
+    output.answer(fmt, user, f"created user {escape(user.name)}")
 
 
 def role(
@@ -154,10 +151,7 @@ def role(
             raise InputError("ROLE: must be one of tenant_admin, member, viewer, none")
         with output.make_client(url, token) as allot:
             changed = allot.set_role(user, tenant, None if new_role == "none" else new_role)
-    if fmt is OutputFormat.json:
-        output.print_json(changed)
-        return
-    output.say(f"{escape(user)} in {escape(tenant)}: {new_role}")
+    output.answer(fmt, changed, f"{escape(user)} in {escape(tenant)}: {new_role}")
 
 
 def _token_row(t: TokenOut) -> list[str]:
@@ -218,10 +212,11 @@ def token_revoke(
     """Revoke an API token."""
     with reported(fmt=fmt), output.make_client(url, token) as allot:
         revoked = allot.revoke_token(token_id)
-    if fmt is OutputFormat.json:
-        output.print_json(revoked)
-        return
-    output.say(f"revoked token {revoked.id} ({escape(revoked.name)} of {escape(revoked.user)})")
+    output.answer(
+        fmt,
+        revoked,
+        f"revoked token {revoked.id} ({escape(revoked.name)} of {escape(revoked.user)})",
+    )
 
 
 def _quota_text(quotas: Mapping[str, Mapping[ResourceName, QuotaIn]] | None) -> str:
@@ -262,10 +257,7 @@ def tenant_add(
     """Create a tenant (cluster admins)."""
     with reported(fmt=fmt), output.make_client(url, token) as allot:
         made = allot.create_tenant(name, share=share)
-    if fmt is OutputFormat.json:
-        output.print_json(made)
-        return
-    output.say(f"created tenant {escape(made.name)}")
+    output.answer(fmt, made, f"created tenant {escape(made.name)}")
 
 
 def grant(
@@ -280,10 +272,9 @@ def grant(
         quotas = _quotas(quota)
         with output.make_client(url, token) as allot:
             changed = allot.set_grant(tenant, quotas)
-    if fmt is OutputFormat.json:
-        output.print_json(changed)
-        return
-    output.say(f"{escape(tenant)} may hand out: {escape(_quota_text(changed.grant))}")
+    output.answer(
+        fmt, changed, f"{escape(tenant)} may hand out: {escape(_quota_text(changed.grant))}"
+    )
 
 
 def cohort_add(

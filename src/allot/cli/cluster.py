@@ -106,10 +106,7 @@ def queues(
 
 
 def _changed(node: NodeOut, message: str, fmt: OutputFormat) -> None:
-    if fmt is OutputFormat.json:
-        output.print_json(node)
-    else:
-        output.say(escape(message))
+    output.answer(fmt, node, escape(message))
 
 
 def drain(

@@ -249,6 +249,15 @@ def print_json(value: BaseModel | Sequence[BaseModel] | dict[str, object]) -> No
         typer.echo(json.dumps(_plain(value), indent=2))
 
 
+def answer(fmt: OutputFormat, value: BaseModel | Sequence[BaseModel], markup: str) -> None:
+    """What a command that changed something prints: the server's answer as JSON, or one
+    line of Rich markup for a person."""
+    if fmt is OutputFormat.json:
+        print_json(value)
+    else:
+        say(markup)
+
+
 def _plain(value: object) -> object:
     from pydantic import BaseModel  # loaded already: the value came from the SDK
 
