@@ -16,7 +16,10 @@ and restarts from where its run began (a failure restart, counted apart from pre
 job with a ``time_limit`` shorter than the work it has left is ended at ``start + time_limit``
 and not requeued, as Slurm does (``TIMEOUT``); its record is marked ``timed_out``. Attained
 service (GPU-seconds over all runs) and the tenants' decayed usage are kept up to date for the
-policies that order by them.
+policies that order by them; decayed usage counts GPU-seconds, or with the quota file's
+``fair_share_usage: billed`` the money billed under ``billing`` (``allot.metering.billing``),
+advanced piecewise between price changes so it equals what the live loop derives from its
+ledger.
 
 End: the run stops when every arrival is in and nothing is pending or running; or, with jobs
 still pending, once every arrival is in, nothing runs, no node is down, and the cycle at that
@@ -56,8 +59,11 @@ from allot.core.placement.throughput import reserve_by_flavor, speed_norms
 from allot.core.plan import Plan
 from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
+from allot.core.quota.fair_share import FairShareUsage, UserKey
 from allot.core.snapshot import Snapshot
+from allot.metering.billing import billed_rate
 from allot.metering.ledger import Interval
+from allot.metering.prices import PriceCatalog
 from allot.sim.cluster import FailureModel
 from allot.sim.predict import RuntimePredictor
 from allot.sim.result import JobRecord, NeverFit, SimResult
@@ -196,6 +202,7 @@ class Simulation:
         predictor: RuntimePredictor | None = None,
         admission: AdmissionSource | None = None,
         on_plan: Callable[[float, Plan], float | None] | None = None,
+        billing: PriceCatalog | None = None,
     ) -> None:
         self.cluster = cluster
         self.checkpointing = checkpointing or Checkpointing()
@@ -215,6 +222,12 @@ class Simulation:
         self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order
+        # The prices billed usage counts by; None counts GPU-seconds.
+        self.billing: PriceCatalog | None = None
+        if quotas is not None and quotas.fair_share_usage is FairShareUsage.BILLED:
+            if billing is None:
+                raise SimulationError("fair_share_usage: billed needs prices (billing=...)")
+            self.billing = billing
         self.pending: dict[JobId, JobSpec] = {}
         self.pending_gpu: dict[str, int] = {}  # milli-GPU waiting, per tenant
         self.records: dict[JobId, JobRecord] = {}
@@ -285,9 +298,32 @@ class Simulation:
 
     def _advance_usage(self, now: float) -> None:
         snap = self.snapshot
+        if self.billing is not None:
+            # Rates change where a price does: advance one stretch of constant prices at a time.
+            for a, b in self.billing.segments(snap.history.as_of, now):
+                rates, user_rates = self._billed_rates(self.billing, a)
+                snap.history = snap.history.advanced(b, rates, user_rates, self.half_life)
+            return
         tenants = {t: m / 1000 for t, m in snap.tenant_gpu_milli.items() if m}
         users = {u: m / 1000 for u, m in snap.user_gpu_milli.items() if m}
         snap.history = snap.history.advanced(now, tenants, users, self.half_life)
+
+    def _billed_rates(
+        self, prices: PriceCatalog, at: float
+    ) -> tuple[dict[str, float], dict[UserKey, float]]:
+        """Money per second each tenant and user is billed at ``at`` for what runs now."""
+        tenants: dict[str, float] = {}
+        users: dict[UserKey, float] = {}
+        for job in self.snapshot.running.values():
+            spec, total = job.spec, job.spec.total
+            rate = billed_rate(
+                prices, job.flavor, total.gpu_milli, total.cpu_milli, total.memory_mib, at
+            )
+            if rate > 0.0:
+                tenants[spec.tenant] = tenants.get(spec.tenant, 0.0) + rate
+                key = (spec.tenant, spec.user)
+                users[key] = users.get(key, 0.0) + rate
+        return tenants, users
 
     def _enqueue(self, spec: JobSpec) -> None:
         self.pending[spec.id] = spec
