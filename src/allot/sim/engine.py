@@ -26,6 +26,9 @@ still pending, once every arrival is in, nothing runs, no node is down, and the 
 instant started nothing. From then on nothing can change what the scheduler sees except the
 clock and further failures, so the jobs left pending can never start; they stay unfinished
 (``finish`` is None). Without this rule a failure model would keep the run going for ever.
+Likewise once every arrival is in and ``MAX_IDLE_WAKES`` cycles asked for by ``on_plan`` (a
+budget renewing, or running out) passed with no job completing: a job no budget period can
+pay for would otherwise wait, or be started and preempted, period after period for ever.
 
 Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it runs at speed
 ``s`` (``JobSpec.speeds``) it needs ``duration / s`` seconds, and a checkpointed job keeps
@@ -88,6 +91,7 @@ class _Kind(IntEnum):
 
 
 ESTIMATES = ("none", "predicted", "exact", "keep")
+MAX_IDLE_WAKES = 64
 
 
 def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
@@ -242,6 +246,7 @@ class Simulation:
         self.on_plan = on_plan
         self.base_checks = self.snapshot.checks
         self.wake_at: float | None = None  # the cycle ``on_plan`` asked for
+        self.idle_wakes = 0  # such cycles since a job last completed or arrived
 
     def _push(self, time: float, kind: _Kind, subject: int, token: int = 0) -> None:
         self.seq += 1
@@ -267,10 +272,20 @@ class Simulation:
             while a < total and arrivals[a].spec.submit_time == now:
                 self._arrive(arrivals[a].spec)
                 a += 1
+                self.idle_wakes = 0
+            woke = False  # a cycle was asked for: it runs even with nothing pending
             while events and events[0][0] == now:
                 _, kind, _, subject, token = heapq.heappop(events)
-                done += self._handle(_Kind(kind), subject, token, now)
-            if self.pending:
+                woke = woke or kind == _Kind.WAKE
+                completed = self._handle(_Kind(kind), subject, token, now)
+                done += completed
+                if completed:
+                    self.idle_wakes = 0
+                elif kind == _Kind.WAKE:
+                    self.idle_wakes += 1
+            if a >= total and self.idle_wakes > MAX_IDLE_WAKES:
+                break  # only budget periods pass, and nothing completes any more
+            if self.pending or woke:
                 self._cycle(now)
             self._sample(now)
             if self.progress is not None and self.result.events % 2048 == 0:
@@ -471,13 +486,9 @@ class Simulation:
         if self.admission is not None:
             snap.checks = (*self.base_checks, *self.admission(now, snap))
         plan = schedule(snap, list(self.pending.values()), self.policy, now)
-        if self.on_plan is not None:
-            wake = self.on_plan(now, plan)
-            if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
-                self.wake_at = wake
-                self._push(wake, _Kind.WAKE, 0)
         for preemption in plan.preemptions:
-            snap.nominated.add(preemption.preemptor)
+            if preemption.preemptor is not None:
+                snap.nominated.add(preemption.preemptor)
             snap.mark_stopping(preemption.victim, preemption.stop_by)
             self._push(
                 preemption.stop_by, _Kind.STOP, preemption.victim, self.token[preemption.victim]
@@ -497,3 +508,8 @@ class Simulation:
                 run_for = spec.time_limit  # Slurm ends the job at its limit: TIMEOUT
                 self.limited.add(start.job_id)
             self._push(now + run_for, _Kind.COMPLETE, start.job_id, token)
+        if self.on_plan is not None:  # it sees the plan applied: what runs now, at what rate
+            wake = self.on_plan(now, plan)
+            if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
+                self.wake_at = wake
+                self._push(wake, _Kind.WAKE, 0)
