@@ -105,7 +105,8 @@ class LedgerHistory:
         self._fold(self.store.usage(after=self._last_id), self._as_of)
         tenants = dict(self._tenants)
         users = dict(self._users)
-        prices = self._catalog(r.run.flavor for r in active if r.run is not None)
+        flavors = [r.run.flavor for r in active if r.run is not None]
+        prices = self._catalog(flavors) if flavors else None
         for record in active:
             run = record.run
             if run is None:

@@ -149,10 +149,11 @@ class BudgetCheck:
         self, snap: Snapshot, limit: BudgetLimit
     ) -> tuple[float, float, list[tuple[float, float, RunningJob]]]:
         """Money spent (ended runs and accrued), what the jobs already stopping still cost,
-        and the charged jobs that run on as (cost to stop, rate, job), oldest first."""
+        and the charged jobs that run on as (cost to stop, rate, job), in no order."""
         spent = limit.spent
         stopping = 0.0
         kept: list[tuple[float, float, RunningJob]] = []
+        graces: dict[str, float] = {}
         for job_id in snap.tenant_jobs.get(limit.tenant, ()):
             job = snap.running[job_id]
             if limit.user is not None and job.spec.user != limit.user:
@@ -162,8 +163,11 @@ class BudgetCheck:
             if job.stopping_until is not None:
                 stopping += rate * max(0.0, job.stopping_until - self.now)
             elif rate > 0.0:
-                kept.append((rate * self.grace_of(snap, job.spec.queue), rate, job))
-        kept.sort(key=lambda c: (c[2].start_time, c[2].spec.id))
+                queue = job.spec.queue
+                grace = graces.get(queue)
+                if grace is None:
+                    grace = graces[queue] = self.grace_of(snap, queue)
+                kept.append((rate * grace, rate, job))
         return spent, stopping, kept
 
     def exhaustion(
@@ -178,6 +182,7 @@ class BudgetCheck:
         if total < limit.hard_limit:
             return None
         needed = total
+        kept.sort(key=lambda c: (c[2].start_time, c[2].spec.id))  # oldest first
         victims: list[RunningJob] = []
         while kept and total >= limit.hard_limit:
             cost, _, job = kept.pop()
