@@ -1,6 +1,7 @@
 """The scheduling cycle: ``schedule(snapshot, pending, policy, now) -> Plan``.
 
-Phases, in order:
+Phases, in order (after the budgets with ``on_exhausted: preempt`` have marked the jobs they
+stop, ``allot.core.budget.budget_stops``; those stops lead the Plan's preemptions):
 1. Order: sort the pending jobs by the policy's criteria. With the DRS criterion, queues are
    merged by the dominant resource share each would have after admitting its next job, which
    is recomputed whenever that queue admits (``allot.core.order``).
