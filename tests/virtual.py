@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allot.control.loop import SchedulingLoop
+from allot.control.metering import MeteringConfig
 from allot.control.observers import CycleReport
 from allot.control.ports import RunState, RunStatus, TaskLaunch
 from allot.control.principal import Principal
@@ -125,8 +126,10 @@ class VirtualPlant:
         *,
         policy: str = "allot",
         grace: float = 30.0,
+        metering: MeteringConfig | None = None,
     ) -> None:
         self.clock = ManualClock()
+        self.metering = metering
         root.mkdir(parents=True, exist_ok=True)
         self.store = SqlStore(default_database_url(root))
         self.store.migrate()
@@ -139,7 +142,13 @@ class VirtualPlant:
 
     def _build(self) -> tuple[SchedulingLoop, ControlPlane]:
         config = SystemConfig(self.policy, grace_seconds=self.grace)
-        system = build(config, store=self.store, executors=self.executor, clock=self.clock)
+        system = build(
+            config,
+            store=self.store,
+            executors=self.executor,
+            clock=self.clock,
+            metering=self.metering,
+        )
         system.loop.subscribe(self)
         return system.loop, system.control
 

@@ -20,6 +20,7 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
+from allot.core.quota.fair_share import FairShareUsage
 from allot.core.quota.tree import QuotaTree
 from allot.sim.cluster import load_cluster
 
@@ -384,3 +385,18 @@ def test_a_threshold_needs_the_borrowing_policy(tmp_path: Path) -> None:
         tmp_path, text, 8, "queues[0].preemption.borrow_within_cohort.max_priority_threshold",
         "applies only with policy: lower_priority",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["gpu_seconds", "billed"])
+def test_fair_share_usage_is_read(tmp_path: Path, value: str) -> None:
+    config = load_quotas(write(tmp_path, f"fair_share_usage: {value}\n" + BASE))
+    assert config.fair_share_usage == FairShareUsage(value)
+
+
+def test_fair_share_usage_defaults_to_gpu_seconds(tmp_path: Path) -> None:
+    assert load_quotas(write(tmp_path, BASE)).fair_share_usage is FairShareUsage.GPU_SECONDS
+
+
+def test_fair_share_usage_must_be_known(tmp_path: Path) -> None:
+    text = "fair_share_usage: dollars\n" + BASE
+    expect_error(tmp_path, text, 1, "fair_share_usage", "gpu_seconds, billed", "'dollars'")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from allot.config.errors import ConfigError
+from allot.core.budget import OnExhausted
 from allot.metering.budgets import Budget, parse_budgets, period_of
 from allot.metering.ledger import Interval, cuts_of, every, sums_of
 from allot.metering.prices import BillingWeights, Price, PriceCatalog, parse_prices
@@ -136,3 +137,16 @@ def test_budgets_file_and_periods() -> None:
         parse_budgets("budgets:\n  - {tenant: a, hard_limit: 1, period: fortnight}\n")
     with pytest.raises(ConfigError, match="repeats the budget"):
         parse_budgets("budgets:\n  - {tenant: a, hard_limit: 1}\n  - {tenant: a, hard_limit: 2}\n")
+
+
+def test_budgets_say_what_happens_when_the_money_runs_out() -> None:
+    book = parse_budgets(
+        "budgets:\n"
+        "  - {tenant: a, hard_limit: 10, on_exhausted: preempt}\n"
+        "  - {tenant: b, hard_limit: 10}\n"
+    )
+    assert [b.on_exhausted for b in book.budgets] == [OnExhausted.PREEMPT, OnExhausted.HOLD]
+    with pytest.raises(ConfigError, match=r"on_exhausted'?: must be one of hold, preempt"):
+        parse_budgets("budgets:\n  - {tenant: a, hard_limit: 1, on_exhausted: kill}\n")
+    with pytest.raises(ConfigError, match=r"on_exhausted'?: preempt needs a hard_limit"):
+        parse_budgets("budgets:\n  - {tenant: a, soft_limit: 1, on_exhausted: preempt}\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from allot.core.budget import OnExhausted
 from allot.core.model import Cluster, JobSpec, Node, Resources
 from allot.core.policy import get_policy
 from allot.metering.budgets import Budget, BudgetBook
@@ -72,3 +73,38 @@ def test_a_replayed_monthly_budget_holds_a_tenant_back_until_the_next_period() -
         if iv.tenant == "a" and iv.start < 30 * DAY
     )
     assert first_period <= 20.0
+
+
+@pytest.mark.parametrize("mode", list(OnExhausted))
+def test_a_preempting_budget_stops_the_job_in_the_replay(mode: OnExhausted) -> None:
+    # 2 GPUs at 2 an hour is 4 an hour: a 10-hour job costs 40 against a budget of 20.
+    spec = JobSpec(1, "a", "u", "default", (Resources(2000, 1000, 1024),), checkpointable=True)
+    book = BudgetBook((Budget("a", hard_limit=20.0, on_exhausted=mode),))
+    budgets = SimBudgets(book, PRICES, CLUSTER)
+    sim = Simulation(
+        CLUSTER,
+        [TraceJob(spec, 10 * 3600)],
+        get_policy("allot"),
+        admission=budgets.admission,
+        on_plan=budgets.on_plan,
+    )
+    budgets.attach(sim.result)
+    result = sim.run()
+    (record,) = result.jobs
+    first_period = sum(
+        PRICES.cost(iv.flavor, iv.start, min(iv.end, 30 * DAY), iv.gpu_milli)
+        for iv in result.usage
+        if iv.start < 30 * DAY
+    )
+    if mode is OnExhausted.HOLD:
+        assert record.preemptions == 0
+        assert record.finish == pytest.approx(10 * 3600)
+        assert first_period == pytest.approx(40.0)
+        return
+    # Preempted when the money runs out, resumed from its checkpoint in each new period.
+    assert record.preemptions == 2
+    assert first_period <= 20.0
+    assert record.finish is not None
+    assert record.finish > 60 * DAY
+    by = {t.tenant: t for t in cost_report(result, CLUSTER, PRICES, budgets=budgets).tenants}
+    assert by["a"].held_back_jobs == 1

@@ -271,6 +271,7 @@ def simulate(
                     predictor=RuntimePredictor() if estimates is Estimates.predicted else None,
                     admission=None if replayed is None else replayed.admission,
                     on_plan=None if replayed is None else replayed.on_plan,
+                    billing=price_list,
                 )
                 if replayed is not None:
                     replayed.attach(sim.result)

@@ -128,6 +128,7 @@ def whatif(
     import time
 
     from allot.cli.simulate import _policies
+    from allot.cli.simulate_cost import sim_prices
     from allot.cli.simulate_table import comparison_table
     from allot.config.quotas import check_against_cluster, load_quotas
     from allot.sim.engine import Simulation
@@ -145,8 +146,13 @@ def whatif(
             check_against_cluster(quota_config, cluster.flavors, quotas)
         if not jobs:
             raise output.InputError(f"--since: no job ended that was submitted within {since}")
+        # Billed fair share replays with the flavor catalog's list prices (the server's
+        # prices file is not sent to clients).
+        billing = sim_prices(None, cluster.flavors) if quota_config is not None else None
         metrics = {
-            p.name: compute_metrics(Simulation(cluster, jobs, p, quotas=quota_config).run())
+            p.name: compute_metrics(
+                Simulation(cluster, jobs, p, quotas=quota_config, billing=billing).run()
+            )
             for p in chosen
         }
     if fmt is OutputFormat.json:

@@ -3,6 +3,7 @@
 A quota file is YAML (the full format is in ``docs/quotas.md``)::
 
     usage_half_life_hours: 168          # decayed-usage half-life, > 0
+    fair_share_usage: gpu_seconds       # or billed: usage counts the money metering bills
     priority_classes: {high: 100, normal: 0, low: -10}
     min_runtime_seconds_by_priority_class: {high: 600}   # not preempted before 10 min
     tenants:
@@ -62,11 +63,13 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
+from allot.core.quota.fair_share import FairShareUsage
 
 DEFAULT_HALF_LIFE_HOURS = 168.0  # one week, Slurm's PriorityDecayHalfLife default is 7 days
 
 _TOP_KEYS = (
     "usage_half_life_hours",
+    "fair_share_usage",
     "priority_classes",
     "min_runtime_seconds_by_priority_class",
     "tenants",
@@ -177,6 +180,7 @@ def _read(doc: YamlMap) -> tuple[QuotaConfig, _Locator]:
         "usage_half_life_hours", positive=True, default=DEFAULT_HALF_LIFE_HOURS
     )
     locator.add("usage_half_life", doc.optional("usage_half_life_hours"))
+    usage = _choice(doc, "fair_share_usage", FairShareUsage, FairShareUsage.GPU_SECONDS)
     try:
         classes = _read_priority_classes(doc.optional("priority_classes"), locator)
         exempt = _read_exemptions(doc.optional("min_runtime_seconds_by_priority_class"), locator)
@@ -193,6 +197,7 @@ def _read(doc: YamlMap) -> tuple[QuotaConfig, _Locator]:
             half_life_hours * SECONDS_PER_HOUR,
             classes,
             exempt,
+            usage,
         )
     except SpecError as exc:
         raise locator.error(exc) from None

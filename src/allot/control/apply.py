@@ -47,7 +47,11 @@ def apply_plan(
         victim = jobs.get(preemption.victim)
         if victim is None or victim.run is None or victim.run.phase is RunPhase.ENDED:
             continue
-        reason = f"preempted for job {preemption.preemptor} ({preemption.strategy})"
+        if preemption.preemptor is None:  # a stop of its own: a budget's
+            why = preemption.why
+            reason = f"preempted: {why.message() if why else preemption.strategy}"
+        else:
+            reason = f"preempted for job {preemption.preemptor} ({preemption.strategy})"
         store.request_stop(
             victim.run.run_id,
             stop_by=preemption.stop_by,
@@ -57,7 +61,17 @@ def apply_plan(
             actor=ACTOR,
         )
         executors.signal(victim.run, kill=False)
-        nominated.add(preemption.preemptor)
+        if preemption.why is not None:
+            store.record_event(
+                victim.id,
+                str(preemption.why.reason),
+                reason,
+                at=clock.now(),
+                actor=ACTOR,
+                data=dict(preemption.why.fields),
+            )
+        if preemption.preemptor is not None:
+            nominated.add(preemption.preemptor)
         done.preempted.append(preemption.victim)
     begun: list[tuple[JobRecord, RunRecord]] = []
     for start in plan.starts:

@@ -154,7 +154,12 @@ class SchedulingAudit:
         victims = {p.victim: p for p in plan.preemptions}
         for job_id in report.applied.preempted:
             p = victims.get(job_id)
-            why = "" if p is None else f" for job {p.preemptor} ({p.strategy})"
+            if p is None:
+                why = ""
+            elif p.preemptor is None:
+                why = f" ({p.strategy})"
+            else:
+                why = f" for job {p.preemptor} ({p.strategy})"
             entries.append(_decision(at, "preempt", job_id, "ok", f"preempted{why}"))
         for job_id in report.applied.refused:
             entries.append(

@@ -38,7 +38,7 @@ from allot.control.ports import Clock, Executor, Store
 from allot.control.reconcile import ACTOR, reconcile, stop
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause
 from allot.control.registry import ExecutorRegistry
-from allot.control.usage_history import LedgerHistory
+from allot.control.usage_history import LedgerHistory, Prices
 from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
@@ -46,6 +46,7 @@ from allot.core.model import Cluster, Node, RunningJob
 from allot.core.placement.throughput import reserve_by_flavor, workload_norms
 from allot.core.plan import Plan
 from allot.core.policy import Policy
+from allot.core.quota.fair_share import FairShareUsage
 from allot.core.snapshot import OverAllocationError, Snapshot
 
 log = logging.getLogger("allot.control")
@@ -82,7 +83,7 @@ class SchedulingLoop:
         self._explanations: dict[int, Explanation] = {}
         self._waits: dict[int, DependencyWait] = {}
         self._nominated: set[int] = set()
-        self._usage = LedgerHistory(store, store.quotas().usage_half_life, clock.now())
+        self._usage: LedgerHistory | None = None  # built at the first cycle
         self.inventory_interval = inventory_interval
         self._inventory_at: float | None = None  # when the inventory was last synced
         self._polled_at: float | None = None  # when every active run was last asked about
@@ -95,6 +96,8 @@ class SchedulingLoop:
         self._nodes: dict[str, Node] = {}
         # Checks beside quota for each cycle (budgets: ``allot.control.metering``).
         self.admission: AdmissionSource | None = None
+        # The prices in force, for ``fair_share_usage: billed`` (``allot.control.metering``).
+        self.prices: Prices | None = None
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -165,6 +168,25 @@ class SchedulingLoop:
             self._hurry.wait(self.min_gap)
 
     # ------------------------------------------------------------------ one cycle
+
+    def ledger_history(self, now: float) -> LedgerHistory:
+        """A fair-share history built from the ledger now, with the stored quota settings
+        (half-life, what usage counts); each thread that schedules keeps its own."""
+        quotas = self.store.quotas()
+        billed = quotas.fair_share_usage is FairShareUsage.BILLED and self.prices is not None
+        return LedgerHistory(
+            self.store,
+            quotas.usage_half_life,
+            now,
+            usage=FairShareUsage.BILLED if billed else FairShareUsage.GPU_SECONDS,
+            prices=self.prices,
+        )
+
+    def usage_history(self, now: float) -> LedgerHistory:
+        """The loop's fair-share history (built at the first cycle)."""
+        if self._usage is None:
+            self._usage = self.ledger_history(now)
+        return self._usage
 
     def sync_inventory(self) -> None:
         """Store what each pool's executor reports now (a pool whose executor fails keeps its
@@ -285,7 +307,7 @@ class SchedulingLoop:
                 cluster,
                 running,
                 quotas=self.store.quotas(),
-                history=self._usage.at(now, active),
+                history=self.usage_history(now).at(now, active),
                 attained=attained,
                 speed_norms=norms,
                 checks=(*default_checks(True), *extra) if extra else None,

@@ -84,5 +84,6 @@ def build(
     control = ControlPlane(store, registry, clock, loop, workdirs=workdirs)
     control.metering = Metering(store, clock, metering)
     loop.admission = control.metering.admission
+    loop.prices = control.metering.prices
     loop.subscribe(SchedulingAudit(control.audit))
     return System(store, registry, clock, loop, control)

@@ -1,6 +1,7 @@
 """The scheduling cycle: ``schedule(snapshot, pending, policy, now) -> Plan``.
 
-Phases, in order:
+Phases, in order (after the budgets with ``on_exhausted: preempt`` have marked the jobs they
+stop, ``allot.core.budget.budget_stops``; those stops lead the Plan's preemptions):
 1. Order: sort the pending jobs by the policy's criteria. With the DRS criterion, queues are
    merged by the dominant resource share each would have after admitting its next job, which
    is recomputed whenever that queue admits (``allot.core.order``).
@@ -49,6 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from allot.core.admission import Attempt, try_admit
+from allot.core.budget import budget_stops
 from allot.core.checks import widest_scope
 from allot.core.cycle_cache import CycleCache, CycleResult
 from allot.core.explain import Explanation, Reason
@@ -414,14 +416,19 @@ def schedule(snapshot: Snapshot, pending: Sequence[JobSpec], policy: Policy, now
     Pure: ``snapshot`` is edited during the cycle and restored before returning; the same
     snapshot, jobs, policy and time always give the same Plan.
     """
-    cycle = _Cycle(snapshot, policy, now, pending)
+    # Budgets that preempt stop their jobs first; the cycle sees those jobs stopping.
+    stops, unstop = budget_stops(snapshot, now)
     try:
-        # Phases 1-6.
-        cycle.run()
-        cycle.explain_unplaced()
+        cycle = _Cycle(snapshot, policy, now, pending)
+        try:
+            # Phases 1-6.
+            cycle.run()
+            cycle.explain_unplaced()
+        finally:
+            # Phase 7.
+            cycle.restore()
     finally:
-        # Phase 7.
-        cycle.restore()
+        unstop()
     result = cycle.result
     starts, reservations = tuple(result.starts), tuple(result.reservations)
-    return Plan(starts, reservations, cycle.reasons(), tuple(result.preemptions))
+    return Plan(starts, reservations, cycle.reasons(), (*stops, *result.preemptions))

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     WAITING_FOR_PREEMPTED = "waiting_for_preempted"  # fits once jobs being preempted stop
     BEHIND_PREEMPTOR = "behind_preemptor"  # a preemptor in its cohort holds the room it needs
     BUDGET = "budget"  # its projected cost would pass its tenant's (or user's) money budget
+    BUDGET_EXHAUSTED = "budget_exhausted"  # a preempting budget's money is gone
 
 
 TimeFormat = Callable[[float], str]
@@ -260,6 +261,8 @@ def _render(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
             )
         case Reason.BUDGET:
             return _budget(f)
+        case Reason.BUDGET_EXHAUSTED:
+            return _budget_exhausted(f)
     return str(reason)  # pragma: no cover - every Reason is matched above
 
 
@@ -301,6 +304,8 @@ def _remedy(reason: Reason, f: Mapping[str, FieldValue], when: TimeFormat) -> st
             return f"is considered again once job {f.get('preemptor')} has started"
         case Reason.BUDGET:
             return _budget_remedy(f, when)
+        case Reason.BUDGET_EXHAUSTED:
+            return _budget_remedy(f, when).split(";")[0]
     return ""  # pragma: no cover - every Reason is matched above
 
 
@@ -319,6 +324,20 @@ def _budget(f: Mapping[str, FieldValue]) -> str:
         f" of {owner} for {f.get('period')}: {float(f.get('committed', 0) or 0):.2f} of"
         f" {_money(f, 'limit')} is spent or committed to running jobs,"
         f" {_money(f, 'remaining')} is left"
+    )
+
+
+def _budget_exhausted(f: Mapping[str, FieldValue]) -> str:
+    owner = (
+        f"user {f.get('user')} of tenant {f.get('tenant')}"
+        if f.get("user")
+        else (f"tenant {f.get('tenant')}")
+    )
+    return (
+        f"the budget of {owner} for {f.get('period')} is exhausted and preempts:"
+        f" {_money(f, 'spent')} of {_money(f, 'limit')} is spent, and with what stopping its"
+        f" running jobs costs it needs {_money(f, 'needed')}; its newest running jobs are"
+        " preempted and its jobs wait"
     )
 
 

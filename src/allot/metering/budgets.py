@@ -15,9 +15,10 @@ A budgets file::
         user: alice
         period: 7d
         hard_limit: 500
+        on_exhausted: preempt  # hold (default): new jobs wait; preempt: running jobs stop too
 
-Invariants: a budget has a hard or a soft limit (or both, soft <= hard); no two budgets of a
-file have the same owner and period.
+Invariants: a budget has a hard or a soft limit (or both, soft <= hard); ``on_exhausted:
+preempt`` needs a hard limit; no two budgets of a file have the same owner and period.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from allot.config.yamldoc import YamlMap, YamlNode, load_yaml, parse_yaml
-from allot.core.budget import BudgetCheck, BudgetLimit, Rate
+from allot.core.budget import BudgetCheck, BudgetLimit, OnExhausted, Rate
 from allot.metering.ledger import Interval
 from allot.metering.prices import SECONDS_PER_HOUR, PriceCatalog
 
@@ -57,6 +58,7 @@ class Budget:
     user: str | None = None
     period: str = MONTH
     window: float | None = None  # seconds, for a rolling period
+    on_exhausted: OnExhausted = OnExhausted.HOLD
 
     @property
     def owner(self) -> str:
@@ -164,6 +166,7 @@ def budget_check(
                 budget.user,
                 period.label,
                 period.end,
+                budget.on_exhausted,
             )
         )
     return BudgetCheck(
@@ -204,7 +207,8 @@ def _book(doc: YamlMap) -> BudgetBook:
     for item in doc.get_list("budgets"):
         entry = item.as_map()
         entry.check_keys(
-            ("tenant", "user", "period", "hard_limit", "soft_limit"), required=("tenant",)
+            ("tenant", "user", "period", "hard_limit", "soft_limit", "on_exhausted"),
+            required=("tenant",),
         )
         hard = soft = None
         if entry.optional("hard_limit") is not None:
@@ -219,11 +223,22 @@ def _book(doc: YamlMap) -> BudgetBook:
         pnode = entry.optional("period")
         if pnode is not None and pnode.as_str() != MONTH:
             period, window = pnode.as_str(), _duration(pnode)
+        on_exhausted = OnExhausted.HOLD
+        onode = entry.optional("on_exhausted")
+        if onode is not None:
+            text = onode.as_str()
+            try:
+                on_exhausted = OnExhausted(text)
+            except ValueError:
+                allowed = ", ".join(m.value for m in OnExhausted)
+                raise onode.error(f"must be one of {allowed}, got {text!r}") from None
+            if on_exhausted is OnExhausted.PREEMPT and hard is None:
+                raise onode.error("preempt needs a hard_limit: it acts when that is reached")
         user = entry.get_str("user") if entry.optional("user") is not None else None
         tenant = entry.get_str("tenant")
         key = (tenant, user, period)
         if key in seen:
             raise item.error(f"repeats the budget on line {seen[key]} (same owner and period)")
         seen[key] = item.line
-        budgets.append(Budget(tenant, hard, soft, user, period, window))
+        budgets.append(Budget(tenant, hard, soft, user, period, window, on_exhausted))
     return BudgetBook(tuple(budgets), default_runtime)

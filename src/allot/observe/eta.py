@@ -105,7 +105,7 @@ class StartTimeEstimator(Collector):
         now = self.clock.now()
         quotas = self.store.quotas()
         if self._history is None:
-            self._history = LedgerHistory(self.store, quotas.usage_half_life, now)
+            self._history = self.loop.ledger_history(now)
         active = self.store.active_jobs()
         pending = [
             r

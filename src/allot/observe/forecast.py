@@ -87,7 +87,8 @@ def forecast(
             victim = preemption.victim
             if victim not in snap.running:
                 continue
-            snap.nominated.add(preemption.preemptor)
+            if preemption.preemptor is not None:
+                snap.nominated.add(preemption.preemptor)
             snap.mark_stopping(victim, preemption.stop_by)
             generation[victim] = generation.get(victim, 0) + 1
             heapq.heappush(events, (preemption.stop_by, 1, victim, generation[victim]))

@@ -8,7 +8,10 @@ cost per unit of work counts what preemptions and failures threw away and the id
 tenant is charged for. Budgets replay as they run live (``allot.core.budget``): a month is the
 30-day span of virtual time it falls in (``period_of(calendar=False)``), what ended runs cost
 in the period is summed as they end (a rolling window's sum is re-read once the window moved
-an hour), and running jobs count what they accrued plus their projection.
+an hour), and running jobs count what they accrued plus their projection. A budget with
+``on_exhausted: preempt`` preempts as live; since the simulator cycles only on events, after
+each cycle it asks for one more when the owner's running jobs, at their rates, would have
+spent their runway (``BudgetCheck.runway``), so it preempts when the live loop would.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from allot.core.budget import BudgetCheck
 from allot.core.checks import AdmissionCheck
 from allot.core.explain import Reason
 from allot.core.model import Cluster
@@ -159,6 +163,8 @@ def cost_report(
 
 
 ROLLING_REFRESH = 3600.0
+MIN_WAKE = 1.0  # seconds: the closest a budget asks for the next cycle
+_WAITING = (Reason.BUDGET, Reason.BUDGET_EXHAUSTED)
 
 
 @dataclass
@@ -183,6 +189,8 @@ class SimBudgets:
     _spent: dict[Budget, _Spent] = field(default_factory=dict)
     _blocked: dict[int, str] = field(default_factory=dict)
     _last: float | None = None
+    _check: BudgetCheck | None = None  # the latest cycle's, with the snapshot it read
+    _snap: Snapshot | None = None
 
     def attach(self, result: SimResult) -> None:
         """Read the usage ledger the simulation writes into ``result``."""
@@ -219,11 +227,13 @@ class SimBudgets:
         check = budget_check(
             self.book, self.prices, spent, running, self.cluster.flavors, now, calendar=False
         )
+        self._check, self._snap = check, snap
         return (check,) if check.limits else ()
 
     def on_plan(self, now: float, plan: Plan) -> float | None:
         """Count the time since the last cycle for the jobs it left waiting on a budget;
-        returns when the first of their budgets renews (the simulation cycles then)."""
+        returns when the first of their budgets renews, or sooner when a preempting budget's
+        running jobs will have spent their runway (the simulation cycles then)."""
         if self._last is not None:
             for tenant in self._blocked.values():
                 self.held_back[tenant] = self.held_back.get(tenant, 0.0) + now - self._last
@@ -231,11 +241,19 @@ class SimBudgets:
         self._blocked = {}
         renews: float | None = None
         for job_id, why in plan.pending.items():
-            if why.reason is Reason.BUDGET:
+            if why.reason in _WAITING:
                 tenant = str(why.fields.get("tenant", ""))
                 self._blocked[job_id] = tenant
                 self.held_back_jobs.setdefault(tenant, set()).add(job_id)
                 at = why.fields.get("renews")
                 if isinstance(at, int | float) and (renews is None or at < renews):
                     renews = float(at)
+        check, snap = self._check, self._snap
+        if check is not None and snap is not None:
+            for limits in check.limits.values():
+                for limit in limits:
+                    runway = check.runway(snap, limit)
+                    if runway is not None:
+                        wake = now + max(runway, MIN_WAKE)
+                        renews = wake if renews is None else min(renews, wake)
         return renews

@@ -16,13 +16,19 @@ and restarts from where its run began (a failure restart, counted apart from pre
 job with a ``time_limit`` shorter than the work it has left is ended at ``start + time_limit``
 and not requeued, as Slurm does (``TIMEOUT``); its record is marked ``timed_out``. Attained
 service (GPU-seconds over all runs) and the tenants' decayed usage are kept up to date for the
-policies that order by them.
+policies that order by them; decayed usage counts GPU-seconds, or with the quota file's
+``fair_share_usage: billed`` the money billed under ``billing`` (``allot.metering.billing``),
+advanced piecewise between price changes so it equals what the live loop derives from its
+ledger.
 
 End: the run stops when every arrival is in and nothing is pending or running; or, with jobs
 still pending, once every arrival is in, nothing runs, no node is down, and the cycle at that
 instant started nothing. From then on nothing can change what the scheduler sees except the
 clock and further failures, so the jobs left pending can never start; they stay unfinished
 (``finish`` is None). Without this rule a failure model would keep the run going for ever.
+Likewise once every arrival is in and ``MAX_IDLE_WAKES`` cycles asked for by ``on_plan`` (a
+budget renewing, or running out) passed with no job completing: a job no budget period can
+pay for would otherwise wait, or be started and preempted, period after period for ever.
 
 Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it runs at speed
 ``s`` (``JobSpec.speeds``) it needs ``duration / s`` seconds, and a checkpointed job keeps
@@ -56,8 +62,11 @@ from allot.core.placement.throughput import reserve_by_flavor, speed_norms
 from allot.core.plan import Plan
 from allot.core.policy import Criterion, Policy
 from allot.core.quota.config import QuotaConfig
+from allot.core.quota.fair_share import FairShareUsage, UserKey
 from allot.core.snapshot import Snapshot
+from allot.metering.billing import billed_rate
 from allot.metering.ledger import Interval
+from allot.metering.prices import PriceCatalog
 from allot.sim.cluster import FailureModel
 from allot.sim.predict import RuntimePredictor
 from allot.sim.result import JobRecord, NeverFit, SimResult
@@ -82,6 +91,7 @@ class _Kind(IntEnum):
 
 
 ESTIMATES = ("none", "predicted", "exact", "keep")
+MAX_IDLE_WAKES = 64
 
 
 def with_estimates(workload: Sequence[TraceJob], mode: str) -> list[TraceJob]:
@@ -196,6 +206,7 @@ class Simulation:
         predictor: RuntimePredictor | None = None,
         admission: AdmissionSource | None = None,
         on_plan: Callable[[float, Plan], float | None] | None = None,
+        billing: PriceCatalog | None = None,
     ) -> None:
         self.cluster = cluster
         self.checkpointing = checkpointing or Checkpointing()
@@ -215,6 +226,12 @@ class Simulation:
         self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order
+        # The prices billed usage counts by; None counts GPU-seconds.
+        self.billing: PriceCatalog | None = None
+        if quotas is not None and quotas.fair_share_usage is FairShareUsage.BILLED:
+            if billing is None:
+                raise SimulationError("fair_share_usage: billed needs prices (billing=...)")
+            self.billing = billing
         self.pending: dict[JobId, JobSpec] = {}
         self.pending_gpu: dict[str, int] = {}  # milli-GPU waiting, per tenant
         self.records: dict[JobId, JobRecord] = {}
@@ -229,6 +246,7 @@ class Simulation:
         self.on_plan = on_plan
         self.base_checks = self.snapshot.checks
         self.wake_at: float | None = None  # the cycle ``on_plan`` asked for
+        self.idle_wakes = 0  # such cycles since a job last completed or arrived
 
     def _push(self, time: float, kind: _Kind, subject: int, token: int = 0) -> None:
         self.seq += 1
@@ -254,10 +272,20 @@ class Simulation:
             while a < total and arrivals[a].spec.submit_time == now:
                 self._arrive(arrivals[a].spec)
                 a += 1
+                self.idle_wakes = 0
+            woke = False  # a cycle was asked for: it runs even with nothing pending
             while events and events[0][0] == now:
                 _, kind, _, subject, token = heapq.heappop(events)
-                done += self._handle(_Kind(kind), subject, token, now)
-            if self.pending:
+                woke = woke or kind == _Kind.WAKE
+                completed = self._handle(_Kind(kind), subject, token, now)
+                done += completed
+                if completed:
+                    self.idle_wakes = 0
+                elif kind == _Kind.WAKE:
+                    self.idle_wakes += 1
+            if a >= total and self.idle_wakes > MAX_IDLE_WAKES:
+                break  # only budget periods pass, and nothing completes any more
+            if self.pending or woke:
                 self._cycle(now)
             self._sample(now)
             if self.progress is not None and self.result.events % 2048 == 0:
@@ -285,9 +313,32 @@ class Simulation:
 
     def _advance_usage(self, now: float) -> None:
         snap = self.snapshot
+        if self.billing is not None:
+            # Rates change where a price does: advance one stretch of constant prices at a time.
+            for a, b in self.billing.segments(snap.history.as_of, now):
+                rates, user_rates = self._billed_rates(self.billing, a)
+                snap.history = snap.history.advanced(b, rates, user_rates, self.half_life)
+            return
         tenants = {t: m / 1000 for t, m in snap.tenant_gpu_milli.items() if m}
         users = {u: m / 1000 for u, m in snap.user_gpu_milli.items() if m}
         snap.history = snap.history.advanced(now, tenants, users, self.half_life)
+
+    def _billed_rates(
+        self, prices: PriceCatalog, at: float
+    ) -> tuple[dict[str, float], dict[UserKey, float]]:
+        """Money per second each tenant and user is billed at ``at`` for what runs now."""
+        tenants: dict[str, float] = {}
+        users: dict[UserKey, float] = {}
+        for job in self.snapshot.running.values():
+            spec, total = job.spec, job.spec.total
+            rate = billed_rate(
+                prices, job.flavor, total.gpu_milli, total.cpu_milli, total.memory_mib, at
+            )
+            if rate > 0.0:
+                tenants[spec.tenant] = tenants.get(spec.tenant, 0.0) + rate
+                key = (spec.tenant, spec.user)
+                users[key] = users.get(key, 0.0) + rate
+        return tenants, users
 
     def _enqueue(self, spec: JobSpec) -> None:
         self.pending[spec.id] = spec
@@ -435,13 +486,9 @@ class Simulation:
         if self.admission is not None:
             snap.checks = (*self.base_checks, *self.admission(now, snap))
         plan = schedule(snap, list(self.pending.values()), self.policy, now)
-        if self.on_plan is not None:
-            wake = self.on_plan(now, plan)
-            if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
-                self.wake_at = wake
-                self._push(wake, _Kind.WAKE, 0)
         for preemption in plan.preemptions:
-            snap.nominated.add(preemption.preemptor)
+            if preemption.preemptor is not None:
+                snap.nominated.add(preemption.preemptor)
             snap.mark_stopping(preemption.victim, preemption.stop_by)
             self._push(
                 preemption.stop_by, _Kind.STOP, preemption.victim, self.token[preemption.victim]
@@ -461,3 +508,8 @@ class Simulation:
                 run_for = spec.time_limit  # Slurm ends the job at its limit: TIMEOUT
                 self.limited.add(start.job_id)
             self._push(now + run_for, _Kind.COMPLETE, start.job_id, token)
+        if self.on_plan is not None:  # it sees the plan applied: what runs now, at what rate
+            wake = self.on_plan(now, plan)
+            if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
+                self.wake_at = wake
+                self._push(wake, _Kind.WAKE, 0)

@@ -30,6 +30,7 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
+from allot.core.quota.fair_share import FairShareUsage
 from allot.store import events
 from allot.store.tables import CohortRow, QueueRow, QuotaSettingsRow, TenantRow
 
@@ -133,6 +134,7 @@ def save(conn: Connection, config: QuotaConfig, *, at: float) -> None:
             "usage_half_life": config.usage_half_life,
             "priority_classes": dict(config.priority_classes),
             "min_runtime_by_class": dict(config.min_runtime_by_class),
+            "fair_share_usage": config.fair_share_usage.value,
         },
     )
     events.append(
@@ -162,6 +164,7 @@ _SETTINGS = select(
     QuotaSettingsRow.usage_half_life,
     QuotaSettingsRow.priority_classes,
     QuotaSettingsRow.min_runtime_by_class,
+    QuotaSettingsRow.fair_share_usage,
 ).where(QuotaSettingsRow.id == _SETTINGS_ID)
 _TENANTS = select(TenantRow.name, TenantRow.share).order_by(TenantRow.position)
 _COHORTS = select(CohortRow.name, CohortRow.parent, CohortRow.quotas, CohortRow.weight).order_by(
@@ -207,4 +210,5 @@ def load(conn: Connection) -> QuotaConfig:
         usage_half_life=settings.usage_half_life,
         priority_classes=dict(settings.priority_classes),
         min_runtime_by_class=dict(settings.min_runtime_by_class),
+        fair_share_usage=FairShareUsage(settings.fair_share_usage),
     )

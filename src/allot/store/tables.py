@@ -175,7 +175,7 @@ class QueueRow(Base):
 
 
 class QuotaSettingsRow(Base):
-    """The one row of quota-wide settings: fair-share half-life and priority classes."""
+    """The one row of quota-wide settings: fair-share half-life and usage, priority classes."""
 
     __tablename__ = "quota_settings"
 
@@ -183,6 +183,7 @@ class QuotaSettingsRow(Base):
     usage_half_life: Mapped[float]
     priority_classes: Mapped[dict[str, Any]] = mapped_column(JSON)
     min_runtime_by_class: Mapped[dict[str, Any]] = mapped_column(JSON)
+    fair_share_usage: Mapped[str] = mapped_column(server_default="gpu_seconds")
 
 
 class NodeRow(Base):

@@ -15,6 +15,7 @@ from allot.core.quota.config import (
     TenantSpec,
     WithinQueue,
 )
+from allot.core.quota.fair_share import FairShareUsage
 
 
 def _config() -> QuotaConfig:
@@ -64,6 +65,7 @@ def _config() -> QuotaConfig:
         usage_half_life=3 * 24 * 3600.0,
         priority_classes={"low": -10, "normal": 0, "urgent": 1000},
         min_runtime_by_class={"urgent": 1800.0},
+        fair_share_usage=FairShareUsage.BILLED,
     )
 
 

@@ -7,6 +7,8 @@ One module per strategy, each answering "may this preemptor take this victim?":
 - ``fair_share``: a queue takes from a cohort peer whose dominant resource share is higher, by
   the KEP-1714 rules S2-a / S2-b.
 - ``las``: under 2D-LAS, a job at a lower attained-service level takes a job at a higher one.
+- ``budget``: a money budget with ``on_exhausted: preempt`` stops its owner's running jobs
+  (``allot.core.budget``); no preemptor, the explanation says why.
 
 ``victims`` picks the set (single tasks node by node, gangs in ``gang``), over the candidates
 of ``candidates`` with the what-if search of ``search``: the fewest victims, then the fewest of
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from allot.core.explain import Explanation
 from allot.core.model import JobId, JobSpec, RunningJob
 from allot.core.quota import request_of
 from allot.core.quota.config import FlavorResource, PreemptionRules
@@ -45,16 +48,19 @@ class Strategy(StrEnum):
     BORROW_WITHIN_COHORT = "borrow_within_cohort"
     FAIR_SHARE = "fair_share"
     LAS = "las"
+    BUDGET = "budget"
 
 
 @dataclass(frozen=True, slots=True)
 class Preemption:
-    """Stop ``victim`` by ``stop_by`` (after its grace period) to make room for ``preemptor``."""
+    """Stop ``victim`` by ``stop_by`` (after its grace period) to make room for ``preemptor``
+    (None for a stop of its own, a budget's: ``why`` then says why)."""
 
     victim: JobId
-    preemptor: JobId
+    preemptor: JobId | None
     strategy: Strategy
     stop_by: float
+    why: Explanation | None = None
 
 
 @dataclass(frozen=True, slots=True)

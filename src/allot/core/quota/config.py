@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from allot.core.model import SpecError
+from allot.core.quota.fair_share import FairShareUsage
 
 RESOURCES = ("gpu", "cpu", "memory")
 FlavorResource = tuple[str, str]
@@ -205,8 +206,15 @@ class QuotaConfig:
     # priority class name -> seconds its jobs run before they may be preempted (Slurm's
     # ``PreemptExemptTime`` per class); the larger of this and the queue's own applies.
     min_runtime_by_class: Mapping[str, float] = field(default_factory=dict)
+    # What fair share's decayed usage counts (``allot.core.quota.fair_share``).
+    fair_share_usage: FairShareUsage = FairShareUsage.GPU_SECONDS
 
     def __post_init__(self) -> None:
+        if not isinstance(self.fair_share_usage, FairShareUsage):
+            allowed = ", ".join(m.value for m in FairShareUsage)
+            raise SpecError(
+                "fair_share_usage", f"must be one of {allowed}, got {self.fair_share_usage!r}"
+            )
         _unique("tenants", (t.name for t in self.tenants))
         _unique("queues", (q.name for q in self.queues))
         _unique("cohorts", (c.name for c in self.cohorts))

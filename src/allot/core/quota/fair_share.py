@@ -12,6 +12,13 @@ Source: Slurm's multifactor priority plugin, "classic" fair share
   that used exactly its share, towards 0 for heavy users. Users within a tenant get the same
   factor over their tenant's usage, with equal shares.
 
+What usage counts (``FairShareUsage``, the quota file's ``fair_share_usage``): GPU-seconds by
+default, or billed usage, Slurm's billing TRES (``TRESBillingWeights``: with weights set, fair
+share charges the billing of what a job holds, not its raw TRES). Billed usage is the money
+metering charges: for an interval on flavor ``f``, ``units * price_f(t) / 3600`` per second
+with ``units = w_gpu * GPUs + w_cpu * cores + w_mem * GiB`` (``allot.metering.prices``), decayed
+the same way; the driver computes it, so ``UsageHistory`` holds either kind in the same fields.
+
 Higher factor goes first. The values are plain data: the driver (simulator or control loop)
 advances them between cycles; the core only reads them.
 
@@ -27,8 +34,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 UserKey = tuple[str, str]  # (tenant, user)
+
+
+class FairShareUsage(StrEnum):
+    """What decayed usage counts: GPU-seconds held, or the money billed for what was held."""
+
+    GPU_SECONDS = "gpu_seconds"
+    BILLED = "billed"
 
 
 def decay(usage: float, dt: float, half_life: float) -> float:
