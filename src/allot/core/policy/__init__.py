@@ -44,6 +44,9 @@ from allot.core.policy.ordering import Criterion
 from allot.core.preemption import Strategy
 
 DEFAULT_LAS_THRESHOLDS = (3_600.0, 36_000.0)  # GPU-seconds: 1 and 10 GPU-hours
+# A run ``allot`` keeps from LAS preemption: half an hour, a usual checkpoint period, so the
+# victim has a checkpoint to resume from and two jobs do not trade places back and forth.
+ALLOT_RUN_QUANTUM = 1_800.0
 
 
 class Blocking(StrEnum):
@@ -64,6 +67,12 @@ class Policy:
     description: str = ""
     preemption: frozenset[Strategy] = frozenset()
     las_thresholds: tuple[float, ...] = DEFAULT_LAS_THRESHOLDS
+    # What keeps a running job from LAS preemption (``allot.core.preemption.las.LasRule``):
+    # levels it must be above the preemptor, seconds its run is safe, whether only jobs that
+    # can checkpoint are victims.
+    las_margin: int = 1
+    las_min_run_seconds: float = 0.0
+    las_checkpointed_only: bool = False
     grace_seconds: float = 30.0  # for victims in queues without preemption rules
 
     @property
@@ -118,6 +127,9 @@ POLICIES: dict[str, Policy] = {
             "service (2D-LAS levels), least expected GPU-time, decayed usage; preemption by "
             "the queues' rules and by LAS level",
             preemption=_QUEUE_RULES | {Strategy.LAS},
+            las_margin=2,
+            las_min_run_seconds=ALLOT_RUN_QUANTUM,
+            las_checkpointed_only=True,
         ),
     )
 }
