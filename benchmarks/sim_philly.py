@@ -8,7 +8,8 @@ predicted`` learns them online. ``--checkpointable all`` (the default here) lets
 preempt as Tiresias assumes; lost work follows ``Checkpointing``'s defaults.
 
 Run: ``.venv/bin/python benchmarks/sim_philly.py [--policies fifo,backfill] [--limit N]
-[--cluster FILE] [--estimates none|predicted|exact]``. Needs ``../shared/traces/philly/
+[--skip N] [--cluster FILE] [--estimates none|predicted|exact]``; ``--skip N`` replays a
+later period: the jobs after the first N, from an empty cluster. Needs ``../shared/traces/philly/
 philly-2017-09-10.csv`` next to the project (or ``--trace PATH``).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -28,7 +30,7 @@ from allot.sim.engine import Simulation, with_estimates
 from allot.sim.metrics import compute_metrics
 from allot.sim.predict import RuntimePredictor
 from allot.sim.traces import read_philly
-from allot.sim.workload import with_checkpointing
+from allot.sim.workload import TraceJob, with_checkpointing
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TRACE = ROOT.parent / "shared" / "traces" / "philly" / "philly-2017-09-10.csv"
@@ -37,6 +39,16 @@ POLICIES = "fifo,besteffort,backfill,fairshare,kueue,las,allot"
 
 def _hours(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 3600:.2f} h"
+
+
+def _later(jobs: list[TraceJob], skip: int) -> list[TraceJob]:
+    """The jobs after the first ``skip``, submit times counted from the first one kept (an
+    empty cluster at the start of the window, as at the start of the trace)."""
+    kept = jobs[skip:]
+    if not skip or not kept:
+        return kept
+    start = kept[0].spec.submit_time
+    return [replace(j, spec=replace(j.spec, submit_time=j.spec.submit_time - start)) for j in kept]
 
 
 def main() -> None:
@@ -49,6 +61,9 @@ def main() -> None:
     )
     parser.add_argument("--policies", default=POLICIES)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument(
+        "--skip", type=int, default=0, help="leave out the first N jobs (a later trace period)"
+    )
     parser.add_argument("--estimates", default="none", choices=("none", "predicted", "exact"))
     parser.add_argument("--checkpointable", default="all", choices=("keep", "all", "none"))
     args = parser.parse_args()
@@ -56,13 +71,16 @@ def main() -> None:
         sys.exit(f"needs the Philly trace at {args.trace}; pass --trace")
 
     started = time.perf_counter()
-    jobs = read_philly(args.trace, limit=args.limit)
+    if args.skip < 0:
+        sys.exit(f"--skip: must be >= 0, got {args.skip}")
+    limit = None if args.limit is None else args.skip + args.limit
+    jobs = _later(read_philly(args.trace, limit=limit), args.skip)
     workload = with_checkpointing(with_estimates(jobs, args.estimates), args.checkpointable)
     read_s = time.perf_counter() - started
     cluster = load_cluster(args.cluster).cluster
     table = Table(
-        title=f"Philly replay: {len(workload):,} jobs on {cluster.name} ({cluster.total_gpus} "
-        f"GPUs), estimates {args.estimates}; trace read in {read_s:.2f} s"
+        title=f"Philly replay: {len(workload):,} jobs (after {args.skip:,}) on {cluster.name} "
+        f"({cluster.total_gpus} GPUs), estimates {args.estimates}; trace read in {read_s:.2f} s"
     )
     columns = (
         "policy",

@@ -29,6 +29,7 @@ from allot.core.preemption.finder import (
     waiting_explanation,
 )
 from allot.core.preemption.holds import PreemptorHolds
+from allot.core.preemption.las import LasRule
 from allot.core.snapshot import Snapshot
 
 
@@ -55,7 +56,7 @@ class PreemptionPhase:
         self.pool = CandidatePool(
             snap,
             now,
-            policy.las_thresholds,
+            LasRule.of(policy),
             result.started_ids,
             result.started_queues,
             Strategy.LAS in policy.preemption,
