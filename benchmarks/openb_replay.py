@@ -6,7 +6,7 @@ creation time and run until their deletion time) on ``examples/cluster-alibaba20
 ``allot simulate`` does with the default ``--estimates none``. Each placement runs every
 policy (``--policy``, default ``fifo,besteffort``):
 
-- ``default``: what the simulator does when given no packer (allot's default placement);
+- ``default``: what the simulator does unless told otherwise (allot's default placement);
 - ``bucket``: no packer at all, the bucket walk (best fit flavor by flavor, in name order);
 - a packer name (``allot.core.placement.packing.PACKERS``): that packer for every single-task
   job, built from the pod list's task mix as ``benchmarks/fragmentation.py`` does.
@@ -16,7 +16,7 @@ the CPU seconds of each replay (``time.process_time``, so other work on the mach
 count).
 
 Run: ``.venv/bin/python benchmarks/openb_replay.py --trace
-../shared/traces/alibaba2023/openb_pod_list_gpuspec33.csv [--placement default,bucket,allot]
+../shared/traces/alibaba2023/openb_pod_list_gpuspec33.csv [--packing default,bucket,allot]
 [--policy fifo,besteffort] [--json out.json]``.
 """
 
@@ -54,14 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="openb pod list")
     parser.add_argument("--cluster", type=Path, default=DEFAULT_CLUSTER, help="cluster YAML")
-    parser.add_argument("--placement", default="default,bucket", help="comma-separated")
+    parser.add_argument("--packing", default="default,bucket", help="comma-separated")
     parser.add_argument("--policy", default="fifo,besteffort", help="comma-separated")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
-    placements = [p.strip() for p in args.placement.split(",") if p.strip()]
+    placements = [p.strip() for p in args.packing.split(",") if p.strip()]
     unknown = [p for p in placements if p not in PLACEMENTS]
     if unknown:
-        parser.error(f"--placement: unknown {', '.join(unknown)}; known: {', '.join(PLACEMENTS)}")
+        parser.error(f"--packing: unknown {', '.join(unknown)}; known: {', '.join(PLACEMENTS)}")
     policies = [get_policy(p.strip()) for p in args.policy.split(",") if p.strip()]
     cluster = load_cluster(args.cluster).cluster
     workload = with_estimates(load_trace(args.trace, "alibaba2023"), "none")

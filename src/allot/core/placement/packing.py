@@ -4,8 +4,13 @@ that could take it, across all the flavors it accepts equally.
 The bucket walk in ``select`` is best fit by construction and costs nothing per node; a
 ``Packer`` instead scores every candidate, so it can weigh what a placement does to the
 cluster. Packers (lower key wins; ties go to the lowest node index):
-- ``allot``: the fragmentation score below, ties broken by best fit (allot's packer in the
-  fragmentation benchmark; opt-in for drivers, see docs/gpus.md).
+- ``allot``: the growth of the fragmentation score below plus a model-scarcity charge (the
+  task's GPU times how scarce the node's flavor is for the jobs that only some flavors can
+  hold, ``allot.core.placement.demand``), ties broken by best fit. It is allot's default
+  placement (``default_packer``): the live loop and the simulator place single-task jobs with
+  it once the workload has shares of a GPU, reading the task mix and the scarcity online from
+  the jobs they show it (``AllotPacker.observe``: pending jobs, arrivals); without shares the
+  bucket walk in ``select`` is best fit already and costs nothing per node.
 - ``fgd``: Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation", USENIX
   ATC'23): the placement that grows the expected fragmentation of the node the least (ties:
   the tightest device, then the lowest node index).
