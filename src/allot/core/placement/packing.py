@@ -362,12 +362,7 @@ class AllotPacker:
             self.demand.observe(specs)
 
     def _refresh(self, snap: Snapshot) -> None:
-        capacity: dict[str, int] = dict.fromkeys(snap.flavors, 0)
-        sizes: dict[str, set[tuple[int, int]]] = {f: set() for f in snap.flavors}
-        for i, node in enumerate(snap.nodes):
-            if snap.state[i] is NodeState.UP:
-                capacity[node.flavor] += node.gpus
-                sizes[node.flavor].add((node.gpus, node.cpu_milli))
+        capacity, sizes = _capacity(snap)
         grown = self.demand.version - self.read_at
         stale = self.read_at < 0 or (
             self.mix is None and grown >= max(1, min(self.fresh, self.window // 8))
@@ -394,6 +389,24 @@ class AllotPacker:
             return (round(cost, 6), share_left(key, task), _device_left(option, task))
 
         return _by_score(snap, task, groups, score, self.best)
+
+
+Sizes = dict[str, set[tuple[int, int]]]
+
+
+def _capacity(snap: Snapshot) -> tuple[dict[str, int], Sizes]:
+    """GPUs per flavor of the up nodes, and their distinct (GPUs, CPU) sizes; kept in the
+    snapshot's memo, which node state changes clear."""
+    known = snap.memo.get(_capacity)
+    if known is None:
+        capacity: dict[str, int] = dict.fromkeys(snap.flavors, 0)
+        sizes: Sizes = {f: set() for f in snap.flavors}
+        for i, node in enumerate(snap.nodes):
+            if snap.state[i] is NodeState.UP:
+                capacity[node.flavor] += node.gpus
+                sizes[node.flavor].add((node.gpus, node.cpu_milli))
+        known = snap.memo[_capacity] = (capacity, sizes)
+    return known  # type: ignore[return-value]
 
 
 def allot_packer(mix: TaskMix) -> AllotPacker:
