@@ -153,7 +153,7 @@ def test_the_variant_without_times_is_refused_by_name(traces_dir: Path) -> None:
 
 
 @pytest.mark.traces
-def test_the_readme_replay_shows_policies_apart(traces_dir: Path, tmp_path: Path) -> None:
+def test_the_readme_replay_keeps_no_pod_waiting(traces_dir: Path, tmp_path: Path) -> None:
     trace = traces_dir / "alibaba2023" / "openb_pod_list_default.csv"
     out = tmp_path / "alibaba"
     args = ["simulate", "--trace", str(trace), "--trace-format", "alibaba2023"]
@@ -167,12 +167,9 @@ def test_the_readme_replay_shows_policies_apart(traces_dir: Path, tmp_path: Path
         assert (figures["completed"], figures["unfinished"], figures["never_fit"]) == (8152, 0, 0)
         assert figures["gpu_allocation_fraction"] > 0.15  # not the full list's 0.2 %
         assert figures["peak_allocated_gpus"] > 60
-    # Strict FIFO queues behind pods only the one G3 node holds; the others pass them.
-    assert policies["fifo"]["queueing_delay_s"]["mean"] > 3600
-    assert policies["fifo"]["queueing_delay_s"]["p95"] > 5 * 3600
-    for name in ("besteffort", "sjf"):
-        assert policies[name]["queueing_delay_s"]["mean"] < 120
-    # Without runtime estimates (the default) EASY backfill cannot reserve: it waits as FIFO.
-    assert policies["backfill"]["queueing_delay_s"] == policies["fifo"]["queueing_delay_s"]
+    # Under the bucket walk strict FIFO queued behind pods only the one G3 node holds; with
+    # allot's default packer (README) no policy keeps a pod waiting.
+    for figures in policies.values():
+        assert figures["queueing_delay_s"]["mean"] < 120
     for name in ("jct_cdf.png", "timeline.png"):
         assert (out / name).is_file()

@@ -43,6 +43,7 @@ from allot.core.checks import AdmissionCheck, default_checks
 from allot.core.cycle import schedule
 from allot.core.explain import Explanation
 from allot.core.model import Cluster, Node, RunningJob
+from allot.core.placement.packing import default_packer, uses_packer
 from allot.core.placement.throughput import reserve_by_flavor, workload_norms
 from allot.core.plan import Plan
 from allot.core.policy import Policy
@@ -98,6 +99,9 @@ class SchedulingLoop:
         self.admission: AdmissionSource | None = None
         # The prices in force, for ``fair_share_usage: billed`` (``allot.control.metering``).
         self.prices: Prices | None = None
+        # allot's packer places single-task jobs once the workload has shares of a GPU; it
+        # reads the workload from the jobs pending at each cycle.
+        self._packer = default_packer()
 
     # ------------------------------------------------------------------ the Scheduler port
 
@@ -302,6 +306,7 @@ class SchedulingLoop:
         cluster = Cluster(tuple(nodes))
         norms = workload_norms(workload, cluster.flavors)
         extra = () if self.admission is None else self.admission(now, active)
+        self._packer.observe(specs)
         try:
             snap = Snapshot(
                 cluster,
@@ -309,6 +314,7 @@ class SchedulingLoop:
                 quotas=self.store.quotas(),
                 history=self.usage_history(now).at(now, active),
                 attained=attained,
+                packing=self._packer if uses_packer(workload) else None,
                 speed_norms=norms,
                 checks=(*default_checks(True), *extra) if extra else None,
             )

@@ -34,8 +34,9 @@ Speed: a job's ``duration`` is its run time at speed 1.0; on a flavor where it r
 ``s`` (``JobSpec.speeds``) it needs ``duration / s`` seconds, and a checkpointed job keeps
 ``ran * s`` of its work. With ``throughput`` the snapshot ranks flavors by each job's
 comparative advantage against the workload's mean speeds (``allot.core.placement.throughput``);
-``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; none
-by default: best fit by the bucket walk, as the live loop does).
+``packing`` places single-task jobs with that packer (``allot.core.placement.packing``; None:
+the bucket walk). By default, as in the live loop, allot's packer places them once a job
+asking for a share of a GPU has arrived, reading the workload from the jobs arrived so far.
 Estimates: with a ``RuntimePredictor`` (``--estimates predicted``), every job gets the estimate
 predicted when it arrives, learned from the jobs completed before (``allot.sim.predict``); a
 job the predictor knew nothing of then is predicted again at each completion while it waits.
@@ -51,13 +52,14 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import Literal
 
 from allot.core.checks import AdmissionCheck
 from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
 from allot.core.placement.diagnose import screen
-from allot.core.placement.packing import Packer
+from allot.core.placement.packing import AllotPacker, Packer, default_packer, uses_packer
 from allot.core.placement.throughput import reserve_by_flavor, speed_norms
 from allot.core.plan import Plan
 from allot.core.policy import Criterion, Policy
@@ -200,7 +202,7 @@ class Simulation:
         failures: FailureModel | None = None,
         seed: int = 0,
         progress: Progress | None = None,
-        packing: Packer | None = None,
+        packing: Packer | Literal["default"] | None = "default",
         throughput: bool = False,
         checkpointing: Checkpointing | None = None,
         predictor: RuntimePredictor | None = None,
@@ -223,7 +225,12 @@ class Simulation:
         norms = (
             speed_norms((j.spec for j in self.arrivals), cluster.flavors) if throughput else None
         )
-        self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
+        # The default packer turns on at the first share of a GPU (``_arrive``).
+        self.packer = default_packer() if isinstance(packing, str) else packing
+        self.observer = self.packer if isinstance(self.packer, AllotPacker) else None
+        self.snapshot = Snapshot(cluster, quotas=quotas, packing=self.packer, speed_norms=norms)
+        if isinstance(packing, str):
+            self.snapshot.packing = None
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order
         # The prices billed usage counts by; None counts GPU-seconds.
@@ -359,6 +366,10 @@ class Simulation:
             spec.total.gpu_milli,
             len(spec.tasks),
         )
+        if self.observer is not None:
+            self.observer.observe((spec,))
+            if self.snapshot.packing is None and uses_packer((spec,)):
+                self.snapshot.packing = self.observer
         if self.predictor is not None:
             spec = self._predicted(spec)
         self._enqueue(spec)

@@ -4,8 +4,13 @@ that could take it, across all the flavors it accepts equally.
 The bucket walk in ``select`` is best fit by construction and costs nothing per node; a
 ``Packer`` instead scores every candidate, so it can weigh what a placement does to the
 cluster. Packers (lower key wins; ties go to the lowest node index):
-- ``allot``: the fragmentation score below, ties broken by best fit (allot's packer in the
-  fragmentation benchmark; opt-in for drivers, see docs/gpus.md).
+- ``allot``: the growth of the fragmentation score below plus a model-scarcity charge (the
+  task's GPU times how scarce the node's flavor is for the jobs that only some flavors can
+  hold, ``allot.core.placement.demand``), ties broken by best fit. It is allot's default
+  placement (``default_packer``): the live loop and the simulator place single-task jobs with
+  it once the workload has shares of a GPU, reading the task mix and the scarcity online from
+  the jobs they show it (``AllotPacker.observe``: pending jobs, arrivals); without shares the
+  bucket walk in ``select`` is best fit already and costs nothing per node.
 - ``fgd``: Fragmentation Gradient Descent (Weng et al., "Beware of Fragmentation", USENIX
   ATC'23): the placement that grows the expected fragmentation of the node the least (ties:
   the tightest device, then the lowest node index).
@@ -32,12 +37,14 @@ free milli per device).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from allot.core.model import MILLI_PER_GPU, JobSpec, Resources
+from allot.core.model import MILLI_PER_GPU, JobSpec, NodeState, Resources
+from allot.core.placement.demand import PRIOR_JOBS, RecentDemand, scarcity
+from allot.core.placement.demand import MixShape as MixShape
+from allot.core.placement.demand import TaskMix as TaskMix
 from allot.core.snapshot import NodeKey
 
 if TYPE_CHECKING:
@@ -61,43 +68,6 @@ class Packer(Protocol):
         """The best (node, device) for ``task`` of ``spec`` among ``groups``; None when no
         node there can take it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class MixShape:
-    """One task shape of the expected workload and its weight (share of all tasks)."""
-
-    cpu_milli: int
-    gpu_milli: int  # per device: below 1000 is a share of one GPU
-    devices: int  # whole devices (0 for a share or a CPU-only task)
-    flavors: frozenset[str]  # empty: any
-    weight: float
-
-
-@dataclass(frozen=True, slots=True)
-class TaskMix:
-    """The expected workload, as task shapes with their weights (summing to 1)."""
-
-    shapes: tuple[MixShape, ...]
-
-    @classmethod
-    def of(cls, specs: Iterable[JobSpec]) -> TaskMix:
-        """The mix of the tasks of ``specs`` (each task counts once)."""
-        counts: Counter[tuple[int, int, int, frozenset[str]]] = Counter()
-        for spec in specs:
-            flavors = frozenset(spec.flavors)
-            for task in spec.tasks:
-                whole = task.whole_gpus
-                per_device = MILLI_PER_GPU if whole else task.gpu_milli
-                counts[(task.cpu_milli, per_device, whole, flavors)] += 1
-        total = sum(counts.values()) or 1
-        shapes = tuple(
-            MixShape(cpu, gpu, n, flavors, count / total)
-            for (cpu, gpu, n, flavors), count in sorted(
-                counts.items(), key=lambda kv: (kv[0][:3], sorted(kv[0][3]))
-            )
-        )
-        return cls(shapes)
 
 
 def options(key: NodeKey, task: Resources) -> list[Option]:
@@ -165,6 +135,7 @@ def place_on(snap: Snapshot, i: int, option: Option) -> Choice:
 
 
 Best = tuple[tuple[float, ...], Option] | None
+Cache = dict[tuple[int, int, int, int], dict[tuple[str, NodeKey], Best]]
 CACHE_LIMIT = 200_000  # (state, task) entries a packer keeps before starting afresh
 
 
@@ -173,7 +144,7 @@ def _by_score(
     task: Resources,
     groups: list[Group],
     score: Callable[[str, NodeKey, Option], tuple[float, ...]],
-    cache: dict[tuple[int, int, int, int], dict[tuple[str, NodeKey], Best]] | None = None,
+    cache: Cache | None = None,
 ) -> Choice | None:
     """The option with the lowest ``score``, ties to the lowest node index. ``cache`` keeps
     each state's best option per task shape, for scores that depend on nothing else."""
@@ -337,15 +308,12 @@ class RandomFit:
 
 @dataclass(slots=True)
 class FragmentationGradient:
-    """FGD: the (node, device) whose fragmentation grows least under ``mix``. With
-    ``tie_break`` set (the ``allot`` packer), equal growths go to the best fit instead of the
-    lowest node index, which keeps whole nodes free for whole-GPU work."""
+    """FGD: the (node, device) whose fragmentation grows least under ``mix``."""
 
     mix: TaskMix
     name: str = "fgd"
-    tie_break: bool = False
     frag: Fragmentation = field(init=False)
-    best: dict[tuple[int, int, int, int], dict[tuple[str, NodeKey], Best]] = field(init=False)
+    best: Cache = field(init=False)
 
     def __post_init__(self) -> None:
         self.frag = Fragmentation(self.mix)
@@ -359,20 +327,109 @@ class FragmentationGradient:
         def score(flavor: str, key: NodeKey, option: Option) -> tuple[float, ...]:
             # Rounded so equal growths compare equal despite float sums in other orders.
             grow = round(frag.delta(flavor, key, option, task), 6)
-            if not self.tie_break:
-                return (grow, _device_left(option, task))
-            return (grow, share_left(key, task), _device_left(option, task))
+            return (grow, _device_left(option, task))
 
         return _by_score(snap, task, groups, score, self.best)
 
 
-def allot_packer(mix: TaskMix) -> FragmentationGradient:
-    """allot's packer for a workload of ``mix``: fragmentation growth, then best fit."""
-    return FragmentationGradient(mix, name="allot", tie_break=True)
+@dataclass(slots=True)
+class AllotPacker:
+    """allot's packer: fragmentation growth plus the scarcity charge, then best fit.
+
+    With a fixed ``mix`` it scores against that workload; without one it follows the jobs a
+    driver shows it (``observe``), re-reading the mix whenever the window has taken in an
+    eighth of its size (or doubled, while it fills), so the caches survive between."""
+
+    mix: TaskMix | None = None
+    window: int = 2048
+    name: str = "allot"
+    demand: RecentDemand = field(init=False)
+    frag: Fragmentation = field(init=False)
+    best: Cache = field(init=False, default_factory=dict)
+    charge: dict[str, float] = field(init=False, default_factory=dict)
+    capacity: dict[str, int] = field(init=False, default_factory=dict)
+    read_at: int = field(init=False, default=-1)  # the demand's version the mix was read at
+    fresh: int = field(init=False, default=0)  # size of the window when the mix was read
+
+    def __post_init__(self) -> None:
+        self.demand = RecentDemand(self.window)
+        self.frag = Fragmentation(self.mix or TaskMix(()))
+
+    def observe(self, specs: Iterable[JobSpec]) -> None:
+        """Count ``specs`` (arrived or pending jobs) into the recent demand; with a fixed mix
+        this does nothing."""
+        if self.mix is None:
+            self.demand.observe(specs)
+
+    def _refresh(self, snap: Snapshot) -> None:
+        capacity, sizes = _capacity(snap)
+        grown = self.demand.version - self.read_at
+        stale = self.read_at < 0 or (
+            self.mix is None and grown >= max(1, min(self.fresh, self.window // 8))
+        )
+        if stale:
+            self.frag = Fragmentation(self.mix or self.demand.mix())
+            self.read_at, self.fresh = self.demand.version, len(self.demand.jobs)
+        if stale or capacity != self.capacity:
+            self.capacity = capacity
+            seen = len(self.demand.jobs)
+            prior = 0.0 if self.mix is not None else PRIOR_JOBS / (PRIOR_JOBS + seen)
+            self.charge = scarcity(self.frag.mix, capacity, sizes, prior)
+            self.best.clear()
+
+    def choose(
+        self, snap: Snapshot, spec: JobSpec, task: Resources, groups: list[Group]
+    ) -> Choice | None:
+        self._refresh(snap)
+        frag, charge = self.frag, self.charge
+
+        def score(flavor: str, key: NodeKey, option: Option) -> tuple[float, ...]:
+            cost = frag.delta(flavor, key, option, task) + task.gpu_milli * charge.get(flavor, 0)
+            # Rounded so equal costs compare equal despite float sums in other orders.
+            return (round(cost, 6), share_left(key, task), _device_left(option, task))
+
+        return _by_score(snap, task, groups, score, self.best)
+
+
+Sizes = dict[str, set[tuple[int, int]]]
+
+
+def _capacity(snap: Snapshot) -> tuple[dict[str, int], Sizes]:
+    """GPUs per flavor of the up nodes, and their distinct (GPUs, CPU) sizes; kept in the
+    snapshot's memo, which node state changes clear."""
+    known = snap.memo.get(_capacity)
+    if known is None:
+        capacity: dict[str, int] = dict.fromkeys(snap.flavors, 0)
+        sizes: Sizes = {f: set() for f in snap.flavors}
+        for i, node in enumerate(snap.nodes):
+            if snap.state[i] is NodeState.UP:
+                capacity[node.flavor] += node.gpus
+                sizes[node.flavor].add((node.gpus, node.cpu_milli))
+        known = snap.memo[_capacity] = (capacity, sizes)
+    return known  # type: ignore[return-value]
+
+
+def allot_packer(mix: TaskMix) -> AllotPacker:
+    """allot's packer for a known workload of ``mix``."""
+    return AllotPacker(mix)
+
+
+def default_packer() -> AllotPacker:
+    """allot's default placement for single-task jobs: its packer, reading the workload
+    online from the jobs the driver observes (``AllotPacker.observe``)."""
+    return AllotPacker()
+
+
+def uses_packer(specs: Iterable[JobSpec]) -> bool:
+    """True when a workload of ``specs`` is placed by the default packer: once some task
+    asks for a share of a GPU (without, the bucket walk is best fit already and costs nothing
+    per node)."""
+    return any(t.is_fractional for s in specs for t in s.tasks)
 
 
 def packer_named(name: str, mix: TaskMix, seed: int = 0) -> Packer:
-    """The packer called ``name`` (see the module docstring); ValueError for another name."""
+    """The packer called ``name`` (see the module docstring), scoring against ``mix``;
+    ValueError for another name."""
     if name == "allot":
         return allot_packer(mix)
     if name == "fgd":
