@@ -318,6 +318,10 @@ class AllocationRow(Base):
     exit_code: Mapped[int | None]
 
 
+_REPORTED = ("started_at", "tenant", "user", "queue", "flavor", "gpu_milli", "cpu_milli",
+             "memory_mib")  # fmt: skip
+
+
 class UsageRow(Base):
     """What one ended run held, for how long and whose it was: the usage ledger. Append-only,
     one row per run, written in the transaction that ends it; ``id`` orders the rows as they
@@ -325,9 +329,11 @@ class UsageRow(Base):
 
     __tablename__ = "usage_records"
     __table_args__ = (
-        Index("ix_usage_records_ended_at", "ended_at"),
-        # Reports read the records starting inside a day through it (0012).
-        Index("ix_usage_records_started_at", "started_at"),
+        # Reports read the records ending inside a day from this index alone, and those
+        # starting inside it and ending after it through the next (0012; the loop reads the
+        # records that ended after an instant through the first).
+        Index("ix_usage_records_by_end", "ended_at", *_REPORTED),
+        Index("ix_usage_records_by_start", "started_at", "ended_at"),
         # Reports sum the ledger in one pass over this index, in group order (0009).
         Index(
             "ix_usage_records_report",

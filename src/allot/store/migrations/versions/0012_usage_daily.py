@@ -1,7 +1,9 @@
 """The usage ledger's daily rollup: ``usage_daily`` (per UTC day, tenant, user, queue and
 flavor: what the records held within the day, and the amounts of those that held all of it),
-filled from the records already written, and an index on ``usage_records.started_at`` (reports
-read the records starting inside a day through it). See ``allot.metering.rollup``.
+filled from the records already written; and two indexes of ``usage_records`` for the pieces of
+days a report reads from the records: by ``ended_at`` with every column a report sums (it
+replaces the index on ``ended_at`` alone), and by ``started_at`` and ``ended_at``. See
+``allot.metering.rollup``.
 
 The day split is written out here, not imported, so this revision keeps doing what it did when
 the code moves on.
@@ -34,6 +36,8 @@ AMOUNTS = (
     "whole_cpu_milli",
     "whole_memory_mib",
 )
+REPORTED = ["started_at", "tenant", "user", "queue", "flavor", "gpu_milli", "cpu_milli",
+            "memory_mib"]  # fmt: skip
 BATCH = 10_000
 
 
@@ -87,11 +91,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(*KEY, name=op.f("pk_usage_daily")),
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_usage_records_started_at", "usage_records", ["started_at"])
+    op.drop_index("ix_usage_records_ended_at", table_name="usage_records")
+    op.create_index("ix_usage_records_by_end", "usage_records", ["ended_at", *REPORTED])
+    op.create_index("ix_usage_records_by_start", "usage_records", ["started_at", "ended_at"])
     _fill(op.get_bind())
 
 
 def downgrade() -> None:
-    """Drop the index and the table."""
-    op.drop_index("ix_usage_records_started_at", table_name="usage_records")
+    """Drop the indexes and the table, and restore the index on ``ended_at``."""
+    op.drop_index("ix_usage_records_by_start", table_name="usage_records")
+    op.drop_index("ix_usage_records_by_end", table_name="usage_records")
+    op.create_index("ix_usage_records_ended_at", "usage_records", ["ended_at"])
     op.drop_table("usage_daily")
