@@ -29,7 +29,6 @@ from sqlalchemy import (
     case,
     func,
     literal,
-    or_,
     select,
 )
 
@@ -42,6 +41,7 @@ _USAGE = cast(Table, UsageRow.__table__)
 
 
 ONE_PASS = 4  # segments summed in one pass over the ledger; more: one query per segment
+DAY_PASS = 24  # pieces of one day summed in one pass over its records (a day's worth)
 SHORT_WINDOW = 86400.0  # SQLite: windows up to a day read through the ``ended_at`` index
 
 
@@ -65,16 +65,16 @@ def usage_sums(
         started, ended = _USAGE.c.started_at, _USAGE.c.ended_at
         lo: BindParameter[float] = literal(day, Double())
         hi: BindParameter[float] = literal(day + DAY, Double())
-        # The records starting or ending inside the day: two index ranges, a day's worth.
-        partial = or_(
-            and_(ended > lo, ended < hi),
-            and_(started > lo, started < hi, ended >= hi),
-        )
-        for at in range(0, len(pieces), ONE_PASS):
-            chosen: Sequence[Piece] = pieces[at : at + ONE_PASS]
+        # The records ending inside the day (read from a covering index alone), and those
+        # starting inside it that end after it (a range of the start index): a day's worth.
+        ending = and_(ended > lo, ended < hi)
+        starting = and_(started > lo, started < hi, ended >= hi)
+        for at in range(0, len(pieces), DAY_PASS):
+            chosen: Sequence[Piece] = pieces[at : at + DAY_PASS]
             segment_of = {p.lo: p.segment for p in chosen}  # a day's pieces start apart
-            for s in _sums(conn, groups, [(p.lo, p.hi) for p in chosen], tenants, partial):
-                tally.add(s.key, s.flavor, segment_of[s.segment], _amounts(s))
+            for within in (ending, starting):
+                for s in _sums(conn, groups, [(p.lo, p.hi) for p in chosen], tenants, within):
+                    tally.add(s.key, s.flavor, segment_of[s.segment], _amounts(s))
     return tally.sums()
 
 
@@ -135,17 +135,19 @@ def _sums(
         ]
     first, last = segments[0][0], segments[-1][1]
     ended_filter: ColumnElement[float] = ended
-    if within is None and sqlite and last - first > SHORT_WINDOW:
+    if sqlite and last - first > SHORT_WINDOW:
         # A long window holds most of the ledger: one pass over the covering report index
         # beats a walk of the ``ended_at`` index and a table lookup per row (``+ 0`` keeps
         # SQLite's planner off that index).
         ended_filter = ended + 0
-    query = (
-        select(*keys, *sums)
-        .where(ended_filter > literal(first, Double()), started < literal(last, Double()))
-        .group_by(*keys)
-    )
-    if within is not None:
+    query = select(*keys, *sums).group_by(*keys)
+    if within is None:
+        query = query.where(
+            ended_filter > literal(first, Double()), started < literal(last, Double())
+        )
+    else:
+        # Alone, so the planner reads its index ranges (an overlap test beside it could
+        # lead the planner to walk every record ending after the piece instead).
         query = query.where(within)
     if tenants is not None:
         query = query.where(_USAGE.c.tenant.in_(sorted(tenants)))

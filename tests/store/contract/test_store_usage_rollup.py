@@ -104,7 +104,7 @@ offsets = st.one_of(
 @given(
     window=st.tuples(offsets, offsets).filter(lambda w: w[0] != w[1]),
     change=offsets,
-    bucket=st.sampled_from((None, DAY, 6 * 3600.0, 2 * DAY + 1.0)),
+    bucket=st.sampled_from((None, DAY, 6 * 3600.0, 1800.0, 2 * DAY + 1.0)),
     by=st.lists(st.sampled_from(GROUPS), min_size=1, max_size=3, unique=True),
     tenants=st.sampled_from((None, {"vision"}, {"nlp", "vision"})),
 )
