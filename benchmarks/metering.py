@@ -12,9 +12,13 @@
    (``Metering.report`` on a real store: the database sums, Python prices), on SQLite and on
    PostgreSQL (``--postgres URL`` or ``$ALLOT_TEST_POSTGRES_URL``; a fresh database per run).
    The ledger is 10,000 jobs of 12 tenants and 200 users with 100 runs each over 30 days, on
-   4 flavors, with one price change inside the window. Median of 5 runs, after one warm-up;
-   wall time, and the CPU time of this process (all of the work on SQLite: what the report
-   costs on an idle machine when the machine is shared).
+   4 flavors, with one price change inside the window; the records and their daily rollup are
+   written in the same transactions, through the store's own rollup writer, in bulk. Each
+   report is read two ways: from the records alone (``ledger_sums``, as before the rollup) and
+   through the rollup (``usage_sums``, what the store does). Median of 5 runs, after one
+   warm-up; wall time, and the CPU time of this process (all of the work on SQLite: what the
+   report costs on an idle machine when the machine is shared), with the load average. On
+   PostgreSQL the filled tables are vacuumed and analysed first, as autovacuum would.
 
 The budget check's cost per submission and per cycle: ``benchmarks/control_plane.py
 --budgets FILE`` (same figures with budgets checked at admission).
@@ -33,11 +37,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from allot.control.clock import SystemClock
 from allot.control.metering import Metering, MeteringConfig
@@ -46,13 +51,14 @@ from allot.control.records import Launch, NewJob
 from allot.core.model import Node, Resources
 from allot.core.policy import get_policy
 from allot.metering.budgets import Budget, BudgetBook
+from allot.metering.ledger import Sums
 from allot.metering.prices import Price, PriceCatalog
 from allot.sim.cluster import load_cluster
 from allot.sim.cost import SimBudgets, cost_report
 from allot.sim.engine import Simulation, with_estimates
 from allot.sim.traces import read_philly
-from allot.store import SqlStore
-from allot.store.tables import RunRow, UsageRow
+from allot.store import SqlStore, rollup, usage
+from allot.store.tables import RunRow, UsageDayRow, UsageRow
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TRACE = ROOT.parent / "shared" / "traces" / "philly" / "philly-2017-09-10.csv"
@@ -171,6 +177,7 @@ def fill_ledger(store: SqlStore, rows: int, now: float, seed: int = 1) -> None:
         with store.engine.begin() as conn:
             conn.execute(insert(RunRow), run_rows)
             conn.execute(insert(UsageRow), usage_rows)
+            rollup.add(conn, usage_rows)  # as ending a run does, in the same transaction
         run_rows.clear()
         usage_rows.clear()
 
@@ -197,11 +204,28 @@ def fill_ledger(store: SqlStore, rows: int, now: float, seed: int = 1) -> None:
         flush()
 
 
-def report_times(url: str, rows: int) -> tuple[float, list[float], list[float], int]:
-    """(fill seconds, median wall and CPU seconds of this process for a report by tenant,
-    the same by tenant and user, rows in the report). On SQLite this process does all the
-    work, so its CPU time is what the report costs on an idle machine; on PostgreSQL the
-    server does most of it."""
+class LedgerOnlyStore(SqlStore):
+    """The store as reports read it before the daily rollup: every record of the window."""
+
+    def usage_sums(
+        self,
+        by: Sequence[str],
+        cuts: Sequence[float],
+        tenants: Collection[str] | None = None,
+    ) -> list[Sums]:
+        with self.engine.connect() as conn:
+            return usage.ledger_sums(conn, by, cuts, tenants)
+
+
+Timing = dict[str, list[float]]  # "tenant" / "tenant,user" -> [wall, CPU, load average]
+
+
+def report_times(url: str, rows: int) -> tuple[float, int, int, Timing, Timing]:
+    """(fill seconds, ledger rows, rollup rows, and per report (by tenant, by tenant and
+    user) the median wall and CPU seconds of this process and the load average: from the
+    records alone, and through the rollup). On SQLite this process does all the work, so its
+    CPU time is what the report costs on an idle machine; on PostgreSQL the server does most
+    of it."""
     store = SqlStore(url)
     store.migrate()
     clock = SystemClock()
@@ -214,6 +238,12 @@ def report_times(url: str, rows: int) -> tuple[float, list[float], list[float], 
     started = time.perf_counter()
     fill_ledger(store, rows, now)
     fill_s = time.perf_counter() - started
+    if store.engine.dialect.name == "postgresql":
+        # What autovacuum does after bulk inserts: without it no index-only scan is planned.
+        with store.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            for name in ("usage_records", "usage_daily"):
+                conn.exec_driver_sql(f"VACUUM ANALYZE {name}")
     prices = PriceCatalog(
         (
             Price("H100", 4.0),
@@ -223,24 +253,31 @@ def report_times(url: str, rows: int) -> tuple[float, list[float], list[float], 
             Price("T4", 0.5),
         )
     )
-    metering = Metering(store, clock, MeteringConfig(prices))
+    with store.engine.connect() as conn:
+        ledger_n = conn.execute(select(func.count()).select_from(UsageRow)).scalar_one()
+        daily_n = conn.execute(select(func.count()).select_from(UsageDayRow)).scalar_one()
+    before = LedgerOnlyStore(url)
     admin = Principal.admin("bench")
-    times: dict[tuple[str, ...], tuple[list[float], list[float]]] = {
-        ("tenant",): ([], []),
-        ("tenant", "user"): ([], []),
-    }
-    lines = 0
-    for by, (wall, cpu) in times.items():
-        metering.report(by, now - MONTH, principal=admin)  # warm-up
-        for _ in range(5):
-            started, used = time.perf_counter(), time.process_time()
-            report = metering.report(by, now - MONTH, principal=admin)
-            wall.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - used)
-            lines = max(lines, len(report.rows))
+    out: list[Timing] = []
+    for reader in (before, store):
+        metering = Metering(reader, clock, MeteringConfig(prices))
+        timing: Timing = {}
+        for by in (("tenant",), ("tenant", "user")):
+            reports = [metering.report(by, now - MONTH, until=now, principal=admin)]  # warm-up
+            wall, cpu = [], []
+            for _ in range(5):
+                started, used = time.perf_counter(), time.process_time()
+                reports.append(metering.report(by, now - MONTH, until=now, principal=admin))
+                wall.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - used)
+            load = os.getloadavg()[0]
+            timing[",".join(by)] = [statistics.median(wall), statistics.median(cpu), load]
+            timing[",".join(by) + " rows"] = [float(len(reports[-1].rows))]
+            timing[",".join(by) + " cost"] = [sum(r.used.cost for r in reports[-1].rows)]
+        out.append(timing)
+    before.close()
     store.close()
-    medians = {by: [statistics.median(w), statistics.median(c)] for by, (w, c) in times.items()}
-    return fill_s, medians["tenant",], medians["tenant", "user"], lines
+    return fill_s, ledger_n, daily_n, out[0], out[1]
 
 
 def postgres_database(admin_url: str) -> str:
@@ -258,29 +295,44 @@ def reports(rows: int, postgres: str | None) -> None:
     table = Table(title=f"30-day usage report over {rows:,} ledger rows (median of 5)")
     for column in (
         "database",
-        "ledger filled in",
+        "reads",
         "by tenant: wall",
         "CPU here",
+        "load",
         "by tenant and user: wall",
         "CPU here",
-        "rows",
+        "load",
+        "report rows",
+        "cost of use",
     ):
-        table.add_column(column, justify="left" if column == "database" else "right")
+        table.add_column(column, justify="left" if column in ("database", "reads") else "right")
     with tempfile.TemporaryDirectory() as tmp:
         targets = [("SQLite", f"sqlite:///{Path(tmp) / 'ledger.db'}")]
         if postgres:
             targets.append(("PostgreSQL", postgres_database(postgres)))
         for label, url in targets:
-            fill_s, tenant_s, user_s, lines = report_times(url, rows)
-            table.add_row(
-                label,
-                f"{fill_s:.0f} s",
-                f"{tenant_s[0]:.3f} s",
-                f"{tenant_s[1]:.3f} s",
-                f"{user_s[0]:.3f} s",
-                f"{user_s[1]:.3f} s",
-                f"{lines:,}",
+            fill_s, ledger_n, daily_n, before, after = report_times(url, rows)
+            console.print(
+                f"{label}: {ledger_n:,} records and {daily_n:,} rollup rows written in"
+                f" {fill_s:.0f} s"
             )
+            for reads, got in (
+                (f"before: records ({ledger_n:,} rows)", before),
+                (f"after: rollup ({daily_n:,} rows) + edge days", after),
+            ):
+                tenant, user = got["tenant"], got["tenant,user"]
+                table.add_row(
+                    label,
+                    reads,
+                    f"{tenant[0]:.3f} s",
+                    f"{tenant[1]:.3f} s",
+                    f"{tenant[2]:.1f}",
+                    f"{user[0]:.3f} s",
+                    f"{user[1]:.3f} s",
+                    f"{user[2]:.1f}",
+                    f"{got['tenant rows'][0]:,.0f} / {got['tenant,user rows'][0]:,.0f}",
+                    f"{got['tenant cost'][0]:,.2f}",
+                )
     console.print(table)
     if not postgres:
         console.print("PostgreSQL: not measured (pass --postgres or set ALLOT_TEST_POSTGRES_URL)")

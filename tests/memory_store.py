@@ -48,6 +48,7 @@ from allot.core.quota.config import (
     TenantSpec,
 )
 from allot.metering.ledger import Interval, Sums, check_groups, sums_of
+from allot.metering.rollup import Tally, day_shares, partial_on, plan
 from memory_tenancy import MemoryTenancy
 
 DEFAULT_QUOTAS = QuotaConfig((TenantSpec("default"),), (QueueSpec("default", "default"),))
@@ -80,6 +81,8 @@ class _Tables:
     grants: dict[str, dict[FlavorResource, ResourceQuota]] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     gpu_summaries: dict[str, GpuSummary] = field(default_factory=dict)  # by run id
+    # The ledger's daily rollup: (day, tenant, user, queue, flavor) -> amounts, holdings.
+    daily: dict[tuple[float, str, str, str, str], list[float]] = field(default_factory=dict)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -97,6 +100,7 @@ class _Tables:
             dict(self.grants),
             list(self.audit),
             dict(self.gpu_summaries),
+            {key: list(amounts) for key, amounts in self.daily.items()},
         )
 
     def event(
@@ -570,6 +574,14 @@ class MemoryStore(MemoryTenancy):
                 exit_code=record.exit_code if requeued else exit_code,
             )
             job = record.job
+            amounts = [sum(t.gpu_milli for t in tasks), sum(t.cpu_milli for t in tasks)]
+            amounts.append(sum(t.memory_mib for t in tasks))
+            for share in day_shares(run.started_at, max(at, run.started_at)):
+                key = (share.day, job.tenant, job.user, job.queue, run.flavor)
+                slot = db.daily.setdefault(key, [0.0] * 6)
+                for i, amount in enumerate(amounts):
+                    slot[i] += amount * share.seconds
+                    slot[3 + i] += amount if share.whole else 0
             db.usage.append(
                 UsageRecord(
                     len(db.usage) + 1,
@@ -618,24 +630,35 @@ class MemoryStore(MemoryTenancy):
         cuts: Sequence[float],
         tenants: Collection[str] | None = None,
     ) -> list[Sums]:
+        # As ``SqlStore`` reads it: the rollup for whole days, its holdings and the records
+        # starting or ending inside a day for pieces of days (``allot.metering.rollup``).
+        groups = check_groups(by)
+        read = plan(cuts)
         with self._reading() as db:
             records = [u for u in db.usage if tenants is None or u.tenant in tenants]
-        intervals = [
-            Interval(
-                u.job_id,
-                u.tenant,
-                u.user,
-                u.queue,
-                u.flavor,
-                u.started_at,
-                u.ended_at,
-                u.gpu_milli,
-                u.cpu_milli,
-                u.memory_mib,
-            )
-            for u in records
-        ]
-        return sums_of(intervals, check_groups(by), cuts)
+            daily = [(k, v) for k, v in db.daily.items() if tenants is None or k[1] in tenants]
+        tally = Tally()
+        for (day, tenant, user, queue, flavor), amounts in daily:
+            fields = {"tenant": tenant, "user": user, "queue": queue, "flavor": flavor}
+            key = tuple(fields[name] for name in groups)
+            for segment, first, end in read.whole:
+                if first <= day < end:
+                    tally.add(key, flavor, segment, amounts[:3])
+            if day in read.pieces:
+                tally.add_holdings(key, flavor, read.pieces[day], amounts[3:])
+        for day, pieces in read.pieces.items():
+            partial = [
+                Interval(
+                    u.job_id, u.tenant, u.user, u.queue, u.flavor, u.started_at, u.ended_at,
+                    u.gpu_milli, u.cpu_milli, u.memory_mib,
+                )
+                for u in records
+                if partial_on(u.started_at, u.ended_at, day)
+            ]  # fmt: skip
+            for piece in pieces:
+                for s in sums_of(partial, groups, [piece.lo, piece.hi]):
+                    tally.add(s.key, s.flavor, piece.segment, _amounts(s))
+        return tally.sums()
 
     # -- cluster
 
@@ -776,3 +799,7 @@ class MemoryStore(MemoryTenancy):
         with self._reading() as db:
             found = [e for e in db.events if e.id > after and job_id in (None, e.job_id)]
             return found[: max(0, limit)]
+
+
+def _amounts(s: Sums) -> tuple[float, float, float]:
+    return s.gpu_milli_seconds, s.cpu_milli_seconds, s.memory_mib_seconds

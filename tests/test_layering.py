@@ -168,6 +168,7 @@ LAYERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
                 "allot.control.records",
                 "allot.control.principal",
                 "allot.metering.ledger",
+                "allot.metering.rollup",
             }
         ),
         frozenset({"sqlalchemy", "alembic"}),

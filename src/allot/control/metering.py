@@ -2,10 +2,11 @@
 (``allot show``), the budgets' standing, and the budget admission check the loop adds to each
 cycle, with the soft limit's warning.
 
-Where the figures come from: ended runs from the store's usage ledger (summed by the database,
-``Store.usage_sums``), runs still active from their start until now; prices from the prices
-file, else the flavor catalog's list prices (``allot.profile``'s ``price_per_gpu_hour``, found
-by the node's flavor name or alias), so there is one price list.
+Where the figures come from: ended runs from the store's usage ledger (summed by the database
+through the ledger's daily rollup, ``Store.usage_sums``), runs still active from their start
+until now; prices from the prices file, else the flavor catalog's list prices
+(``allot.profile``'s ``price_per_gpu_hour``, found by the node's flavor name or alias), so
+there is one price list.
 
 Reports are scoped by the caller's role: a cluster admin sees every tenant; anyone else only
 the tenants they belong to (asking for another is refused). Idle capacity is cluster-wide

@@ -9,7 +9,8 @@ Invariants kept here, each inside the caller's transaction:
 - ending a run releases its allocations, records each task's exit code on its allocation
   (when the executor reported them, one per task), adds the GPU-seconds it held to the
   job's attained service (2D attained service, as in Tiresias: GPUs held x seconds), and
-  appends its usage record (the ledger fair share and metering read);
+  appends its usage record (the ledger fair share and metering read) and adds it to the
+  ledger's daily rollup (``allot.store.rollup``);
 - events carry job states; the run's phase goes in ``data`` (see ``events``). A run that has
   not ended belongs to a running job, so phase-only events read running -> running.
 """
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 from allot.control.ports import ConflictError, NotFoundError
 from allot.control.records import JobRecord, RunPhase, RunRecord, StopCause, UsageRecord
 from allot.core.model import MILLI_PER_GPU, JobState, TransitionError, transition
-from allot.store import events
+from allot.store import events, rollup
 from allot.store.reads import (
     ALLOCATIONS,
     JOB_COLUMNS,
@@ -414,22 +415,21 @@ def end_run(
     else:
         job_values.update(ending_time=at, ending_exit_code=exit_code)
         ended = conn.execute(_JOB_ENDED, job_values).one()
-    conn.execute(
-        _INSERT_USAGE,
-        {
-            "job_id": run.job_id,
-            "run_id": run_id,
-            "tenant": job.tenant,
-            "user": job.user,
-            "queue": job.queue,
-            "flavor": run.flavor,
-            "started_at": run.started_at,
-            "ended_at": max(at, run.started_at),
-            "gpu_milli": sum(task["gpu_milli"] for task in job.tasks),
-            "cpu_milli": sum(task["cpu_milli"] for task in job.tasks),
-            "memory_mib": sum(task["memory_mib"] for task in job.tasks),
-        },
-    )
+    record = {
+        "job_id": run.job_id,
+        "run_id": run_id,
+        "tenant": job.tenant,
+        "user": job.user,
+        "queue": job.queue,
+        "flavor": run.flavor,
+        "started_at": run.started_at,
+        "ended_at": max(at, run.started_at),
+        "gpu_milli": sum(task["gpu_milli"] for task in job.tasks),
+        "cpu_milli": sum(task["cpu_milli"] for task in job.tasks),
+        "memory_mib": sum(task["memory_mib"] for task in job.tasks),
+    }
+    conn.execute(_INSERT_USAGE, record)
+    rollup.add(conn, [record])  # same transaction: the rollup never misses a record
 
     data: dict[str, Any] = {
         "run_id": run_id,

@@ -4,7 +4,8 @@ Invariants the tables carry (the migrations in ``migrations/versions`` create ex
 - times are float seconds since the epoch, always passed in by the caller;
 - ``events``, ``usage_records`` and ``audit_log`` are append-only: rows are inserted, never
   updated or deleted (``audit_log.job_id`` has no foreign key: a refused request may name a
-  job that does not exist);
+  job that does not exist); ``usage_daily`` sums ``usage_records`` per UTC day and group, and
+  is added to only in the transaction that appends the records it sums;
 - a token belongs to a user and a membership to a user; a membership's tenant is a name, kept
   when the tenant leaves the quotas (it then grants nothing);
 - a job's ``current_run_id`` names its run that has not ended (None otherwise); it has no
@@ -318,6 +319,10 @@ class AllocationRow(Base):
     exit_code: Mapped[int | None]
 
 
+_REPORTED = ("started_at", "tenant", "user", "queue", "flavor", "gpu_milli", "cpu_milli",
+             "memory_mib")  # fmt: skip
+
+
 class UsageRow(Base):
     """What one ended run held, for how long and whose it was: the usage ledger. Append-only,
     one row per run, written in the transaction that ends it; ``id`` orders the rows as they
@@ -325,7 +330,11 @@ class UsageRow(Base):
 
     __tablename__ = "usage_records"
     __table_args__ = (
-        Index("ix_usage_records_ended_at", "ended_at"),
+        # Reports read the records ending inside a day from this index alone, and those
+        # starting inside it and ending after it through the next (0012; the loop reads the
+        # records that ended after an instant through the first).
+        Index("ix_usage_records_by_end", "ended_at", *_REPORTED),
+        Index("ix_usage_records_by_start", "started_at", "ended_at"),
         # Reports sum the ledger in one pass over this index, in group order (0009).
         Index(
             "ix_usage_records_report",
@@ -353,6 +362,29 @@ class UsageRow(Base):
     gpu_milli: Mapped[int]  # summed over the run's tasks
     cpu_milli: Mapped[int]
     memory_mib: Mapped[int]
+
+
+class UsageDayRow(Base):
+    """The usage ledger rolled up per UTC day, tenant, user, queue and flavor (see
+    ``allot.metering.rollup``): what its records held within the day (milli-GPU-seconds,
+    milli-core-seconds, MiB-seconds) and the amounts of those that held all of it. Added to
+    in the transaction that appends each record, never otherwise changed (0012). SQLite keeps
+    it clustered by day (no rowid), so a window's days are one range of the table."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    day: Mapped[float] = mapped_column(primary_key=True)  # its UTC midnight, UNIX seconds
+    tenant: Mapped[str] = mapped_column(primary_key=True)
+    user: Mapped[str] = mapped_column(primary_key=True)
+    queue: Mapped[str] = mapped_column(primary_key=True)
+    flavor: Mapped[str] = mapped_column(primary_key=True)
+    gpu_milli_seconds: Mapped[float]
+    cpu_milli_seconds: Mapped[float]
+    memory_mib_seconds: Mapped[float]
+    whole_gpu_milli: Mapped[int] = mapped_column(BigInteger)
+    whole_cpu_milli: Mapped[int] = mapped_column(BigInteger)
+    whole_memory_mib: Mapped[int] = mapped_column(BigInteger)
 
 
 class EventRow(Base):

@@ -35,6 +35,7 @@ TABLES = {
     "tasks",
     "tenant_grants",
     "tenants",
+    "usage_daily",
     "usage_records",
     "users",
 }
