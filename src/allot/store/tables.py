@@ -331,7 +331,7 @@ class UsageRow(Base):
     __tablename__ = "usage_records"
     __table_args__ = (
         # Reports read the records ending inside a day from this index alone, and those
-        # starting inside it and ending after it through the next (0012; the loop reads the
+        # starting inside it and ending after it through the next (0013; the loop reads the
         # records that ended after an instant through the first).
         Index("ix_usage_records_by_end", "ended_at", *_REPORTED),
         Index("ix_usage_records_by_start", "started_at", "ended_at"),
@@ -368,7 +368,7 @@ class UsageDayRow(Base):
     """The usage ledger rolled up per UTC day, tenant, user, queue and flavor (see
     ``allot.metering.rollup``): what its records held within the day (milli-GPU-seconds,
     milli-core-seconds, MiB-seconds) and the amounts of those that held all of it. Added to
-    in the transaction that appends each record, never otherwise changed (0012). SQLite keeps
+    in the transaction that appends each record, never otherwise changed (0013). SQLite keeps
     it clustered by day (no rowid), so a window's days are one range of the table."""
 
     __tablename__ = "usage_daily"

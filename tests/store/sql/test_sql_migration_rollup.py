@@ -1,4 +1,4 @@
-"""Revision 0012 on a database that already holds usage records: it rolls them up per day into
+"""Revision 0013 on a database that already holds usage records: it rolls them up per day into
 ``usage_daily`` exactly as ending each run does; and ending a run adds to the rollup in its own
 transaction (a run that cannot end adds nothing)."""
 
@@ -46,7 +46,7 @@ def _run_all(store: SqlStore) -> None:
                       actor="e")  # fmt: skip
 
 
-def test_revision_0012_rolls_up_the_records_as_ending_runs_does(store: SqlStore) -> None:
+def test_revision_0013_rolls_up_the_records_as_ending_runs_does(store: SqlStore) -> None:
     _run_all(store)
     written = _daily(store)
     days = {row[0] for row in written}
@@ -54,7 +54,7 @@ def test_revision_0012_rolls_up_the_records_as_ending_runs_does(store: SqlStore)
     whole = [row for row in written if row[0] == START + DAY and row[1] == "nlp"]
     assert whole[0][8] == 2000 * 2  # the run from midnight to midnight held all of day 1
     with store.engine.begin() as conn:
-        command.downgrade(alembic_config(store.engine.url, conn), "0011")
+        command.downgrade(alembic_config(store.engine.url, conn), "0012")
     store.migrate()
     filled = _daily(store)
     assert [row[:5] for row in filled] == [row[:5] for row in written]
