@@ -50,6 +50,7 @@ from allot.core.checks import AdmissionCheck
 from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
+from allot.core.pending_jobs import PendingJobs
 from allot.core.placement.diagnose import screen
 from allot.core.placement.packing import Packer
 from allot.core.placement.throughput import reserve_by_flavor, speed_norms
@@ -215,7 +216,9 @@ class Simulation:
         self.snapshot = Snapshot(cluster, quotas=quotas, packing=packing, speed_norms=norms)
         self.half_life = quotas.usage_half_life if quotas else 7 * 24 * 3600.0
         self.track_usage = Criterion.USAGE in policy.order
-        self.pending: dict[JobId, JobSpec] = {}
+        # Kept between cycles with a journal of what changed: a cycle's bookkeeping follows
+        # what changed, not the length of the queue (``allot.core.pending_jobs``).
+        self.pending = PendingJobs()
         self.pending_gpu: dict[str, int] = {}  # milli-GPU waiting, per tenant
         self.records: dict[JobId, JobRecord] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, id, token
@@ -290,7 +293,7 @@ class Simulation:
         snap.history = snap.history.advanced(now, tenants, users, self.half_life)
 
     def _enqueue(self, spec: JobSpec) -> None:
-        self.pending[spec.id] = spec
+        self.pending.put(spec)
         self.pending_gpu[spec.tenant] = self.pending_gpu.get(spec.tenant, 0) + spec.total.gpu_milli
 
     def _arrive(self, spec: JobSpec) -> None:
@@ -353,7 +356,7 @@ class Simulation:
                     if waiting is None:
                         self.unpredicted.discard(job_id)
                     else:
-                        self.pending[job_id] = self._predicted(waiting)
+                        self.pending.put(self._predicted(waiting))
             return 1
         assert self.failures is not None
         name = self.cluster.nodes[subject].name
@@ -430,11 +433,11 @@ class Simulation:
         snap = self.snapshot
         if snap.speed_norms is not None:
             snap.speed_reserve = reserve_by_flavor(
-                self.pending.values(), snap.flavors, snap.speed_norms
+                self.pending, snap.flavors, snap.speed_norms
             )
         if self.admission is not None:
             snap.checks = (*self.base_checks, *self.admission(now, snap))
-        plan = schedule(snap, list(self.pending.values()), self.policy, now)
+        plan = schedule(snap, self.pending, self.policy, now)
         if self.on_plan is not None:
             wake = self.on_plan(now, plan)
             if wake is not None and wake > now and (self.wake_at is None or wake < self.wake_at):
