@@ -9,12 +9,19 @@ search out without sorting; ``invalidate`` after jobs are marked stopping or sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import compress
 
 from allot.core.model import RunningJob
 from allot.core.preemption import Preemptor, las
 from allot.core.preemption.search import preference
 from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot
+
+VictimKey = tuple[str, tuple[object, ...], int, int]
+
+
+def _level_zero(job: RunningJob) -> int:
+    return 0
 
 
 class CandidatePool:
@@ -45,6 +52,9 @@ class CandidatePool:
         self._exempt: dict[tuple[str, int], float] = {}  # (queue, priority) -> seconds
         self._stale: set[str] = set()  # flavors whose list may hold jobs no longer possible
         self._levels: dict[int, int] = {}  # running job id -> its LAS level at ``now``
+        self._keys: dict[str, list[int]] = {}  # victim key codes, in step with ``_by_flavor``
+        self._codes: dict[VictimKey, int] = {}  # each victim key seen, numbered
+        self._stopping_seen: dict[str, int] = {}  # stopping jobs when a list was last filtered
 
     def _min_runtime(self, job: RunningJob) -> float:
         tree = self.snap.quota
@@ -101,21 +111,44 @@ class CandidatePool:
         """Possible victims on ``flavor``, the one to preempt first first."""
         jobs = self._by_flavor.get(flavor)
         if jobs is not None and flavor in self._stale:
-            # A sublist of a sorted list keeps its order: the same as sorting again.
-            running, stopping, fresh = self.snap.running, self.snap.stopping, self.fresh
-            jobs = self._by_flavor[flavor] = [
-                j
-                for j in jobs
-                if j.spec.id not in stopping and j.spec.id not in fresh and j.spec.id in running
-            ]
             self._stale.discard(flavor)
+            stopping = self.snap.stopping
+            if len(stopping) != self._stopping_seen.get(flavor):
+                # Only jobs marked stopping leave a list: one started after it was built is
+                # not in it, and what-if removals are put back before it is read again. A
+                # sublist of a sorted list keeps its order: the same as sorting again.
+                running, fresh = self.snap.running, self.fresh
+                keep = [
+                    j.spec.id not in stopping and j.spec.id not in fresh and j.spec.id in running
+                    for j in jobs
+                ]
+                jobs = self._by_flavor[flavor] = list(compress(jobs, keep))
+                self._keys[flavor] = list(compress(self._keys[flavor], keep))
+                self._stopping_seen[flavor] = len(stopping)
         if jobs is None:
             jobs = sorted(
                 (job for job in self.snap.running.values() if self._possible(job, flavor)),
                 key=preference,
             )
             self._by_flavor[flavor] = jobs
+            level = self.level if self.track_levels else _level_zero
+            codes = self._codes
+            self._keys[flavor] = [
+                codes.setdefault(
+                    (j.spec.queue, j.spec.shape, j.spec.priority, level(j)), len(codes)
+                )
+                for j in jobs
+            ]
+            self._stopping_seen[flavor] = len(self.snap.stopping)
         return jobs
+
+    def keys(self, flavor: str) -> list[int]:
+        """For each job of ``of(flavor)``, in step, a number standing for what a search's
+        first look at it depends on (``VictimSearch.first_strategy``, but for the
+        newer-equal-priority rule, which also reads its age): queue, shape, priority, LAS
+        level (0 when the policy has no LAS). Equal numbers, equal keys."""
+        self.of(flavor)
+        return self._keys[flavor]
 
     def might_help(self, p: Preemptor) -> bool:
         """False when no strategy could possibly find a victim for ``p`` (a cheap test)."""

@@ -120,16 +120,20 @@ class VictimSearch:
 
     def rank(self, job: RunningJob) -> tuple[object, ...]:
         """Sort key of candidates for this preemptor: the one to take first first."""
-        queue = job.spec.queue
+        return (*self.place(job.spec.queue), *preference(job))
+
+    def place(self, queue: str) -> tuple[int, tuple[float, float]]:
+        """The first part of ``rank`` for jobs of ``queue``: other queues first, the furthest
+        above their share first; the preemptor's own last."""
         if queue == self.p.spec.queue:
-            return (1, (0.0, 0.0), *preference(job))
+            return (1, (0.0, 0.0))
         share = self._shares.get(queue)
         if share is None:
             tree = self.snap.quota
             share = self._shares[queue] = (
                 (0.0, 0.0) if tree is None else tree.dominant_share_order(queue)
             )
-        return (0, (-share[0], -share[1]), *preference(job))
+        return (0, (-share[0], -share[1]))
 
     def _reclaim_gate(self, victim: RunningJob) -> bool:
         tree = self.snap.quota
