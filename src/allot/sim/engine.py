@@ -432,9 +432,7 @@ class Simulation:
         self.result.cycles += 1
         snap = self.snapshot
         if snap.speed_norms is not None:
-            snap.speed_reserve = reserve_by_flavor(
-                self.pending, snap.flavors, snap.speed_norms
-            )
+            snap.speed_reserve = reserve_by_flavor(self.pending, snap.flavors, snap.speed_norms)
         if self.admission is not None:
             snap.checks = (*self.base_checks, *self.admission(now, snap))
         plan = schedule(snap, self.pending, self.policy, now)
