@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from itertools import compress
 
 from allot.core.model import RunningJob
+from allot.core.policy.ordering import las_level
 from allot.core.preemption import Preemptor, las
 from allot.core.preemption.search import preference
 from allot.core.quota.config import WithinQueue
@@ -88,7 +89,8 @@ class CandidatePool:
     def _summarise(self, flavor: str) -> None:
         """Lowest priority per queue and highest LAS level among possible victims, in one
         pass without sorting."""
-        level = -1
+        top: float | None = None  # the most attained service: levels rise with it
+        track, now = self.track_levels, self.now
         for job in self.snap.running.values():
             if not self._possible(job, flavor):
                 continue
@@ -96,9 +98,11 @@ class CandidatePool:
             lowest = self._min_priority.get(key)
             if lowest is None or job.spec.priority < lowest:
                 self._min_priority[key] = job.spec.priority
-            if self.track_levels:
-                level = max(level, self.level(job))
-        self._max_level[flavor] = level
+            if track:
+                attained = job.attained_at(now)
+                if top is None or attained > top:
+                    top = attained
+        self._max_level[flavor] = -1 if top is None else las_level(top, self.thresholds)
 
     def level(self, job: RunningJob) -> int:
         """The LAS level ``job`` has reached by ``now`` (memoised for the cycle)."""
