@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import compress
+from operator import not_
 
 from allot.core.model import RunningJob
 from allot.core.policy.ordering import las_level
@@ -55,6 +56,7 @@ class CandidatePool:
         self._levels: dict[int, int] = {}  # running job id -> its LAS level at ``now``
         self._keys: dict[str, list[int]] = {}  # victim key codes, in step with ``_by_flavor``
         self._codes: dict[VictimKey, int] = {}  # each victim key seen, numbered
+        self._ids: dict[str, list[int]] = {}  # job ids, in step with ``_by_flavor``
         self._stopping_seen: dict[str, int] = {}  # stopping jobs when a list was last filtered
 
     def _min_runtime(self, job: RunningJob) -> float:
@@ -118,16 +120,14 @@ class CandidatePool:
             self._stale.discard(flavor)
             stopping = self.snap.stopping
             if len(stopping) != self._stopping_seen.get(flavor):
-                # Only jobs marked stopping leave a list: one started after it was built is
-                # not in it, and what-if removals are put back before it is read again. A
-                # sublist of a sorted list keeps its order: the same as sorting again.
-                running, fresh = self.snap.running, self.fresh
-                keep = [
-                    j.spec.id not in stopping and j.spec.id not in fresh and j.spec.id in running
-                    for j in jobs
-                ]
+                # Only jobs marked stopping leave a list (tested in C, by id): one started
+                # after it was built is not in it, and what-if removals are put back before
+                # it is read again. A sublist of a sorted list keeps its order: the same as
+                # sorting again.
+                keep = list(map(not_, map(stopping.__contains__, self._ids[flavor])))
                 jobs = self._by_flavor[flavor] = list(compress(jobs, keep))
                 self._keys[flavor] = list(compress(self._keys[flavor], keep))
+                self._ids[flavor] = list(compress(self._ids[flavor], keep))
                 self._stopping_seen[flavor] = len(stopping)
         if jobs is None:
             jobs = sorted(
@@ -135,6 +135,7 @@ class CandidatePool:
                 key=preference,
             )
             self._by_flavor[flavor] = jobs
+            self._ids[flavor] = [j.spec.id for j in jobs]
             level = self.level if self.track_levels else _level_zero
             codes = self._codes
             self._keys[flavor] = [

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 
-from allot.core.model import MILLI_PER_GPU, RunningJob
+from allot.core.model import MILLI_PER_GPU, NodeState, RunningJob
 from allot.core.placement.rank import best_device
 from allot.core.placement.select import choose_placement
 from allot.core.preemption import Preemptor, Strategy, las, reclaim, within_queue
@@ -380,12 +380,16 @@ def holders_by_node(snap: Snapshot, jobs: Iterable[RunningJob]) -> dict[int, dic
     """For each schedulable node, the devices each of ``jobs`` holds there (node -> job id ->
     devices)."""
     by_node: dict[int, dict[int, int]] = {}
+    index, state, up = snap.node_index, snap.state, NodeState.UP  # ``schedulable``, inlined
     for job in jobs:
+        job_id = job.spec.id
         for where in job.placement:
-            i = snap.node_index[where.node]
-            if snap.schedulable(i):
-                devices = by_node.setdefault(i, {})
-                devices[job.spec.id] = devices.get(job.spec.id, 0) + len(where.devices)
+            i = index[where.node]
+            if state[i] is up:
+                devices = by_node.get(i)
+                if devices is None:
+                    devices = by_node[i] = {}
+                devices[job_id] = devices.get(job_id, 0) + len(where.devices)
     return by_node
 
 
