@@ -216,3 +216,27 @@ def test_pending_jobs_keep_arrival_order_and_a_trimmed_journal() -> None:
         pending.put(specs[2])
     assert pending.changed_since(start) is None  # trimmed: a reader compares every job once
     assert pending.changed_since(pending.version) == []
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.sampled_from(sorted(n for n, p in POLICIES.items() if p.preemption)),
+    st.data(),
+)
+def test_victim_lists_kept_on_the_snapshot_plan_as_fresh_ones(
+    scenario: Scenario, name: str, data: st.DataObject
+) -> None:
+    # A victim list built in one cycle is reused by the next while the running jobs are the
+    # same; after any start, finish or stop it is built again.
+    policy, jobs = get_policy(name), _many(scenario, 1)
+    snap = Snapshot(scenario.cluster, scenario.running)
+    for _ in range(3):
+        kept = schedule(snap, jobs, policy, 100.0)
+        fresh = Snapshot(scenario.cluster, tuple(snap.running.values()))
+        _same(kept, schedule(fresh, jobs, policy, 100.0))
+        if kept.preemptions and data.draw(st.booleans()):
+            first = kept.preemptions[0]
+            snap.mark_stopping(first.victim, first.stop_by)
+        elif snap.running and data.draw(st.booleans()):
+            snap.finish(data.draw(st.sampled_from(sorted(snap.running))))

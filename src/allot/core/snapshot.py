@@ -71,6 +71,13 @@ def nodes_in(bits: int) -> Iterator[int]:
         bits ^= low
 
 
+def _running_hash(job: RunningJob) -> int:
+    """A running job (the object, which never changes, and what a victim list reads), hashed."""
+    spec = job.spec
+    return hash((id(job), id(spec), spec.id, spec.priority, spec.queue, job.start_time,
+                 job.stopping_until, job.flavor, job.attained_service))  # fmt: skip
+
+
 class OverAllocationError(ValueError):
     """An edit would put a node past its capacity or below zero; nothing was changed."""
 
@@ -155,6 +162,11 @@ class Snapshot:
         # The pending jobs' order and decision keys per policy, kept from one cycle to the next
         # (``allot.core.pending_index``); it follows the jobs passed in, not the nodes.
         self.pending_index: dict[object, object] = {}
+        # The sum of every running job's ``_running_hash``: equal sums, the same running jobs
+        # (as far as a victim list reads them), so a list built for them may be reused
+        # (``allot.core.preemption.candidates``, which keeps its lists here).
+        self.running_sig = 0
+        self.victim_lists: dict[object, object] = {}
         # flavor -> [(pool, bitset of its nodes)], only for flavors whose nodes span pools.
         self.pools: dict[str, list[tuple[str, int]]] = {}
         by_pool: dict[str, dict[str, int]] = {}
@@ -253,11 +265,14 @@ class Snapshot:
         self._end_in(new_end)
         self.running[job_id] = new
         self.stopping.add(job_id)
+        change = _running_hash(new) - _running_hash(old)
+        self.running_sig += change
 
         def undo() -> None:
             self._end_out(new_end)
             self._end_in(old_end)
             self.running[job_id] = old
+            self.running_sig -= change
             if old.stopping_until is None:
                 self.stopping.discard(job_id)
 
@@ -297,6 +312,7 @@ class Snapshot:
     def _count(self, job: RunningJob, sign: int) -> None:
         """Keep the per-tenant, per-user and quota tallies in step with running jobs."""
         spec = job.spec
+        self.running_sig += sign * _running_hash(job)
         if job.stopping_until is not None:
             if sign > 0:
                 self.stopping.add(spec.id)

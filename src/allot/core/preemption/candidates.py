@@ -9,6 +9,7 @@ search out without sorting; ``invalidate`` after jobs are marked stopping or sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import compress
 from operator import not_
 
@@ -20,6 +21,18 @@ from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot
 
 VictimKey = tuple[str, tuple[object, ...], int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A candidate list kept on the snapshot for the next cycle (``CandidatePool.of``); its
+    lists are never changed in place."""
+
+    key: tuple[object, ...]
+    sig: int
+    jobs: list[RunningJob]
+    ids: list[int]
+    keys: list[int]
 
 
 def _level_zero(job: RunningJob) -> int:
@@ -54,8 +67,9 @@ class CandidatePool:
         self._exempt: dict[tuple[str, int], float] = {}  # (queue, priority) -> seconds
         self._stale: set[str] = set()  # flavors whose list may hold jobs no longer possible
         self._levels: dict[int, int] = {}  # running job id -> its LAS level at ``now``
+        self._sig_at_start = snap.running_sig  # built before the cycle starts anything
+        self._stopping_at_start = len(snap.stopping)
         self._keys: dict[str, list[int]] = {}  # victim key codes, in step with ``_by_flavor``
-        self._codes: dict[VictimKey, int] = {}  # each victim key seen, numbered
         self._ids: dict[str, list[int]] = {}  # job ids, in step with ``_by_flavor``
         self._stopping_seen: dict[str, int] = {}  # stopping jobs when a list was last filtered
 
@@ -130,21 +144,33 @@ class CandidatePool:
                 self._ids[flavor] = list(compress(self._ids[flavor], keep))
                 self._stopping_seen[flavor] = len(stopping)
         if jobs is None:
-            jobs = sorted(
-                (job for job in self.snap.running.values() if self._possible(job, flavor)),
-                key=preference,
-            )
-            self._by_flavor[flavor] = jobs
-            self._ids[flavor] = [j.spec.id for j in jobs]
-            level = self.level if self.track_levels else _level_zero
-            codes = self._codes
-            self._keys[flavor] = [
-                codes.setdefault(
-                    (j.spec.queue, j.spec.shape, j.spec.priority, level(j)), len(codes)
+            snap = self.snap
+            # Until this cycle marks a job stopping, the list is that of the running jobs the
+            # cycle started with (its own starts are never candidates): one built for the same
+            # running jobs, time and levels in an earlier cycle is the same list.
+            reusable = len(snap.stopping) == self._stopping_at_start
+            key = (flavor, self.now, tuple(self.thresholds), self.track_levels)
+            kept = snap.victim_lists.get(flavor) if reusable else None
+            if isinstance(kept, _Kept) and kept.key == key and kept.sig == self._sig_at_start:
+                jobs, ids, keys = kept.jobs, kept.ids, kept.keys
+            else:
+                jobs = sorted(
+                    (job for job in snap.running.values() if self._possible(job, flavor)),
+                    key=preference,
                 )
-                for j in jobs
-            ]
-            self._stopping_seen[flavor] = len(self.snap.stopping)
+                ids = [j.spec.id for j in jobs]
+                level = self.level if self.track_levels else _level_zero
+                codes: dict[VictimKey, int] = {}
+                keys = [
+                    codes.setdefault(
+                        (j.spec.queue, j.spec.shape, j.spec.priority, level(j)), len(codes)
+                    )
+                    for j in jobs
+                ]
+                if reusable:
+                    snap.victim_lists[flavor] = _Kept(key, self._sig_at_start, jobs, ids, keys)
+            self._by_flavor[flavor], self._ids[flavor], self._keys[flavor] = jobs, ids, keys
+            self._stopping_seen[flavor] = len(snap.stopping)
         return jobs
 
     def keys(self, flavor: str) -> list[int]:
