@@ -48,7 +48,12 @@ from allot.core.quota.fair_share import FairShareFactors
 if TYPE_CHECKING:
     from allot.core.snapshot import Snapshot
 
-DecisionKey = tuple[object, ...]
+# A decision key as the index hands it out: a small number standing for the key (equal
+# numbers, equal keys; hashing a number is what makes a cycle's per-job bookkeeping cheap),
+# or, when the admission key is the job itself or reads its run time, the key (numbering would
+# grow with every job, or every estimate, ever seen).
+DecisionKey = object
+_FullKey = tuple[object, ...]
 GroupKey = tuple[object, ...]
 _Entry = tuple[SortKey, JobSpec]
 # ``JobSpec.shape``: (tasks, flavors), and with a colocation rule (..., colocate, required).
@@ -125,6 +130,9 @@ class PendingIndex:
         # decision key -> the runtimes (estimate, else limit) of its jobs that have one, sorted
         self.runtimes: dict[DecisionKey, list[float]] = {}
         self.entries: dict[JobId, _Entry] = {}
+        self._numbers: dict[_FullKey, int] = {}  # decision key -> its number (``_number``)
+        self._numbered = scope not in (CacheScope.JOB, CacheScope.COST)
+        self._full: list[_FullKey] = []
         # What the last update compared against: the driver's journal, or a copy of its list.
         self._source: PendingJobs | None = None
         self._version = 0
@@ -334,18 +342,34 @@ class PendingIndex:
         timed = [r is not None for r in map(_RUNTIME, specs)]
         owners: list[str | None] = queues if self.queue_decides else [None] * n
         ranks: list[int | None] = list(map(_PRIORITY, specs)) if self.preempts else [None] * n
-        return list(zip(admission, owners, ranks, decided, timed, strict=True))
+        return self._number(list(zip(admission, owners, ranks, decided, timed, strict=True)))
+
+    def _number(self, keys: list[_FullKey]) -> list[DecisionKey]:
+        """``keys`` as the index hands them out (``DecisionKey``); numbers are never reused."""
+        if not self._numbered:
+            return list(keys)
+        numbers, full = self._numbers, self._full
+        for key in dict.fromkeys(keys):
+            if key not in numbers:
+                numbers[key] = len(full)
+                full.append(key)
+        return list(map(numbers.__getitem__, keys))
+
+    def full_key(self, key: DecisionKey) -> _FullKey:
+        """The decision key (admission key, queue, priority, level, timed) behind ``key``."""
+        return self._full[cast(int, key)] if self._numbered else cast(_FullKey, key)
 
     def key_of(self, spec: JobSpec, attained: float) -> DecisionKey:
         """The decision key of one job (as ``_decision_keys`` gives it)."""
         level = las_level(attained, self.thresholds) if self.las_decides else None
-        return (
+        key = (
             admission_key(self.scope, spec),
             spec.queue if self.queue_decides else None,
             spec.priority if self.preempts else None,
             level,
             spec.expected_runtime is not None,
         )
+        return self._number([key])[0]
 
     def _add_runtimes(self, specs: list[JobSpec], keys: list[DecisionKey]) -> None:
         runtimes = self.runtimes
@@ -369,7 +393,9 @@ class PendingIndex:
         if self.scope is CacheScope.JOB:
             return list({s.shape: s for s in self.specs.values()}.values())
         if self._shapes is None:
-            shapes = {cast(_Shape, cast(tuple[object, ...], key[0])[-1]) for key in self.counts}
+            shapes = {
+                cast(_Shape, cast(_FullKey, self.full_key(key)[0])[-1]) for key in self.counts
+            }
             self._shapes = [_spec_of(shape) for shape in shapes]
         return self._shapes
 
@@ -439,7 +465,8 @@ def backlog(snap: Snapshot, index: PendingIndex) -> Backlog:
     if index.scope is CacheScope.JOB:
         return backlog_of(snap, index.specs.values())
     out: dict[str, dict[str, dict[FlavorResource, int]]] = {}
-    for key, count in index.counts.items():
+    for number, count in index.counts.items():
+        key = index.full_key(number)
         shape = cast(_Shape, cast(tuple[object, ...], key[0])[-1])
         tasks = cast(tuple[tuple[int, ...], ...], shape[0])
         flavors = cast(tuple[str, ...], shape[1])
