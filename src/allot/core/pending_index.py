@@ -369,7 +369,8 @@ class PendingIndex:
             level,
             spec.expected_runtime is not None,
         )
-        return self._number([key])[0]
+        number = self._numbers.get(key) if self._numbered else None
+        return number if number is not None else self._number([key])[0]
 
     def _add_runtimes(self, specs: list[JobSpec], keys: list[DecisionKey]) -> None:
         runtimes = self.runtimes
