@@ -7,6 +7,8 @@ is over a day). Estimates default to what a live system has (``none``); ``--esti
 predicted`` learns them online. ``--checkpointable all`` (the default here) lets 2D-LAS
 preempt as Tiresias assumes; lost work follows ``Checkpointing``'s defaults.
 
+"wall" is elapsed time, "CPU" this process's CPU time (what a loaded machine does not inflate).
+
 Run: ``.venv/bin/python benchmarks/sim_philly.py [--policies fifo,backfill] [--limit N]
 [--skip N] [--cluster FILE] [--estimates none|predicted|exact]``; ``--skip N`` replays a
 later period: the jobs after the first N, from an empty cluster. Needs ``../shared/traces/philly/
@@ -16,6 +18,7 @@ philly-2017-09-10.csv`` next to the project (or ``--trace PATH``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -85,6 +88,7 @@ def main() -> None:
     columns = (
         "policy",
         "wall",
+        "CPU",
         "events/s",
         "cycles",
         "mean JCT",
@@ -101,14 +105,15 @@ def main() -> None:
     console = Console(width=160)
     for name in args.policies.split(","):
         predictor = RuntimePredictor() if args.estimates == "predicted" else None
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = Simulation(cluster, workload, get_policy(name), predictor=predictor).run()
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         m = compute_metrics(result)
         error = m.prediction.median_relative_error
         table.add_row(
             name,
             f"{wall:.1f} s",
+            f"{cpu:.1f} s",
             f"{result.events / wall:,.0f}",
             f"{result.cycles:,}",
             _hours(m.jct_s.mean),
@@ -120,7 +125,10 @@ def main() -> None:
             f"{m.lost_gpu_hours:,.0f}",
             "-" if error is None else f"{error:.2f}",
         )
-        console.print(f"{name}: {wall:.1f} s", highlight=False)
+        console.print(
+            f"{name}: {wall:.1f} s, CPU {cpu:.1f} s, load average {os.getloadavg()[0]:.2f}",
+            highlight=False,
+        )
     console.print(table)
 
 

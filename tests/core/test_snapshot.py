@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from allot.core.model import NodeState, RunningJob, TaskPlacement
 from allot.core.snapshot import OverAllocationError, Snapshot
@@ -84,3 +88,31 @@ def test_unknown_node_in_placement() -> None:
     snap = Snapshot(cluster(node("a")))
     with pytest.raises(OverAllocationError, match="unknown node 'zz'"):
         snap.start(RunningJob(job(1).build(), 0.0, (TaskPlacement("zz", (0,), 1000),), "H100"))
+
+
+@given(st.lists(st.tuples(st.sampled_from(("start", "finish", "stop", "undo", "read")),
+                          st.integers(1, 6), st.integers(0, 300)), max_size=60))  # fmt: skip
+def test_the_end_list_read_after_any_edits_is_the_running_jobs_sorted(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    # Edits are noted and applied when read: however they interleave with reads and undos,
+    # the list read is every running job's (expected end, id), sorted.
+    snap = Snapshot(cluster(*(node(f"n{i}") for i in range(6))))
+    undos: list[Callable[[], None]] = []
+    for action, job_id, t in steps:
+        running = job_id in snap.running
+        if action == "start" and not running:
+            spec = job(job_id).gpus(1).estimate(float(t + 1)).build()
+            where = (TaskPlacement(f"n{job_id - 1}", (0,), 1000),)
+            undos.append(snap.start(RunningJob(spec, float(t), where, "H100")))
+        elif action == "finish" and running:
+            undos.append(snap.finish(job_id))
+        elif action == "stop" and running:
+            undos.append(snap.mark_stopping(job_id, float(t)))
+        elif action == "undo" and undos:
+            undos.pop()()
+        elif action == "read":
+            assert snap.ends == sorted((j.expected_end, i) for i, j in snap.running.items())
+    while undos:
+        undos.pop()()
+        assert snap.ends == sorted((j.expected_end, i) for i, j in snap.running.items())

@@ -3,7 +3,9 @@
 - Stopping once the tail is settled gives the same Plan, explanations included, as taking every
   job one by one (``allot.core.tail``).
 - A snapshot whose pending index was built for other jobs (some gone, some new, some with more
-  attained service) gives the same Plan as a fresh snapshot (``allot.core.pending_index``).
+  attained service) gives the same Plan as a fresh snapshot (``allot.core.pending_index``);
+  so does one kept with a driver's journal of pending jobs (``allot.core.pending_jobs``) after
+  any puts, pops and replacements, and one handed an equal copy of the list it saw last time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from allot.core import cycle
 from allot.core.cycle import schedule
 from allot.core.model import Cluster, JobSpec, Node, NodeState, Resources, RunningJob
+from allot.core.pending_jobs import PendingChangedError, PendingJobs
 from allot.core.plan import Plan
 from allot.core.policy import POLICIES, get_policy
 from allot.core.snapshot import Snapshot
@@ -147,3 +150,93 @@ def test_reading_a_job_that_is_not_pending_is_a_key_error() -> None:
         plan.pending[1]
     assert 1 not in plan.pending
     assert dict(plan.pending) == {}
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(sorted(POLICIES)), st.data())
+def test_a_journal_kept_index_plans_as_a_fresh_one(
+    scenario: Scenario, name: str, data: st.DataObject
+) -> None:
+    policy = get_policy(name)
+    jobs = _many(scenario, 2)
+    pending = PendingJobs(jobs)
+    snap = Snapshot(scenario.cluster, scenario.running)
+    for round_ in range(data.draw(st.integers(1, 4))):
+        ids = [j.id for j in pending]
+        for job_id in data.draw(st.lists(st.sampled_from(ids), unique=True)) if ids else []:
+            spec = pending.pop(job_id)
+            if data.draw(st.booleans()):  # popped and put back: it goes last
+                pending.put(spec)
+        for spec in data.draw(st.lists(st.sampled_from(jobs), max_size=4)):
+            # Back with a new estimate (a prediction), or a new job of the same shape.
+            if data.draw(st.booleans()):
+                pending.put(replace(spec, runtime_estimate=float(10 + round_)))
+            else:
+                pending.put(replace(spec, id=spec.id + 50_000 * (round_ + 1)))
+        served = data.draw(st.lists(st.sampled_from(jobs), unique_by=lambda j: j.id, max_size=2))
+        snap.attained.update({j.id: 4_000.0 * (1 + round_) for j in served})
+        kept = schedule(snap, pending, policy, 100.0)
+        fresh = Snapshot(scenario.cluster, scenario.running, attained=dict(snap.attained))
+        _same(kept, schedule(fresh, list(pending), policy, 100.0))
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(sorted(POLICIES)))
+def test_an_equal_list_reuses_the_index_and_plans_the_same(scenario: Scenario, name: str) -> None:
+    policy = get_policy(name)
+    jobs = _many(scenario, 2)
+    snap = Snapshot(scenario.cluster, scenario.running)
+    first = schedule(snap, jobs, policy, 100.0)
+    again = schedule(snap, [replace(j) for j in jobs], policy, 100.0)  # equal, not identical
+    _same(first, again)
+
+
+def test_a_plan_read_after_its_jobs_changed_refuses_to_answer() -> None:
+    cluster = Cluster((Node("n0", "A100", 1, 4_000, 8_192),))
+    task = (Resources(1000, 1000, 1024),)
+    pending = PendingJobs(JobSpec(i, "t", "u", "q", task, submit_time=float(i)) for i in range(5))
+    plan = schedule(Snapshot(cluster), pending, get_policy("fifo"), 0.0)
+    assert len(plan.starts) == 1
+    pending.pop(3)
+    with pytest.raises(PendingChangedError, match="read its explanations before changing"):
+        dict(plan.pending)
+
+
+def test_pending_jobs_keep_arrival_order_and_a_trimmed_journal() -> None:
+    task = (Resources(1000, 1000, 1024),)
+    specs = [JobSpec(i, "t", "u", "q", task) for i in range(3)]
+    pending = PendingJobs(specs)
+    pending.put(replace(specs[0], priority=1))  # replaced in place
+    pending.put(pending.pop(1))  # popped and put again: last
+    assert [j.id for j in pending] == [0, 2, 1]
+    assert pending[0].priority == 1
+    assert pending.changed_since(0) == [0, 1, 2, 0, 1, 1]
+    start = pending.version
+    for _ in range(5_000):
+        pending.put(specs[2])
+    assert pending.changed_since(start) is None  # trimmed: a reader compares every job once
+    assert pending.changed_since(pending.version) == []
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.sampled_from(sorted(n for n, p in POLICIES.items() if p.preemption)),
+    st.data(),
+)
+def test_victim_lists_kept_on_the_snapshot_plan_as_fresh_ones(
+    scenario: Scenario, name: str, data: st.DataObject
+) -> None:
+    # A victim list built in one cycle is reused by the next while the running jobs are the
+    # same; after any start, finish or stop it is built again.
+    policy, jobs = get_policy(name), _many(scenario, 1)
+    snap = Snapshot(scenario.cluster, scenario.running)
+    for _ in range(3):
+        kept = schedule(snap, jobs, policy, 100.0)
+        fresh = Snapshot(scenario.cluster, tuple(snap.running.values()))
+        _same(kept, schedule(fresh, jobs, policy, 100.0))
+        if kept.preemptions and data.draw(st.booleans()):
+            first = kept.preemptions[0]
+            snap.mark_stopping(first.victim, first.stop_by)
+        elif snap.running and data.draw(st.booleans()):
+            snap.finish(data.draw(st.sampled_from(sorted(snap.running))))

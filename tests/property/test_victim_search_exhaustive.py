@@ -18,12 +18,17 @@ of its own borrows no more than before or than its nominal quota. Checked:
   of deciding reclaim eligibility before any own job was taken);
 - every set it finds is allowed;
 - it takes no more victims than the fewest the oracle needs.
+
+Also: the candidates a search starts from, found once per victim key and taken queue by queue,
+are exactly those found by asking every job and sorting them (with LAS levels, and after a job
+was marked stopping).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -33,7 +38,8 @@ from allot.core.placement.select import choose_placement
 from allot.core.policy import get_policy
 from allot.core.preemption import Preemptor, Strategy
 from allot.core.preemption.candidates import CandidatePool
-from allot.core.preemption.victims import choose_victims
+from allot.core.preemption.search import VictimSearch
+from allot.core.preemption.victims import candidates, choose_victims
 from allot.core.quota import request_of
 from allot.core.quota.config import (
     CohortSpec,
@@ -199,3 +205,37 @@ def _describe(snap: Snapshot, p: Preemptor) -> str:
         f"preemptor {p.spec.queue}/p{p.spec.priority}/{p.spec.tasks[0].gpu_milli} "
         f"{p.rules.reclaim_within_cohort}"
     )
+
+
+def _one_by_one(snap: Snapshot, p: Preemptor, pool: CandidatePool) -> list[int]:
+    """The candidates as the search once found them: every job asked, then sorted by rank."""
+    search = VictimSearch(snap, p, pool.thresholds, pool.fresh_queues)
+    jobs = pool.of(p.flavor)
+    search.plan_candidates(jobs)
+    first: dict[object, Strategy | None] = {}
+    allowed = [job for job in jobs if search.first_strategy(job, first) is not None]
+    return [job.spec.id for job in sorted(allowed, key=search.rank)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(), st.sampled_from((None, 0, 1)), st.booleans(), st.data())
+def test_candidates_by_victim_key_are_those_asked_one_by_one(
+    case: tuple[Snapshot, Preemptor, QuotaConfig],
+    level: int | None,
+    stop_one: bool,
+    data: st.DataObject,
+) -> None:
+    snap, p, _ = case
+    strategies = p.strategies | ({Strategy.LAS} if level is not None else set())
+    p = replace(p, las_level=level, strategies=frozenset(strategies))
+    pool = CandidatePool(snap, p.now, (500.0, 1500.0), set(), set(), level is not None)
+    if stop_one and snap.running:
+        pool.of(p.flavor)  # built, then a job is marked stopping: the list is filtered
+        victim = data.draw(st.sampled_from(sorted(snap.running)))
+        snap.mark_stopping(victim, p.now + 30)
+        pool.invalidate()
+    found = candidates(snap, p, pool)
+    got = [] if found is None else [job.spec.id for job in found[1]]
+    search = VictimSearch(snap, p, pool.thresholds, pool.fresh_queues)
+    expected = _one_by_one(snap, p, pool) if search.checks and pool.might_help(p) else []
+    assert got == expected

@@ -27,15 +27,17 @@ snapshot starts empty, so a driver that builds one per cycle simply sorts every 
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import heapq
+from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import compress
 from operator import attrgetter, is_, itemgetter, not_
 from typing import TYPE_CHECKING, cast
 
 from allot.core.checks import CacheScope, admission_key, widest_scope
 from allot.core.model import JobId, JobSpec, Resources
+from allot.core.pending_jobs import PendingJobs
 from allot.core.policy import Blocking, Criterion, Policy
 from allot.core.policy.ordering import INF, SortKey, expected_work, las_level
 from allot.core.preemption import Strategy
@@ -46,7 +48,12 @@ from allot.core.quota.fair_share import FairShareFactors
 if TYPE_CHECKING:
     from allot.core.snapshot import Snapshot
 
-DecisionKey = tuple[object, ...]
+# A decision key as the index hands it out: a small number standing for the key (equal
+# numbers, equal keys; hashing a number is what makes a cycle's per-job bookkeeping cheap),
+# or, when the admission key is the job itself or reads its run time, the key (numbering would
+# grow with every job, or every estimate, ever seen).
+DecisionKey = object
+_FullKey = tuple[object, ...]
 GroupKey = tuple[object, ...]
 _Entry = tuple[SortKey, JobSpec]
 # ``JobSpec.shape``: (tasks, flavors), and with a colocation rule (..., colocate, required).
@@ -122,20 +129,46 @@ class PendingIndex:
         self.users: Counter[tuple[str, str]] = Counter()
         # decision key -> the runtimes (estimate, else limit) of its jobs that have one, sorted
         self.runtimes: dict[DecisionKey, list[float]] = {}
-        self._layout: tuple[tuple[GroupKey, ...], ...] | None = None
-        self._ordered: list[JobSpec] = []
+        self.entries: dict[JobId, _Entry] = {}
+        self._numbers: dict[_FullKey, int] = {}  # decision key -> its number (``_number``)
+        self._numbered = scope not in (CacheScope.JOB, CacheScope.COST)
+        self._full: list[_FullKey] = []
+        # What the last update compared against: the driver's journal, or a copy of its list.
+        self._source: PendingJobs | None = None
+        self._version = 0
+        self._last: list[JobSpec] | None = None
+        self._shapes: list[JobSpec] | None = None
+        # The groups' order (runs of tied groups) under the last fair-share parts seen; kept
+        # while the same groups exist.
+        self._ordering: tuple[object, tuple[tuple[GroupKey, ...], ...]] | None = None
 
     # ------------------------------------------------------------------ keeping up
 
     def update(self, snap: Snapshot, jobs: Sequence[JobSpec]) -> None:
         """Bring the index to exactly ``jobs``."""
-        ids = list(map(_ID, jobs))
         specs = self.specs
-        same = list(map(is_, map(specs.get, ids), jobs))  # all in C: no loop per job here
         stale: set[JobId] = set()
-        if len(ids) != len(specs) or not all(same):
-            stale = set(compress(ids, map(not_, same)))
-            stale |= specs.keys() - set(ids)
+        changed = None
+        if isinstance(jobs, PendingJobs) and jobs is self._source:
+            changed = jobs.changed_since(self._version)
+        if changed is not None:
+            # The driver's journal names what changed: no pass over the queue.
+            assert isinstance(jobs, PendingJobs)
+            get = jobs.get
+            stale = {i for i in changed if specs.get(i) is not get(i)}
+        elif type(jobs) is not list or jobs != self._last:
+            # ``==`` on two lists stops at the first difference and compares identical
+            # elements without calling ``__eq__``; equal specs decide equally.
+            ids = list(map(_ID, jobs))
+            same = list(map(is_, map(specs.get, ids), jobs))  # all in C: no loop per job here
+            if len(ids) != len(specs) or not all(same):
+                stale = set(compress(ids, map(not_, same)))
+                stale |= specs.keys() - set(ids)
+        self._source, self._last = None, None
+        if isinstance(jobs, PendingJobs):
+            self._source, self._version = jobs, jobs.version
+        elif type(jobs) is list:
+            self._last = list(jobs)
         attained = snap.attained
         if self.leveled and (attained or self.attained):
             mine = self.attained
@@ -144,25 +177,34 @@ class PendingIndex:
         if not stale:
             return
         touched: set[GroupKey] = set()
+        groups = len(self.groups)
         if len(stale) * 2 > len(specs):
             self._clear()
             self._add(list(jobs), attained, touched)
+            for group in touched:
+                self.groups[group].sort()
         else:
             gone = [i for i in stale if i in specs]
             if gone:
                 self._remove(gone, touched)
-            self._add([s for s in jobs if s.id in stale], attained, touched)
-        for group in touched:
-            entries = self.groups[group]
-            if entries:
-                entries.sort()
+            if isinstance(jobs, PendingJobs):
+                fresh = [s for s in map(jobs.get, stale) if s is not None]
+                fresh.sort(key=_ID)  # the same order whatever the set's
             else:
-                del self.groups[group]
-        self._layout = None
+                fresh = [s for s in jobs if s.id in stale]
+            self._add(fresh, attained, touched, sort=False)
+            for group in touched:
+                if not self.groups[group]:
+                    del self.groups[group]
+        if len(self.groups) != groups or any(len(self.groups.get(g, ())) == 0 for g in touched):
+            self._ordering = None
 
     def _clear(self) -> None:
         for table in (self.specs, self.attained, self.group_of, self.groups, self.decision):
             table.clear()
+        self.entries.clear()
+        self._shapes = None
+        self._ordering = None
         self.counts.clear()
         self.users.clear()
         self.runtimes.clear()
@@ -170,6 +212,7 @@ class PendingIndex:
     def _remove(self, gone: list[JobId], touched: set[GroupKey]) -> None:
         by_group: dict[GroupKey, set[JobId]] = {}
         counts, users, runtimes = self.counts, self.users, self.runtimes
+        keys = len(counts)
         for i in gone:
             spec = self.specs.pop(i)
             self.attained.pop(i, None)
@@ -189,14 +232,30 @@ class PendingIndex:
                 del times[bisect_left(times, runtime)]
                 if not times:
                     del runtimes[key]
+        entries = self.entries
         for group, ids in by_group.items():
-            self.groups[group] = [e for e in self.groups[group] if e[1].id not in ids]
+            bucket = self.groups[group]
+            if len(ids) * 16 < len(bucket):
+                for i in ids:  # a few: each found by bisection (sort keys are unique)
+                    del bucket[bisect_left(bucket, entries.pop(i))]
+            else:
+                self.groups[group] = [e for e in bucket if e[1].id not in ids]
+                for i in ids:
+                    del entries[i]
             touched.add(group)
+        if len(counts) != keys:
+            self._shapes = None
 
     def _add(
-        self, specs: list[JobSpec], attained: Mapping[JobId, float], touched: set[GroupKey]
+        self,
+        specs: list[JobSpec],
+        attained: Mapping[JobId, float],
+        touched: set[GroupKey],
+        *,
+        sort: bool = True,
     ) -> None:
-        """Index ``specs`` in bulk: one pass per table, most of them in C."""
+        """Index ``specs`` in bulk: one pass per table, most of them in C. With ``sort``
+        the caller sorts the touched groups; without, each entry is inserted in place."""
         if not specs:
             return
         ids = list(map(_ID, specs))
@@ -208,7 +267,9 @@ class PendingIndex:
             levels = [0] * len(ids)
         entries = list(zip(self._tails(specs, ids, levels), specs, strict=True))
         self.specs.update(zip(ids, specs, strict=True))
+        self.entries.update(zip(ids, entries, strict=True))
         prefix, table = self.prefix, self.groups
+        place = list.append if sort else insort
         if prefix:
             groups = [
                 tuple(_group_value(c, s, level) for c in prefix)
@@ -219,14 +280,23 @@ class PendingIndex:
                 bucket = table.get(group)
                 if bucket is None:
                     bucket = table[group] = []
-                bucket.append(entry)
+                    self._ordering = None
+                place(bucket, entry)
             touched.update(groups)
         else:
-            table.setdefault((), []).extend(entries)
+            bucket = table.setdefault((), [])
+            if sort:
+                bucket.extend(entries)
+            else:
+                for entry in entries:
+                    insort(bucket, entry)
             touched.add(())
         keys = self._decision_keys(specs, ids, levels)
         self.decision.update(zip(ids, keys, strict=True))
+        known = len(self.counts)
         self.counts.update(keys)
+        if len(self.counts) != known:
+            self._shapes = None
         if self.shares:
             self.users.update(zip(map(_TENANT, specs), map(_USER, specs), strict=True))
         if self.backfills:
@@ -272,18 +342,35 @@ class PendingIndex:
         timed = [r is not None for r in map(_RUNTIME, specs)]
         owners: list[str | None] = queues if self.queue_decides else [None] * n
         ranks: list[int | None] = list(map(_PRIORITY, specs)) if self.preempts else [None] * n
-        return list(zip(admission, owners, ranks, decided, timed, strict=True))
+        return self._number(list(zip(admission, owners, ranks, decided, timed, strict=True)))
+
+    def _number(self, keys: list[_FullKey]) -> list[DecisionKey]:
+        """``keys`` as the index hands them out (``DecisionKey``); numbers are never reused."""
+        if not self._numbered:
+            return list(keys)
+        numbers, full = self._numbers, self._full
+        for key in dict.fromkeys(keys):
+            if key not in numbers:
+                numbers[key] = len(full)
+                full.append(key)
+        return list(map(numbers.__getitem__, keys))
+
+    def full_key(self, key: DecisionKey) -> _FullKey:
+        """The decision key (admission key, queue, priority, level, timed) behind ``key``."""
+        return self._full[cast(int, key)] if self._numbered else cast(_FullKey, key)
 
     def key_of(self, spec: JobSpec, attained: float) -> DecisionKey:
         """The decision key of one job (as ``_decision_keys`` gives it)."""
         level = las_level(attained, self.thresholds) if self.las_decides else None
-        return (
+        key = (
             admission_key(self.scope, spec),
             spec.queue if self.queue_decides else None,
             spec.priority if self.preempts else None,
             level,
             spec.expected_runtime is not None,
         )
+        number = self._numbers.get(key) if self._numbered else None
+        return number if number is not None else self._number([key])[0]
 
     def _add_runtimes(self, specs: list[JobSpec], keys: list[DecisionKey]) -> None:
         runtimes = self.runtimes
@@ -306,41 +393,53 @@ class PendingIndex:
         unless the admission key is the job itself."""
         if self.scope is CacheScope.JOB:
             return list({s.shape: s for s in self.specs.values()}.values())
-        shapes = {cast(_Shape, cast(tuple[object, ...], key[0])[-1]) for key in self.counts}
-        return [_spec_of(shape) for shape in shapes]
+        if self._shapes is None:
+            shapes = {
+                cast(_Shape, cast(_FullKey, self.full_key(key)[0])[-1]) for key in self.counts
+            }
+            self._shapes = [_spec_of(shape) for shape in shapes]
+        return self._shapes
 
-    def ordered(self, factors: FairShareFactors | None) -> list[JobSpec]:
-        """Every job, in the policy's static order under ``factors`` (the caller must not
-        change the list)."""
+    def ordered(self, factors: FairShareFactors | None) -> Iterator[JobSpec]:
+        """Every job, in the policy's static order under ``factors``; lazy, so a cycle that
+        stops early pays for the jobs it took (the index must not change meanwhile)."""
         prefix = self.prefix
-
-        def rank(group: GroupKey) -> SortKey:
-            key: SortKey = ()
-            for c, value in zip(prefix, group, strict=True):
-                key += _part(c, value, factors)
-            return key
-
-        runs: list[tuple[GroupKey, ...]] = []
-        last: SortKey | None = None
-        for key, group in sorted(((rank(g), g) for g in self.groups), key=_RANK):
-            if runs and key == last:
-                runs[-1] += (group,)
-            else:
-                runs.append((group,))
-            last = key
-        layout = tuple(runs)
-        if layout == self._layout:
-            return self._ordered
-        ordered: list[JobSpec] = []
-        for run in layout:
+        usage = None
+        if Criterion.USAGE in prefix and factors is not None:
+            # The groups' order moves only with the fair-share parts of the users asking.
+            usage = {u: _part(Criterion.USAGE, u, factors) for u in self.users}
+        if self._ordering is None or self._ordering[0] != usage:
+            runs: list[tuple[GroupKey, ...]] = []
+            last: SortKey | None = None
+            for key, group in sorted(
+                ((self._rank(g, factors, usage), g) for g in self.groups), key=_RANK
+            ):
+                if runs and key == last:
+                    runs[-1] += (group,)
+                else:
+                    runs.append((group,))
+                last = key
+            self._ordering = (usage, tuple(runs))
+        groups = self.groups
+        for run in self._ordering[1]:
             if len(run) == 1:
-                ordered.extend(map(_SPEC, self.groups[run[0]]))
+                yield from map(_SPEC, groups[run[0]])
             else:
-                merged = [e for g in run for e in self.groups[g]]
-                merged.sort()
-                ordered.extend(map(_SPEC, merged))
-        self._layout, self._ordered = layout, ordered
-        return ordered
+                yield from map(_SPEC, heapq.merge(*(groups[g] for g in run)))
+
+    def _rank(
+        self,
+        group: GroupKey,
+        factors: FairShareFactors | None,
+        usage: dict[tuple[str, str], SortKey] | None,
+    ) -> SortKey:
+        key: SortKey = ()
+        for c, value in zip(self.prefix, group, strict=True):
+            if c is Criterion.USAGE and usage is not None:
+                key += usage[cast(tuple[str, str], value)]
+            else:
+                key += _part(c, value, factors)
+        return key
 
 
 def pending_index(snap: Snapshot, policy: Policy, jobs: Sequence[JobSpec]) -> PendingIndex:
@@ -367,7 +466,8 @@ def backlog(snap: Snapshot, index: PendingIndex) -> Backlog:
     if index.scope is CacheScope.JOB:
         return backlog_of(snap, index.specs.values())
     out: dict[str, dict[str, dict[FlavorResource, int]]] = {}
-    for key, count in index.counts.items():
+    for number, count in index.counts.items():
+        key = index.full_key(number)
         shape = cast(_Shape, cast(tuple[object, ...], key[0])[-1])
         tasks = cast(tuple[tuple[int, ...], ...], shape[0])
         flavors = cast(tuple[str, ...], shape[1])

@@ -71,6 +71,13 @@ def nodes_in(bits: int) -> Iterator[int]:
         bits ^= low
 
 
+def _running_hash(job: RunningJob) -> int:
+    """A running job (the object, which never changes, and what a victim list reads), hashed."""
+    spec = job.spec
+    return hash((id(job), id(spec), spec.id, spec.priority, spec.queue, job.start_time,
+                 job.stopping_until, job.flavor, job.attained_service))  # fmt: skip
+
+
 class OverAllocationError(ValueError):
     """An edit would put a node past its capacity or below zero; nothing was changed."""
 
@@ -142,8 +149,12 @@ class Snapshot:
         self.allocated_gpu_milli = 0
         self.running: dict[JobId, RunningJob] = {}
         self.stopping: set[JobId] = set()  # running jobs that were preempted and are stopping
-        # (expected end, job id) of every running job, kept sorted: backfill walks it in order
-        self.ends: list[tuple[float, JobId]] = []
+        # Running jobs' (expected end, id), sorted when read (``ends``: backfill walks it in
+        # order); edits are noted and applied at the next read, so a start undone before
+        # anyone reads costs nothing.
+        self._ends: list[tuple[float, JobId]] = []
+        self._ends_in: set[tuple[float, JobId]] = set()
+        self._ends_out: set[tuple[float, JobId]] = set()
         # Facts derived from node capacities and states only (e.g. "can this shape ever fit");
         # cleared whenever a node changes state, so they survive across scheduling cycles.
         self.memo: dict[object, object] = {}
@@ -151,6 +162,11 @@ class Snapshot:
         # The pending jobs' order and decision keys per policy, kept from one cycle to the next
         # (``allot.core.pending_index``); it follows the jobs passed in, not the nodes.
         self.pending_index: dict[object, object] = {}
+        # The sum of every running job's ``_running_hash``: equal sums, the same running jobs
+        # (as far as a victim list reads them), so a list built for them may be reused
+        # (``allot.core.preemption.candidates``, which keeps its lists here).
+        self.running_sig = 0
+        self.victim_lists: dict[object, object] = {}
         # flavor -> [(pool, bitset of its nodes)], only for flavors whose nodes span pools.
         self.pools: dict[str, list[tuple[str, int]]] = {}
         by_pool: dict[str, dict[str, int]] = {}
@@ -211,12 +227,12 @@ class Snapshot:
         job_id = job.spec.id
         end = (job.expected_end, job_id)
         self.running[job_id] = job
-        insort(self.ends, end)
+        self._end_in(end)
         self._count(job, +1)
 
         def undo() -> None:
             del self.running[job_id]
-            del self.ends[bisect_left(self.ends, end)]
+            self._end_out(end)
             self._count(job, -1)
             self._apply(job.spec.tasks, job.placement, +1)
 
@@ -227,14 +243,14 @@ class Snapshot:
         reservations and preemption search)."""
         job = self.running.pop(job_id)
         end = (job.expected_end, job_id)
-        del self.ends[bisect_left(self.ends, end)]
+        self._end_out(end)
         self._apply(job.spec.tasks, job.placement, +1)
         self._count(job, -1)
 
         def undo() -> None:
             self._apply(job.spec.tasks, job.placement, -1)
             self.running[job_id] = job
-            insort(self.ends, end)
+            self._end_in(end)
             self._count(job, +1)
 
         return undo
@@ -245,23 +261,58 @@ class Snapshot:
         old = self.running[job_id]
         new = replace(old, stopping_until=until)
         old_end, new_end = (old.expected_end, job_id), (new.expected_end, job_id)
-        del self.ends[bisect_left(self.ends, old_end)]
-        insort(self.ends, new_end)
+        self._end_out(old_end)
+        self._end_in(new_end)
         self.running[job_id] = new
         self.stopping.add(job_id)
+        change = _running_hash(new) - _running_hash(old)
+        self.running_sig += change
 
         def undo() -> None:
-            del self.ends[bisect_left(self.ends, new_end)]
-            insort(self.ends, old_end)
+            self._end_out(new_end)
+            self._end_in(old_end)
             self.running[job_id] = old
+            self.running_sig -= change
             if old.stopping_until is None:
                 self.stopping.discard(job_id)
 
         return undo
 
+    @property
+    def ends(self) -> list[tuple[float, JobId]]:
+        """(expected end, job id) of every running job, soonest first (do not change it)."""
+        added, removed, ends = self._ends_in, self._ends_out, self._ends
+        if len(added) + len(removed) <= 16:
+            for end in removed:
+                del ends[bisect_left(ends, end)]
+            for end in added:
+                insort(ends, end)
+        elif added or removed:
+            # Many edits: one pass and one sort of two sorted runs, both linear.
+            if removed:
+                ends[:] = [end for end in ends if end not in removed]
+            ends.extend(sorted(added))
+            ends.sort()
+        added.clear()
+        removed.clear()
+        return ends
+
+    def _end_in(self, end: tuple[float, JobId]) -> None:
+        if end in self._ends_out:
+            self._ends_out.discard(end)
+        else:
+            self._ends_in.add(end)
+
+    def _end_out(self, end: tuple[float, JobId]) -> None:
+        if end in self._ends_in:
+            self._ends_in.discard(end)
+        else:
+            self._ends_out.add(end)
+
     def _count(self, job: RunningJob, sign: int) -> None:
         """Keep the per-tenant, per-user and quota tallies in step with running jobs."""
         spec = job.spec
+        self.running_sig += sign * _running_hash(job)
         if job.stopping_until is not None:
             if sign > 0:
                 self.stopping.add(spec.id)
@@ -335,6 +386,23 @@ class Snapshot:
             raise OverAllocationError(
                 f"placement has {len(placement)} task(s) but the job has {len(tasks)}"
             )
+        if len(placement) == 1:
+            # One task, one node: nothing to group, nothing to roll back.
+            task, where = tasks[0], placement[0]
+            i = self.node_index.get(where.node)
+            if i is None:
+                raise OverAllocationError(f"placement names unknown node {where.node!r}")
+            milli = where.gpu_milli_per_device
+            devices = dict.fromkeys(where.devices, milli)
+            if len(devices) != len(where.devices):
+                devices = {}
+                for d in where.devices:
+                    devices[d] = devices.get(d, 0) + milli
+            memory = dict.fromkeys(devices, task.gpu_memory_mib) if task.gpu_memory_mib else None
+            if memory is not None and len(devices) != len(where.devices):
+                memory = {d: task.gpu_memory_mib * where.devices.count(d) for d in devices}
+            self._adjust(i, devices, task.cpu_milli, task.memory_mib, sign, memory)
+            return
         per_node: dict[int, tuple[dict[int, int], list[int], dict[int, int]]] = {}
         for task, where in zip(tasks, placement, strict=True):
             i = self.node_index.get(where.node)
@@ -399,7 +467,7 @@ class Snapshot:
             for d, amount in dev_mem.items():
                 mem_free[d] += sign * amount
         up = self.state[i] is NodeState.UP
-        if up:
+        if up and self.by_state is not None:
             self._unindex(i)
         gpu_delta = 0
         for d, amount in devices.items():
@@ -407,13 +475,31 @@ class Snapshot:
             gpu_delta += sign * amount
         self.cpu_free[i] = new_cpu
         self.mem_free[i] = new_mem
-        self.whole_free[i] = sum(1 for f in dev_free if f == MILLI_PER_GPU)
+        old_whole, old_partial = self.whole_free[i], self.partial_key[i]
+        whole = self.whole_free[i] = dev_free.count(MILLI_PER_GPU)
         partial = [f for f in dev_free if 0 < f < MILLI_PER_GPU]
-        self.partial_key[i] = max(partial) * PARTIAL_BUCKETS // MILLI_PER_GPU if partial else -1
-        if self.by_state is not None and not up:
-            self.state_of[i] = self._state(i)
-        if up:
-            self._index(i)
+        key = self.partial_key[i] = (
+            max(partial) * PARTIAL_BUCKETS // MILLI_PER_GPU if partial else -1
+        )
+        if self.by_state is not None:
+            if up:
+                self._index(i)
+            else:
+                self.state_of[i] = self._state(i)
+        elif up:
+            # The node's bit moves only between the buckets that changed.
+            flavor, bit = self.flavor_of[i], 1 << i
+            if whole != old_whole:
+                buckets = self.buckets[flavor]
+                buckets[old_whole] &= ~bit
+                buckets[whole] |= bit
+            if key != old_partial:
+                partials = self.partial[flavor]
+                if old_partial >= 0:
+                    partials[old_partial] &= ~bit
+                if key >= 0:
+                    partials[key] |= bit
+            self.free_gpu_milli[flavor] += gpu_delta
 
     def _state(self, i: int) -> NodeKey:
         node = self.nodes[i]

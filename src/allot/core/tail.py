@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from allot.core.explain import Explanation
 from allot.core.model import JobId, JobSpec
 from allot.core.pending_index import DecisionKey
+from allot.core.pending_jobs import PendingChangedError, PendingJobs
 
 Variant = bool | None  # None before a reservation; then: outlasts the reservation or not
 _BOTH: frozenset[Variant] = frozenset({True, False})
@@ -104,6 +105,8 @@ class PendingReasons(Mapping[JobId, Explanation]):
     ) -> None:
         self._explained = explained
         self._jobs = jobs if resolve is not None else ()
+        # Jobs a driver keeps changing: the tail is only theirs while they are unchanged.
+        self._version = jobs.version if isinstance(jobs, PendingJobs) else None
         self._started = started
         self._resolve = resolve
         self._tail: dict[JobId, JobSpec] | None = None
@@ -111,6 +114,13 @@ class PendingReasons(Mapping[JobId, Explanation]):
 
     def _rest(self) -> dict[JobId, JobSpec]:
         if self._tail is None:
+            if self._version is not None:
+                assert isinstance(self._jobs, PendingJobs)
+                if self._jobs.version != self._version:
+                    raise PendingChangedError(
+                        "Plan.pending: the pending jobs changed since this plan was made; "
+                        "read its explanations before changing them"
+                    )
             explained, started = self._explained, self._started
             self._tail = {
                 j.id: j for j in self._jobs if j.id not in explained and j.id not in started

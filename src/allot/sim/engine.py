@@ -58,6 +58,7 @@ from allot.core.checks import AdmissionCheck
 from allot.core.cycle import schedule
 from allot.core.explain import Reason
 from allot.core.model import Cluster, JobId, JobSpec, NodeState, RunningJob
+from allot.core.pending_jobs import PendingJobs
 from allot.core.placement.diagnose import screen
 from allot.core.placement.packing import AllotPacker, Packer, default_packer, uses_packer
 from allot.core.placement.throughput import reserve_by_flavor, speed_norms
@@ -239,7 +240,9 @@ class Simulation:
             if billing is None:
                 raise SimulationError("fair_share_usage: billed needs prices (billing=...)")
             self.billing = billing
-        self.pending: dict[JobId, JobSpec] = {}
+        # Kept between cycles with a journal of what changed: a cycle's bookkeeping follows
+        # what changed, not the length of the queue (``allot.core.pending_jobs``).
+        self.pending = PendingJobs()
         self.pending_gpu: dict[str, int] = {}  # milli-GPU waiting, per tenant
         self.records: dict[JobId, JobRecord] = {}
         self.events: list[tuple[float, int, int, int, int]] = []  # time, kind, seq, id, token
@@ -348,7 +351,7 @@ class Simulation:
         return tenants, users
 
     def _enqueue(self, spec: JobSpec) -> None:
-        self.pending[spec.id] = spec
+        self.pending.put(spec)
         self.pending_gpu[spec.tenant] = self.pending_gpu.get(spec.tenant, 0) + spec.total.gpu_milli
 
     def _arrive(self, spec: JobSpec) -> None:
@@ -415,7 +418,7 @@ class Simulation:
                     if waiting is None:
                         self.unpredicted.discard(job_id)
                     else:
-                        self.pending[job_id] = self._predicted(waiting)
+                        self.pending.put(self._predicted(waiting))
             return 1
         assert self.failures is not None
         name = self.cluster.nodes[subject].name
@@ -491,12 +494,14 @@ class Simulation:
         self.result.cycles += 1
         snap = self.snapshot
         if snap.speed_norms is not None:
-            snap.speed_reserve = reserve_by_flavor(
-                self.pending.values(), snap.flavors, snap.speed_norms
-            )
+            snap.speed_reserve = reserve_by_flavor(self.pending, snap.flavors, snap.speed_norms)
         if self.admission is not None:
             snap.checks = (*self.base_checks, *self.admission(now, snap))
-        plan = schedule(snap, list(self.pending.values()), self.policy, now)
+        plan = schedule(snap, self.pending, self.policy, now)
+        if self.on_plan is not None:
+            # ``on_plan`` sees the plan applied, so it reads the explanations as they stand now,
+            # before the starts below change the pending jobs the plan was made from.
+            plan = replace(plan, pending=dict(plan.pending))
         for preemption in plan.preemptions:
             if preemption.preemptor is not None:
                 snap.nominated.add(preemption.preemptor)

@@ -42,6 +42,8 @@ from allot.core.snapshot import Snapshot, Undo
 
 
 def _groups(tasks: Sequence[Resources]) -> list[tuple[Resources, list[int]]]:
+    if len(tasks) == 1:
+        return [(tasks[0], [0])]
     by_shape: dict[Resources, list[int]] = {}
     for index, task in enumerate(tasks):
         by_shape.setdefault(task, []).append(index)

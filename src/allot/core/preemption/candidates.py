@@ -9,12 +9,34 @@ search out without sorting; ``invalidate`` after jobs are marked stopping or sta
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import compress
+from operator import not_
 
 from allot.core.model import RunningJob
+from allot.core.policy.ordering import las_level
 from allot.core.preemption import Preemptor, las
 from allot.core.preemption.search import preference
 from allot.core.quota.config import WithinQueue
 from allot.core.snapshot import Snapshot
+
+VictimKey = tuple[str, tuple[object, ...], int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A candidate list kept on the snapshot for the next cycle (``CandidatePool.of``); its
+    lists are never changed in place."""
+
+    key: tuple[object, ...]
+    sig: int
+    jobs: list[RunningJob]
+    ids: list[int]
+    keys: list[int]
+
+
+def _level_zero(job: RunningJob) -> int:
+    return 0
 
 
 class CandidatePool:
@@ -45,6 +67,11 @@ class CandidatePool:
         self._exempt: dict[tuple[str, int], float] = {}  # (queue, priority) -> seconds
         self._stale: set[str] = set()  # flavors whose list may hold jobs no longer possible
         self._levels: dict[int, int] = {}  # running job id -> its LAS level at ``now``
+        self._sig_at_start = snap.running_sig  # built before the cycle starts anything
+        self._stopping_at_start = len(snap.stopping)
+        self._keys: dict[str, list[int]] = {}  # victim key codes, in step with ``_by_flavor``
+        self._ids: dict[str, list[int]] = {}  # job ids, in step with ``_by_flavor``
+        self._stopping_seen: dict[str, int] = {}  # stopping jobs when a list was last filtered
 
     def _min_runtime(self, job: RunningJob) -> float:
         tree = self.snap.quota
@@ -78,7 +105,8 @@ class CandidatePool:
     def _summarise(self, flavor: str) -> None:
         """Lowest priority per queue and highest LAS level among possible victims, in one
         pass without sorting."""
-        level = -1
+        top: float | None = None  # the most attained service: levels rise with it
+        track, now = self.track_levels, self.now
         for job in self.snap.running.values():
             if not self._possible(job, flavor):
                 continue
@@ -86,9 +114,11 @@ class CandidatePool:
             lowest = self._min_priority.get(key)
             if lowest is None or job.spec.priority < lowest:
                 self._min_priority[key] = job.spec.priority
-            if self.track_levels:
-                level = max(level, self.level(job))
-        self._max_level[flavor] = level
+            if track:
+                attained = job.attained_at(now)
+                if top is None or attained > top:
+                    top = attained
+        self._max_level[flavor] = -1 if top is None else las_level(top, self.thresholds)
 
     def level(self, job: RunningJob) -> int:
         """The LAS level ``job`` has reached by ``now`` (memoised for the cycle)."""
@@ -101,21 +131,55 @@ class CandidatePool:
         """Possible victims on ``flavor``, the one to preempt first first."""
         jobs = self._by_flavor.get(flavor)
         if jobs is not None and flavor in self._stale:
-            # A sublist of a sorted list keeps its order: the same as sorting again.
-            running, stopping, fresh = self.snap.running, self.snap.stopping, self.fresh
-            jobs = self._by_flavor[flavor] = [
-                j
-                for j in jobs
-                if j.spec.id not in stopping and j.spec.id not in fresh and j.spec.id in running
-            ]
             self._stale.discard(flavor)
+            stopping = self.snap.stopping
+            if len(stopping) != self._stopping_seen.get(flavor):
+                # Only jobs marked stopping leave a list (tested in C, by id): one started
+                # after it was built is not in it, and what-if removals are put back before
+                # it is read again. A sublist of a sorted list keeps its order: the same as
+                # sorting again.
+                keep = list(map(not_, map(stopping.__contains__, self._ids[flavor])))
+                jobs = self._by_flavor[flavor] = list(compress(jobs, keep))
+                self._keys[flavor] = list(compress(self._keys[flavor], keep))
+                self._ids[flavor] = list(compress(self._ids[flavor], keep))
+                self._stopping_seen[flavor] = len(stopping)
         if jobs is None:
-            jobs = sorted(
-                (job for job in self.snap.running.values() if self._possible(job, flavor)),
-                key=preference,
-            )
-            self._by_flavor[flavor] = jobs
+            snap = self.snap
+            # Until this cycle marks a job stopping, the list is that of the running jobs the
+            # cycle started with (its own starts are never candidates): one built for the same
+            # running jobs, time and levels in an earlier cycle is the same list.
+            reusable = len(snap.stopping) == self._stopping_at_start
+            key = (flavor, self.now, tuple(self.thresholds), self.track_levels)
+            kept = snap.victim_lists.get(flavor) if reusable else None
+            if isinstance(kept, _Kept) and kept.key == key and kept.sig == self._sig_at_start:
+                jobs, ids, keys = kept.jobs, kept.ids, kept.keys
+            else:
+                jobs = sorted(
+                    (job for job in snap.running.values() if self._possible(job, flavor)),
+                    key=preference,
+                )
+                ids = [j.spec.id for j in jobs]
+                level = self.level if self.track_levels else _level_zero
+                codes: dict[VictimKey, int] = {}
+                keys = [
+                    codes.setdefault(
+                        (j.spec.queue, j.spec.shape, j.spec.priority, level(j)), len(codes)
+                    )
+                    for j in jobs
+                ]
+                if reusable:
+                    snap.victim_lists[flavor] = _Kept(key, self._sig_at_start, jobs, ids, keys)
+            self._by_flavor[flavor], self._ids[flavor], self._keys[flavor] = jobs, ids, keys
+            self._stopping_seen[flavor] = len(snap.stopping)
         return jobs
+
+    def keys(self, flavor: str) -> list[int]:
+        """For each job of ``of(flavor)``, in step, a number standing for what a search's
+        first look at it depends on (``VictimSearch.first_strategy``, but for the
+        newer-equal-priority rule, which also reads its age): queue, shape, priority, LAS
+        level (0 when the policy has no LAS). Equal numbers, equal keys."""
+        self.of(flavor)
+        return self._keys[flavor]
 
     def might_help(self, p: Preemptor) -> bool:
         """False when no strategy could possibly find a victim for ``p`` (a cheap test)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 
-from allot.core.model import MILLI_PER_GPU, RunningJob
+from allot.core.model import MILLI_PER_GPU, NodeState, RunningJob
 from allot.core.placement.rank import best_device
 from allot.core.placement.select import choose_placement
 from allot.core.preemption import Preemptor, Strategy, las, reclaim, within_queue
@@ -120,16 +120,20 @@ class VictimSearch:
 
     def rank(self, job: RunningJob) -> tuple[object, ...]:
         """Sort key of candidates for this preemptor: the one to take first first."""
-        queue = job.spec.queue
+        return (*self.place(job.spec.queue), *preference(job))
+
+    def place(self, queue: str) -> tuple[int, tuple[float, float]]:
+        """The first part of ``rank`` for jobs of ``queue``: other queues first, the furthest
+        above their share first; the preemptor's own last."""
         if queue == self.p.spec.queue:
-            return (1, (0.0, 0.0), *preference(job))
+            return (1, (0.0, 0.0))
         share = self._shares.get(queue)
         if share is None:
             tree = self.snap.quota
             share = self._shares[queue] = (
                 (0.0, 0.0) if tree is None else tree.dominant_share_order(queue)
             )
-        return (0, (-share[0], -share[1]), *preference(job))
+        return (0, (-share[0], -share[1]))
 
     def _reclaim_gate(self, victim: RunningJob) -> bool:
         tree = self.snap.quota
@@ -376,12 +380,16 @@ def holders_by_node(snap: Snapshot, jobs: Iterable[RunningJob]) -> dict[int, dic
     """For each schedulable node, the devices each of ``jobs`` holds there (node -> job id ->
     devices)."""
     by_node: dict[int, dict[int, int]] = {}
+    index, state, up = snap.node_index, snap.state, NodeState.UP  # ``schedulable``, inlined
     for job in jobs:
+        job_id = job.spec.id
         for where in job.placement:
-            i = snap.node_index[where.node]
-            if snap.schedulable(i):
-                devices = by_node.setdefault(i, {})
-                devices[job.spec.id] = devices.get(job.spec.id, 0) + len(where.devices)
+            i = index[where.node]
+            if state[i] is up:
+                devices = by_node.get(i)
+                if devices is None:
+                    devices = by_node[i] = {}
+                devices[job_id] = devices.get(job_id, 0) + len(where.devices)
     return by_node
 
 

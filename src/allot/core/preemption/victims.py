@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from itertools import compress
 
 from allot.core.model import MILLI_PER_GPU, RunningJob
 from allot.core.placement.rank import smallest_sufficient
@@ -40,7 +41,7 @@ from allot.core.preemption.search import (
     holders_by_node,
     node_order,
 )
-from allot.core.quota.config import FairShareRule
+from allot.core.quota.config import FairShareRule, WithinQueue
 from allot.core.quota.tree import QuotaTree
 from allot.core.snapshot import Snapshot
 
@@ -57,9 +58,40 @@ def candidates(
     first: dict[object, Strategy | None] = {}
     jobs = pool.of(p.flavor)
     search.plan_candidates(jobs)
-    everyone = [job for job in jobs if search.first_strategy(job, first) is not None]
-    everyone.sort(key=search.rank)
+    if p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY:
+        # The first look reads each job's age: asked job by job.
+        everyone = [job for job in jobs if search.first_strategy(job, first) is not None]
+        everyone.sort(key=search.rank)
+    else:
+        everyone = _allowed(search, jobs, pool.keys(p.flavor), first)
     return (search, everyone) if everyone else None
+
+
+def _allowed(
+    search: VictimSearch,
+    jobs: list[RunningJob],
+    keys: list[int],
+    first: dict[object, Strategy | None],
+) -> list[RunningJob]:
+    """The jobs (in preference order; ``keys``, in step, number their victim keys) a strategy
+    allows at first look, in ``search.rank`` order. The first look depends only on a job's
+    key, so it is asked once per key (of the key's first job); ``rank`` is a queue's place
+    (other queues by share, the preemptor's own last) then preference, so the jobs are taken
+    place by place, each place in one pass that keeps the preference order."""
+    firsts = dict(zip(reversed(keys), reversed(jobs), strict=True))
+    size = max(firsts, default=-1) + 1
+    places: dict[tuple[int, tuple[float, float]], bytearray] = {}
+    for key, job in firsts.items():
+        if search.first_strategy(job, first) is not None:
+            place = search.place(job.spec.queue)
+            mask = places.get(place)
+            if mask is None:
+                mask = places[place] = bytearray(size)
+            mask[key] = 1
+    everyone: list[RunningJob] = []
+    for place in sorted(places):
+        everyone.extend(compress(jobs, map(places[place].__getitem__, keys)))
+    return everyone
 
 
 def _on_node(
