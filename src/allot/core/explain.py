@@ -313,12 +313,15 @@ def _money(f: Mapping[str, FieldValue], name: str) -> str:
     return f"{float(f.get(name, 0) or 0):.2f} {f.get('currency', '')}".rstrip()
 
 
+def _budget_owner(f: Mapping[str, FieldValue]) -> str:
+    """Whose budget: a tenant's, or a user's within it."""
+    if f.get("user"):
+        return f"user {f.get('user')} of tenant {f.get('tenant')}"
+    return f"tenant {f.get('tenant')}"
+
+
 def _budget(f: Mapping[str, FieldValue]) -> str:
-    owner = (
-        f"user {f.get('user')} of tenant {f.get('tenant')}"
-        if f.get("user")
-        else (f"tenant {f.get('tenant')}")
-    )
+    owner = _budget_owner(f)
     return (
         f"its projected cost on {f.get('flavor')}, {_money(f, 'needed')}, would pass the budget"
         f" of {owner} for {f.get('period')}: {float(f.get('committed', 0) or 0):.2f} of"
@@ -328,11 +331,7 @@ def _budget(f: Mapping[str, FieldValue]) -> str:
 
 
 def _budget_exhausted(f: Mapping[str, FieldValue]) -> str:
-    owner = (
-        f"user {f.get('user')} of tenant {f.get('tenant')}"
-        if f.get("user")
-        else (f"tenant {f.get('tenant')}")
-    )
+    owner = _budget_owner(f)
     return (
         f"the budget of {owner} for {f.get('period')} is exhausted and preempts:"
         f" {_money(f, 'spent')} of {_money(f, 'limit')} is spent, and with what stopping its"
