@@ -79,3 +79,15 @@ def test_a_hold_budget_never_preempts(tmp_path: Path) -> None:
         assert not any(r.plan.preemptions for r in plant.reports)
     finally:
         plant.close()
+
+
+def test_the_budget_says_what_it_does_at_its_hard_limit(tmp_path: Path) -> None:
+    from allot.api.routes.usage import budget_out
+
+    for mode in OnExhausted:
+        plant = _plant(tmp_path / mode.value, mode)
+        try:
+            (standing,) = plant.control.metering.standings(principal=Principal.admin("root"))
+            assert budget_out(standing).on_exhausted == mode.value
+        finally:
+            plant.close()

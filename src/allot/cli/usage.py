@@ -137,7 +137,9 @@ def budgets(
     if fmt is OutputFormat.json:
         output.print_json(found)
         return
-    grid = output.table("TENANT", "USER", "PERIOD", "SPENT", "SOFT", "HARD", "STATE")
+    grid = output.table(
+        "TENANT", "USER", "PERIOD", "SPENT", "SOFT", "HARD", "AT HARD LIMIT", "STATE"
+    )
     for b in found:
         grid.add_row(
             escape(b.tenant),
@@ -146,6 +148,7 @@ def budgets(
             f"{b.spent:.2f} {escape(b.currency)}",
             "-" if b.soft_limit is None else f"{b.soft_limit:.2f}",
             "-" if b.hard_limit is None else f"{b.hard_limit:.2f}",
+            "-" if b.hard_limit is None else b.on_exhausted,
             b.state,
         )
     output.print_table(grid)

@@ -4,6 +4,8 @@ library only, like ``allot.wire.schemas``. Amounts: GPU-hours, CPU core-hours, m
 GiB-hours; money in the report's ``currency``; instants in UNIX seconds.
 """
 
+from typing import Literal
+
 from allot.wire.model import WireModel
 
 
@@ -76,6 +78,8 @@ class BudgetOut(WireModel):
     period_end: float | None
     hard_limit: float | None
     soft_limit: float | None
+    # At the hard limit: "hold" keeps new jobs waiting; "preempt" also stops running ones.
+    on_exhausted: Literal["hold", "preempt"] = "hold"
     spent: float
     currency: str
     state: str  # ok, warning (past the soft limit), exhausted (at the hard limit)

@@ -116,6 +116,7 @@ def budget_out(s: BudgetStanding) -> BudgetOut:
         period_end=s.period.end,
         hard_limit=b.hard_limit,
         soft_limit=b.soft_limit,
+        on_exhausted=b.on_exhausted.value,
         spent=s.spent,
         currency=s.currency,
         state=s.state,
