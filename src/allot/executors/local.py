@@ -364,18 +364,7 @@ class LocalExecutor:
     def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
         """Up to ``limit`` bytes of the task's combined output from ``offset``; returns the
         bytes and the offset to ask for next (``offset`` itself when there is nothing new)."""
-        if offset < 0:
-            raise ValueError(f"offset: must be >= 0, got {offset}")
-        if limit < 0:
-            raise ValueError(f"limit: must be >= 0, got {limit}")
-        path = self.task_dir(run_id, task_index) / runner.LOG_FILE
-        try:
-            with path.open("rb") as log:
-                log.seek(offset)
-                data = log.read(limit)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return runner.read_log(self.task_dir(run_id, task_index), offset, limit)
 
 
 def _write_marker(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 SPEC_FILE = "spec.json"
 CLAIM_FILE = "claim"
@@ -79,6 +80,23 @@ def read_json(path: str) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_log(task_dir: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of a task's combined output (``LOG_FILE`` in its directory) from
+    ``offset``; returns the bytes and the offset to ask for next (``offset`` itself when there
+    is nothing new, or no log yet). Both executors read their tasks' logs this way."""
+    if offset < 0:
+        raise ValueError(f"offset: must be >= 0, got {offset}")
+    if limit < 0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    try:
+        with (task_dir / LOG_FILE).open("rb") as log:
+            log.seek(offset)
+            data = log.read(limit)
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)
 
 
 def boot_id() -> str:

@@ -344,15 +344,4 @@ class SlurmExecutor:
     def read_log(self, run_id: str, task_index: int, offset: int, limit: int) -> tuple[bytes, int]:
         """Up to ``limit`` bytes of a task's output from ``offset``; returns the bytes and the
         offset to ask for next."""
-        if offset < 0:
-            raise ValueError(f"offset: must be >= 0, got {offset}")
-        if limit < 0:
-            raise ValueError(f"limit: must be >= 0, got {limit}")
-        path = self.task_dir(run_id, task_index) / runner.LOG_FILE
-        try:
-            with path.open("rb") as out:
-                out.seek(offset)
-                data = out.read(limit)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return runner.read_log(self.task_dir(run_id, task_index), offset, limit)
