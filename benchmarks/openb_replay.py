@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policy", default="fifo,besteffort", help="comma-separated")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
+    if not args.trace.exists():
+        parser.error(f"--trace: needs the openb pod list at {args.trace} (../shared/traces/)")
     placements = [p.strip() for p in args.packing.split(",") if p.strip()]
     unknown = [p for p in placements if p not in PLACEMENTS]
     if unknown:
