@@ -134,7 +134,18 @@ class _Cycle:
         self.tail = tail
         before = self._state()
         memo, unplaced, freed = tail.memo, self.result.unplaced, self.preemption.no_node_freed
-        for spec in job_stream(snap, index, self.policy):
+        # A job that could not start gets the same verdict after any later change but one:
+        # behind a reservation's hold (``allot.core.tail``). Where no reservation can come,
+        # the walk leaves out the later jobs of a key so settled.
+        policy = self.policy
+        if (
+            SETTLE_TAIL
+            and policy.blocking is Blocking.BEST_EFFORT
+            and (not policy.queue_fair or snap.quota is None)
+            and index.skips()
+        ):
+            tail.dropped = set()
+        for spec in job_stream(snap, index, policy, tail.dropped):
             key = decision[spec.id]
             if memo and spec.id not in nominated:
                 # A key already decided in this state: the same verdict, nothing to try.
@@ -179,7 +190,12 @@ class _Cycle:
                 )
                 tail.took(key, None, None)
             elif (
-                tail.took(key, self._variant(spec), None if spec.id in nominated else spec.id)
+                tail.took(
+                    key,
+                    self._variant(spec),
+                    None if spec.id in nominated else spec.id,
+                    pending[spec.id].reason is not Reason.BEHIND_RESERVATION,
+                )
                 and SETTLE_TAIL
             ):
                 # Every job still to come is settled: explained on demand (``PendingReasons``).

@@ -23,7 +23,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 
 from allot.core.model import JobSpec
-from allot.core.pending_index import PendingIndex
+from allot.core.pending_index import DecisionKey, PendingIndex
 from allot.core.placement.diagnose import accepted_flavors
 from allot.core.policy import Blocking, Criterion, Policy
 from allot.core.policy.ordering import SortKey, sort_key
@@ -70,11 +70,20 @@ def _within_nominal(snap: Snapshot, spec: JobSpec) -> bool:
     )
 
 
-def job_stream(snap: Snapshot, index: PendingIndex, policy: Policy) -> Iterator[JobSpec]:
+def job_stream(
+    snap: Snapshot,
+    index: PendingIndex,
+    policy: Policy,
+    settled: set[DecisionKey] | None = None,
+) -> Iterator[JobSpec]:
     """Yield the jobs of ``index`` in the order the cycle should consider them. Lazy: a cycle
-    that stops early pays only for the jobs it took."""
+    that stops early pays only for the jobs it took. With ``settled`` (a set the cycle fills
+    with the decision keys whose later jobs it need not see; ``PendingIndex.skips`` must
+    hold) the jobs of a key stop coming once it is there."""
     key, factors = static_key(snap, policy, index.users)
-    ordered: Iterable[JobSpec] = index.ordered(factors)
+    ordered: Iterable[JobSpec] = (
+        index.ordered(factors) if settled is None else index.ordered_by_key(settled)
+    )
     if snap.nominated:
         first = sorted((index.specs[i] for i in snap.nominated if i in index.specs), key=key)
         if first:

@@ -141,6 +141,9 @@ class PendingIndex:
         # The groups' order (runs of tied groups) under the last fair-share parts seen; kept
         # while the same groups exist.
         self._ordering: tuple[object, tuple[tuple[GroupKey, ...], ...]] | None = None
+        # Without groups: each decision key's entries in order, built when first asked for
+        # (``ordered_by_key``) and kept up from then on.
+        self._by_key: dict[DecisionKey, list[_Entry]] | None = None
 
     # ------------------------------------------------------------------ keeping up
 
@@ -202,6 +205,7 @@ class PendingIndex:
     def _clear(self) -> None:
         for table in (self.specs, self.attained, self.group_of, self.groups, self.decision):
             table.clear()
+        self._by_key = None
         self.entries.clear()
         self._shapes = None
         self._ordering = None
@@ -213,11 +217,19 @@ class PendingIndex:
         by_group: dict[GroupKey, set[JobId]] = {}
         counts, users, runtimes = self.counts, self.users, self.runtimes
         keys = len(counts)
+        by_key = self._by_key
+        if by_key is not None and len(gone) * 16 > len(self.specs):
+            by_key = self._by_key = None  # many: built again when next asked for
         for i in gone:
             spec = self.specs.pop(i)
             self.attained.pop(i, None)
             by_group.setdefault(self.group_of.pop(i, ()), set()).add(i)
             key = self.decision.pop(i)
+            if by_key is not None:
+                mine = by_key[key]
+                del mine[bisect_left(mine, self.entries[i])]
+                if not mine:
+                    del by_key[key]
             counts[key] -= 1
             if not counts[key]:
                 del counts[key]
@@ -293,6 +305,13 @@ class PendingIndex:
             touched.add(())
         keys = self._decision_keys(specs, ids, levels)
         self.decision.update(zip(ids, keys, strict=True))
+        by_key = self._by_key
+        if by_key is not None:
+            if sort:
+                self._by_key = None
+            else:
+                for key, entry in zip(keys, entries, strict=True):
+                    insort(by_key.setdefault(key, []), entry)
         known = len(self.counts)
         self.counts.update(keys)
         if len(self.counts) != known:
@@ -426,6 +445,37 @@ class PendingIndex:
                 yield from map(_SPEC, groups[run[0]])
             else:
                 yield from map(_SPEC, heapq.merge(*(groups[g] for g in run)))
+
+    def skips(self) -> bool:
+        """True when ``ordered_by_key`` can serve: one group, decision keys numbered (few)."""
+        return not self.prefix and self._numbered
+
+    def ordered_by_key(self, settled: set[DecisionKey]) -> Iterator[JobSpec]:
+        """Every job in the static order (as ``ordered`` without groups), except that once a
+        key is in ``settled`` (which the caller fills as it goes) its later jobs are left
+        out: a merge of each key's own ordered jobs, so a settled key costs nothing more."""
+        assert self.skips()
+        by_key = self._by_key
+        if by_key is None:
+            decision = self.decision
+            by_key = self._by_key = {}
+            for entry in self.groups.get((), ()):
+                mine = by_key.get(decision[entry[1].id])
+                if mine is None:
+                    by_key[decision[entry[1].id]] = [entry]
+                else:
+                    mine.append(entry)
+        heap = [(entries[0], key, 0) for key, entries in by_key.items()]
+        heapq.heapify(heap)  # entries are unique (their sort keys end in the job's id)
+        while heap:
+            entry, key, position = heap[0]
+            yield entry[1]
+            position += 1
+            entries = by_key[key]
+            if key in settled or position == len(entries):
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (entries[position], key, position))
 
     def _rank(
         self,

@@ -10,6 +10,15 @@ and changes nothing either; so once every key still pending has been seen since 
 in each variant its jobs may have, nothing later can change the state, and every job not taken
 gets the verdict its key's representative got. ``Tail`` does that bookkeeping in O(1) per job.
 
+Some verdicts outlive a change (``sticky``): within a cycle free capacity and quota usage only
+shrink and grow, and a failed admission attempt is reused for every later job with the same
+admission key, so under a policy that does not preempt a job that could not start (no room, an
+admission check, screened out, a blocked queue) gets the same verdict after any later start.
+Only a verdict that weighs what is free against a reservation's hold (``BEHIND_RESERVATION``)
+can turn. A change keeps the sticky keys settled, so after a start the walk goes on until the
+keys that may still start are seen again, not until every key is: on a full cluster a few
+jobs per start instead of a few per request shape.
+
 The same argument lets the cycle give a job whose key and variant were already decided in
 the current state its verdict without trying it (the cycle's fast path), and stop at once
 behind a head that blocks everyone (strict FIFO): every later job then waits for that head,
@@ -49,14 +58,32 @@ class Tail:
         self._seen: dict[DecisionKey, set[Variant]] = {}
         self._settled: set[DecisionKey] = set()
         self._reservation: tuple[float, float] | None = None  # (now, its start)
+        self._sticky: set[tuple[DecisionKey, Variant]] = set()  # verdicts a change keeps
+        # Keys settled for good, for a walk that leaves their later jobs out (None: no such
+        # walk; only while no reservation can come, so sticky keys stay settled).
+        self.dropped: set[DecisionKey] | None = None
 
     def changed(self, reservation: tuple[float, float] | None) -> None:
-        """The cycle's state changed: nothing seen so far is known to hold any more.
-        ``reservation`` is (now, the reserved start), once there is one."""
-        self.memo.clear()
-        self._seen.clear()
-        self._settled.clear()
-        self._reservation = reservation
+        """The cycle's state changed: only sticky verdicts are known to hold any more (none,
+        when the reservation changed). ``reservation`` is (now, the reserved start), once
+        there is one."""
+        sticky, memo, seen = self._sticky, self.memo, self._seen
+        if reservation != self._reservation or not sticky:
+            sticky.clear()
+            memo.clear()
+            seen.clear()
+            self._settled.clear()
+            self._reservation = reservation
+            return
+        for entry in [e for e in memo if e not in sticky]:
+            del memo[entry]
+        for key in list(seen):
+            kept = {v for v in seen[key] if (key, v) in sticky}
+            if kept:
+                seen[key] = kept
+            else:
+                del seen[key]
+        self._settled = {k for k in self._settled if k in seen and self.variants(k) <= seen[k]}
 
     def variants(self, key: DecisionKey) -> frozenset[Variant]:
         """The variants the jobs of ``key`` may have. With a reservation a job outlasts it
@@ -72,10 +99,16 @@ class Tail:
             return _UNHELD
         return _BOTH
 
-    def took(self, key: DecisionKey, variant: Variant, representative: JobId | None) -> bool:
+    def took(
+        self,
+        key: DecisionKey,
+        variant: Variant,
+        representative: JobId | None,
+        sticky: bool = False,
+    ) -> bool:
         """A job of ``key`` was taken without changing the state (``representative`` is its
-        id, or None when its verdict may not be lent, e.g. a nominated job). True when every
-        job still to come is settled."""
+        id, or None when its verdict may not be lent, e.g. a nominated job; ``sticky`` when
+        its verdict outlives later changes). True when every job still to come is settled."""
         left = self.left[key] - 1
         self.left[key] = left
         if left == 0:
@@ -83,10 +116,14 @@ class Tail:
             self._settled.discard(key)
         if representative is not None:
             self.memo.setdefault((key, variant), representative)
+            if sticky:
+                self._sticky.add((key, variant))
             seen = self._seen.setdefault(key, set())
             seen.add(variant)
             if left > 0 and self.variants(key) <= seen:
                 self._settled.add(key)
+                if sticky and self.dropped is not None:
+                    self.dropped.add(key)
         return len(self._settled) == self.live
 
 
