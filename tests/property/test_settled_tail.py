@@ -64,8 +64,8 @@ def _quotas(draw: st.DrawFn) -> QuotaConfig | None:
     fair-share and within-queue preemption rules."""
     if not draw(st.booleans()):
         return None
-    fair = (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE)
-    fair = fair if draw(st.booleans()) else ()
+    both = (FairShareRule.LTE_FINAL_SHARE, FairShareRule.LT_INITIAL_SHARE)
+    fair: tuple[FairShareRule, ...] = both if draw(st.booleans()) else ()
 
     def queue(name: str, tenant: str) -> QueueSpec:
         return QueueSpec(
