@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from allot.core.explain import Explanation, Reason
 from allot.core.model import JobSpec
@@ -41,7 +42,12 @@ def rules_of(snap: Snapshot, queue: str, policy: Policy) -> PreemptionRules:
         spec = snap.quota.config.queue_by_name.get(queue)
         if spec is not None:
             return spec.preemption
-    return PreemptionRules(grace_seconds=policy.grace_seconds)
+    return _default_rules(policy.grace_seconds)
+
+
+@cache
+def _default_rules(grace_seconds: float) -> PreemptionRules:
+    return PreemptionRules(grace_seconds=grace_seconds)
 
 
 def fits_once_stopped(snap: Snapshot, spec: JobSpec, flavor: str, holds: PreemptorHolds) -> bool:

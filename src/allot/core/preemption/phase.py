@@ -64,9 +64,10 @@ class PreemptionPhase:
         self.preempted_for: set[str] = set()  # queues that already preempt this cycle
         self.no_node_freed: dict[JobId, str] = {}  # job -> strategies, for its reason
         self._backlog: Backlog | None = None  # what the pending jobs ask for; on first use
-        # Only fair share weighs the backlog; ``backlog`` computes it faster than the jobs.
+        # Only fair share weighs the backlog, and only between queues with quotas; ``backlog``
+        # computes it faster than the jobs.
         self._backlog_source = backlog
-        if Strategy.FAIR_SHARE not in policy.preemption:
+        if Strategy.FAIR_SHARE not in policy.preemption or snap.quota is None:
             self._backlog = {}
 
     def key(self, spec: JobSpec) -> object:

@@ -52,8 +52,10 @@ def candidates(
     """The search for ``p`` and the jobs a strategy allows it to take now (in preference
     order); None when there are none. A job no strategy allows now is never allowed once others
     are gone (the checks are monotone), so a search only ever considers these."""
+    if not pool.might_help(p):
+        return None
     search = VictimSearch(snap, p, pool.thresholds, pool.fresh_queues, future)
-    if not search.checks or not pool.might_help(p):
+    if not search.checks:
         return None
     first: dict[object, Strategy | None] = {}
     jobs = pool.of(p.flavor)
