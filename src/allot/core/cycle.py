@@ -40,9 +40,12 @@ capacity only shrinks within a cycle, and a failed attempt is reused for the nex
 same admission key. The order is kept on the snapshot from one cycle to the next
 (``allot.core.pending_index``) and the walk stops once every job still to come is settled: it
 would get a verdict already reached in the same state (``allot.core.tail``); those jobs are
-explained when someone asks (``Plan.pending``). So a cycle costs the jobs that changed since
-the last one, plus the jobs it walks until nothing more can change, plus its placements and
-victim searches: on a full cluster that is a few jobs per request shape, not the whole queue.
+explained when someone asks (``Plan.pending``). A job that could not start keeps its verdict
+through later starts (all but one behind a reservation's hold), so a start unsettles only the
+keys that may still start; and under best-effort order without groups or a reservation the
+walk merges each key's own jobs and leaves a settled key out, so a rare key deep in the queue
+costs no walk to reach it. So a cycle costs the jobs that changed since the last one, plus
+about one job per key and per start, plus its placements and victim searches, not the queue.
 """
 
 from __future__ import annotations
