@@ -109,6 +109,7 @@ def _jobs(draw: st.DrawFn, first_id: int, count: int) -> list[JobSpec]:
             submit_time=float(draw(st.integers(0, 50))),
             runtime_estimate=draw(st.one_of(st.none(), st.integers(1, 400).map(float))),
             time_limit=draw(st.one_of(st.none(), st.integers(1, 800).map(float))),
+            checkpointable=draw(st.booleans()),
         )
         for k in range(count)
     ]
@@ -362,3 +363,46 @@ def test_behind_a_reservation_is_judged_again_after_a_start() -> None:
 
 def _on_n0(gpus: int) -> tuple[TaskPlacement, ...]:
     return (TaskPlacement("n0", tuple(range(gpus)), 1000),)
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.sampled_from(sorted(POLICIES)),
+    st.sampled_from(sorted(n for n, p in POLICIES.items() if p.preemption)),
+)
+def test_what_one_policy_keeps_on_a_snapshot_never_changes_another_s_plan(
+    scenario: Scenario, first: str, then: str
+) -> None:
+    # Victim lists and orders kept on a snapshot are keyed by all they depend on: ``allot``
+    # and ``las`` share LAS thresholds but not what protects a victim.
+    snap, jobs, now = scenario.snapshot(), _many(scenario, 1), 40_000.0
+    schedule(snap, jobs, get_policy(first), now)
+    kept = schedule(snap, jobs, get_policy(then), now)
+    _same(kept, schedule(scenario.snapshot(), jobs, get_policy(then), now))
+
+
+def test_las_after_allot_on_one_snapshot_picks_its_own_victims() -> None:
+    # allot keeps victim lists with its own protections folded into the victims' levels
+    # (jobs that cannot checkpoint are protected); las on the same snapshot must not read them.
+    now, one = 100_000.0, (Resources(1000, 1000, 1024),)
+    cluster = Cluster((Node("n0", "A100", 4, 64_000, 524_288),))
+
+    def running(job_id: int, ran: float, device: int, queue: str, ckpt: bool) -> RunningJob:
+        spec = JobSpec(job_id, "t", "u", queue, one, checkpointable=ckpt)
+        return RunningJob(spec, now - ran, (TaskPlacement("n0", (device,), 1000),), "A100")
+
+    jobs = [JobSpec(1, "t", "u", "a", one), JobSpec(2, "t", "u", "b", one, submit_time=1.0)]
+    on_node = (
+        running(11, 10_000, 0, "q", False),
+        running(12, 90_000, 1, "q", False),
+        running(13, 90_000, 2, "r", True),
+        running(14, 90_000, 3, "r", False),
+    )
+    snap = Snapshot(cluster, on_node, attained={2: 5_000.0})
+    schedule(snap, jobs, get_policy("allot"), now)
+    kept = schedule(snap, jobs, get_policy("las"), now)
+    alone = Snapshot(cluster, on_node, attained={2: 5_000.0})
+    fresh = schedule(alone, jobs, get_policy("las"), now)
+    assert [p.victim for p in fresh.preemptions] == [13, 12]
+    _same(kept, fresh)

@@ -39,6 +39,11 @@ def _level_zero(job: RunningJob) -> int:
     return 0
 
 
+def _rule_key(thresholds: Sequence[float]) -> object:
+    """What victim levels depend on: the LAS rule (``las.LasRule``), or bare thresholds."""
+    return thresholds if isinstance(thresholds, las.LasRule) else tuple(thresholds)
+
+
 class CandidatePool:
     """Running jobs that could be victims (preemptible, not stopping), per flavor, in order of
     preference, with summaries that rule a search out cheaply. Built lazily once per cycle;
@@ -149,7 +154,8 @@ class CandidatePool:
             # cycle started with (its own starts are never candidates): one built for the same
             # running jobs, time and levels in an earlier cycle is the same list.
             reusable = len(snap.stopping) == self._stopping_at_start
-            key = (flavor, self.now, tuple(self.thresholds), self.track_levels)
+            # The LAS rule as a whole: another policy's protections give other victim levels.
+            key = (flavor, self.now, _rule_key(self.thresholds), self.track_levels)
             kept = snap.victim_lists.get(flavor) if reusable else None
             if isinstance(kept, _Kept) and kept.key == key and kept.sig == self._sig_at_start:
                 jobs, ids, keys = kept.jobs, kept.ids, kept.keys
