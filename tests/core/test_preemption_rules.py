@@ -220,3 +220,55 @@ def test_cohort_weights_scale_the_cohorts_share() -> None:
     tree.add("b", {GPU: 2000})
     shares = {name: tree.share(tree.cohorts[name]) for name in ("A", "B")}
     assert shares["A"] == shares["B"] / 2
+
+
+def test_a_swap_within_a_queue_on_borrowed_quota_cannot_start_a_three_queue_round() -> None:
+    # q1 takes q2's borrowed room by fair share; q2 reclaims it with a one-GPU job and a
+    # queue-mate borrows what is left; if q2's older two-GPU job could then swap for both, it
+    # would run on borrowed quota again and the three preemptions would go round for ever.
+    # Swaps within a queue happen on its own quota only, so the replay settles.
+    gpu, cpu = ("H100", "gpu"), ("H100", "cpu")
+    classic = PreemptionRules(
+        within_queue=WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY, grace_seconds=0.0
+    )
+    fair = PreemptionRules(
+        reclaim_within_cohort=ReclaimWithinCohort.NEVER,
+        fair_share=(FairShareRule.LT_INITIAL_SHARE,),
+        grace_seconds=0.0,
+    )
+    quotas = QuotaConfig(
+        (TenantSpec("t1"), TenantSpec("t2")),
+        (
+            QueueSpec("q1", "t1", "org", {gpu: ResourceQuota(2000), cpu: ResourceQuota(4000)},
+                      preemption=fair),
+            QueueSpec("q2", "t2", "org", {gpu: ResourceQuota(1000), cpu: ResourceQuota(4000)},
+                      weight=0.5, preemption=classic),
+        ),
+        (CohortSpec("org"),),
+    )  # fmt: skip
+    snap = Snapshot(cluster(node("n0").gpus(4)), quotas=quotas)
+    waves = [
+        [job(8).gpus(1).cpus(1).tasks(2).queue("q2").tenant("t2").build()]
+        + [job(i).gpus(1).cpus(1).queue("q2").tenant("t2").build() for i in (9, 10, 11, 12)],
+        [job(13).gpus(1).cpus(1).queue("q1").tenant("t1").build(),
+         job(14).gpus(1).cpus(1).tasks(2).queue("q1").tenant("t1").build()],
+    ]  # fmt: skip
+    pending: dict[int, JobSpec] = {}
+    plans = []
+    for _ in range(40):
+        if waves and (not plans or not (plans[-1].starts or plans[-1].preemptions)):
+            pending.update({j.id: j for j in waves.pop(0)})
+        plan = schedule(snap, list(pending.values()), get_policy("kueue"), 0.0)
+        plans.append(plan)
+        for p in plan.preemptions:
+            pending[p.victim] = snap.running[p.victim].spec
+            snap.finish(p.victim)
+            snap.nominated.add(p.preemptor)
+        for s in plan.starts:
+            snap.start(RunningJob(pending.pop(s.job_id), 0.0, s.placement, s.flavor))
+            snap.nominated.discard(s.job_id)
+        if not waves and not plan.starts and not plan.preemptions:
+            break
+    assert not plans[-1].starts, "no fixed point"
+    assert not plans[-1].preemptions, "no fixed point"
+    assert sum(len(p.preemptions) for p in plans) <= 4

@@ -126,7 +126,6 @@ def _allowed(snap: Snapshot, p: Preemptor, victims: Sequence[RunningJob]) -> boo
     """True when some order of taking ``victims`` is allowed and the preemptor then fits."""
     tree = snap.quota
     assert tree is not None
-    start = dict(tree.queues[p.spec.queue].usage)
     own = any(v.spec.queue == p.spec.queue for v in victims)
     for order in itertools.permutations(victims):
         undos = []
@@ -143,7 +142,7 @@ def _allowed(snap: Snapshot, p: Preemptor, victims: Sequence[RunningJob]) -> boo
                 continue
             node = tree.queues[p.spec.queue]
             if own and any(
-                node.usage.get(fr, 0) + amount > max(start.get(fr, 0), node.subtree.get(fr, 0))
+                node.usage.get(fr, 0) + amount > node.subtree.get(fr, 0)
                 for fr, amount in p.request.items()
                 if amount > 0 and fr in node.quotas
             ):

@@ -64,9 +64,6 @@ class VictimSearch:
         self.future = future
         self.undos: list[Undo] = []
         self.own: set[int] = set()  # victims taken now within the preemptor's queue
-        # The preemptor's queue's usage before any removal, for the within-queue rule.
-        node = None if snap.quota is None else snap.quota.queues.get(preemptor.spec.queue)
-        self.start_usage = {} if node is None else dict(node.usage)
         # Only the strategies that can apply to this preemptor are asked, in this order. Each
         # is a rule about the victim plus, for reclaim, a gate on the preemptor's side that is
         # checked at the moment of each removal: taking the queue's own lower-priority jobs can
@@ -212,7 +209,7 @@ class VictimSearch:
     def quota_ok(self) -> bool:
         """True when the preemptor's request fits its queue's quota now and in the view held
         for waiting preemptors, and, when it takes jobs of its own queue, the queue would not
-        use more of any flavor-resource than both it did and its nominal quota."""
+        use more of any flavor-resource than its nominal quota."""
         queue, request = self.p.spec.queue, self.p.request
         tree, future = self.snap.quota, self.future
         if tree is not None and not tree.fits(queue, request):
@@ -222,15 +219,14 @@ class VictimSearch:
         return not self.own or self._no_more_borrowing()
 
     def _no_more_borrowing(self) -> bool:
-        # A swap within a queue must not make the queue borrow more: it would become a
-        # fair-share target it was not, and jobs would go round (docs/quotas.md).
+        # A swap within a queue happens on its own quota only: on borrowed quota the
+        # preemptor would be a fair-share target, and jobs would go round (docs/quotas.md).
         tree = self.snap.quota
         node = None if tree is None else tree.queues.get(self.p.spec.queue)
         if node is None:
             return True
         return all(
-            node.usage.get(fr, 0) + amount
-            <= max(self.start_usage.get(fr, 0), node.subtree.get(fr, 0))
+            node.usage.get(fr, 0) + amount <= node.subtree.get(fr, 0)
             for fr, amount in self.p.request.items()
             if amount > 0 and fr in node.quotas
         )

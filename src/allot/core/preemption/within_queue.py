@@ -4,10 +4,11 @@
 back, so no two jobs preempt each other).
 
 allot adds one rule on the whole victim set (``search.VictimSearch.quota_ok``): once the
-preemptor is admitted in their place, its queue uses no more of any flavor-resource than both
-it did and its nominal quota. A swap that made the queue borrow more would turn it into a
-fair-share target it was not, and jobs would go round (docs/quotas.md, "what stops
-ping-pong")."""
+preemptor is admitted in their place, its queue uses no more of any flavor-resource than its
+nominal quota: a swap happens on the queue's own quota only. A swap onto borrowed quota
+would let a queue that was just reclaimed from, or a larger job that a queue-mate's borrowing
+made room for, run on borrowed quota again, a fair-share target once more, and preemptions
+would go round through three queues (docs/quotas.md, "what stops ping-pong")."""
 
 from __future__ import annotations
 
