@@ -129,9 +129,6 @@ class Snapshot:
         self.user_gpu_milli: dict[tuple[str, str], int] = {}
         # Running jobs per tenant (a budget sums what they cost).
         self.tenant_jobs: dict[str, set[JobId]] = {}
-        # (flavor, queue) -> priority -> how many preemptible jobs of it run there: what a
-        # victim search may look for within a queue, told without a pass over the jobs.
-        self.preemptible: dict[tuple[str, str], dict[int, int]] = {}
         self.nodes: tuple[Node, ...] = cluster.nodes
         self.node_index: dict[str, int] = {n.name: i for i, n in enumerate(self.nodes)}
         self.flavor_of: list[str] = [n.flavor for n in self.nodes]
@@ -330,13 +327,6 @@ class Snapshot:
             self.tenant_jobs.setdefault(spec.tenant, set()).add(spec.id)
         else:
             self.tenant_jobs[spec.tenant].discard(spec.id)
-        if spec.preemptible:
-            counts = self.preemptible.setdefault((job.flavor, spec.queue), {})
-            left = counts.get(spec.priority, 0) + sign
-            if left:
-                counts[spec.priority] = left
-            else:
-                del counts[spec.priority]
         if self.quota is not None:
             request = request_of(spec, job.flavor)
             if sign > 0:

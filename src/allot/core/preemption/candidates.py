@@ -189,18 +189,10 @@ class CandidatePool:
 
     def might_help(self, p: Preemptor) -> bool:
         """False when no strategy could possibly find a victim for ``p`` (a cheap test)."""
-        tree = self.snap.quota
-        root = None if tree is None else tree.cohort_root(p.spec.queue)
-        newer_equal = p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
-        if root is None and p.las_level is None:
-            # Only the queue's own jobs could be taken: the snapshot's tallies say, without a
-            # pass over the running jobs, whether any of a low enough priority run there.
-            running = self.snap.preemptible.get((p.flavor, p.spec.queue), {})
-            priority = p.spec.priority
-            if not any(k < priority or (newer_equal and k == priority) for k in running):
-                return False
         if p.flavor not in self._max_level:
             self._summarise(p.flavor)
+        tree = self.snap.quota
+        root = None if tree is None else tree.cohort_root(p.spec.queue)
         if tree is not None and root is not None:
             # Reclaim and fair share only ever take from a queue of the cohort that borrows.
             needed = [fr for fr, amount in p.request.items() if amount > 0]
@@ -214,6 +206,7 @@ class CandidatePool:
         lowest = self._min_priority.get((p.flavor, p.spec.queue))
         if lowest is not None and lowest < p.spec.priority:
             return True
+        newer_equal = p.rules.within_queue is WithinQueue.LOWER_OR_NEWER_EQUAL_PRIORITY
         if newer_equal and lowest is not None and lowest == p.spec.priority:
             return True
         if p.las_level is not None:
