@@ -144,8 +144,10 @@ def main() -> None:
         policy = get_policy(name)
         # Each policy gets its own copy of the busy cluster: what one keeps on a snapshot
         # (its order, victim lists) must not speed up or slow down the next.
-        copy = lambda: Snapshot(cluster, tuple(busy.running.values()))  # noqa: E731
-        for label, make in (("empty", lambda: Snapshot(cluster)), ("busy 90%", copy)):
+        for label, make in (
+            ("empty", lambda: Snapshot(cluster)),
+            ("busy 90%", lambda: Snapshot(cluster, tuple(busy.running.values()))),
+        ):
             if label.split()[0] not in args.situations.split(","):
                 continue
             snap = make()

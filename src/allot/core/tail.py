@@ -11,13 +11,13 @@ in each variant its jobs may have, nothing later can change the state, and every
 gets the verdict its key's representative got. ``Tail`` does that bookkeeping in O(1) per job.
 
 Some verdicts outlive a change (``sticky``): within a cycle free capacity and quota usage only
-shrink and grow, and a failed admission attempt is reused for every later job with the same
-admission key, so under a policy that does not preempt a job that could not start (no room, an
-admission check, screened out, a blocked queue) gets the same verdict after any later start.
-Only a verdict that weighs what is free against a reservation's hold (``BEHIND_RESERVATION``)
-can turn. A change keeps the sticky keys settled, so after a start the walk goes on until the
-keys that may still start are seen again, not until every key is: on a full cluster a few
-jobs per start instead of a few per request shape.
+shrink and grow, blocked queues stay blocked, and a failed admission attempt and a victim
+search's verdict are reused for every later job with the same key, so a job that could not
+start (no room, an admission check, no victims, screened out, a blocked queue) gets the same
+verdict after any later start or preemption. Only a verdict that weighs what is free against a
+reservation's hold (``BEHIND_RESERVATION``) can turn. A change keeps the sticky keys settled,
+so after a start the walk goes on until the keys that may still start are seen again, not
+until every key is: on a full cluster a few jobs per start instead of a few per request shape.
 
 The same argument lets the cycle give a job whose key and variant were already decided in
 the current state its verdict without trying it (the cycle's fast path), and stop at once
